@@ -1,0 +1,34 @@
+"""Installs focalnet-audio: the ``focalnet_lobes`` package and its command line."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="focalnet-audio",
+    version="0.1.0",
+    description=(
+        "SpeechBrain recipes for interpretable environmental sound classification "
+        "with Focal Modulation Networks"
+    ),
+    packages=find_packages(include=["focalnet_lobes", "focalnet_lobes.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        # torchaudio 2.11 works with torch 2.11 only: pin the pair.
+        "torch==2.11.0",
+        "torchaudio==2.11.0",
+        "speechbrain==1.1.2",
+        "hyperpyyaml>=1.2",
+        "numpy",
+        "soundfile",
+        "matplotlib",
+    ],
+    extras_require={
+        # timm and transformers are references for the parity tests only;
+        # torchvision is pinned so that timm does not replace torch.
+        "test": [
+            "pytest",
+            "timm==1.0.31",
+            "torchvision==0.26.0",
+            "transformers==5.23.0",
+        ],
+    },
+)
