@@ -1,0 +1,177 @@
+"""Training-time augmentations on waveforms and on (B, 1, T, F) features.
+
+Each augmentation is a module that the recipe YAML wires in (``wav_augment``,
+``feature_augment``, ``mixup``); all are identity in ``eval()`` mode.
+"""
+
+import torch
+from speechbrain.augment.freq_domain import SpectrogramDrop
+from torch import nn
+
+
+class RandomGain(nn.Module):
+    """Multiply each waveform by a random gain drawn uniformly in decibels.
+
+    Arguments
+    ---------
+    min_gain_db : float
+        Lowest gain in dB.
+    max_gain_db : float
+        Highest gain in dB.
+
+    Example
+    -------
+    >>> gain = RandomGain(-6.0, 6.0)
+    >>> wavs = torch.ones(4, 100)
+    >>> out = gain(wavs)
+    >>> bool(((out >= 10 ** (-6 / 20) - 1e-6) & (out <= 10 ** (6 / 20) + 1e-6)).all())
+    True
+    >>> bool(gain.eval()(wavs).eq(1).all())
+    True
+    """
+
+    def __init__(self, min_gain_db=-6.0, max_gain_db=6.0):
+        super().__init__()
+        if min_gain_db > max_gain_db:
+            raise ValueError("min_gain_db must not exceed max_gain_db")
+        self.min_gain_db = min_gain_db
+        self.max_gain_db = max_gain_db
+
+    def forward(self, wavs):
+        """Apply a random gain to each row of ``wavs`` (B, samples)."""
+        if not self.training:
+            return wavs
+        gain_db = torch.empty(wavs.shape[0], 1, device=wavs.device).uniform_(
+            self.min_gain_db, self.max_gain_db
+        )
+        return wavs * (10.0 ** (gain_db / 20.0))
+
+
+class RandomTimeShift(nn.Module):
+    """Circularly shift each clip's features along time by a random number of frames.
+
+    Arguments
+    ---------
+    max_fraction : float
+        Largest shift as a fraction of the number of frames (shifts are drawn
+        uniformly in [-max_fraction * T, max_fraction * T]).
+
+    Example
+    -------
+    >>> shift = RandomTimeShift(0.5)
+    >>> features = torch.arange(10.0).reshape(1, 1, 10, 1)
+    >>> shifted = shift(features)
+    >>> sorted(shifted.flatten().tolist()) == list(range(10))
+    True
+    """
+
+    def __init__(self, max_fraction=0.5):
+        super().__init__()
+        self.max_fraction = max_fraction
+
+    def forward(self, features):
+        """Shift features (B, 1, T, F) along T."""
+        if not self.training or self.max_fraction <= 0:
+            return features
+        frames = features.shape[-2]
+        max_shift = int(self.max_fraction * frames)
+        shifts = torch.randint(-max_shift, max_shift + 1, (features.shape[0],))
+        index = (
+            torch.arange(frames).unsqueeze(0) - shifts.unsqueeze(1)
+        ) % frames  # (B, T)
+        index = index.to(features.device)[:, None, :, None].expand_as(features)
+        return torch.gather(features, 2, index)
+
+
+class SpecMasking(nn.Module):
+    """SpecAugment-style time and frequency masks (zeros, the log1p of silence).
+
+    A thin wrapper of SpeechBrain's ``SpectrogramDrop`` for (B, 1, T, F) features.
+
+    Arguments
+    ---------
+    time_mask_width : tuple of int
+        (low, high) width in frames of each time mask.
+    num_time_masks : tuple of int
+        (low, high) number of time masks.
+    freq_mask_width : tuple of int
+        (low, high) width in bins of each frequency mask.
+    num_freq_masks : tuple of int
+        (low, high) number of frequency masks.
+
+    Example
+    -------
+    >>> masking = SpecMasking((5, 10), (1, 1), (2, 4), (1, 1))
+    >>> out = masking(torch.ones(2, 1, 50, 16))
+    >>> out.shape, bool(out.eq(0).any())
+    (torch.Size([2, 1, 50, 16]), True)
+    """
+
+    def __init__(
+        self,
+        time_mask_width=(0, 40),
+        num_time_masks=(1, 1),
+        freq_mask_width=(0, 8),
+        num_freq_masks=(1, 1),
+    ):
+        super().__init__()
+        self.time_drop = SpectrogramDrop(
+            drop_length_low=time_mask_width[0],
+            drop_length_high=time_mask_width[1],
+            drop_count_low=num_time_masks[0],
+            drop_count_high=num_time_masks[1],
+            replace="zeros",
+            dim=1,
+        )
+        self.freq_drop = SpectrogramDrop(
+            drop_length_low=freq_mask_width[0],
+            drop_length_high=freq_mask_width[1],
+            drop_count_low=num_freq_masks[0],
+            drop_count_high=num_freq_masks[1],
+            replace="zeros",
+            dim=2,
+        )
+
+    def forward(self, features):
+        """Mask features (B, 1, T, F)."""
+        if not self.training:
+            return features
+        spectrogram = features.squeeze(1)
+        spectrogram = self.freq_drop(self.time_drop(spectrogram))
+        return spectrogram.unsqueeze(1)
+
+
+class Mixup(nn.Module):
+    """Mixup (Zhang et al. 2018) of features and soft targets within a batch.
+
+    Arguments
+    ---------
+    alpha : float
+        Parameter of the Beta(alpha, alpha) distribution of the mixing weight.
+    probability : float
+        Probability of mixing a given batch.
+
+    Example
+    -------
+    >>> mixup = Mixup(alpha=0.4)
+    >>> features = torch.randn(4, 1, 8, 8)
+    >>> targets = torch.eye(4)
+    >>> mixed, mixed_targets = mixup(features, targets)
+    >>> torch.allclose(mixed_targets.sum(1), torch.ones(4))
+    True
+    """
+
+    def __init__(self, alpha=0.4, probability=1.0):
+        super().__init__()
+        self.alpha = alpha
+        self.probability = probability
+
+    def forward(self, features, targets):
+        """Mix ``features`` (B, ...) and ``targets`` (B, K) with a shuffled copy."""
+        if not self.training or self.alpha <= 0 or torch.rand(()) >= self.probability:
+            return features, targets
+        weight = float(torch.distributions.Beta(self.alpha, self.alpha).sample())
+        order = torch.randperm(features.shape[0], device=features.device)
+        mixed = weight * features + (1 - weight) * features[order]
+        mixed_targets = weight * targets + (1 - weight) * targets[order]
+        return mixed, mixed_targets

@@ -1,0 +1,250 @@
+"""The spectrogram front end: waveform -> STFT -> log-magnitude features, and back.
+
+:class:`SpectrogramFrontend` computes the classifier's input (``log1p`` of the STFT
+magnitude, as the paper, or of a mel projection of it) and, for interpretation,
+turns a mask on that feature grid back into a mask on the linear STFT grid and
+into a listenable waveform (masked magnitude with the original phase, inverted by
+the ISTFT to the input's length).
+
+Masks act on ``log1p`` features, so a masked-out bin is 0: the feature of silence.
+"""
+
+import torch
+import torchaudio
+from speechbrain.processing.features import ISTFT, STFT
+from torch import nn
+
+WINDOWS = {
+    "hamming": torch.hamming_window,
+    "hann": torch.hann_window,
+}
+
+
+class SpectrogramFrontend(nn.Module):
+    """Log-magnitude STFT (or log-mel) features with an exact way back to audio.
+
+    Defaults are the paper's: 16 kHz, n_fft 1024, 23.2199 ms Hamming window,
+    11.6099 ms hop (372 / 186 samples), so a 5 s clip gives T=431 frames and
+    F=513 bins.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate of the waveforms.
+    n_fft : int
+        FFT size.
+    win_length : float
+        Window length in milliseconds.
+    hop_length : float
+        Hop length in milliseconds.
+    window : str
+        ``"hamming"`` or ``"hann"``.
+    n_mels : int or None
+        ``None`` for linear-frequency features (F = n_fft // 2 + 1); otherwise the
+        number of mel bands of a triangular (HTK) filterbank applied to the
+        magnitude before ``log1p``.
+    f_min : float
+        Lowest mel frequency in Hz.
+    f_max : float or None
+        Highest mel frequency in Hz (``None``: Nyquist).
+
+    Example
+    -------
+    >>> frontend = SpectrogramFrontend()
+    >>> wav = torch.randn(2, 80000)
+    >>> frontend(wav).shape
+    torch.Size([2, 1, 431, 513])
+    >>> mel = SpectrogramFrontend(n_mels=64)
+    >>> mel(wav).shape
+    torch.Size([2, 1, 431, 64])
+    >>> mask = torch.ones(2, 1, 431, 64)
+    >>> rebuilt = mel.listenable(wav, mask)
+    >>> rebuilt.shape
+    torch.Size([2, 80000])
+    >>> bool((rebuilt - wav).abs().max() < 1e-3)
+    True
+    """
+
+    def __init__(
+        self,
+        sample_rate=16000,
+        n_fft=1024,
+        win_length=23.2199,
+        hop_length=11.6099,
+        window="hamming",
+        n_mels=None,
+        f_min=0.0,
+        f_max=None,
+    ):
+        super().__init__()
+        if window not in WINDOWS:
+            raise ValueError(f"Unknown window '{window}': expected one of {sorted(WINDOWS)}")
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft
+        self.n_mels = n_mels
+        self.stft = STFT(
+            sample_rate=sample_rate,
+            win_length=win_length,
+            hop_length=hop_length,
+            n_fft=n_fft,
+            window_fn=WINDOWS[window],
+        )
+        self.istft = ISTFT(
+            sample_rate=sample_rate,
+            win_length=win_length,
+            hop_length=hop_length,
+            n_fft=n_fft,
+            window_fn=WINDOWS[window],
+        )
+        n_freqs = n_fft // 2 + 1
+        if n_mels is None:
+            self.register_buffer("mel_filters", None, persistent=False)
+            self.register_buffer("mel_to_linear", None, persistent=False)
+        else:
+            filters = torchaudio.functional.melscale_fbanks(
+                n_freqs=n_freqs,
+                f_min=f_min,
+                f_max=f_max if f_max is not None else sample_rate / 2,
+                n_mels=n_mels,
+                sample_rate=sample_rate,
+                norm=None,
+                mel_scale="htk",
+            )  # (n_freqs, n_mels)
+            self.register_buffer("mel_filters", filters, persistent=False)
+            self.register_buffer(
+                "mel_to_linear", _mel_to_linear_weights(filters), persistent=False
+            )
+
+    @property
+    def num_bins(self):
+        """Number of frequency bins of the features (F)."""
+        return self.n_fft // 2 + 1 if self.n_mels is None else self.n_mels
+
+    def spectrum(self, wavs):
+        """Complex STFT of ``wavs`` (B, samples) as (B, T, n_fft // 2 + 1).
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Waveforms (B, samples).
+
+        Returns
+        -------
+        torch.Tensor
+            Complex spectrum (B, T, F_linear).
+
+        Example
+        -------
+        >>> SpectrogramFrontend().spectrum(torch.randn(1, 16000)).shape
+        torch.Size([1, 87, 513])
+        """
+        if wavs.dim() != 2:
+            raise ValueError(f"Expected waveforms of shape (batch, samples), got {tuple(wavs.shape)}")
+        return torch.view_as_complex(self.stft(wavs.float()).contiguous())
+
+    def features_from_magnitude(self, magnitude):
+        """``log1p`` features (B, 1, T, F) from a linear magnitude (B, T, F_linear).
+
+        Arguments
+        ---------
+        magnitude : torch.Tensor
+            Non-negative STFT magnitude (B, T, F_linear).
+
+        Returns
+        -------
+        torch.Tensor
+            Features (B, 1, T, F).
+
+        Example
+        -------
+        >>> SpectrogramFrontend(n_mels=8).features_from_magnitude(torch.ones(1, 3, 513)).shape
+        torch.Size([1, 1, 3, 8])
+        """
+        if self.mel_filters is not None:
+            magnitude = magnitude @ self.mel_filters
+        return torch.log1p(magnitude).unsqueeze(1)
+
+    def forward(self, wavs):
+        """Features (B, 1, T, F) of waveforms (B, samples)."""
+        return self.features_from_magnitude(self.spectrum(wavs).abs())
+
+    def mask_to_linear(self, mask):
+        """Map a mask on the feature grid (B, 1, T, F) to the linear grid (B, 1, T, F_linear).
+
+        For linear features this is the identity. For mel features each linear bin
+        takes the filter-weighted mean of the masks of the mel bands that cover it
+        (bins that no band covers take the nearest band's value).
+
+        Arguments
+        ---------
+        mask : torch.Tensor
+            Mask on the feature grid, values in [0, 1].
+
+        Returns
+        -------
+        torch.Tensor
+            Mask on the linear STFT grid.
+
+        Example
+        -------
+        >>> frontend = SpectrogramFrontend(n_mels=16)
+        >>> frontend.mask_to_linear(torch.ones(1, 1, 5, 16)).shape
+        torch.Size([1, 1, 5, 513])
+        >>> bool(frontend.mask_to_linear(torch.ones(1, 1, 5, 16)).eq(1).all())
+        True
+        """
+        if mask.shape[-1] != self.num_bins:
+            raise ValueError(
+                f"Mask has {mask.shape[-1]} frequency bins, the features have {self.num_bins}"
+            )
+        if self.mel_to_linear is None:
+            return mask
+        return mask @ self.mel_to_linear.to(mask.dtype)
+
+    def listenable(self, wavs, mask):
+        """Waveforms of the masked spectrum: mask x |X| with the original phase, inverted.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Input waveforms (B, samples).
+        mask : torch.Tensor
+            Mask on the feature grid (B, 1, T, F) (binary or soft, in [0, 1]).
+
+        Returns
+        -------
+        torch.Tensor
+            Waveforms (B, samples), the same length as the input.
+
+        Example
+        -------
+        >>> frontend = SpectrogramFrontend()
+        >>> wav = torch.randn(1, 8000)
+        >>> silent = frontend.listenable(wav, torch.zeros(1, 1, 44, 513))
+        >>> float(silent.abs().max())
+        0.0
+        """
+        spectrum = self.spectrum(wavs)
+        linear_mask = self.mask_to_linear(mask).squeeze(1).to(spectrum.real.dtype)
+        if linear_mask.shape != spectrum.shape:
+            raise ValueError(
+                f"Mask grid {tuple(linear_mask.shape[1:])} does not match the spectrum "
+                f"grid {tuple(spectrum.shape[1:])}"
+            )
+        masked = spectrum * linear_mask
+        return self.istft(torch.view_as_real(masked), sig_length=wavs.shape[-1])
+
+
+def _mel_to_linear_weights(filters):
+    """(n_mels, n_freqs) weights mapping a mel-band mask to linear bins.
+
+    Each linear bin averages the masks of the bands covering it, weighted by the
+    filter values; uncovered bins copy the nearest covered bin.
+    """
+    coverage = filters.sum(dim=1, keepdim=True)  # (n_freqs, 1)
+    weights = filters / coverage.clamp_min(1e-12)
+    covered = (coverage.squeeze(1) > 0).nonzero().squeeze(1)
+    for index in (coverage.squeeze(1) == 0).nonzero().squeeze(1).tolist():
+        nearest = covered[(covered - index).abs().argmin()]
+        weights[index] = weights[nearest]
+    return weights.T.contiguous()
