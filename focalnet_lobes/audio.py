@@ -175,8 +175,8 @@ def prepare_waveform(waveform, orig_sample_rate, sample_rate=DEFAULT_SAMPLE_RATE
     Returns
     -------
     torch.Tensor
-        ``(time * sample_rate / orig_sample_rate,)`` (rounded up), float32 (float64
-        input stays float64), peak 1 (0 for silence).
+        ``(time * sample_rate / orig_sample_rate,)`` (rounded up), float32, peak 1
+        (all zeros for silence).
 
     Example
     -------
@@ -191,7 +191,7 @@ def prepare_waveform(waveform, orig_sample_rate, sample_rate=DEFAULT_SAMPLE_RATE
     """
     orig_sample_rate = _check_sample_rate(orig_sample_rate, "orig_sample_rate")
     sample_rate = _check_sample_rate(sample_rate, "sample_rate")
-    waveform = to_mono(waveform, channel_dim=channel_dim)
+    waveform = to_mono(waveform, channel_dim=channel_dim).to(torch.float32)
     if waveform.numel() == 0:
         raise ValueError("waveform is empty (0 samples)")
     if orig_sample_rate != sample_rate:
