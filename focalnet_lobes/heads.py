@@ -1,0 +1,341 @@
+"""Classification heads on pooled backbone features, and the angular-margin loss.
+
+* :class:`LinearHead`: mean pooling (of a feature map or a token sequence) + dropout
+  + linear layer.
+* :class:`CosineHead`: the paper's head, SpeechBrain's ECAPA-TDNN ``Classifier``
+  (optional BatchNorm + Linear blocks, then the cosine similarity between the
+  normalised features and the normalised class weights) with the softmax scale made
+  explicit: :meth:`CosineHead.cosine` gives the cosines and ``forward`` the logits
+  ``scale * cosine``, so that ``softmax(logits)`` are the probabilities the model was
+  trained with. :meth:`CosineHead.load_ecapa_state_dict` loads a ``Classifier``
+  state dict.
+* :class:`AngularMarginLoss`: additive angular margin (ArcFace) softmax loss on the
+  cosines, numerically SpeechBrain's
+  ``LogSoftmaxWrapper(AdditiveAngularMargin(margin, scale))`` (the paper's ESC-50
+  recipe uses margin 0.2, scale 30), plus label smoothing. SpeechBrain's own loss
+  works too, on ``head.cosine(x).unsqueeze(1)`` and targets of shape (B, 1)::
+
+      from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
+      loss_fn = LogSoftmaxWrapper(AdditiveAngularMargin(margin=0.2, scale=30))
+      loss = loss_fn(head.cosine(features).unsqueeze(1), targets.unsqueeze(1))
+
+  Train with the margin, predict with ``head(features)`` (no margin).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _pool(x, name):
+    """(B, D) as is; (B, N, D) mean over N; (B, C, H, W) mean over H and W."""
+    if not isinstance(x, torch.Tensor) or x.ndim not in (2, 3, 4):
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(
+            f"{name} expects (batch, dim), (batch, tokens, dim) or (batch, channels, "
+            f"height, width), got {shape}"
+        )
+    if x.ndim == 3:
+        return x.mean(dim=1)
+    if x.ndim == 4:
+        return x.mean(dim=(2, 3))
+    return x
+
+
+def _check_features(features, in_features, name):
+    """Raise a ValueError unless the pooled ``features`` are (B, in_features)."""
+    if features.shape[-1] != in_features:
+        raise ValueError(
+            f"{name} expects {in_features} features, got {features.shape[-1]} "
+            f"(pooled input shape {tuple(features.shape)})"
+        )
+
+
+class LinearHead(nn.Module):
+    """Mean pooling, dropout and a linear layer.
+
+    Arguments
+    ---------
+    in_features : int
+        Feature size D (channels C of a feature map).
+    num_classes : int
+        Number of classes.
+    dropout : float
+        Dropout before the linear layer.
+
+    Example
+    -------
+    >>> head = LinearHead(8, num_classes=3)
+    >>> head(torch.randn(2, 8)).shape
+    torch.Size([2, 3])
+    >>> tokens = torch.randn(2, 5, 8)
+    >>> torch.allclose(head(tokens), head(tokens.mean(1)))
+    True
+    >>> head(torch.randn(2, 8, 4, 6)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(self, in_features, num_classes, dropout=0.0):
+        super().__init__()
+        if in_features < 1 or num_classes < 1:
+            raise ValueError(
+                f"in_features and num_classes must be positive, got {in_features}, {num_classes}"
+            )
+        self.in_features = in_features
+        self.num_classes = num_classes
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, x):
+        """Logits (B, num_classes) of ``x`` (B, D), (B, N, D) or (B, D, H, W)."""
+        features = _pool(x, "LinearHead")
+        _check_features(features, self.in_features, "LinearHead")
+        return self.fc(self.dropout(features))
+
+
+class CosineHead(nn.Module):
+    """Cosine-similarity classifier (SpeechBrain ECAPA ``Classifier``) with a scale.
+
+    ``lin_blocks`` blocks of ``BatchNorm1d`` + ``Linear`` (no activation, as the
+    ECAPA ``Classifier``) map the features to ``lin_neurons``; the cosine of the
+    result with each class weight vector is the class score.
+
+    Arguments
+    ---------
+    in_features : int
+        Feature size D. Inputs (B, D), (B, N, D) (mean-pooled over N, so the
+        ECAPA-style (B, 1, D) works) and (B, D, H, W) (mean-pooled over H, W).
+    num_classes : int
+        Number of classes.
+    scale : float
+        Logits are ``scale * cosine``; use the scale of the training loss (30 in
+        the paper's recipe). Stored as a buffer, so it is saved with the weights.
+    lin_blocks : int
+        Number of BatchNorm + Linear blocks before the cosine layer.
+    lin_neurons : int
+        Output size of those blocks.
+
+    Example
+    -------
+    >>> head = CosineHead(8, num_classes=4, scale=30.0, lin_blocks=1, lin_neurons=6).eval()
+    >>> features = torch.randn(2, 8)
+    >>> cosines = head.cosine(features)
+    >>> cosines.shape, bool(cosines.abs().max() <= 1)
+    (torch.Size([2, 4]), True)
+    >>> torch.allclose(head(features), 30.0 * cosines)
+    True
+    """
+
+    def __init__(self, in_features, num_classes, scale=30.0, lin_blocks=0, lin_neurons=192):
+        super().__init__()
+        if in_features < 1 or num_classes < 1 or lin_blocks < 0 or lin_neurons < 1:
+            raise ValueError(
+                "need in_features, num_classes, lin_neurons >= 1 and lin_blocks >= 0, got "
+                f"{in_features}, {num_classes}, {lin_neurons}, {lin_blocks}"
+            )
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        self.in_features = in_features
+        self.num_classes = num_classes
+        self.blocks = nn.ModuleList()
+        size = in_features
+        for _ in range(lin_blocks):
+            block = nn.Module()
+            block.norm = nn.BatchNorm1d(size)
+            block.linear = nn.Linear(size, lin_neurons)
+            self.blocks.append(block)
+            size = lin_neurons
+        self.weight = nn.Parameter(torch.empty(num_classes, size))
+        nn.init.xavier_uniform_(self.weight)
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def cosine(self, x):
+        """Cosine similarities (B, num_classes) in [-1, 1] between features and classes.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            (B, D), (B, N, D) or (B, D, H, W).
+
+        Returns
+        -------
+        torch.Tensor
+
+        Example
+        -------
+        >>> head = CosineHead(2, num_classes=2)
+        >>> with torch.no_grad():
+        ...     _ = head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+        >>> head.cosine(torch.tensor([[3.0, 0.0], [1.0, 1.0]]))
+        tensor([[1.0000, 0.0000],
+                [0.7071, 0.7071]], grad_fn=<MmBackward0>)
+        """
+        features = _pool(x, "CosineHead")
+        _check_features(features, self.in_features, "CosineHead")
+        for block in self.blocks:
+            features = block.linear(block.norm(features))
+        return F.linear(F.normalize(features), F.normalize(self.weight))
+
+    def forward(self, x):
+        """Logits ``scale * cosine(x)`` (B, num_classes)."""
+        return self.scale * self.cosine(x)
+
+    def load_ecapa_state_dict(self, state_dict, strict=True):
+        """Load the state dict of a ``speechbrain.lobes.models.ECAPA_TDNN.Classifier``.
+
+        The ECAPA names ``blocks.{2i}.norm.*`` (its ``BatchNorm1d`` wrapper) and
+        ``blocks.{2i+1}.w.*`` (its ``Linear`` wrapper) become ``blocks.{i}.norm.*``
+        and ``blocks.{i}.linear.*``; ``weight`` stays ``weight``. The ECAPA
+        ``Classifier`` has no scale: this head keeps its own.
+
+        Arguments
+        ---------
+        state_dict : dict
+            ``Classifier(...).state_dict()``, built with the same ``lin_blocks``,
+            ``lin_neurons``, input size and number of classes.
+        strict : bool
+            Passed to ``load_state_dict``.
+
+        Returns
+        -------
+        The result of ``load_state_dict``.
+
+        Example
+        -------
+        >>> from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+        >>> ecapa = Classifier(input_size=8, lin_blocks=1, lin_neurons=4, out_neurons=3)
+        >>> head = CosineHead(8, num_classes=3, lin_blocks=1, lin_neurons=4)
+        >>> head.load_ecapa_state_dict(ecapa.state_dict())
+        <All keys matched successfully>
+        """
+        converted = {"scale": self.scale}
+        for key, tensor in state_dict.items():
+            parts = key.split(".")
+            if key == "weight":
+                converted[key] = tensor
+            elif len(parts) >= 3 and parts[0] == "blocks" and parts[1].isdigit():
+                index = int(parts[1])
+                wrapper, rest = parts[2], ".".join(parts[3:])
+                if index % 2 == 0 and wrapper == "norm":
+                    converted[f"blocks.{index // 2}.norm.{rest}"] = tensor
+                elif index % 2 == 1 and wrapper == "w":
+                    converted[f"blocks.{index // 2}.linear.{rest}"] = tensor
+                else:
+                    raise ValueError(f"unexpected ECAPA Classifier parameter '{key}'")
+            else:
+                raise ValueError(f"unexpected ECAPA Classifier parameter '{key}'")
+        return self.load_state_dict(converted, strict=strict)
+
+
+class AngularMarginLoss(nn.Module):
+    """Additive angular margin softmax loss on cosines (ArcFace; SpeechBrain's AAM).
+
+    The target class' cosine ``cos(theta)`` becomes ``cos(theta + margin)`` (or
+    ``cos(theta) - sin(pi - margin) * margin`` past ``theta = pi - margin``, as
+    SpeechBrain's ``AdditiveAngularMargin``); all cosines are multiplied by
+    ``scale`` and the cross-entropy of the result is the loss. With
+    ``label_smoothing=0`` it equals
+    ``LogSoftmaxWrapper(AdditiveAngularMargin(margin, scale, easy_margin))``.
+
+    Arguments
+    ---------
+    margin : float
+        Angular margin in radians (0.2 in the paper's recipe).
+    scale : float
+        Softmax scale (30 in the paper's recipe); match ``CosineHead.scale``.
+    easy_margin : bool
+        Apply the margin only where the cosine is positive.
+    label_smoothing : float
+        Label smoothing of the cross-entropy (as ``F.cross_entropy``).
+    reduction : str
+        ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Example
+    -------
+    >>> loss_fn = AngularMarginLoss(margin=0.2, scale=30.0)
+    >>> cosines = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    >>> targets = torch.tensor([0, 1])
+    >>> loss = loss_fn(cosines, targets)
+    >>> bool(loss > F.cross_entropy(30.0 * cosines, targets))
+    True
+    """
+
+    def __init__(self, margin=0.2, scale=30.0, easy_margin=False, label_smoothing=0.0, reduction="mean"):
+        super().__init__()
+        if not 0.0 <= margin < math.pi / 2:
+            raise ValueError(f"margin must be in [0, pi/2) radians, got {margin}")
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got '{reduction}'")
+        self.margin = float(margin)
+        self.scale = float(scale)
+        self.easy_margin = easy_margin
+        self.label_smoothing = label_smoothing
+        self.reduction = reduction
+
+    def margin_logits(self, cosines, targets):
+        """Scaled logits (B, C) with the margin applied to the target classes.
+
+        Arguments
+        ---------
+        cosines : torch.Tensor
+            (B, C) cosine similarities (``CosineHead.cosine``).
+        targets : torch.Tensor
+            (B,) or (B, 1) integer class indices.
+
+        Returns
+        -------
+        torch.Tensor
+
+        Example
+        -------
+        >>> loss_fn = AngularMarginLoss(margin=0.0, scale=2.0)
+        >>> loss_fn.margin_logits(torch.tensor([[0.5, -0.5]]), torch.tensor([0]))
+        tensor([[ 1., -1.]])
+        """
+        cosines, targets = self._check(cosines, targets)
+        cosines = cosines.float().clamp(-1 + 1e-7, 1 - 1e-7)
+        sines = torch.sqrt(1.0 - cosines**2)
+        shifted = cosines * math.cos(self.margin) - sines * math.sin(self.margin)
+        if self.easy_margin:
+            shifted = torch.where(cosines > 0, shifted, cosines)
+        else:
+            threshold = math.cos(math.pi - self.margin)
+            penalty = math.sin(math.pi - self.margin) * self.margin
+            shifted = torch.where(cosines > threshold, shifted, cosines - penalty)
+        is_target = F.one_hot(targets, cosines.shape[1]).bool()
+        return self.scale * torch.where(is_target, shifted, cosines)
+
+    def forward(self, cosines, targets):
+        """Loss of ``cosines`` (B, C) for integer ``targets`` (B,) or (B, 1)."""
+        logits = self.margin_logits(cosines, targets)
+        return F.cross_entropy(
+            logits,
+            targets.reshape(-1).long(),
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
+        )
+
+    @staticmethod
+    def _check(cosines, targets):
+        """Validate shapes; return cosines and targets as (B, C) and (B,) long."""
+        if cosines.ndim != 2:
+            raise ValueError(f"cosines must be (batch, classes), got {tuple(cosines.shape)}")
+        if targets.ndim == 2 and targets.shape[1] == 1:
+            targets = targets[:, 0]
+        if targets.ndim != 1 or targets.shape[0] != cosines.shape[0]:
+            raise ValueError(
+                f"targets must be ({cosines.shape[0]},) or ({cosines.shape[0]}, 1) class "
+                f"indices, got {tuple(targets.shape)}"
+            )
+        if targets.is_floating_point():
+            raise ValueError("targets must be integer class indices")
+        targets = targets.long()
+        if targets.numel() and (targets.min() < 0 or targets.max() >= cosines.shape[1]):
+            raise ValueError(f"targets must lie in [0, {cosines.shape[1]}), got {targets.tolist()}")
+        return cosines, targets
