@@ -1,0 +1,679 @@
+"""Interpretation maps on the spectrogram grid, and binary / soft masks from them.
+
+Every interpretation method here turns a batch of ``log1p`` features (B, 1, T, F)
+into non-negative maps on the same T x F grid, so that one evaluator
+(:func:`focalnet_lobes.metrics.evaluate_quantiles`) serves them all:
+
+* :class:`ModulationInterpreter`: by-design interpretation of a FocalNet, from the
+  modulator (output of the 1x1 projection ``h`` of the last focal-modulation layer
+  of a stage), reduced over channels by :func:`modulation_map`;
+* :class:`AttentionInterpreter`: a ViT's class-token attention or attention
+  rollout, :func:`attention_map`;
+* :class:`RandomInterpreter`: i.i.d. uniform maps, the floor of every metric;
+* :class:`GradientSaliencyInterpreter`: ``|d logit_c / d features|``, the post-hoc
+  reference (one backward pass per batch);
+* :class:`MapInterpreter`: the base class any other method (e.g. PIQ) subclasses.
+
+Maps computed on a backbone's coarse grid are brought to the input grid by
+:func:`to_input_grid`, and a map becomes a mask with :func:`quantile_mask`: keep
+the bins at or above the clip's q-quantile. The mask acts on the features, so a
+masked-out bin becomes 0, the feature of silence.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MODULATION_REDUCTIONS = ("l2", "mean_abs", "mean", "max")
+ATTENTION_METHODS = ("cls", "rollout")
+UPSAMPLING_MODES = ("bilinear", "nearest")
+
+
+def modulation_map(modulators, stage=-1, reduction="l2"):
+    """Reduce one stage's modulator over channels to a (B, h, w) map.
+
+    Arguments
+    ---------
+    modulators : list of torch.Tensor or torch.Tensor
+        Modulator of each stage, (B, C_s, h_s, w_s) (as in
+        ``forward_with_maps(...)[1]["modulators"]``), or a single such tensor.
+    stage : int
+        Which stage (Python indexing: -1 is the last stage).
+    reduction : str
+        ``"l2"``: Euclidean norm over channels, sqrt(sum_c m_c^2) (default, as in
+        the paper); ``"mean_abs"``: mean_c |m_c|; ``"mean"``: mean_c m_c;
+        ``"max"``: max_c m_c. The last two can be negative.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, h_s, w_s), differentiable with respect to the modulators.
+
+    Example
+    -------
+    >>> modulator = torch.tensor([[[[3.0, 0.0]], [[4.0, -1.0]]]])  # (1, 2, 1, 2)
+    >>> modulation_map([modulator])
+    tensor([[[5., 1.]]])
+    >>> modulation_map(modulator, reduction="mean")
+    tensor([[[ 3.5000, -0.5000]]])
+    """
+    if isinstance(modulators, torch.Tensor):
+        modulators = [modulators]
+    if not isinstance(modulators, (list, tuple)) or len(modulators) == 0:
+        raise ValueError("modulation_map expects a non-empty list of (B, C, h, w) tensors")
+    if not -len(modulators) <= stage < len(modulators):
+        raise ValueError(
+            f"stage {stage} out of range for {len(modulators)} stage modulators"
+        )
+    modulator = modulators[stage]
+    if modulator.dim() != 4:
+        raise ValueError(
+            f"a modulator must be (B, C, h, w), got shape {tuple(modulator.shape)}"
+        )
+    if reduction == "l2":
+        return torch.linalg.vector_norm(modulator, ord=2, dim=1)
+    if reduction == "mean_abs":
+        return modulator.abs().mean(dim=1)
+    if reduction == "mean":
+        return modulator.mean(dim=1)
+    if reduction == "max":
+        return modulator.amax(dim=1)
+    raise ValueError(
+        f"unknown reduction '{reduction}', expected one of {MODULATION_REDUCTIONS}"
+    )
+
+
+def attention_map(attentions, grid_size, method="cls", layer=-1):
+    """Class-token attention to the patches of a ViT, as a (B, h, w) map.
+
+    The tokens are ``P`` prefix tokens (token 0 is the class token) followed by the
+    N = h * w patch tokens in row-major order over the (h, w) grid, with
+    P = N_tokens - N >= 1.
+
+    * ``method="cls"``: the attention of the class token to each patch in layer
+      ``layer``, averaged over heads: mean_heads A[0, P:].
+    * ``method="rollout"`` (Abnar & Zuidema 2020): for each layer l up to
+      ``layer``, average the heads, add the identity (the residual connection) and
+      renormalise the rows, Â_l = (mean_heads A_l + I) / row sums; roll out
+      R = Â_layer ... Â_1 Â_0 and take the class row over the patches, R[0, P:].
+
+    Arguments
+    ---------
+    attentions : list of torch.Tensor
+        Attention probabilities of each layer, (B, heads, N_tokens, N_tokens).
+    grid_size : tuple of int
+        (h, w) of the patch grid.
+    method : str
+        ``"cls"`` or ``"rollout"``.
+    layer : int
+        Last layer used (Python indexing: -1 is the last layer).
+
+    Returns
+    -------
+    torch.Tensor
+        (B, h, w), non-negative.
+
+    Example
+    -------
+    >>> attention = torch.tensor([[0.2, 0.5, 0.3], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    >>> attentions = [attention.expand(1, 2, 3, 3)]  # 1 clip, 2 identical heads
+    >>> attention_map(attentions, (1, 2))
+    tensor([[[0.5000, 0.3000]]])
+    >>> attention_map(attentions, (1, 2), method="rollout")
+    tensor([[[0.2500, 0.1500]]])
+    """
+    if not isinstance(attentions, (list, tuple)) or len(attentions) == 0:
+        raise ValueError("attention_map expects a non-empty list of attention tensors")
+    if method not in ATTENTION_METHODS:
+        raise ValueError(f"unknown method '{method}', expected one of {ATTENTION_METHODS}")
+    if not -len(attentions) <= layer < len(attentions):
+        raise ValueError(f"layer {layer} out of range for {len(attentions)} layers")
+    height, width = (int(s) for s in grid_size)
+    num_patches = height * width
+    for index, attention in enumerate(attentions):
+        if (
+            attention.dim() != 4
+            or attention.shape[-1] != attention.shape[-2]
+            or attention.shape[-1] <= num_patches
+        ):
+            raise ValueError(
+                f"attention of layer {index} must be (B, heads, N_tokens, N_tokens) "
+                f"with N_tokens > h * w = {num_patches} (class token first), "
+                f"got shape {tuple(attention.shape)}"
+            )
+    num_prefix = attentions[0].shape[-1] - num_patches
+    last = layer % len(attentions)
+    if method == "cls":
+        class_row = attentions[last].mean(dim=1)[:, 0, num_prefix:]
+    else:
+        num_tokens = attentions[0].shape[-1]
+        identity = torch.eye(
+            num_tokens, dtype=attentions[0].dtype, device=attentions[0].device
+        )
+        rollout = None
+        for attention in attentions[: last + 1]:
+            joint = attention.mean(dim=1) + identity
+            joint = joint / joint.sum(dim=-1, keepdim=True)
+            rollout = joint if rollout is None else joint @ rollout
+        class_row = rollout[:, 0, num_prefix:]
+    return class_row.reshape(class_row.shape[0], height, width)
+
+
+def infer_stride(grid_length, input_length):
+    """The stride of a grid of ``grid_length`` cells covering ``input_length`` bins.
+
+    A backbone that pads its input to a multiple of its stride S has
+    ``grid_length = ceil(input_length / S)``. Several S can satisfy this; the power
+    of two that does is preferred (FocalNet stages and the usual ViT patches),
+    otherwise the smallest integer that does.
+
+    Arguments
+    ---------
+    grid_length : int
+        Number of cells h along the axis.
+    input_length : int
+        Number of input bins T along the axis.
+
+    Returns
+    -------
+    int
+
+    Example
+    -------
+    >>> infer_stride(14, 431), infer_stride(7, 101), infer_stride(31, 431)
+    (32, 16, 14)
+    """
+    grid_length, input_length = int(grid_length), int(input_length)
+    if grid_length < 1 or input_length < 1 or grid_length > input_length:
+        raise ValueError(
+            f"cannot map a grid of {grid_length} cells onto {input_length} input bins"
+        )
+    if grid_length == 1:
+        return input_length
+    for exponent in range(int(math.log2(input_length)) + 2):
+        stride = 2**exponent
+        if math.ceil(input_length / stride) == grid_length:
+            return stride
+    stride = math.ceil(input_length / grid_length)
+    if math.ceil(input_length / stride) != grid_length:
+        raise ValueError(
+            f"no integer stride S gives ceil({input_length} / S) = {grid_length} "
+            "cells; pass the stride explicitly"
+        )
+    return stride
+
+
+def _pair(value, name):
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def to_input_grid(grid_map, num_frames, num_bins, mode="bilinear", stride=None):
+    """Bring a (B, h, w) map on a backbone's grid to the (B, 1, T, F) input grid.
+
+    Cell (i, j) of the grid covers input rows [i * S_t, (i + 1) * S_t) and columns
+    [j * S_f, (j + 1) * S_f) of the input zero-padded to (h * S_t, w * S_f), where
+    h = ceil(T / S_t), w = ceil(F / S_f). So the map is resized to exactly
+    (h * S_t, w * S_f) (``align_corners=False``: cell centres land on block
+    centres) and then cropped to its first T rows and F columns; the padding is
+    dropped and every cell stays aligned with the input bins it saw. ``"nearest"``
+    copies each cell onto its S_t x S_f block exactly; ``"bilinear"`` interpolates
+    between cell centres. Both keep a non-negative map non-negative.
+
+    Arguments
+    ---------
+    grid_map : torch.Tensor
+        (B, h, w) map.
+    num_frames : int
+        T, number of input frames.
+    num_bins : int
+        F, number of input frequency bins.
+    mode : str
+        ``"bilinear"`` or ``"nearest"``.
+    stride : int or tuple of int or None
+        (S_t, S_f); ``None`` infers each with :func:`infer_stride`.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, 1, T, F).
+
+    Example
+    -------
+    >>> grid_map = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    >>> to_input_grid(grid_map, 3, 4, mode="nearest", stride=2)[0, 0]
+    tensor([[1., 1., 2., 2.],
+            [1., 1., 2., 2.],
+            [3., 3., 4., 4.]])
+    >>> to_input_grid(grid_map, 431, 64).shape
+    torch.Size([1, 1, 431, 64])
+    """
+    if grid_map.dim() != 3:
+        raise ValueError(f"grid_map must be (B, h, w), got shape {tuple(grid_map.shape)}")
+    if mode not in UPSAMPLING_MODES:
+        raise ValueError(f"unknown mode '{mode}', expected one of {UPSAMPLING_MODES}")
+    height, width = grid_map.shape[-2:]
+    if stride is None:
+        stride_t = infer_stride(height, num_frames)
+        stride_f = infer_stride(width, num_bins)
+    else:
+        stride_t, stride_f = _pair(stride, "stride")
+    for cells, length, step, axis in (
+        (height, num_frames, stride_t, "time"),
+        (width, num_bins, stride_f, "frequency"),
+    ):
+        if step < 1 or math.ceil(length / step) != cells:
+            raise ValueError(
+                f"{axis}: {cells} cells of stride {step} do not cover {length} bins "
+                f"(expected ceil({length} / {step}) cells)"
+            )
+    values = grid_map[:, None]
+    if not values.is_floating_point():
+        values = values.float()
+    size = (height * stride_t, width * stride_f)
+    if mode == "bilinear":
+        values = F.interpolate(values, size=size, mode="bilinear", align_corners=False)
+    else:
+        values = F.interpolate(values, size=size, mode="nearest")
+    return values[..., :num_frames, :num_bins]
+
+
+def _as_clip_maps(maps, name="map"):
+    """(B, T, F) or (B, 1, T, F) -> (B, 1, T, F) floating tensor."""
+    if maps.dim() == 3:
+        maps = maps[:, None]
+    if maps.dim() != 4 or maps.shape[1] != 1:
+        raise ValueError(f"{name} must be (B, 1, T, F) or (B, T, F), got shape {tuple(maps.shape)}")
+    if not maps.is_floating_point():
+        maps = maps.float()
+    if torch.isnan(maps).any():
+        raise ValueError(f"{name} contains NaN")
+    return maps
+
+
+def _no_spread(flat):
+    """Per row: True where max - min is within a few ulps of the values (no ranking)."""
+    low = flat.amin(dim=1)
+    high = flat.amax(dim=1)
+    scale = torch.maximum(high.abs(), low.abs())
+    tolerance = 8 * torch.finfo(flat.dtype).eps * scale
+    return low, high, (high - low) <= tolerance
+
+
+def quantile_thresholds(maps, q):
+    """Per-clip q-quantile of a map, with the linear interpolation of ``torch.quantile``.
+
+    For the n values of a clip sorted ascending, v_(0) <= ... <= v_(n-1), and
+    r = q (n - 1): threshold = v_(floor r) + (r - floor r) (v_(floor r + 1) - v_(floor r)).
+    Computed with two ``kthvalue`` calls, so it has no size limit (unlike
+    ``torch.quantile``) and works for 431 x 513 maps.
+
+    Arguments
+    ---------
+    maps : torch.Tensor
+        (B, ...) maps; everything after the batch axis is one clip.
+    q : float
+        Quantile in [0, 1].
+
+    Returns
+    -------
+    torch.Tensor
+        (B,) thresholds.
+
+    Example
+    -------
+    >>> quantile_thresholds(torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]]), 0.3)
+    tensor([1.2000])
+    """
+    q = float(q)
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile q must be in [0, 1], got {q}")
+    flat = maps.reshape(maps.shape[0], -1)
+    if not flat.is_floating_point():
+        flat = flat.float()
+    count = flat.shape[1]
+    if count == 0:
+        raise ValueError("cannot take the quantile of an empty map")
+    position = q * (count - 1)
+    lower = min(int(math.floor(position)), count - 1)
+    upper = min(lower + 1, count - 1)
+    fraction = position - lower
+    low_value = flat.kthvalue(lower + 1, dim=1).values
+    if fraction == 0.0:
+        return low_value
+    high_value = flat.kthvalue(upper + 1, dim=1).values
+    threshold = low_value + fraction * (high_value - low_value)
+    return torch.minimum(threshold, high_value)
+
+
+def quantile_mask(maps, q, soft=False):
+    """Mask keeping the bins of each clip at or above the clip's q-quantile.
+
+    Binary (default): M = 1[map >= t_q], with t_q the per-clip q-quantile of the
+    map (:func:`quantile_thresholds`). For a map with distinct values the mask
+    keeps a fraction ~(1 - q) of the bins; ties at the threshold are all kept.
+
+    Soft: M = 1[map >= t_q] * (map - min) / (max - min), the per-clip min-max
+    normalised map zeroed below the quantile (``q=0`` gives the normalised map
+    itself); values in [0, 1].
+
+    A map with no spread (max - min within 8 ulps of its magnitude, e.g. an
+    all-zero map of a silent clip) cannot rank its bins: its mask is all ones (the
+    whole input is kept), binary or soft. The result never contains NaN.
+
+    Arguments
+    ---------
+    maps : torch.Tensor
+        (B, 1, T, F) or (B, T, F) maps.
+    q : float
+        Quantile in [0, 1].
+    soft : bool
+        Soft mask instead of binary.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, 1, T, F) mask with the map's floating dtype.
+
+    Example
+    -------
+    >>> maps = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 5.0], [5.0, 5.0]]])
+    >>> quantile_mask(maps, 0.5)[:, 0]
+    tensor([[[0., 0.],
+             [1., 1.]],
+    <BLANKLINE>
+            [[1., 1.],
+             [1., 1.]]])
+    >>> quantile_mask(maps, 0.5, soft=True)[0, 0]
+    tensor([[0.0000, 0.0000],
+            [0.6667, 1.0000]])
+    """
+    maps = _as_clip_maps(maps)
+    flat = maps.reshape(maps.shape[0], -1)
+    threshold = quantile_thresholds(flat, q)
+    keep = (flat >= threshold[:, None]).to(flat.dtype)
+    low, high, constant = _no_spread(flat)
+    if soft:
+        spread = torch.where(constant, torch.ones_like(high), high - low)
+        scaled = ((flat - low[:, None]) / spread[:, None]).clamp(0.0, 1.0)
+        keep = keep * scaled
+    keep = torch.where(constant[:, None], torch.ones_like(keep), keep)
+    return keep.reshape(maps.shape)
+
+
+def _check_features(features):
+    if not isinstance(features, torch.Tensor):
+        raise ValueError(f"features must be a torch.Tensor, got {type(features).__name__}")
+    if features.dim() != 4 or features.shape[1] != 1:
+        raise ValueError(
+            f"features must be (B, 1, T, F) log1p spectrogram features, "
+            f"got shape {tuple(features.shape)}"
+        )
+    return features
+
+
+def _forward_with_maps(classifier, features, needed, method):
+    """Run ``classifier.forward_with_maps`` and check it exposes the ``needed`` maps."""
+    if not hasattr(classifier, "forward_with_maps"):
+        raise ValueError(
+            f"{method} needs a classifier with forward_with_maps (a "
+            f"SpectrogramClassifier), got {type(classifier).__name__}"
+        )
+    logits, maps = classifier.forward_with_maps(features)
+    missing = [key for key in needed if key not in maps]
+    if missing:
+        raise ValueError(
+            f"{method} needs the backbone's {missing} maps, but "
+            f"{type(getattr(classifier, 'backbone', classifier)).__name__} exposes "
+            f"{sorted(maps)}"
+        )
+    return logits, maps
+
+
+class MapInterpreter(nn.Module):
+    """Base of every interpretation method: features -> (logits, maps on the input grid).
+
+    ``interpreter(classifier, features)`` checks the features (B, 1, T, F), calls
+    :meth:`compute_maps` and checks that it returned logits (B, K) of the full
+    input and non-negative maps (B, 1, T, F). Subclasses implement
+    :meth:`compute_maps`; being an ``nn.Module``, a trained interpreter (PIQ) can
+    hold parameters and be checkpointed.
+
+    Arguments
+    ---------
+    upsampling : str
+        Mode of :func:`to_input_grid` for maps computed on a coarser grid.
+
+    Example
+    -------
+    >>> class EnergyInterpreter(MapInterpreter):
+    ...     def compute_maps(self, classifier, features):
+    ...         return classifier(features), features.clone()
+    >>> classifier = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    >>> logits, maps = EnergyInterpreter()(classifier, torch.rand(2, 1, 3, 4))
+    >>> logits.shape, maps.shape
+    (torch.Size([2, 3]), torch.Size([2, 1, 3, 4]))
+    """
+
+    name = "map"
+
+    def __init__(self, upsampling="bilinear"):
+        super().__init__()
+        if upsampling not in UPSAMPLING_MODES:
+            raise ValueError(
+                f"unknown upsampling '{upsampling}', expected one of {UPSAMPLING_MODES}"
+            )
+        self.upsampling = upsampling
+
+    def compute_maps(self, classifier, features):
+        """Return ``(logits, maps)`` for ``features`` (B, 1, T, F); see the class."""
+        raise NotImplementedError
+
+    def forward(self, classifier, features):
+        """``(logits (B, K), maps (B, 1, T, F) >= 0)`` of ``classifier`` on ``features``."""
+        features = _check_features(features)
+        logits, maps = self.compute_maps(classifier, features)
+        if maps.shape != features.shape:
+            raise ValueError(
+                f"{type(self).__name__} returned maps of shape {tuple(maps.shape)}, "
+                f"expected {tuple(features.shape)}"
+            )
+        if logits.dim() != 2 or logits.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"{type(self).__name__} returned logits of shape {tuple(logits.shape)}, "
+                f"expected ({features.shape[0]}, num_classes)"
+            )
+        return logits, maps
+
+    def _to_input_grid(self, grid_map, features, stride=None):
+        return to_input_grid(
+            grid_map, features.shape[-2], features.shape[-1], self.upsampling, stride
+        )
+
+
+class ModulationInterpreter(MapInterpreter):
+    """FocalNet by design: the modulator of a stage, reduced over channels.
+
+    One forward pass (``classifier.forward_with_maps``) gives the logits and the
+    modulators; :func:`modulation_map` reduces the chosen stage over channels and
+    :func:`to_input_grid` brings it to the input grid. Signed reductions
+    (``"mean"``, ``"max"``) are shifted by their per-clip minimum so the map is
+    non-negative (the ranking, hence every quantile mask, is unchanged). The maps
+    stay in the autograd graph when gradients are enabled.
+
+    Arguments
+    ---------
+    stage : int
+        Stage whose modulator is used (-1: last, as in the paper).
+    reduction : str
+        See :func:`modulation_map`.
+    upsampling : str
+        See :func:`to_input_grid`.
+    stride : int or tuple of int or None
+        Total stride of that stage; ``None`` infers it from the grid size.
+
+    Example
+    -------
+    >>> import focalnet_lobes
+    >>> from focalnet_lobes.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.heads import LinearHead
+    >>> backbone = focalnet_lobes.create_model(
+    ...     "focalnet_audio_small", num_classes=0, in_chans=1
+    ... )
+    >>> classifier = SpectrogramClassifier(
+    ...     backbone, LinearHead(backbone.num_features, 5)
+    ... ).eval()
+    >>> logits, maps = ModulationInterpreter()(classifier, torch.rand(2, 1, 101, 64))
+    >>> logits.shape, maps.shape
+    (torch.Size([2, 5]), torch.Size([2, 1, 101, 64]))
+    """
+
+    name = "modulation"
+
+    def __init__(self, stage=-1, reduction="l2", upsampling="bilinear", stride=None):
+        super().__init__(upsampling)
+        if reduction not in MODULATION_REDUCTIONS:
+            raise ValueError(
+                f"unknown reduction '{reduction}', expected one of {MODULATION_REDUCTIONS}"
+            )
+        self.stage = stage
+        self.reduction = reduction
+        self.stride = stride
+
+    def compute_maps(self, classifier, features):
+        """Logits and upsampled modulation maps of one forward pass."""
+        logits, maps = _forward_with_maps(
+            classifier, features, ["modulators"], type(self).__name__
+        )
+        grid_map = modulation_map(maps["modulators"], self.stage, self.reduction)
+        if self.reduction in ("mean", "max"):
+            grid_map = grid_map - grid_map.flatten(1).amin(dim=1)[:, None, None]
+        return logits, self._to_input_grid(grid_map, features, self.stride)
+
+
+class AttentionInterpreter(MapInterpreter):
+    """ViT: class-token attention to the patches (or its rollout) on the input grid.
+
+    Arguments
+    ---------
+    method : str
+        ``"cls"`` or ``"rollout"``, see :func:`attention_map`.
+    layer : int
+        Layer (``"cls"``) or last layer rolled out (``"rollout"``).
+    upsampling : str
+        See :func:`to_input_grid`.
+    stride : int or tuple of int or None
+        Patch size; ``None`` infers it from the grid size.
+
+    Example
+    -------
+    >>> import focalnet_lobes
+    >>> from focalnet_lobes.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.heads import LinearHead
+    >>> backbone = focalnet_lobes.create_model("vit_audio_small", num_classes=0, in_chans=1)
+    >>> classifier = SpectrogramClassifier(
+    ...     backbone, LinearHead(backbone.num_features, 5)
+    ... ).eval()
+    >>> interpreter = AttentionInterpreter(method="rollout")
+    >>> logits, maps = interpreter(classifier, torch.rand(2, 1, 101, 64))
+    >>> maps.shape, bool((maps >= 0).all())
+    (torch.Size([2, 1, 101, 64]), True)
+    """
+
+    name = "attention"
+
+    def __init__(self, method="cls", layer=-1, upsampling="bilinear", stride=None):
+        super().__init__(upsampling)
+        if method not in ATTENTION_METHODS:
+            raise ValueError(f"unknown method '{method}', expected one of {ATTENTION_METHODS}")
+        self.method = method
+        self.layer = layer
+        self.stride = stride
+
+    def compute_maps(self, classifier, features):
+        """Logits and upsampled attention maps of one forward pass."""
+        logits, maps = _forward_with_maps(
+            classifier, features, ["attentions", "grid_size"], type(self).__name__
+        )
+        grid_map = attention_map(
+            maps["attentions"], maps["grid_size"], self.method, self.layer
+        )
+        return logits, self._to_input_grid(grid_map, features, self.stride)
+
+
+class RandomInterpreter(MapInterpreter):
+    """I.i.d. uniform maps on the input grid: the floor every method must beat.
+
+    The values are distinct (almost surely), so at quantile q the mask keeps a
+    fraction ~(1 - q) of the bins, the same area as any other method's mask. The
+    maps come from an own generator seeded with ``seed``: a new interpreter gives
+    the same sequence of maps, whatever the global random state.
+
+    Arguments
+    ---------
+    seed : int
+        Seed of the generator.
+
+    Example
+    -------
+    >>> classifier = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    >>> features = torch.rand(2, 1, 3, 4)
+    >>> _, maps = RandomInterpreter(seed=0)(classifier, features)
+    >>> _, again = RandomInterpreter(seed=0)(classifier, features)
+    >>> maps.shape, bool(torch.equal(maps, again))
+    (torch.Size([2, 1, 3, 4]), True)
+    """
+
+    name = "random"
+
+    def __init__(self, seed=0):
+        super().__init__()
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def reset(self):
+        """Restart the sequence of maps from the seed."""
+        self.generator.manual_seed(self.seed)
+
+    def compute_maps(self, classifier, features):
+        """Logits of the full input and uniform random maps."""
+        logits = classifier(features)
+        maps = torch.rand(features.shape, generator=self.generator, dtype=torch.float32)
+        return logits, maps.to(device=features.device, dtype=features.dtype)
+
+
+class GradientSaliencyInterpreter(MapInterpreter):
+    """Post-hoc saliency |d logit_c / d features|, c the class predicted on the input.
+
+    One forward and one backward pass per batch (gradients are enabled inside even
+    under ``torch.no_grad()``). The sum over the batch of the predicted logits is
+    differentiated, which gives each clip's own gradient because the clips of an
+    evaluation-mode batch do not interact. Maps and logits are detached.
+
+    Example
+    -------
+    >>> classifier = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, bias=False))
+    >>> with torch.no_grad():
+    ...     _ = classifier[1].weight.copy_(torch.tensor([[1.0, -2, 0, 0], [0, 0, 0, 3]]))
+    >>> logits, maps = GradientSaliencyInterpreter()(classifier, torch.ones(1, 1, 2, 2))
+    >>> maps[0, 0]
+    tensor([[0., 0.],
+            [0., 3.]])
+    """
+
+    name = "gradient"
+
+    def compute_maps(self, classifier, features):
+        """Logits and absolute input gradients of the predicted logit."""
+        with torch.enable_grad():
+            inputs = features.detach().clone().requires_grad_(True)
+            logits = classifier(inputs)
+            predicted = logits.argmax(dim=1, keepdim=True)
+            selected = logits.gather(1, predicted).sum()
+            (gradient,) = torch.autograd.grad(selected, inputs)
+        return logits.detach(), gradient.abs()
