@@ -1,0 +1,908 @@
+"""Focal Modulation Networks (FocalNet) that expose their modulators.
+
+A re-implementation of microsoft/FocalNet (Yang et al., "Focal Modulation Networks",
+NeurIPS 2022; ``classification/focalnet.py``) for spectrograms as well as images:
+
+* every option of the reference (focal levels/windows/factor, convolutional embedding,
+  layer scale, post-norm, post-norm in the modulation, modulator normalisation,
+  patch size, gradient checkpointing) is a constructor argument, and any number of
+  stages is allowed;
+* inputs of any height and width: where a stride needs it, the feature map entering a
+  (patch-embedding or downsampling) convolution is zero-padded on the right/bottom,
+  exactly as Hugging Face transformers does, so stage ``s`` has the grid
+  ``ceil(H / stride_s) x ceil(W / stride_s)``. The padding only ever feeds the strided
+  convolution: no grid position of any stage is made of padding alone, hence the
+  global context of the focal modulation and the final average pooling only see real
+  positions;
+* ``stem="cnn"`` swaps the patch embedding for a small :class:`~focalnet_lobes.stems.ConvStem`
+  (for training from scratch on small audio datasets);
+* :meth:`FocalNet.forward_features` returns the per-stage feature maps and, on
+  request, the per-stage **modulators** (output of ``h`` in the reference), which are
+  the by-design interpretation maps of FocalNet.
+
+Layout and speed: inside the stages tensors are kept channels-last (B, H, W, C), so
+that every pointwise projection is a plain ``nn.Linear`` GEMM and the depthwise focal
+convolutions run on a ``channels_last`` view without any copy; the 2x2 (or p x p)
+patch convolutions are computed as GEMMs over the unfolded patches. Parameters keep
+the shapes of the reference's convolutions where they are convolutions there, so that
+checkpoints convert by renaming (see :func:`focalnet_lobes.convert.convert_focalnet`).
+Maps handed out (stage maps, modulators, gates) have the NCHW *shape* (B, C, h, w);
+their memory is channels-last, so use ``reshape`` rather than ``view`` on them.
+
+Named configurations ``focalnet_{tiny,small,base}_{srf,lrf}`` (ImageNet) and
+``focalnet_audio_small`` (CNN stem, 3 stages, for CPU training) are registered on
+import (see :func:`focalnet_lobes.registry.create_model`).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from torch import nn
+
+from focalnet_lobes.registry import register_model
+from focalnet_lobes.stems import ConvStem
+
+__all__ = [
+    "DropPath",
+    "FocalModulation",
+    "FocalNet",
+    "FocalNetBlock",
+    "FocalNetStage",
+    "Mlp",
+    "PatchEmbed",
+]
+
+
+def _pad_to_multiple(x_nchw, multiple):
+    """Zero-pad the last two dims of ``x_nchw`` on the right/bottom to a multiple."""
+    pad_height = -x_nchw.shape[-2] % multiple
+    pad_width = -x_nchw.shape[-1] % multiple
+    if pad_height or pad_width:
+        x_nchw = F.pad(x_nchw, (0, pad_width, 0, pad_height))
+    return x_nchw
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop whole residual branches per sample while training.
+
+    Arguments
+    ---------
+    drop_prob : float
+        Probability of dropping the branch of a sample (0 disables it).
+
+    Example
+    -------
+    >>> drop = DropPath(0.5).eval()
+    >>> x = torch.ones(4, 3)
+    >>> torch.equal(drop(x), x)
+    True
+    """
+
+    def __init__(self, drop_prob=0.0):
+        super().__init__()
+        if not 0.0 <= drop_prob < 1.0:
+            raise ValueError(f"drop_prob must be in [0, 1), got {drop_prob}")
+        self.drop_prob = drop_prob
+
+    def forward(self, x):
+        """Return ``x`` with whole samples zeroed (and the rest rescaled) in training."""
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        mask_shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        keep_mask = x.new_empty(mask_shape).bernoulli_(keep_prob)
+        return x * keep_mask.div_(keep_prob)
+
+    def extra_repr(self):
+        return f"drop_prob={self.drop_prob}"
+
+
+class Mlp(nn.Module):
+    """Two-layer perceptron with GELU applied on the last (channel) dimension.
+
+    Arguments
+    ---------
+    dim : int
+        Input and output channels.
+    hidden_dim : int
+        Hidden channels.
+    drop : float
+        Dropout after the activation and after the second layer.
+
+    Example
+    -------
+    >>> mlp = Mlp(8, 32)
+    >>> mlp(torch.randn(2, 5, 7, 8)).shape
+    torch.Size([2, 5, 7, 8])
+    """
+
+    def __init__(self, dim, hidden_dim, drop=0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        """Apply the MLP to channels-last ``x`` (..., dim)."""
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+
+
+class FocalModulation(nn.Module):
+    """Focal modulation: a query modulated by gated, hierarchical context.
+
+    For an input ``x`` (B, H, W, C) the layer computes
+
+    1. ``query, context, gates = input_proj(x)`` (reference: ``f``), with
+       ``gates`` holding ``focal_level + 1`` maps;
+    2. ``focal_level`` hierarchical contexts ``context_l = GELU(dwconv_l(context_{l-1}))``
+       with depthwise kernels of size ``focal_factor * l + focal_window``
+       (reference: ``focal_layers``), plus a global context
+       ``GELU(mean_{H,W}(context_L))``;
+    3. gated aggregation ``sum_l gates_l * context_l`` (divided by ``focal_level + 1``
+       when ``normalize_modulator``);
+    4. the **modulator** ``modulator_proj(aggregate)`` (reference: ``h``, a 1x1
+       convolution, here the equivalent linear layer);
+    5. ``output_proj(query * modulator)`` (reference: ``proj``), with an optional
+       LayerNorm before it (``use_postln_in_modulation``, reference: ``ln``).
+
+    After each forward the layer keeps ``self.modulator`` (B, C, H, W) and
+    ``self.gates`` (B, focal_level + 1, H, W) of the last call. They are **not
+    detached**: they stay in the autograd graph so that gradients can be taken
+    with respect to them (e.g. for gradient-weighted saliency), and they hold a
+    reference to that graph until the next forward (or :meth:`clear_maps`). Their
+    memory is channels-last (use ``reshape``, not ``view``).
+
+    Arguments
+    ---------
+    dim : int
+        Channels C.
+    focal_window : int
+        Kernel size of the first focal level.
+    focal_level : int
+        Number of hierarchical (depthwise convolution) context levels L.
+    focal_factor : int
+        Kernel size increment from one level to the next.
+    bias : bool
+        Whether ``input_proj`` and ``modulator_proj`` have biases.
+    proj_drop : float
+        Dropout after ``output_proj``.
+    use_postln_in_modulation : bool
+        LayerNorm on ``query * modulator`` before ``output_proj``.
+    normalize_modulator : bool
+        Divide the aggregated context by ``focal_level + 1``.
+    norm_layer : callable
+        Builds the normalisation layer from the number of channels.
+
+    Example
+    -------
+    >>> modulation = FocalModulation(16, focal_window=3, focal_level=2)
+    >>> out = modulation(torch.randn(2, 9, 11, 16))
+    >>> out.shape, modulation.modulator.shape, modulation.gates.shape
+    (torch.Size([2, 9, 11, 16]), torch.Size([2, 16, 9, 11]), torch.Size([2, 3, 9, 11]))
+    >>> modulation.kernel_sizes
+    [3, 5]
+    """
+
+    def __init__(
+        self,
+        dim,
+        focal_window,
+        focal_level,
+        focal_factor=2,
+        bias=True,
+        proj_drop=0.0,
+        use_postln_in_modulation=False,
+        normalize_modulator=False,
+        norm_layer=nn.LayerNorm,
+    ):
+        super().__init__()
+        if focal_level < 1:
+            raise ValueError(f"focal_level must be >= 1, got {focal_level}")
+        if focal_window < 1 or focal_factor < 0:
+            raise ValueError(
+                f"focal_window must be >= 1 and focal_factor >= 0, got {focal_window}, {focal_factor}"
+            )
+        self.dim = dim
+        self.focal_window = focal_window
+        self.focal_level = focal_level
+        self.focal_factor = focal_factor
+        self.use_postln_in_modulation = use_postln_in_modulation
+        self.normalize_modulator = normalize_modulator
+
+        self.input_proj = nn.Linear(dim, 2 * dim + focal_level + 1, bias=bias)
+        self.kernel_sizes = [focal_factor * level + focal_window for level in range(focal_level)]
+        self.focal_convs = nn.ModuleList(
+            nn.Conv2d(dim, dim, size, padding=size // 2, groups=dim, bias=False)
+            for size in self.kernel_sizes
+        )
+        self.modulator_proj = nn.Linear(dim, dim, bias=bias)
+        self.output_norm = norm_layer(dim) if use_postln_in_modulation else nn.Identity()
+        self.output_proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.modulator = None
+        self.gates = None
+
+    def clear_maps(self):
+        """Forget the ``modulator`` and ``gates`` of the last forward.
+
+        Example
+        -------
+        >>> modulation = FocalModulation(8, 3, 1)
+        >>> _ = modulation(torch.randn(1, 4, 4, 8))
+        >>> modulation.clear_maps()
+        >>> modulation.modulator is None
+        True
+        """
+        self.modulator = None
+        self.gates = None
+
+    def __getstate__(self):
+        # The stored maps are non-leaf tensors of the last graph: they cannot be
+        # deep-copied or pickled, and they are not state. Drop them.
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state["modulator"] = None
+        state["gates"] = None
+        return state
+
+    def forward(self, x):
+        """Modulate channels-last ``x`` (B, H, W, C); returns (B, H, W, C)."""
+        channels = self.dim
+        projected = self.input_proj(x)
+        query, context, gates = torch.split(
+            projected, (channels, channels, self.focal_level + 1), dim=-1
+        )
+        # (B, H, W, C) -> (B, C, H, W) view with channels_last strides: no copy.
+        context = context.permute(0, 3, 1, 2)
+        gates_nchw = gates.permute(0, 3, 1, 2)
+        aggregate = 0
+        for level, focal_conv in enumerate(self.focal_convs):
+            context = F.gelu(focal_conv(context))
+            aggregate = aggregate + context * gates_nchw[:, level : level + 1]
+        global_context = F.gelu(context.mean((2, 3), keepdim=True))
+        aggregate = aggregate + global_context * gates_nchw[:, self.focal_level :]
+        if self.normalize_modulator:
+            aggregate = aggregate / (self.focal_level + 1)
+
+        modulator = self.modulator_proj(aggregate.permute(0, 2, 3, 1))
+        self.modulator = modulator.permute(0, 3, 1, 2)
+        self.gates = gates_nchw
+        modulated = self.output_norm(query * modulator)
+        return self.proj_drop(self.output_proj(modulated))
+
+    def extra_repr(self):
+        return (
+            f"dim={self.dim}, focal_level={self.focal_level}, kernel_sizes={self.kernel_sizes}, "
+            f"normalize_modulator={self.normalize_modulator}"
+        )
+
+
+class FocalNetBlock(nn.Module):
+    """Pre-norm (or post-norm) focal modulation + MLP block with residuals.
+
+    Pre-norm (default)::
+
+        x = x + drop_path(modulation_layer_scale * modulation(modulation_norm(x)))
+        x = x + drop_path(mlp_layer_scale * mlp(mlp_norm(x)))
+
+    With ``use_postln`` the norms move after the branch
+    (``modulation_norm(modulation(x))``, ``mlp_norm(mlp(x))``); the layer scales are
+    1 unless ``use_layerscale``.
+
+    Arguments
+    ---------
+    dim : int
+        Channels.
+    mlp_ratio : float
+        Hidden channels of the MLP relative to ``dim``.
+    drop : float
+        Dropout in the modulation output and in the MLP.
+    drop_path : float
+        Stochastic depth rate of both residual branches.
+    focal_level, focal_window, focal_factor : int
+        See :class:`FocalModulation`.
+    use_layerscale : bool
+        Learn per-channel residual scales initialised to ``layerscale_value``.
+    layerscale_value : float
+        Initial layer scale.
+    use_postln : bool
+        Post-norm instead of pre-norm.
+    use_postln_in_modulation, normalize_modulator : bool
+        See :class:`FocalModulation`.
+    norm_layer : callable
+        Builds the normalisation layers from the number of channels.
+
+    Example
+    -------
+    >>> block = FocalNetBlock(16, focal_level=2, focal_window=3, use_layerscale=True)
+    >>> block(torch.randn(2, 7, 5, 16)).shape
+    torch.Size([2, 7, 5, 16])
+    """
+
+    def __init__(
+        self,
+        dim,
+        mlp_ratio=4.0,
+        drop=0.0,
+        drop_path=0.0,
+        focal_level=2,
+        focal_window=3,
+        focal_factor=2,
+        use_layerscale=False,
+        layerscale_value=1e-4,
+        use_postln=False,
+        use_postln_in_modulation=False,
+        normalize_modulator=False,
+        norm_layer=nn.LayerNorm,
+    ):
+        super().__init__()
+        self.dim = dim
+        self.use_postln = use_postln
+        self.modulation_norm = norm_layer(dim)
+        self.modulation = FocalModulation(
+            dim,
+            focal_window=focal_window,
+            focal_level=focal_level,
+            focal_factor=focal_factor,
+            proj_drop=drop,
+            use_postln_in_modulation=use_postln_in_modulation,
+            normalize_modulator=normalize_modulator,
+            norm_layer=norm_layer,
+        )
+        self.mlp_norm = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        if use_layerscale:
+            self.modulation_layer_scale = nn.Parameter(torch.full((dim,), float(layerscale_value)))
+            self.mlp_layer_scale = nn.Parameter(torch.full((dim,), float(layerscale_value)))
+        else:
+            self.modulation_layer_scale = None
+            self.mlp_layer_scale = None
+
+    def _residual(self, x, branch, scale):
+        if scale is not None:
+            branch = branch * scale
+        return x + self.drop_path(branch)
+
+    def forward(self, x):
+        """Apply the block to channels-last ``x`` (B, H, W, C)."""
+        if self.use_postln:
+            branch = self.modulation_norm(self.modulation(x))
+        else:
+            branch = self.modulation(self.modulation_norm(x))
+        x = self._residual(x, branch, self.modulation_layer_scale)
+        if self.use_postln:
+            branch = self.mlp_norm(self.mlp(x))
+        else:
+            branch = self.mlp(self.mlp_norm(x))
+        return self._residual(x, branch, self.mlp_layer_scale)
+
+
+class PatchEmbed(nn.Module):
+    """Strided patch projection (+ optional LayerNorm), NCHW in, channels-last out.
+
+    The input is zero-padded on the right/bottom to a multiple of the stride, so
+    the output grid is ``ceil(H / stride) x ceil(W / stride)``. A non-overlapping
+    projection (kernel = stride) is computed as a GEMM over the unfolded patches;
+    ``overlap=True`` uses the reference's overlapping convolutions (7x7, padding 2
+    for stride 4; 3x3, padding 1 for stride 2). ``projection`` may instead be any
+    module mapping NCHW to NCHW with attribute ``stride`` (e.g. a
+    :class:`~focalnet_lobes.stems.ConvStem`).
+
+    Arguments
+    ---------
+    in_chans : int
+        Input channels.
+    embed_dim : int
+        Output channels.
+    stride : int
+        Patch size (non-overlapping) or stride (overlapping).
+    overlap : bool
+        Use the overlapping convolution of the reference's ``use_conv_embed``.
+    norm_layer : callable or None
+        Normalisation after the projection (None: no normalisation).
+    projection : nn.Module or None
+        A ready projection module replacing the convolution.
+
+    Example
+    -------
+    >>> embed = PatchEmbed(1, 32, stride=4, norm_layer=nn.LayerNorm)
+    >>> embed(torch.randn(2, 1, 431, 513)).shape
+    torch.Size([2, 108, 129, 32])
+    """
+
+    def __init__(
+        self, in_chans, embed_dim, stride=4, overlap=False, norm_layer=None, projection=None
+    ):
+        super().__init__()
+        if projection is not None:
+            self.proj = projection
+            self.stride = projection.stride
+            self.kind = "module"
+        else:
+            if overlap:
+                kernel_size, padding = {4: (7, 2), 2: (3, 1)}.get(stride, (None, None))
+                if kernel_size is None:
+                    raise ValueError(
+                        f"The overlapping (conv) embedding exists for strides 4 and 2 only, got {stride}"
+                    )
+                self.kind = "overlap"
+            else:
+                kernel_size, padding = stride, 0
+                self.kind = "patch"
+            self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size, stride=stride, padding=padding)
+            self.stride = stride
+        self.in_chans = in_chans
+        self.embed_dim = embed_dim
+        self.norm = norm_layer(embed_dim) if norm_layer is not None else nn.Identity()
+
+    def output_size(self, height, width):
+        """Return the output grid (height, width) for an input grid.
+
+        Arguments
+        ---------
+        height, width : int
+            Input grid size.
+
+        Returns
+        -------
+        tuple of int
+
+        Example
+        -------
+        >>> PatchEmbed(1, 8, stride=4).output_size(431, 513)
+        (108, 129)
+        """
+        if self.kind == "module" and hasattr(self.proj, "output_size"):
+            return tuple(self.proj.output_size(height, width))
+        return -(-height // self.stride), -(-width // self.stride)
+
+    def _patch_gemm(self, x_nchw):
+        """Non-overlapping conv as a GEMM; input NCHW of any memory layout."""
+        stride = self.stride
+        batch, channels, height, width = x_nchw.shape
+        grid_h, grid_w = height // stride, width // stride
+        # weight (E, C, k, k) -> (E, k, k, C) to match the patch layout below.
+        weight = self.proj.weight.permute(0, 2, 3, 1).reshape(self.embed_dim, -1)
+        patches = x_nchw.reshape(batch, channels, grid_h, stride, grid_w, stride)
+        patches = patches.permute(0, 2, 4, 3, 5, 1).reshape(batch, grid_h, grid_w, -1)
+        return F.linear(patches, weight, self.proj.bias)
+
+    def forward(self, x_nchw):
+        """Map (B, C, H, W) to channels-last (B, ceil(H/s), ceil(W/s), embed_dim)."""
+        if self.kind == "module":
+            embedded = self.proj(x_nchw).permute(0, 2, 3, 1)
+        else:
+            x_nchw = _pad_to_multiple(x_nchw, self.stride)
+            if self.kind == "patch":
+                embedded = self._patch_gemm(x_nchw)
+            else:
+                embedded = self.proj(x_nchw).permute(0, 2, 3, 1)
+        return self.norm(embedded)
+
+
+class FocalNetStage(nn.Module):
+    """One FocalNet stage: optional downsampling, then ``depth`` blocks.
+
+    The downsampling (2x2 patch merging, or 3x3 stride-2 convolution with
+    ``use_conv_embed``) comes first, as in timm, so the output grid of the stage is
+    the grid its blocks (and modulators) live on.
+
+    Arguments
+    ---------
+    in_dim : int
+        Channels entering the stage.
+    dim : int
+        Channels of the stage.
+    depth : int
+        Number of :class:`FocalNetBlock`.
+    downsample : bool
+        Whether to halve the grid (stride 2) and project ``in_dim`` -> ``dim`` first.
+    use_conv_embed : bool
+        Overlapping 3x3 convolution for the downsampling.
+    drop_path : sequence of float
+        Stochastic depth rate of each block.
+    use_checkpoint : bool
+        Gradient checkpointing of each block (saves memory, costs a recomputation).
+    norm_layer : callable
+        Normalisation layer builder.
+    **block_kwargs
+        Forwarded to :class:`FocalNetBlock`.
+
+    Example
+    -------
+    >>> stage = FocalNetStage(8, 16, depth=2, downsample=True, drop_path=[0.0, 0.0])
+    >>> stage(torch.randn(2, 9, 11, 8)).shape
+    torch.Size([2, 5, 6, 16])
+    """
+
+    def __init__(
+        self,
+        in_dim,
+        dim,
+        depth,
+        downsample=True,
+        use_conv_embed=False,
+        drop_path=(),
+        use_checkpoint=False,
+        norm_layer=nn.LayerNorm,
+        **block_kwargs,
+    ):
+        super().__init__()
+        drop_path = list(drop_path) or [0.0] * depth
+        if len(drop_path) != depth:
+            raise ValueError(f"Expected {depth} drop path rates, got {len(drop_path)}")
+        self.downsample = (
+            PatchEmbed(in_dim, dim, stride=2, overlap=use_conv_embed, norm_layer=norm_layer)
+            if downsample
+            else None
+        )
+        self.blocks = nn.ModuleList(
+            FocalNetBlock(dim, drop_path=rate, norm_layer=norm_layer, **block_kwargs)
+            for rate in drop_path
+        )
+        self.use_checkpoint = use_checkpoint
+
+    def forward(self, x):
+        """Apply the stage to channels-last ``x`` (B, H, W, in_dim)."""
+        if self.downsample is not None:
+            x = self.downsample(x.permute(0, 3, 1, 2))
+        for block in self.blocks:
+            if self.use_checkpoint and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+
+
+def _per_stage(values, num_stages, name):
+    """Broadcast an int, or check a sequence covers every stage (extras ignored)."""
+    if isinstance(values, int):
+        return [values] * num_stages
+    values = list(values)
+    if len(values) < num_stages:
+        raise ValueError(f"{name} has {len(values)} entries for {num_stages} stages")
+    return values[:num_stages]
+
+
+class FocalNet(nn.Module):
+    """Focal Modulation Network for images and spectrograms.
+
+    Arguments
+    ---------
+    in_chans : int
+        Input channels (3 for images, 1 for a spectrogram).
+    num_classes : int
+        Classes of the linear head; 0 replaces the head with the identity, so the
+        model returns pooled features (B, num_features).
+    embed_dim : int
+        Channels of the first stage; doubled at every following stage.
+    depths : sequence of int
+        Blocks per stage (any number of stages).
+    mlp_ratio : float
+        MLP hidden channels relative to the stage channels.
+    drop_rate : float
+        Dropout after the patch embedding, in the modulation output and in the MLPs
+        (as ``drop_rate`` in the reference).
+    drop_path_rate : float
+        Stochastic depth, increasing linearly from 0 to this value over the blocks.
+    patch_norm : bool
+        LayerNorm after the patch embedding (the downsampling layers always have one,
+        as in the reference).
+    focal_levels, focal_windows : int or sequence of int
+        Per-stage focal level and first kernel size (an int applies to every stage).
+    focal_factor : int
+        Kernel size increment between focal levels.
+    use_conv_embed : bool
+        Overlapping convolutional embedding (7x7 stride 4, then 3x3 stride 2).
+    use_layerscale : bool
+        Learnable residual scales (CaiT), initialised to ``layerscale_value``.
+    layerscale_value : float
+        Initial layer scale.
+    use_postln : bool
+        Post-norm blocks.
+    use_postln_in_modulation : bool
+        LayerNorm inside the modulation, before its output projection.
+    normalize_modulator : bool
+        Divide the aggregated context by ``focal_level + 1``.
+    patch_size : int
+        Patch size of the (non-overlapping) embedding. The reference's ``img_size``
+        has no counterpart: any input size is accepted.
+    stem : None or str
+        ``None`` (or ``"patch"``): patch embedding; ``"cnn"``:
+        :class:`~focalnet_lobes.stems.ConvStem` ``(in_chans, stem_channels, embed_dim)``
+        followed by the patch norm.
+    stem_channels : sequence of int
+        Block channels of the CNN stem (stride ``2 ** len(stem_channels)``).
+    use_checkpoint : bool
+        Gradient checkpointing of every block.
+    norm_layer : callable
+        Normalisation layer builder (``nn.LayerNorm``, eps 1e-5, as the reference).
+
+    Example
+    -------
+    >>> model = FocalNet(in_chans=1, num_classes=10, embed_dim=16, depths=(1, 1, 2, 1))
+    >>> spectrogram = torch.randn(2, 1, 431, 513)
+    >>> model(spectrogram).shape
+    torch.Size([2, 10])
+    >>> model.stage_strides
+    [4, 8, 16, 32]
+    >>> maps, modulators = model.forward_features(spectrogram, return_modulators=True)
+    >>> [tuple(m.shape) for m in modulators]
+    [(2, 16, 108, 129), (2, 32, 54, 65), (2, 64, 27, 33), (2, 128, 14, 17)]
+    >>> model.stage_grid_sizes(431, 513)
+    [(108, 129), (54, 65), (27, 33), (14, 17)]
+    """
+
+    def __init__(
+        self,
+        in_chans=3,
+        num_classes=1000,
+        embed_dim=96,
+        depths=(2, 2, 6, 2),
+        mlp_ratio=4.0,
+        drop_rate=0.0,
+        drop_path_rate=0.1,
+        patch_norm=True,
+        focal_levels=(2, 2, 2, 2),
+        focal_windows=(3, 3, 3, 3),
+        focal_factor=2,
+        use_conv_embed=False,
+        use_layerscale=False,
+        layerscale_value=1e-4,
+        use_postln=False,
+        use_postln_in_modulation=False,
+        normalize_modulator=False,
+        patch_size=4,
+        stem=None,
+        stem_channels=(32, 64),
+        use_checkpoint=False,
+        norm_layer=nn.LayerNorm,
+    ):
+        super().__init__()
+        depths = list(depths)
+        if not depths or any(int(d) != d or d < 1 for d in depths):
+            raise ValueError(f"depths must be a non-empty sequence of positive ints, got {depths}")
+        if in_chans < 1 or num_classes < 0 or embed_dim < 1:
+            raise ValueError(
+                f"Need in_chans >= 1, num_classes >= 0, embed_dim >= 1; "
+                f"got {in_chans}, {num_classes}, {embed_dim}"
+            )
+        if stem not in (None, "patch", "cnn"):
+            raise ValueError(f"stem must be None, 'patch' or 'cnn', got {stem!r}")
+        if stem == "cnn" and use_conv_embed:
+            raise ValueError("stem='cnn' and use_conv_embed=True are exclusive")
+        if use_conv_embed and patch_size != 4:
+            raise ValueError("use_conv_embed uses a fixed stride-4 stem: patch_size must be 4")
+        num_stages = len(depths)
+        focal_levels = _per_stage(focal_levels, num_stages, "focal_levels")
+        focal_windows = _per_stage(focal_windows, num_stages, "focal_windows")
+
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.depths = depths
+        self.embed_dims = [embed_dim * 2**stage for stage in range(num_stages)]
+        self.num_features = self.embed_dims[-1]
+
+        patch_norm_layer = norm_layer if patch_norm else None
+        if stem == "cnn":
+            self.patch_embed = PatchEmbed(
+                in_chans,
+                embed_dim,
+                norm_layer=patch_norm_layer,
+                projection=ConvStem(in_chans, tuple(stem_channels), embed_dim),
+            )
+        else:
+            self.patch_embed = PatchEmbed(
+                in_chans,
+                embed_dim,
+                stride=patch_size,
+                overlap=use_conv_embed,
+                norm_layer=patch_norm_layer,
+            )
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.stage_strides = [self.patch_embed.stride * 2**stage for stage in range(num_stages)]
+
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList()
+        for stage, depth in enumerate(depths):
+            first = sum(depths[:stage])
+            self.stages.append(
+                FocalNetStage(
+                    self.embed_dims[max(stage - 1, 0)],
+                    self.embed_dims[stage],
+                    depth,
+                    downsample=stage > 0,
+                    use_conv_embed=use_conv_embed,
+                    drop_path=rates[first : first + depth],
+                    use_checkpoint=use_checkpoint,
+                    norm_layer=norm_layer,
+                    mlp_ratio=mlp_ratio,
+                    drop=drop_rate,
+                    focal_level=focal_levels[stage],
+                    focal_window=focal_windows[stage],
+                    focal_factor=focal_factor,
+                    use_layerscale=use_layerscale,
+                    layerscale_value=layerscale_value,
+                    use_postln=use_postln,
+                    use_postln_in_modulation=use_postln_in_modulation,
+                    normalize_modulator=normalize_modulator,
+                )
+            )
+        self.norm = norm_layer(self.num_features)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    def _init_weights(self):
+        # As the reference: truncated normal (std 0.02) linear layers, unit LayerNorms;
+        # convolutions keep PyTorch's default init. ``modulator_proj`` is a 1x1
+        # convolution in the reference, so it keeps the default init as well (the
+        # same distribution for nn.Linear and a 1x1 nn.Conv2d).
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear) and not name.endswith("modulator_proj"):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def stage_grid_sizes(self, height, width):
+        """Return the (height, width) grid of every stage for an input size.
+
+        Arguments
+        ---------
+        height, width : int
+            Input size (e.g. time frames and frequency bins).
+
+        Returns
+        -------
+        list of tuple of int
+            ``ceil(height / stride_s), ceil(width / stride_s)`` for each stage.
+
+        Example
+        -------
+        >>> FocalNet(embed_dim=8, depths=(1, 1)).stage_grid_sizes(224, 225)
+        [(56, 57), (28, 29)]
+        """
+        grid = self.patch_embed.output_size(height, width)
+        sizes = [tuple(grid)]
+        for _ in self.stages[1:]:
+            grid = (-(-grid[0] // 2), -(-grid[1] // 2))
+            sizes.append(grid)
+        return sizes
+
+    def _check_input(self, x):
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"FocalNet expects a (B, {self.in_chans}, H, W) tensor, got {shape}")
+        if x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"FocalNet was built for in_chans={self.in_chans}, got input with "
+                f"{x.shape[1]} channels (shape {tuple(x.shape)})"
+            )
+        if x.shape[-2] < 1 or x.shape[-1] < 1 or x.shape[0] < 1:
+            raise ValueError(f"Empty input of shape {tuple(x.shape)}")
+
+    def forward_features(self, x, return_modulators=False):
+        """Per-stage feature maps (and modulators) of an input batch.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Input (B, in_chans, H, W) of any H and W.
+        return_modulators : bool
+            Also return, for each stage, the modulator of its last focal-modulation
+            layer (kept in the autograd graph).
+
+        Returns
+        -------
+        stage_maps : list of torch.Tensor
+            Output of each stage, (B, C_s, h_s, w_s) with
+            ``h_s, w_s = ceil(H / stage_strides[s]), ceil(W / stage_strides[s])``
+            (before the final norm).
+        stage_modulators : list of torch.Tensor
+            Only with ``return_modulators``: (B, C_s, h_s, w_s) per stage.
+
+        Example
+        -------
+        >>> model = FocalNet(in_chans=1, num_classes=0, embed_dim=8, depths=(1, 1))
+        >>> maps = model.forward_features(torch.randn(1, 1, 30, 17))
+        >>> [tuple(m.shape) for m in maps]
+        [(1, 8, 8, 5), (1, 16, 4, 3)]
+        """
+        self._check_input(x)
+        x = self.pos_drop(self.patch_embed(x))
+        stage_maps, stage_modulators = [], []
+        for stage in self.stages:
+            x = stage(x)
+            stage_maps.append(x.permute(0, 3, 1, 2))
+            if return_modulators:
+                stage_modulators.append(stage.blocks[-1].modulation.modulator)
+        if return_modulators:
+            return stage_maps, stage_modulators
+        return stage_maps
+
+    def forward_head(self, last_stage_map, pre_logits=False):
+        """Final norm, global average pooling and classifier.
+
+        Arguments
+        ---------
+        last_stage_map : torch.Tensor
+            Last stage map (B, num_features, h, w), as from :meth:`forward_features`.
+        pre_logits : bool
+            Return the pooled features (B, num_features) without the head.
+
+        Returns
+        -------
+        torch.Tensor
+            Logits (B, num_classes), or pooled features when ``pre_logits`` or
+            ``num_classes == 0``.
+
+        Example
+        -------
+        >>> model = FocalNet(num_classes=5, embed_dim=8, depths=(1, 1))
+        >>> model.forward_head(torch.randn(2, 16, 3, 4)).shape
+        torch.Size([2, 5])
+        >>> model.forward_head(torch.randn(2, 16, 3, 4), pre_logits=True).shape
+        torch.Size([2, 16])
+        """
+        if last_stage_map.ndim != 4 or last_stage_map.shape[1] != self.num_features:
+            raise ValueError(
+                f"forward_head expects (B, {self.num_features}, h, w), "
+                f"got {tuple(last_stage_map.shape)}"
+            )
+        pooled = self.norm(last_stage_map.permute(0, 2, 3, 1)).mean((1, 2))
+        if pre_logits:
+            return pooled
+        return self.head(pooled)
+
+    def forward(self, x):
+        """Logits (B, num_classes), or pooled features when ``num_classes == 0``."""
+        return self.forward_head(self.forward_features(x)[-1])
+
+    def modulation_layers(self):
+        """Return the :class:`FocalModulation` layers, stage by stage, block by block.
+
+        Example
+        -------
+        >>> len(FocalNet(embed_dim=8, depths=(1, 2)).modulation_layers())
+        3
+        """
+        return [block.modulation for stage in self.stages for block in stage.blocks]
+
+
+# --- Named configurations --------------------------------------------------------------
+
+# Drop path rates of the reference's ImageNet training configs (configs/*.yaml).
+_IMAGENET_CONFIGS = {
+    "tiny": dict(embed_dim=96, depths=(2, 2, 6, 2), drop_path_rate=0.2),
+    "small": dict(embed_dim=96, depths=(2, 2, 18, 2), drop_path_rate=0.3),
+    "base": dict(embed_dim=128, depths=(2, 2, 18, 2), drop_path_rate=0.5),
+}
+# srf: small receptive field (2 focal levels), lrf: large (3 levels); windows 3.
+_RECEPTIVE_FIELDS = {"srf": 2, "lrf": 3}
+
+for _size, _config in _IMAGENET_CONFIGS.items():
+    for _field, _levels in _RECEPTIVE_FIELDS.items():
+        register_model(
+            f"focalnet_{_size}_{_field}",
+            FocalNet,
+            focal_levels=(_levels,) * 4,
+            focal_windows=(3,) * 4,
+            **_config,
+        )
+
+register_model(
+    "focalnet_audio_small",
+    FocalNet,
+    stem="cnn",
+    stem_channels=(32, 64),
+    embed_dim=64,
+    depths=(2, 2, 2),
+    focal_levels=(2, 2, 2),
+    focal_windows=(3, 3, 3),
+    drop_path_rate=0.1,
+)
