@@ -257,7 +257,196 @@ def convert_focalnet(state_dict, source):
 
 # --- ViT -----------------------------------------------------------------------------
 
+# Our ViT uses timm's parameter names; these are the ones a timm ``vit_*`` state dict
+# may hold that our model has (no register tokens, pre-norm, fc_norm, attention
+# pooling, layer scale or q/k norm, which our model does not implement).
+_VIT_TIMM_NAMES = frozenset(
+    [
+        "cls_token",
+        "pos_embed",
+        "patch_embed.proj.weight",
+        "patch_embed.proj.bias",
+        "norm.weight",
+        "norm.bias",
+        "head.weight",
+        "head.bias",
+    ]
+)
+_VIT_TIMM_BLOCK_MODULES = frozenset(["norm1", "norm2", "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"])
+# Hugging Face ViT layer parameters, in both the hub checkpoint layout
+# (``encoder.layer.N.attention.attention.query``...) and the transformers>=5 module
+# layout (``layers.N.attention.q_proj``...).
+_VIT_HF_LAYER_PREFIXES = ("encoder.layer.", "layers.")
+_VIT_HF_LAYER_NAMES = {
+    "layernorm_before": "norm1",
+    "layernorm_after": "norm2",
+    "attention.output.dense": "attn.proj",
+    "attention.o_proj": "attn.proj",
+    "intermediate.dense": "mlp.fc1",
+    "output.dense": "mlp.fc2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+_VIT_HF_QKV_NAMES = {
+    "attention.attention.query": 0,
+    "attention.attention.key": 1,
+    "attention.attention.value": 2,
+    "attention.q_proj": 0,
+    "attention.k_proj": 1,
+    "attention.v_proj": 2,
+}
+_VIT_HF_NAMES = {
+    "embeddings.cls_token": "cls_token",
+    "embeddings.position_embeddings": "pos_embed",
+    "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+    "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+    "layernorm.weight": "norm.weight",
+    "layernorm.bias": "norm.bias",
+}
+# Parameters of Hugging Face models that are not part of ours: the pooler
+# (dense + tanh on the class token, unused by ViTForImageClassification and by the
+# paper's recipe, which averaged ``last_hidden_state``) and the mask token of
+# masked-image-modelling pre-training.
+_VIT_HF_DROPPED = frozenset(("pooler.dense.weight", "pooler.dense.bias", "embeddings.mask_token"))
+
 
 def convert_vit(state_dict, source):
-    """ViT state dict from ``source`` -> ours (see :func:`convert_state_dict`)."""
-    raise NotImplementedError
+    """ViT state dict from ``source`` -> ours (see :func:`convert_state_dict`).
+
+    ``"timm"``: ``vit_*`` models with a class token and the class token's entry in
+    the position embedding (``no_embed_class=False``), without register tokens,
+    ``norm_pre``, ``fc_norm``, attention pooling, layer scale or q/k norm. The
+    names are ours already; unsupported parameters raise a ValueError.
+
+    ``"transformers"``: ``ViTModel`` or ``ViTForImageClassification`` (keys
+    prefixed with ``vit.``), in the hub checkpoint layout
+    (``encoder.layer.N.attention.attention.query``...) or the transformers>=5
+    layout (``layers.N.attention.q_proj``...). Query, key and value are
+    concatenated into ``attn.qkv``; ``classifier`` becomes ``head``. The pooler
+    (``pooler.dense``, a dense + tanh on the class token that Hugging Face's
+    classification head does not use) and ``embeddings.mask_token`` are not part
+    of our model and are dropped. Hugging Face configs use ``layer_norm_eps=1e-12``:
+    build our model with the same epsilon.
+
+    Arguments
+    ---------
+    state_dict : dict
+        The reference model's parameters.
+    source : str
+        ``"timm"`` or ``"transformers"``.
+
+    Returns
+    -------
+    dict
+        Parameters for :class:`focalnet_lobes.vit.VisionTransformer`, loadable
+        with ``strict=True`` into a model of the same configuration.
+
+    Example
+    -------
+    >>> from focalnet_lobes.vit import VisionTransformer
+    >>> model = VisionTransformer(patch_size=4, embed_dim=8, depth=1, num_heads=2,
+    ...                           num_classes=3, pos_embed_grid=2)
+    >>> converted = convert_vit(model.state_dict(), "timm")
+    >>> model.load_state_dict(converted, strict=True)
+    <All keys matched successfully>
+    >>> convert_vit(model.state_dict(), "microsoft")
+    Traceback (most recent call last):
+    ...
+    ValueError: source 'microsoft' (microsoft/FocalNet) has no ViT; ViT weights come from 'timm' or 'transformers'
+    """
+    if source == "timm":
+        return _convert_vit_timm(state_dict)
+    if source == "transformers":
+        return _convert_vit_transformers(state_dict)
+    if source == "microsoft":
+        raise ValueError(
+            "source 'microsoft' (microsoft/FocalNet) has no ViT; "
+            "ViT weights come from 'timm' or 'transformers'"
+        )
+    raise ValueError(f"Unknown ViT source '{source}': expected 'timm' or 'transformers'")
+
+
+def _convert_vit_timm(state_dict):
+    """timm ``vit_*`` -> ours: same names; reject what our model does not have."""
+    unsupported = sorted(key for key in state_dict if not _is_vit_timm_key(key))
+    if unsupported:
+        raise ValueError(
+            "timm ViT parameters that VisionTransformer does not implement "
+            f"(register tokens, norm_pre, fc_norm, attention pooling, layer scale, "
+            f"q/k norm?): {unsupported[:8]}"
+        )
+    if "cls_token" not in state_dict:
+        raise ValueError("timm ViT without a class token: build it with class_token=False")
+    return dict(state_dict)
+
+
+def _is_vit_timm_key(key):
+    """Whether ``key`` names a parameter that our ViT shares with timm's."""
+    if key in _VIT_TIMM_NAMES:
+        return True
+    parts = key.split(".")
+    return (
+        len(parts) >= 4
+        and parts[0] == "blocks"
+        and parts[1].isdigit()
+        and ".".join(parts[2:-1]) in _VIT_TIMM_BLOCK_MODULES
+        and parts[-1] in ("weight", "bias")
+    )
+
+
+def _split_vit_hf_layer_key(name):
+    """``"encoder.layer.3.attention.output.dense.bias"`` -> ``("3", "attention.output.dense",
+    "bias")``; None when ``name`` is not a layer parameter."""
+    for layer_prefix in _VIT_HF_LAYER_PREFIXES:
+        if name.startswith(layer_prefix):
+            layer, _, rest = name[len(layer_prefix) :].partition(".")
+            module, _, kind = rest.rpartition(".")
+            if layer.isdigit() and module and kind in ("weight", "bias"):
+                return layer, module, kind
+    return None
+
+
+def _convert_vit_transformers(state_dict):
+    """Hugging Face ``ViTModel`` / ``ViTForImageClassification`` -> ours."""
+    import torch
+
+    cls_keys = [key for key in state_dict if key.endswith("embeddings.cls_token")]
+    if len(cls_keys) != 1:
+        raise ValueError(
+            "not a Hugging Face ViT state dict: expected one '[vit.]embeddings.cls_token', "
+            f"found {cls_keys}"
+        )
+    prefix = cls_keys[0][: -len("embeddings.cls_token")]
+    converted, qkv_parts, unknown = {}, {}, []
+    for key, tensor in state_dict.items():
+        if key in ("classifier.weight", "classifier.bias"):
+            converted["head." + key.split(".")[-1]] = tensor
+            continue
+        if not key.startswith(prefix):
+            unknown.append(key)
+            continue
+        name = key[len(prefix) :]
+        if name in _VIT_HF_DROPPED:
+            continue
+        if name in _VIT_HF_NAMES:
+            converted[_VIT_HF_NAMES[name]] = tensor
+            continue
+        layer_key = _split_vit_hf_layer_key(name)
+        if layer_key is None:
+            unknown.append(key)
+            continue
+        layer, module, kind = layer_key
+        if module in _VIT_HF_LAYER_NAMES:
+            converted[f"blocks.{layer}.{_VIT_HF_LAYER_NAMES[module]}.{kind}"] = tensor
+        elif module in _VIT_HF_QKV_NAMES:
+            parts = qkv_parts.setdefault((layer, kind), [None, None, None])
+            parts[_VIT_HF_QKV_NAMES[module]] = tensor
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(f"Hugging Face ViT parameters with no counterpart in ours: {unknown[:8]}")
+    for (layer, kind), parts in qkv_parts.items():
+        if any(part is None for part in parts):
+            raise ValueError(f"layer {layer}: query, key and value {kind} are not all present")
+        converted[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat(parts, dim=0)
+    return converted

@@ -420,7 +420,7 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, num_positions, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
 
-        drop_path_rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
+        drop_path_rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
             Block(
                 embed_dim,
