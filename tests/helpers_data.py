@@ -102,8 +102,12 @@ def make_fake_esc50(
     >>> import tempfile
     >>> rows = make_fake_esc50(tempfile.mkdtemp(), n_per_class=1, classes=(0, 41), folds=(1, 2),
     ...                        sample_rate=8000, duration_s=0.1)
-    >>> [(row["filename"], row["category"]) for row in rows]
-    [('1-100000-A-0.wav', 'dog'), ('1-100001-A-41.wav', 'chainsaw'), ('2-100002-A-0.wav', 'dog'), ('2-100003-A-41.wav', 'chainsaw')]
+    >>> for row in rows:
+    ...     print(row["filename"], row["fold"], row["category"], row["esc10"])
+    1-100000-A-0.wav 1 dog True
+    1-100001-A-41.wav 1 chainsaw True
+    2-100002-A-0.wav 2 dog True
+    2-100003-A-41.wav 2 chainsaw True
     """
     root = Path(root)
     targets = [int(target) for target in classes]
