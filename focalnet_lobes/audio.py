@@ -10,6 +10,7 @@ the fixed length a batch needs (ESC-50 clips are 5 s, 80000 samples at 16 kHz).
 The tensor functions are pure (no I/O); only :func:`load_audio` reads files.
 """
 
+import functools
 import math
 from pathlib import Path
 
@@ -72,6 +73,12 @@ def _check_sample_rate(sample_rate, name):
     if not math.isfinite(sample_rate) or sample_rate <= 0 or int(sample_rate) != sample_rate:
         raise ValueError(f"{name} must be a positive integer, got {sample_rate!r}")
     return int(sample_rate)
+
+
+@functools.lru_cache(maxsize=8)
+def _resampler(orig_sample_rate, sample_rate):
+    """Cached resampling transform (building its kernel costs far more than applying it)."""
+    return torchaudio.transforms.Resample(orig_sample_rate, sample_rate)
 
 
 def to_mono(waveform, channel_dim=None):
@@ -195,7 +202,8 @@ def prepare_waveform(waveform, orig_sample_rate, sample_rate=DEFAULT_SAMPLE_RATE
     if waveform.numel() == 0:
         raise ValueError("waveform is empty (0 samples)")
     if orig_sample_rate != sample_rate:
-        waveform = torchaudio.functional.resample(waveform, orig_sample_rate, sample_rate)
+        with torch.no_grad():
+            waveform = _resampler(orig_sample_rate, sample_rate)(waveform)
     return peak_normalize(waveform)
 
 
