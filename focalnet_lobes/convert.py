@@ -272,7 +272,9 @@ _VIT_TIMM_NAMES = frozenset(
         "head.bias",
     ]
 )
-_VIT_TIMM_BLOCK_MODULES = frozenset(["norm1", "norm2", "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"])
+_VIT_TIMM_BLOCK_MODULES = frozenset(
+    ["norm1", "norm2", "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"]
+)
 # Hugging Face ViT layer parameters, in both the hub checkpoint layout
 # (``encoder.layer.N.attention.attention.query``...) and the transformers>=5 module
 # layout (``layers.N.attention.q_proj``...).
@@ -352,17 +354,14 @@ def convert_vit(state_dict, source):
     >>> convert_vit(model.state_dict(), "microsoft")
     Traceback (most recent call last):
     ...
-    ValueError: source 'microsoft' (microsoft/FocalNet) has no ViT; ViT weights come from 'timm' or 'transformers'
+    ValueError: source 'microsoft' has no ViT: use 'timm' or 'transformers'
     """
     if source == "timm":
         return _convert_vit_timm(state_dict)
     if source == "transformers":
         return _convert_vit_transformers(state_dict)
     if source == "microsoft":
-        raise ValueError(
-            "source 'microsoft' (microsoft/FocalNet) has no ViT; "
-            "ViT weights come from 'timm' or 'transformers'"
-        )
+        raise ValueError("source 'microsoft' has no ViT: use 'timm' or 'transformers'")
     raise ValueError(f"Unknown ViT source '{source}': expected 'timm' or 'transformers'")
 
 

@@ -262,7 +262,9 @@ class AngularMarginLoss(nn.Module):
     True
     """
 
-    def __init__(self, margin=0.2, scale=30.0, easy_margin=False, label_smoothing=0.0, reduction="mean"):
+    def __init__(
+        self, margin=0.2, scale=30.0, easy_margin=False, label_smoothing=0.0, reduction="mean"
+    ):
         super().__init__()
         if not 0.0 <= margin < math.pi / 2:
             raise ValueError(f"margin must be in [0, pi/2) radians, got {margin}")

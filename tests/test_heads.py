@@ -128,7 +128,8 @@ def test_angular_margin_loss_matches_speechbrain(easy_margin):
     cosines[0, 3] = -0.999  # past pi - margin: the "cosine - mm" branch
     targets = torch.randint(0, 10, (16,), generator=generator)
     targets[0] = 3
-    reference = LogSoftmaxWrapper(AdditiveAngularMargin(margin=0.2, scale=30, easy_margin=easy_margin))
+    margin = AdditiveAngularMargin(margin=0.2, scale=30, easy_margin=easy_margin)
+    reference = LogSoftmaxWrapper(margin)
     expected = reference(cosines.unsqueeze(1), targets.unsqueeze(1))
     ours = AngularMarginLoss(margin=0.2, scale=30.0, easy_margin=easy_margin)
     assert torch.allclose(ours(cosines, targets), expected, atol=1e-5)
@@ -163,7 +164,8 @@ def test_angular_margin_loss_label_smoothing_and_reduction():
     plain = AngularMarginLoss(0.2, 30.0)
     smooth = AngularMarginLoss(0.2, 30.0, label_smoothing=0.1)
     logits = plain.margin_logits(cosines, targets)
-    assert torch.allclose(smooth(cosines, targets), F.cross_entropy(logits, targets, label_smoothing=0.1))
+    expected = F.cross_entropy(logits, targets, label_smoothing=0.1)
+    assert torch.allclose(smooth(cosines, targets), expected)
     assert smooth(cosines, targets) > plain(cosines, targets)
     per_sample = AngularMarginLoss(0.2, 30.0, reduction="none")(cosines, targets)
     assert per_sample.shape == (2,)
