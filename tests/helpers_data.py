@@ -47,7 +47,10 @@ def make_clip(index, num_classes, sample_rate, duration_s, channels, rng):
     """One generated clip of class ``index``: ``(time, channels)`` float array in [-1, 1]."""
     num_samples = int(round(duration_s * sample_rate))
     time = np.arange(num_samples) / sample_rate
-    frequency = class_frequency(index, num_classes) * rng.uniform(0.97, 1.03)
+    # Jitter the frequency by at most a quarter of the gap to the neighbouring classes.
+    spacing = (3500.0 / 250.0) ** (1.0 / max(num_classes - 1, 1)) - 1.0
+    jitter = min(0.03, spacing / 4)
+    frequency = class_frequency(index, num_classes) * rng.uniform(1.0 - jitter, 1.0 + jitter)
     phase = rng.uniform(0, 2 * np.pi)
     tone = np.sin(2 * np.pi * frequency * time + phase) + 0.4 * np.sin(4 * np.pi * frequency * time + phase)
     # A slow amplitude envelope whose rate depends on the class, and a random onset.
