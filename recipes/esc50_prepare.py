@@ -18,7 +18,8 @@ it lists, and writes in ``save_folder``:
   "length": seconds}}``, where ``clip_id`` is the file name without ``.wav`` and
   ``label`` is the class index the models are trained on (the ESC-50 target, or
   0..9 in ESC-10 order for ``esc10=True``);
-- ``classes.json``: the class names in label order;
+- ``classes.json``: the class names in label order (50 names, or 10 with
+  ``esc10=True``);
 - ``skipped_files.txt``: one ``path<TAB>reason`` line per listed file that is
   missing, unreadable or empty (such files are skipped, never fatal);
 - ``prepare_options.json``: the options and a fingerprint of the metadata and the
@@ -593,7 +594,8 @@ def class_encoding(rows, esc10=False):
     """Label of every ESC-50 target, and the class names in label order.
 
     With ``esc10=False`` the label is the ESC-50 target (50 classes; a target
-    absent from ``rows`` has the name ``None``). With ``esc10=True`` the classes
+    absent from ``rows`` is named ``"target_<n>"``, so that every name is a
+    string). With ``esc10=True`` the classes
     are the targets of the ``esc10`` rows, sorted, encoded 0..9.
 
     Arguments
@@ -625,7 +627,7 @@ def class_encoding(rows, esc10=False):
     ({0: 0, 41: 1}, ['dog', 'chainsaw'])
     >>> labels, names = class_encoding(rows)
     >>> labels[41], len(names), names[2], names[3]
-    (41, 50, 'pig', None)
+    (41, 50, 'pig', 'target_3')
     """
     name_of_target = {}
     for row in rows:
@@ -636,7 +638,7 @@ def class_encoding(rows, esc10=False):
         targets = sorted({row["target"] for row in rows if row["esc10"]})
         return {target: label for label, target in enumerate(targets)}, [name_of_target[t] for t in targets]
     return {target: target for target in name_of_target}, [
-        name_of_target.get(target) for target in range(ESC50_NUM_CLASSES)
+        name_of_target.get(target, f"target_{target}") for target in range(ESC50_NUM_CLASSES)
     ]
 
 
