@@ -185,8 +185,8 @@ def test_load_audio_non_finite(tmp_path):
 def test_generated_esc50_classes_are_separable(tmp_path):
     """The synthetic dataset the recipe tests train on: every clip's class is recoverable."""
     targets = (0, 1, 10, 11, 12, 20, 21, 38, 40, 41)
-    rows = make_fake_esc50(tmp_path, n_per_class=1, folds=(1, 2), sample_rate=44100, channels=2, duration_s=0.5)
-    assert len(rows) == 20
+    rows = make_fake_esc50(tmp_path, n_per_class=1, folds=(1,), sample_rate=44100, channels=2, duration_s=0.5)
+    assert len(rows) == 10
     frequencies = np.array([class_frequency(index, len(targets)) for index in range(len(targets))])
     for row in rows:
         info = soundfile.info(str(tmp_path / "audio" / row["filename"]))
