@@ -502,8 +502,8 @@ class ModulationInterpreter(MapInterpreter):
     One forward pass (``classifier.forward_with_maps``) gives the logits and the
     modulators; :func:`modulation_map` reduces the chosen stage over channels and
     :func:`to_input_grid` brings it to the input grid. Signed reductions
-    (``"mean"``, ``"max"``) are shifted by their per-clip minimum so the map is
-    non-negative (the ranking, hence every quantile mask, is unchanged). The maps
+    (``"mean"``, ``"max"``) are shifted by their per-clip minimum on the input grid
+    so the map is non-negative (the ranking, hence every quantile mask, is unchanged). The maps
     stay in the autograd graph when gradients are enabled.
 
     Arguments
@@ -551,9 +551,10 @@ class ModulationInterpreter(MapInterpreter):
             classifier, features, ["modulators"], type(self).__name__
         )
         grid_map = modulation_map(maps["modulators"], self.stage, self.reduction)
+        input_map = self._to_input_grid(grid_map, features, self.stride)
         if self.reduction in ("mean", "max"):
-            grid_map = grid_map - grid_map.flatten(1).amin(dim=1)[:, None, None]
-        return logits, self._to_input_grid(grid_map, features, self.stride)
+            input_map = input_map - input_map.flatten(1).amin(dim=1)[:, None, None, None]
+        return logits, input_map
 
 
 class AttentionInterpreter(MapInterpreter):

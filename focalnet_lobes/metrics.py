@@ -117,7 +117,8 @@ def input_fidelity(logits_full, logits_in):
 
     Example
     -------
-    >>> input_fidelity(torch.tensor([[2.0, 1.0], [0.0, 1.0]]), torch.tensor([[0.5, 0.1], [1.0, 0.0]]))
+    >>> full = torch.tensor([[2.0, 1.0], [0.0, 1.0]])  # c = (0, 1)
+    >>> input_fidelity(full, torch.tensor([[0.5, 0.1], [1.0, 0.0]]))
     tensor([1., 0.], dtype=torch.float64)
     """
     _check_logits(logits_full, logits_in)
@@ -325,7 +326,8 @@ def map_entropy(maps):
 
     Example
     -------
-    >>> map_entropy(torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0]]))
+    >>> maps = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0]])
+    >>> map_entropy(maps)
     tensor([0.6931, 0.0000, 1.3863], dtype=torch.float64)
     """
     flat = _flat_non_negative(maps)

@@ -213,7 +213,8 @@ def test_full_mask_and_empty_mask(classifier):
     assert not any(torch.isnan(v.double()).any() for v in empty.values())
     # an all-zero mask: Gini 0 and entropy log n by definition
     assert empty["sparsity"].tolist() == [0.0, 0.0]
-    torch.testing.assert_close(empty["complexity"], torch.full((2,), math.log(4), dtype=torch.float64))
+    uniform_entropy = torch.full((2,), math.log(4), dtype=torch.float64)
+    torch.testing.assert_close(empty["complexity"], uniform_entropy)
 
 
 def test_bad_masks_raise(classifier):

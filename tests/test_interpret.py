@@ -1,0 +1,428 @@
+"""Interpretation maps, their alignment with the input, masks and interpreters."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import focalnet_lobes
+from focalnet_lobes.classifier import GlobalFeatureNorm, SpectrogramClassifier
+from focalnet_lobes.heads import LinearHead
+from focalnet_lobes.interpret import (
+    AttentionInterpreter,
+    GradientSaliencyInterpreter,
+    MapInterpreter,
+    ModulationInterpreter,
+    RandomInterpreter,
+    attention_map,
+    infer_stride,
+    modulation_map,
+    quantile_mask,
+    quantile_thresholds,
+    to_input_grid,
+)
+
+# ----------------------------------------------------------------------------- maps
+
+
+def test_modulation_map_reductions_hand_values():
+    # one clip, 3 channels, 1 x 2 grid: cell 0 has (1, -2, 2), cell 1 has (0, 3, -4)
+    modulator = torch.tensor([[1.0, 0.0], [-2.0, 3.0], [2.0, -4.0]]).reshape(1, 3, 1, 2)
+    other_stage = torch.zeros(1, 5, 2, 4)
+    modulators = [other_stage, modulator]
+    expected = {
+        "l2": [3.0, 5.0],
+        "mean_abs": [5 / 3, 7 / 3],
+        "mean": [1 / 3, -1 / 3],
+        "max": [2.0, 3.0],
+    }
+    for reduction, values in expected.items():
+        result = modulation_map(modulators, stage=-1, reduction=reduction)
+        assert result.shape == (1, 1, 2)
+        torch.testing.assert_close(result, torch.tensor(values).reshape(1, 1, 2), msg=reduction)
+    assert modulation_map(modulators, stage=0).shape == (1, 2, 4)
+
+
+def test_modulation_map_errors():
+    modulator = torch.zeros(1, 3, 2, 2)
+    with pytest.raises(ValueError, match="reduction"):
+        modulation_map([modulator], reduction="median")
+    with pytest.raises(ValueError, match="stage"):
+        modulation_map([modulator], stage=1)
+    with pytest.raises(ValueError, match=r"\(B, C, h, w\)"):
+        modulation_map([torch.zeros(3, 2, 2)])
+
+
+def two_layer_attentions():
+    """Two layers, two heads, a class token and 2 patches on a (1, 2) grid.
+
+    Head means: A0 = [[.5, .25, .25], [0, 1, 0], [0, 0, 1]],
+                A1 = [[0, 1, 0], [.5, .5, 0], [0, 0, 1]].
+    """
+    layer0 = torch.tensor(
+        [
+            [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            [[0.5, 0.0, 0.5], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        ]
+    )
+    layer1 = torch.tensor(
+        [
+            [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
+            [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        ]
+    )
+    return [layer0[None], layer1[None]]
+
+
+def test_attention_map_cls_hand_values():
+    attentions = two_layer_attentions()
+    torch.testing.assert_close(attention_map(attentions, (1, 2)), torch.tensor([[[1.0, 0.0]]]))
+    torch.testing.assert_close(
+        attention_map(attentions, (1, 2), layer=0), torch.tensor([[[0.25, 0.25]]])
+    )
+
+
+def test_attention_rollout_hand_computed_two_layers():
+    # Â0 = (A0 + I) / 2 = [[.75, .125, .125], [0, 1, 0], [0, 0, 1]]
+    # Â1 = (A1 + I) / 2 = [[.5, .5, 0], [.25, .75, 0], [0, 0, 1]]
+    # R = Â1 Â0, class row = .5 * Â0[0] + .5 * Â0[1] = (.375, .5625, .0625)
+    attentions = two_layer_attentions()
+    rollout = attention_map(attentions, (1, 2), method="rollout")
+    torch.testing.assert_close(rollout, torch.tensor([[[0.5625, 0.0625]]]))
+    # the reverse product Â0 Â1 would give (0.46875, 0.125): order matters
+    first_only = attention_map(attentions, (1, 2), method="rollout", layer=0)
+    torch.testing.assert_close(first_only, torch.tensor([[[0.125, 0.125]]]))
+
+
+def test_attention_map_extra_prefix_tokens_and_errors():
+    # 2 prefix tokens (class + distillation) and a 2 x 2 grid: the class row's last 4
+    attention = torch.zeros(1, 1, 6, 6)
+    attention[0, 0, 0] = torch.tensor([0.1, 0.2, 0.3, 0.0, 0.4, 0.0])
+    result = attention_map([attention], (2, 2))
+    torch.testing.assert_close(result, torch.tensor([[[0.3, 0.0], [0.4, 0.0]]]))
+    with pytest.raises(ValueError, match="N_tokens"):
+        attention_map([torch.zeros(1, 1, 4, 4)], (2, 2))
+    with pytest.raises(ValueError, match="method"):
+        attention_map([attention], (2, 2), method="gradcam")
+    with pytest.raises(ValueError, match="layer"):
+        attention_map([attention], (2, 2), layer=3)
+
+
+# ------------------------------------------------------------------ input alignment
+
+
+@pytest.mark.parametrize(
+    "cells, length, stride",
+    [
+        (14, 431, 32),
+        (27, 431, 16),
+        (54, 431, 8),
+        (108, 431, 4),
+        (2, 64, 32),
+        (7, 101, 16),
+        (31, 431, 14),
+        (1, 5, 5),
+    ],
+)
+def test_infer_stride(cells, length, stride):
+    assert infer_stride(cells, length) == stride
+
+
+def test_infer_stride_rejects_impossible_grids():
+    with pytest.raises(ValueError):
+        infer_stride(10, 5)
+
+
+def test_high_cell_gives_mask_over_exactly_its_input_region():
+    # FocalNet last stage on a 431 x 64 input: stride 32, grid 14 x 2. Cell (5, 1)
+    # covers input rows 160..191 and columns 32..63.
+    generator = torch.Generator().manual_seed(0)
+    grid_map = torch.rand(1, 14, 2, generator=generator) * 0.1
+    grid_map[0, 5, 1] = 1.0
+    maps = to_input_grid(grid_map, 431, 64, mode="nearest")
+    assert maps.shape == (1, 1, 431, 64)
+    # q chosen so that the threshold falls among the 32 * 32 top values
+    mask = quantile_mask(maps, 0.97)
+    expected = torch.zeros(1, 1, 431, 64)
+    expected[..., 160:192, 32:64] = 1.0
+    assert torch.equal(mask, expected)
+    # bilinear: the highest values are still inside the cell's block
+    smooth = to_input_grid(grid_map, 431, 64, mode="bilinear")
+    top = quantile_mask(smooth, 0.99)[0, 0].nonzero()
+    assert len(top) > 0
+    assert top[:, 0].min() >= 160 and top[:, 0].max() < 192
+    assert top[:, 1].min() >= 32 and top[:, 1].max() < 64
+    # an interior cell's bilinear bump is centred on its block: cell (5, 2) of a
+    # 14 x 4 grid over 431 x 128 covers rows 160..191, columns 64..95
+    bump = torch.zeros(1, 14, 4)
+    bump[0, 5, 2] = 1.0
+    smooth = to_input_grid(bump, 431, 128, mode="bilinear")[0, 0]
+    rows, cols = torch.meshgrid(torch.arange(431.0), torch.arange(128.0), indexing="ij")
+    centre = ((smooth * rows).sum() / smooth.sum(), (smooth * cols).sum() / smooth.sum())
+    assert centre[0].item() == pytest.approx(175.5, abs=1e-3)
+    assert centre[1].item() == pytest.approx(79.5, abs=1e-3)
+
+
+def test_last_partial_cell_is_cropped_not_stretched():
+    # ViT-like patches of 16 on 431 frames: 27 rows, the last covers frames 416..430.
+    grid_map = torch.zeros(1, 27, 4)
+    grid_map[0, 26, 0] = 1.0
+    maps = to_input_grid(grid_map, 431, 64, mode="nearest")
+    assert maps[0, 0, 416:, :16].eq(1).all()
+    assert maps[0, 0].sum().item() == 15 * 16
+    # a plain resize of 27 rows to 431 would put the cell on frames ~415..430 with a
+    # different extent; the padded-grid resize keeps every block 16 frames high
+    grid_map = torch.zeros(1, 27, 4)
+    grid_map[0, 10, 2] = 1.0
+    maps = to_input_grid(grid_map, 431, 64, mode="nearest")
+    assert maps[0, 0, 160:176, 32:48].eq(1).all() and maps.sum().item() == 256
+
+
+def test_to_input_grid_errors():
+    with pytest.raises(ValueError, match="do not cover"):
+        to_input_grid(torch.zeros(1, 14, 2), 431, 64, stride=16)
+    with pytest.raises(ValueError, match=r"\(B, h, w\)"):
+        to_input_grid(torch.zeros(1, 1, 14, 2), 431, 64)
+    with pytest.raises(ValueError, match="mode"):
+        to_input_grid(torch.zeros(1, 14, 2), 431, 64, mode="bicubic")
+
+
+# ---------------------------------------------------------------------------- masks
+
+
+@pytest.mark.parametrize("q", [0.0, 0.1, 0.5, 0.73, 0.95, 1.0])
+def test_quantile_thresholds_match_torch_quantile(q):
+    values = torch.randn(3, 1, 7, 11, generator=torch.Generator().manual_seed(1))
+    expected = torch.quantile(values.reshape(3, -1), q, dim=1)
+    torch.testing.assert_close(quantile_thresholds(values, q), expected)
+
+
+def test_quantile_mask_area_on_full_size_maps():
+    # 431 x 513 distinct values per clip (torch.quantile refuses such big batches)
+    count = 431 * 513
+    maps = torch.stack([torch.randperm(count).float() for _ in range(2)]).reshape(2, 1, 431, 513)
+    for q in (0.5, 0.9, 0.95):
+        mask = quantile_mask(maps, q)
+        assert mask.shape == (2, 1, 431, 513)
+        area = mask.mean(dim=(1, 2, 3))
+        assert torch.all((area - (1 - q)).abs() <= 1.0 / count), (q, area)
+        # every kept bin is >= every dropped bin, per clip
+        for clip in range(2):
+            inside = maps[clip][mask[clip].bool()]
+            outside = maps[clip][~mask[clip].bool()]
+            assert inside.min() > outside.max()
+
+
+def test_constant_and_silent_maps_keep_everything_without_nan():
+    maps = torch.stack(
+        [
+            torch.zeros(1, 4, 5),  # silent clip
+            torch.full((1, 4, 5), 0.3),  # constant
+            torch.full((1, 4, 5), 0.3),  # constant up to one ulp
+        ]
+    )
+    maps[2, 0, 0, 0] = torch.nextafter(torch.tensor(0.3), torch.tensor(1.0))
+    for soft in (False, True):
+        for q in (0.0, 0.5, 1.0):
+            mask = quantile_mask(maps, q, soft=soft)
+            assert not torch.isnan(mask).any()
+            assert torch.equal(mask, torch.ones_like(mask)), (soft, q)
+
+
+def test_soft_mask_formula():
+    maps = torch.tensor([[[2.0, 4.0], [6.0, 10.0]]])  # min 2, max 10
+    normalised = torch.tensor([[[[0.0, 0.25], [0.5, 1.0]]]])
+    torch.testing.assert_close(quantile_mask(maps, 0.0, soft=True), normalised)
+    # q = 0.5: threshold 5 -> bins 6 and 10 kept with their normalised values
+    torch.testing.assert_close(
+        quantile_mask(maps, 0.5, soft=True), torch.tensor([[[[0.0, 0.0], [0.5, 1.0]]]])
+    )
+    torch.testing.assert_close(quantile_mask(maps, 0.5), torch.tensor([[[[0.0, 0.0], [1.0, 1.0]]]]))
+
+
+def test_quantile_mask_errors():
+    with pytest.raises(ValueError, match="q"):
+        quantile_mask(torch.rand(1, 1, 2, 2), 1.5)
+    with pytest.raises(ValueError, match="NaN"):
+        quantile_mask(torch.full((1, 1, 2, 2), float("nan")), 0.5)
+    with pytest.raises(ValueError, match="B, 1, T, F"):
+        quantile_mask(torch.rand(1, 2, 2, 2), 0.5)
+
+
+# -------------------------------------------------------------- fake-backbone interpreters
+
+
+class FakeFocalClassifier(nn.Module):
+    """Stand-in exposing modulators of two stages (strides 4 and 8) and logits."""
+
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.stage1 = nn.Conv2d(1, 4, kernel_size=4, stride=4)
+        self.stage2 = nn.Conv2d(4, 6, kernel_size=2, stride=2)
+        self.head = nn.Linear(6, num_classes)
+
+    def _pad(self, features, multiple):
+        pad_t = -features.shape[-2] % multiple
+        pad_f = -features.shape[-1] % multiple
+        return nn.functional.pad(features, (0, pad_f, 0, pad_t))
+
+    def forward_with_maps(self, features):
+        first = self.stage1(self._pad(features, 8))
+        second = self.stage2(first)
+        logits = self.head(second.mean(dim=(-1, -2)))
+        return logits, {"modulators": [first, second], "stage_maps": [first, second]}
+
+    def forward(self, features):
+        return self.forward_with_maps(features)[0]
+
+
+class FakeViTClassifier(FakeFocalClassifier):
+    def forward_with_maps(self, features):
+        logits, _ = super().forward_with_maps(features)
+        return logits, {"attentions": [], "grid_size": (1, 1)}
+
+
+def test_modulation_interpreter_on_fake_backbone():
+    torch.manual_seed(0)
+    classifier = FakeFocalClassifier().eval()
+    features = torch.rand(2, 1, 21, 13)
+    logits, maps = ModulationInterpreter()(classifier, features)
+    assert logits.shape == (2, 3) and maps.shape == (2, 1, 21, 13)
+    assert (maps >= 0).all()
+    torch.testing.assert_close(logits, classifier(features))
+    # stage 0 (stride 4), nearest: each 4 x 4 block of the map is one cell's norm
+    _, first = ModulationInterpreter(stage=0, upsampling="nearest")(classifier, features)
+    _, modulator_maps = classifier.forward_with_maps(features)
+    norms = modulator_maps["modulators"][0].norm(dim=1)
+    torch.testing.assert_close(first[:, 0, 8:12, 4:8], norms[:, 2:3, 1:2].expand(2, 4, 4))
+    # signed reductions are shifted to be non-negative, ranking unchanged
+    _, signed = ModulationInterpreter(reduction="mean")(classifier, features)
+    assert signed.min() >= 0 and signed.flatten(1).amin(1).abs().max() < 1e-6
+
+
+def test_gradients_of_the_modulation_map_reach_the_input():
+    classifier = FakeFocalClassifier().eval()
+    features = torch.rand(1, 1, 16, 16, requires_grad=True)
+    _, maps = classifier.forward_with_maps(features)
+    modulation_map(maps["modulators"]).sum().backward()
+    assert features.grad is not None and features.grad.abs().sum() > 0
+    features.grad = None
+    _, upsampled = ModulationInterpreter()(classifier, features)
+    upsampled.sum().backward()
+    assert features.grad.abs().sum() > 0
+
+
+def test_interpreters_reject_backbones_without_their_maps():
+    with pytest.raises(ValueError, match="modulators"):
+        ModulationInterpreter()(FakeViTClassifier(), torch.rand(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="attentions"):
+        AttentionInterpreter()(FakeFocalClassifier(), torch.rand(1, 1, 8, 8))
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    with pytest.raises(ValueError, match="forward_with_maps"):
+        ModulationInterpreter()(plain, torch.rand(1, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"\(B, 1, T, F\)"):
+        RandomInterpreter()(plain, torch.rand(1, 8, 8))
+    with pytest.raises(ValueError, match="reduction"):
+        ModulationInterpreter(reduction="sum")
+
+
+def test_base_interpreter_checks_the_maps_shape():
+    class Wrong(MapInterpreter):
+        def compute_maps(self, classifier, features):
+            return classifier(features), features[..., :2]
+
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    with pytest.raises(ValueError, match="maps of shape"):
+        Wrong()(plain, torch.rand(1, 1, 8, 8))
+    with pytest.raises(NotImplementedError):
+        MapInterpreter()(plain, torch.rand(1, 1, 8, 8))
+
+
+def test_random_interpreter_reproducible_and_same_area_as_other_methods():
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(431 * 64, 2))
+    features = torch.rand(2, 1, 431, 64)
+    interpreter = RandomInterpreter(seed=5)
+    torch.manual_seed(123)
+    _, first = interpreter(plain, features)
+    _, second = interpreter(plain, features)
+    assert not torch.equal(first, second)  # a sequence, not one map
+    interpreter.reset()
+    torch.manual_seed(999)  # the global state does not matter
+    _, again = interpreter(plain, features)
+    assert torch.equal(first, again)
+    assert (first >= 0).all() and (first <= 1).all()
+    gradient_maps = GradientSaliencyInterpreter()(plain, features)[1] + features  # distinct values
+    for q in (0.5, 0.9):
+        random_area = quantile_mask(first, q).mean(dim=(1, 2, 3))
+        other_area = quantile_mask(gradient_maps, q).mean(dim=(1, 2, 3))
+        torch.testing.assert_close(random_area, other_area, atol=2.0 / (431 * 64), rtol=0)
+
+
+def test_gradient_saliency_is_the_predicted_logits_gradient_per_clip():
+    weight = torch.tensor([[1.0, -2.0, 0.0, 0.5], [0.0, 0.0, -3.0, 1.0]])
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, bias=False))
+    with torch.no_grad():
+        classifier[1].weight.copy_(weight)
+    # clip 0 predicts class 0, clip 1 predicts class 1
+    features = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 5.0]]).reshape(2, 1, 2, 2)
+    with torch.no_grad():
+        logits, maps = GradientSaliencyInterpreter()(classifier, features)
+    assert logits.argmax(1).tolist() == [0, 1]
+    torch.testing.assert_close(maps, weight.abs().reshape(2, 1, 2, 2))
+    assert not maps.requires_grad and not logits.requires_grad
+
+
+# ------------------------------------------------------------------------ real models
+
+
+def real_classifier(name, num_classes=4, num_bins=64):
+    torch.manual_seed(0)
+    backbone = focalnet_lobes.create_model(name, num_classes=0, in_chans=1)
+    head = LinearHead(backbone.num_features, num_classes)
+    return SpectrogramClassifier(backbone, head, GlobalFeatureNorm(num_bins)).eval()
+
+
+def test_modulation_interpreter_on_focalnet_audio_small():
+    classifier = real_classifier("focalnet_audio_small")
+    features = torch.rand(2, 1, 431, 64)
+    with torch.no_grad():
+        logits, maps = ModulationInterpreter()(classifier, features)
+        expected_logits = classifier(features)
+    assert logits.shape == (2, 4) and maps.shape == (2, 1, 431, 64)
+    assert (maps >= 0).all() and not torch.isnan(maps).any()
+    torch.testing.assert_close(logits, expected_logits, rtol=1e-4, atol=1e-5)
+    for stage in (0, 1):
+        _, stage_maps = ModulationInterpreter(stage=stage)(classifier, features)
+        assert stage_maps.shape == (2, 1, 431, 64)
+    mask = quantile_mask(maps.detach(), 0.9)
+    assert abs(mask.mean().item() - 0.1) < 0.02
+
+
+def test_real_focalnet_modulation_map_gradients_reach_the_input():
+    classifier = real_classifier("focalnet_audio_small")
+    features = torch.rand(1, 1, 64, 64, requires_grad=True)
+    _, maps = classifier.forward_with_maps(features)
+    modulation_map(maps["modulators"]).sum().backward()
+    assert features.grad.abs().sum() > 0
+
+
+def test_attention_interpreter_on_vit_audio_small():
+    classifier = real_classifier("vit_audio_small")
+    features = torch.rand(2, 1, 431, 64)
+    with torch.no_grad():
+        _, raw = classifier.forward_with_maps(features)
+        for method in ("cls", "rollout"):
+            logits, maps = AttentionInterpreter(method=method)(classifier, features)
+            assert logits.shape == (2, 4) and maps.shape == (2, 1, 431, 64), method
+            assert (maps >= 0).all() and not torch.isnan(maps).any()
+    assert raw["grid_size"] == (math.ceil(431 / 8), math.ceil(64 / 8))
+    # the class-token attention over the patches of one layer sums to at most 1
+    grid_map = attention_map(raw["attentions"], raw["grid_size"])
+    assert (grid_map.flatten(1).sum(1) <= 1 + 1e-5).all()
+
+
+def test_modulation_interpreter_refuses_a_vit():
+    classifier = real_classifier("vit_audio_small")
+    with pytest.raises(ValueError, match="modulators"):
+        ModulationInterpreter()(classifier, torch.rand(1, 1, 64, 64))
