@@ -1,0 +1,67 @@
+"""A SpeechBrain ``Checkpointer`` whose checkpoints appear only once complete.
+
+SpeechBrain writes a checkpoint's meta file first and its parameter files after;
+a run killed in between leaves a ``CKPT+...`` folder that looks valid but cannot be
+loaded, so the next run crashes instead of resuming. :class:`AtomicCheckpointer`
+writes every checkpoint into a staging folder and renames it into place at the
+end, so an interrupted save leaves only an ignored, later removed, staging folder.
+"""
+
+import logging
+import shutil
+
+from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
+
+STAGING_PREFIX = ".staging-"
+
+
+class AtomicCheckpointer(Checkpointer):
+    """``speechbrain.utils.checkpoints.Checkpointer`` with all-or-nothing saves.
+
+    Takes the same arguments as SpeechBrain's ``Checkpointer``.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> model = torch.nn.Linear(2, 2)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     checkpointer = AtomicCheckpointer(folder, recoverables={"model": model})
+    ...     checkpoint = checkpointer.save_checkpoint(meta={"error": 0.5})
+    ...     names = sorted(p.name for p in checkpoint.path.iterdir())
+    ...     recovered = checkpointer.recover_if_possible()
+    >>> names
+    ['CKPT.yaml', 'model.ckpt']
+    >>> recovered.meta["error"]
+    0.5
+    """
+
+    _staging_path = None
+
+    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
+        """Save a checkpoint into a staging folder, then move it into place."""
+        for stale in self.checkpoints_dir.glob(STAGING_PREFIX + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if name is None:
+            final_path = super()._new_checkpoint_dirpath()
+        else:
+            final_path = super()._custom_checkpoint_dirpath(name)
+        self._staging_path = self.checkpoints_dir / (STAGING_PREFIX + final_path.name)
+        try:
+            staged = super().save_checkpoint(meta, end_of_epoch, name, verbosity)
+        finally:
+            staging_path, self._staging_path = self._staging_path, None
+        if staged is None:  # not the main process
+            return None
+        staging_path.rename(final_path)
+        paramfiles = {key: final_path / path.name for key, path in staged.paramfiles.items()}
+        return Checkpoint(final_path, staged.meta, paramfiles)
+
+    def _new_checkpoint_dirpath(self):
+        if self._staging_path is not None:
+            return self._staging_path
+        return super()._new_checkpoint_dirpath()
+
+    def _custom_checkpoint_dirpath(self, name):
+        if self._staging_path is not None:
+            return self._staging_path
+        return super()._custom_checkpoint_dirpath(name)

@@ -1,0 +1,132 @@
+"""The classification recipe end to end on a generated dataset in the ESC-50 layout.
+
+Prepare -> train 2 epochs -> test, resume after a kill during epoch 2, and the
+test report (accuracy, per-class accuracy, confusion matrix as text and PNG).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers_data import make_fake_esc50
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def recipe_command(hparams, data_folder, output_folder, *extra, epochs=2):
+    """The README's training command with small-data overrides."""
+    return [
+        sys.executable,
+        str(REPO / "recipes" / "train.py"),
+        str(REPO / "hparams" / hparams),
+        "--data_folder", str(data_folder),
+        "--output_folder", str(output_folder),
+        "--esc10", "True",
+        "--clip_seconds", "1.0",
+        "--batch_size", "8",
+        "--number_of_epochs", str(epochs),
+        "--device", "cpu",
+        *extra,
+    ]
+
+
+def run(command, **kwargs):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def fake_esc10(tmp_path_factory):
+    """ESC-10 classes, 2 clips per class and fold, 44.1 kHz stereo, 1 s."""
+    root = tmp_path_factory.mktemp("esc50")
+    make_fake_esc50(root, n_per_class=2, sample_rate=44100, channels=2, duration_s=1.0)
+    return root
+
+
+def epochs_logged(train_log):
+    lines = Path(train_log).read_text().splitlines()
+    return [int(line.split("epoch: ")[1].split(",")[0]) for line in lines if line.startswith("epoch: ")]
+
+
+@pytest.mark.parametrize("hparams", ["focalnet_cpu.yaml", "vit_cpu.yaml"])
+def test_train_and_test_end_to_end(fake_esc10, tmp_path, hparams):
+    output = tmp_path / "out"
+    result = run(recipe_command(hparams, fake_esc10, output))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert epochs_logged(output / "train_log.txt") == [1, 2]
+    summary = json.loads((output / "test_results.json").read_text())
+    assert summary["num_clips"] == 20
+    assert len(summary["confusion_matrix"]) == 10
+    assert sum(map(sum, summary["confusion_matrix"])) == 20
+    assert 0.0 <= summary["accuracy"] <= 1.0
+    assert (output / "test_confusion.png").stat().st_size > 1000
+    assert "accuracy" in (output / "test_confusion.txt").read_text()
+    assert "Test accuracy" in (output / "log.txt").read_text()
+    # The best checkpoint by validation error is kept.
+    checkpoints = list((output / "save").glob("CKPT+*"))
+    assert checkpoints and all((c / "model.ckpt").is_file() for c in checkpoints)
+
+
+def test_rerun_after_finish_does_not_retrain(fake_esc10, tmp_path):
+    output = tmp_path / "out"
+    command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, epochs=1)
+    assert run(command).returncode == 0
+    assert run(command).returncode == 0
+    assert epochs_logged(output / "train_log.txt") == [1]
+
+
+def test_resume_after_kill_during_epoch_two(fake_esc10, tmp_path):
+    output = tmp_path / "out"
+    command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, epochs=3)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    train_log = output / "train_log.txt"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        # Checkpoints appear atomically: once one exists, epoch 2 is running.
+        if list((output / "save").glob("CKPT+*")):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "training ended before it could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert epochs_logged(train_log) == [1]
+
+    result = run(command)
+    assert result.returncode == 0, result.stderr[-4000:]
+    # Epoch 1 is not redone: training resumed from its checkpoint.
+    assert epochs_logged(train_log) == [1, 2, 3]
+    assert (output / "test_results.json").is_file()
+
+
+def test_mismatched_class_count_is_a_clear_error(fake_esc10, tmp_path):
+    output = tmp_path / "out"
+    command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, "--n_classes", "7")
+    result = run(command)
+    assert result.returncode != 0
+    assert "n_classes=7" in result.stderr
+
+
+@pytest.mark.real_data
+def test_real_esc10_one_epoch(esc50_dev, tmp_path):
+    """The real ESC-10 clips (folds 1-3 train, 4 valid; no fold 5) go through the recipe."""
+    output = tmp_path / "out"
+    command = [
+        sys.executable, str(REPO / "recipes" / "train.py"), str(REPO / "hparams" / "focalnet_cpu.yaml"),
+        "--data_folder", str(esc50_dev), "--output_folder", str(output), "--esc10", "True",
+        "--number_of_epochs", "1", "--device", "cpu",
+    ]
+    result = run(command)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert epochs_logged(output / "train_log.txt") == [1]
+    assert "test manifest is empty" in (output / "log.txt").read_text()
