@@ -18,3 +18,59 @@ def esc50_dev():
     if not (ESC50_DEV / "meta" / "esc50.csv").is_file():
         pytest.skip(f"real data not found at {ESC50_DEV}")
     return ESC50_DEV
+
+
+@pytest.fixture(scope="session")
+def fake_esc10(tmp_path_factory):
+    """Generated ESC-10 classes in the ESC-50 layout: 2 clips per class and fold, 44.1 kHz stereo, 1 s."""
+    from helpers_data import make_fake_esc50
+
+    root = tmp_path_factory.mktemp("fake_esc50")
+    make_fake_esc50(root, n_per_class=2, sample_rate=44100, channels=2, duration_s=1.0)
+    return root
+
+
+def training_command(hparams, data_folder, output_folder, *extra, epochs=2):
+    """The README's training command with small-data overrides (1 s clips, batch 8)."""
+    import sys
+
+    return [
+        sys.executable,
+        str(REPO / "recipes" / "train.py"),
+        str(REPO / "hparams" / hparams),
+        "--data_folder", str(data_folder),
+        "--output_folder", str(output_folder),
+        "--esc10", "True",
+        "--clip_seconds", "1.0",
+        "--batch_size", "8",
+        "--number_of_epochs", str(epochs),
+        "--device", "cpu",
+        *extra,
+    ]
+
+
+def run_recipe(command, **kwargs):
+    """Run a recipe command from the repository root; returns the CompletedProcess."""
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def trained_runs(fake_esc10, tmp_path_factory):
+    """Output folders of 2-epoch training runs on the generated data, trained once per session.
+
+    ``trained_runs("focalnet_cpu.yaml")`` returns the output folder, training on first use.
+    """
+    folders = {}
+
+    def get(hparams):
+        if hparams not in folders:
+            output = tmp_path_factory.mktemp(hparams.replace(".yaml", "")) / "out"
+            result = run_recipe(training_command(hparams, fake_esc10, output))
+            assert result.returncode == 0, result.stderr[-4000:]
+            folders[hparams] = output
+        return folders[hparams]
+
+    return get
