@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Recipe for training PIQ, the post-hoc interpreter baseline, on a frozen classifier.
+
+PIQ (Paissan, Subakan, Ravanelli 2023, "Posthoc Interpretation via Quantization")
+learns, after the fact, to map the classifier's last-stage representation through
+a class-partitioned vector-quantised codebook to a mask over the spectrogram
+(``focalnet_lobes.piq``). The classifier comes from the output folder of
+``recipes/train.py`` and stays frozen (evaluation mode, no gradient); PIQ trains
+on the classifier's own train split and features, keeps the checkpoint with the
+lowest validation loss and records its training time in ``piq_training.json``.
+
+To run this recipe, do the following:
+> python recipes/train_piq.py hparams/piq_focalnet_cpu.yaml --classifier_folder results/focalnet_cpu/1986
+
+Running the same command again after an interruption resumes from the last
+checkpoint. The trained interpreter is evaluated like every other method by
+``recipes/interpret.py hparams/interpret_piq.yaml --classifier_folder C --piq_folder P``,
+which loads it with :func:`load_piq_interpreter`.
+
+Authors
+ * focalnet-audio contributors
+"""
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from ruamel.yaml import YAML
+from speechbrain.utils.checkpoints import Checkpointer
+
+from focalnet_lobes.piq import representation_channels
+from trained_classifier import load_trained_classifier
+
+logger = logging.getLogger(__name__)
+
+FILLED_FROM_CLASSIFIER = ("n_classes", "representation_dim")
+
+
+class PIQFolderError(FileNotFoundError):
+    """The folder is not the output folder of a finished PIQ training run."""
+
+
+class PIQBrain(sb.Brain):
+    """Trains a :class:`~focalnet_lobes.piq.PIQInterpreter` on a frozen classifier.
+
+    ``self.classifier`` and ``self.frontend`` (set before ``fit``) are not Brain
+    modules: they are neither trained, nor checkpointed, nor put in train mode.
+    """
+
+    def compute_forward(self, batch, stage):
+        """Waveforms -> classifier features -> PIQ outputs (mask logits, VQ vectors)."""
+        batch = batch.to(self.device)
+        wavs, _ = batch.sig
+        with torch.no_grad():
+            features = self.frontend(wavs)
+        return features, self.modules.interpreter.piq_forward(self.classifier, features)
+
+    def compute_objectives(self, predictions, batch, stage):
+        """PIQ's loss; accumulates its terms, and the mask's fidelity when evaluating."""
+        features, output = predictions
+        terms = self.hparams.compute_cost(
+            output.mask_logits, features, output.encoded, output.quantized
+        )
+        batch_size = features.shape[0]
+        for name, value in terms.items():
+            self.stage_sums[name] = self.stage_sums.get(name, 0.0) + float(value.detach()) * batch_size
+        if stage != sb.Stage.TRAIN:
+            with torch.no_grad():
+                mask = torch.sigmoid(output.mask_logits)
+                masked_logits = self.classifier(mask * features)
+                agree = masked_logits.argmax(dim=1) == output.logits.argmax(dim=1)
+            self.stage_sums["fidelity"] = self.stage_sums.get("fidelity", 0.0) + float(
+                agree.float().sum()
+            )
+            self.stage_sums["mask_mean"] = self.stage_sums.get("mask_mean", 0.0) + float(
+                mask.mean(dim=(1, 2, 3)).sum()
+            )
+        self.stage_count += batch_size
+        return terms["loss"]
+
+    def on_fit_start(self):
+        """Recover (as every Brain) and the training time spent before this run."""
+        super().on_fit_start()
+        self.train_seconds = recorded_train_seconds(self.checkpointer)
+
+    def on_stage_start(self, stage, epoch=None):
+        """Reset the per-stage sums; start the epoch clock."""
+        self.stage_sums = {}
+        self.stage_count = 0
+        if stage == sb.Stage.TRAIN:
+            self.epoch_start = time.perf_counter()
+
+    def _stage_stats(self, stage_loss):
+        count = max(self.stage_count, 1)
+        stats = {name: total / count for name, total in self.stage_sums.items()}
+        stats["loss"] = stage_loss
+        return stats
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log every epoch, checkpoint the best by validation loss, log the test stage."""
+        stats = self._stage_stats(stage_loss)
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        if stage == sb.Stage.VALID:
+            self.train_seconds += time.perf_counter() - self.epoch_start
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta={"loss": stage_loss, "train_seconds": self.train_seconds},
+                min_keys=["loss"],
+            )
+        elif stage == sb.Stage.TEST:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+                test_stats=stats,
+            )
+            self.test_stats = stats
+
+
+def recorded_train_seconds(checkpointer):
+    """Training seconds recorded in the latest end-of-epoch checkpoint (0 if none)."""
+    latest = checkpointer.find_checkpoint(ckpt_predicate=lambda c: "train_seconds" in c.meta)
+    return float(latest.meta["train_seconds"]) if latest is not None else 0.0
+
+
+def _yaml_mapping(text):
+    """Top-level mapping of a YAML text without instantiating tags ({} if empty)."""
+    data = YAML(typ="rt").load(text) if text and text.strip() else None
+    return dict(data) if data else {}
+
+
+def classifier_folder_from(hparams_file, overrides):
+    """The ``classifier_folder`` of the command line, else of the YAML file."""
+    folder = _yaml_mapping(overrides).get("classifier_folder")
+    if folder is None:
+        with open(hparams_file, encoding="utf-8") as fin:
+            folder = _yaml_mapping(fin.read()).get("classifier_folder")
+    if not isinstance(folder, str) or not folder:
+        raise ValueError(
+            "PIQ needs a trained classifier: pass --classifier_folder <output folder of "
+            "recipes/train.py> (e.g. results/focalnet_cpu/1986)"
+        )
+    return folder
+
+
+def overrides_with_classifier(overrides, n_classes, representation_dim):
+    """Add the classifier's ``n_classes`` and ``representation_dim`` to the overrides.
+
+    Values given on the command line must match the classifier.
+    """
+    given = _yaml_mapping(overrides)
+    lines = [overrides] if overrides and overrides.strip() else []
+    for key, value in zip(FILLED_FROM_CLASSIFIER, (n_classes, representation_dim)):
+        if key in given:
+            if int(given[key]) != value:
+                raise ValueError(
+                    f"--{key} {given[key]} does not match the classifier ({value})"
+                )
+        else:
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)
+
+
+def dataio_prep(classifier_hparams, audio_cache_size):
+    """The classifier's train/valid/test datasets (16 kHz clips of its length)."""
+    from train import dataio_prep as classification_dataio_prep
+
+    data_hparams = {
+        "sample_rate": classifier_hparams["sample_rate"],
+        "clip_seconds": classifier_hparams["clip_seconds"],
+        "save_folder": classifier_hparams["save_folder"],
+        "audio_cache_size": audio_cache_size,
+    }
+    return classification_dataio_prep(data_hparams)
+
+
+def count_parameters(module):
+    """Number of trainable parameters of a module."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def load_piq_interpreter(folder, device="cpu", classifier_folder=None):
+    """The trained :class:`~focalnet_lobes.piq.PIQInterpreter` of a PIQ output folder.
+
+    Rebuilds the interpreter from the folder's ``hyperparams.yaml`` and loads the
+    checkpoint with the lowest validation loss (``torch.load(weights_only=True)``).
+
+    Arguments
+    ---------
+    folder : str or pathlib.Path
+        Output folder of this recipe.
+    device : str
+        Where to put the interpreter.
+    classifier_folder : str or pathlib.Path or None
+        The classifier it will interpret; a warning is logged when PIQ was trained
+        on another one.
+
+    Returns
+    -------
+    focalnet_lobes.piq.PIQInterpreter
+        In evaluation mode.
+
+    Raises
+    ------
+    PIQFolderError
+        When the folder has no ``hyperparams.yaml`` or no checkpoint.
+    """
+    folder = Path(folder)
+    hparams_file = folder / "hyperparams.yaml"
+    if not hparams_file.is_file():
+        raise PIQFolderError(
+            f"{folder} is not a PIQ training output folder: {hparams_file} is missing "
+            "(expected the output_folder of recipes/train_piq.py)"
+        )
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, {"output_folder": str(folder)})
+    if "interpreter" not in hparams or "checkpointer" not in hparams:
+        raise PIQFolderError(f"{hparams_file} does not define a PIQ interpreter")
+    checkpoints_dir = Path(hparams["checkpointer"].checkpoints_dir)
+    if not checkpoints_dir.is_dir() and (folder / "save").is_dir():
+        checkpoints_dir = folder / "save"  # the output folder was moved
+    checkpoint = Checkpointer(checkpoints_dir).find_checkpoint(min_key="loss")
+    if checkpoint is None:
+        raise PIQFolderError(
+            f"No checkpoint in {checkpoints_dir}: has the PIQ training run finished at "
+            "least one epoch?"
+        )
+    trained_on = hparams.get("classifier_folder")
+    if classifier_folder is not None and trained_on is not None:
+        if Path(classifier_folder).resolve() != Path(trained_on).resolve():
+            logger.warning(
+                "PIQ in %s was trained on the classifier in %s, not %s",
+                folder, trained_on, classifier_folder,
+            )
+    state = torch.load(
+        checkpoint.paramfiles["interpreter"], map_location="cpu", weights_only=True
+    )
+    interpreter = hparams["interpreter"]
+    interpreter.load_state_dict(state)
+    return interpreter.eval().to(device)
+
+
+def main(argv):
+    """Load the classifier, train PIQ on its train split, record the cost, test."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    classifier_folder = classifier_folder_from(hparams_file, overrides)
+    trained = load_trained_classifier(classifier_folder)
+    n_classes = len(trained.class_names)
+    overrides = overrides_with_classifier(
+        overrides, n_classes, representation_channels(trained.model)
+    )
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+
+    datasets = dataio_prep(trained.hparams, hparams["audio_cache_size"])
+    if len(datasets["train"]) == 0 or len(datasets["valid"]) == 0:
+        raise ValueError(
+            f"The classifier in {classifier_folder} has no training or validation clips "
+            f"in its manifests ({trained.manifest('train')})"
+        )
+
+    brain = PIQBrain(
+        modules={"interpreter": hparams["interpreter"]},
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    trained.to(brain.device)
+    brain.classifier = trained.model.eval().requires_grad_(False)
+    brain.frontend = trained.frontend.eval()
+
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+
+    epochs = int(hparams["epoch_counter"].current)
+    best = hparams["checkpointer"].find_checkpoint(min_key="loss")
+    seconds = recorded_train_seconds(hparams["checkpointer"])
+    cost = {
+        "method": "piq",
+        "classifier_folder": str(Path(classifier_folder).resolve()),
+        "seconds": seconds,
+        "epochs": epochs,
+        "seconds_per_epoch": seconds / epochs if epochs else None,
+        "params": count_parameters(hparams["interpreter"]),
+        "best_valid_loss": best.meta["loss"] if best is not None else None,
+        "device": str(brain.device),
+    }
+    with open(os.path.join(hparams["output_folder"], "piq_training.json"), "w") as fout:
+        json.dump(cost, fout, indent=2)
+    logger.info(
+        "PIQ trained %d epochs in %.1f s (%d parameters)", epochs, cost["seconds"], cost["params"]
+    )
+
+    if len(datasets["test"]) == 0:
+        logger.warning("The test manifest is empty: skipping the test stage")
+        return
+    brain.evaluate(
+        datasets["test"],
+        min_key="loss",
+        test_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
