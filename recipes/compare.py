@@ -1,0 +1,576 @@
+#!/usr/bin/env python3
+"""The paper-style comparison of interpretation methods: one table, one plot.
+
+Reads the ``metrics.json`` files written by ``recipes/interpret.py`` (or any
+recipe writing the same schema, e.g. PIQ with ``"method": "piq"``) and writes, in
+the output folder:
+
+* ``comparison.md``: a summary per method (classifier, split, accuracy, latency,
+  overlap test), then one table per quantile q with accuracy, FID-I, FA, FF, AI,
+  AD, AG, sparsity and complexity, one row per method;
+* ``comparison.csv``: one row per method x quantile, every metric;
+* ``comparison.json``: ``{"quantiles": [...], "methods": [{"label", "method",
+  "metrics_file", ...}], "rows": [one dict per method x quantile]}``;
+* ``comparison.png``: FID-I and FA against q, one line per method.
+
+One command runs what is missing and builds the table:
+
+> python recipes/compare.py --focalnet results/focalnet_cpu/1986 \\
+>     --vit results/vit_cpu/1986 --output_folder results/comparison
+
+For each of ``--focalnet``, ``--vit`` and ``--random`` (a classifier folder of
+``recipes/train.py``), ``<folder>/interpretation/<method>/metrics.json`` is used
+when it exists (and matches ``--split`` when given); otherwise
+``hparams/interpret_<method>.yaml`` is run on that folder, in this process. The
+random baseline interprets the ``--focalnet`` classifier unless ``--random``
+names another folder (``--no_random`` leaves it out). Other methods already
+interpreted in those classifier folders (``interpretation/*/metrics.json``, e.g.
+PIQ) are added unless ``--only_named``. Any number of further results can be
+given as positional arguments: a ``metrics.json``, a folder holding one, an
+``interpretation/`` folder or a classifier folder.
+
+> python recipes/compare.py results/focalnet_cpu/1986/interpretation \\
+>     results/vit_cpu/1986/interpretation/vit/metrics.json --output_folder results/comparison
+
+Authors
+ * focalnet-audio contributors
+"""
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+from interpret import (
+    HPARAMS_DIR,
+    METRIC_TITLES,
+    _format_value,
+    format_quantile,
+    plot_fidelity_faithfulness,
+    run_interpretation,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Metrics of the per-quantile tables, with the direction in which they improve.
+COMPARED_KEYS = (
+    ("fid_i", "higher"),
+    ("fa", "lower"),
+    ("ff", "higher"),
+    ("ai", "higher"),
+    ("ad", "lower"),
+    ("ag", "higher"),
+    ("sparsity", "higher"),
+    ("complexity", "lower"),
+)
+#: Methods that ``--focalnet``/``--vit``/``--random`` interpret, in table order.
+NAMED_METHODS = ("focalnet", "vit", "random")
+ARROWS = {"higher": "↑", "lower": "↓"}
+
+
+class ComparisonError(ValueError):
+    """Nothing to compare, or a result that is not an interpretation ``metrics.json``."""
+
+
+def find_metrics_files(path):
+    """The ``metrics.json`` files a path stands for.
+
+    A ``metrics.json`` file itself; a folder holding one; a folder whose
+    subfolders hold one (an ``interpretation/`` folder); or a classifier folder
+    with ``interpretation/*/metrics.json``.
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        File or folder.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Sorted.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for method in ("focalnet", "random"):
+    ...     (root / "interpretation" / method).mkdir(parents=True)
+    ...     _ = (root / "interpretation" / method / "metrics.json").write_text("{}")
+    >>> [p.parent.name for p in find_metrics_files(root)]
+    ['focalnet', 'random']
+    >>> [p.parent.name for p in find_metrics_files(root / "interpretation" / "random")]
+    ['random']
+    """
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ComparisonError(f"{path} does not exist")
+    if (path / "metrics.json").is_file():
+        return [path / "metrics.json"]
+    found = sorted(path.glob("*/metrics.json")) or sorted(path.glob("interpretation/*/metrics.json"))
+    if not found:
+        raise ComparisonError(
+            f"no metrics.json in {path}, its subfolders or {path / 'interpretation'} "
+            "(run recipes/interpret.py first, or pass --focalnet/--vit to run it)"
+        )
+    return found
+
+
+def load_result(metrics_file):
+    """Read one ``metrics.json`` and check it has what the table needs.
+
+    Arguments
+    ---------
+    metrics_file : str or pathlib.Path
+        A ``metrics.json`` of ``recipes/interpret.py``'s schema.
+
+    Returns
+    -------
+    dict
+        Its content, with ``"metrics_file"`` added.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "metrics.json"
+    >>> _ = path.write_text('{"method": "random", "accuracy": 0.5, "quantiles": {"0.9": {"fid_i": 0.1}}}')
+    >>> load_result(path)["method"]
+    'random'
+    >>> _ = path.write_text('{"method": "random"}')
+    >>> load_result(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    compare.ComparisonError: .../metrics.json is not an interpretation metrics.json: it lacks ['accuracy', 'quantiles']
+    """
+    metrics_file = Path(metrics_file)
+    try:
+        result = json.loads(metrics_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ComparisonError(f"cannot read {metrics_file}: {error}") from error
+    missing = [key for key in ("method", "accuracy", "quantiles") if not isinstance(result, dict) or key not in result]
+    if missing:
+        raise ComparisonError(f"{metrics_file} is not an interpretation metrics.json: it lacks {missing}")
+    result["metrics_file"] = str(metrics_file)
+    return result
+
+
+def label_results(results):
+    """Give each result a unique label: its method, plus the classifier folder if needed.
+
+    Arguments
+    ---------
+    results : list of dict
+        Loaded ``metrics.json`` dicts.
+
+    Returns
+    -------
+    list of dict
+        The same dicts with ``"label"`` set.
+
+    Example
+    -------
+    >>> results = [{"method": "focalnet", "classifier_folder": "runs/a"},
+    ...            {"method": "focalnet", "classifier_folder": "runs/b"}, {"method": "vit"}]
+    >>> [r["label"] for r in label_results(results)]
+    ['focalnet (runs/a)', 'focalnet (runs/b)', 'vit']
+    """
+    counts = {}
+    for result in results:
+        counts[result["method"]] = counts.get(result["method"], 0) + 1
+    seen = set()
+    for result in results:
+        label = result["method"]
+        if counts[label] > 1:
+            label = f"{label} ({result.get('classifier_folder', '?')})"
+        base, index = label, 2
+        while label in seen:
+            label = f"{base} #{index}"
+            index += 1
+        seen.add(label)
+        result["label"] = label
+    return results
+
+
+def comparison_rows(results):
+    """One row per method x quantile: label, method, classifier, split, accuracy, every metric.
+
+    Arguments
+    ---------
+    results : list of dict
+        Labelled results (:func:`label_results`).
+
+    Returns
+    -------
+    list of dict
+        Ordered by method then quantile.
+
+    Example
+    -------
+    >>> results = label_results([{"method": "random", "accuracy": 0.5, "split": "test",
+    ...     "quantiles": {"0.9": {"fid_i": 0.2}, "0.5": {"fid_i": 0.4}}}])
+    >>> [(row["label"], row["quantile"], row["fid_i"]) for row in comparison_rows(results)]
+    [('random', 0.5, 0.4), ('random', 0.9, 0.2)]
+    """
+    rows = []
+    for result in results:
+        for key in sorted(result["quantiles"], key=float):
+            row = {
+                "label": result["label"],
+                "method": result["method"],
+                "backbone": result.get("backbone"),
+                "classifier_folder": result.get("classifier_folder"),
+                "split": result.get("split"),
+                "num_clips": result.get("num_clips"),
+                "accuracy": result["accuracy"],
+                "quantile": float(key),
+            }
+            row.update(result["quantiles"][key])
+            rows.append(row)
+    return rows
+
+
+def markdown_comparison(results):
+    """The markdown comparison: a summary per method, then one table per quantile.
+
+    Arguments
+    ---------
+    results : list of dict
+        Labelled results (:func:`label_results`).
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> results = label_results([
+    ...     {"method": "focalnet", "accuracy": 0.9, "quantiles": {"0.9": {"fid_i": 0.8, "fa": 0.1}}},
+    ...     {"method": "random", "accuracy": 0.9, "quantiles": {"0.9": {"fid_i": 0.3, "fa": 0.4}}}])
+    >>> table = markdown_comparison(results)
+    >>> "## q = 0.9" in table, "| random | 90.00 | 0.300 | 0.400 |" in table
+    (True, True)
+    """
+    lines = [
+        "# Interpretation methods compared",
+        "",
+        "| Method | Classifier | Split | Clips | Accuracy (%) | Interpretation (ms/clip) "
+        "| Overhead over the classifier (ms/clip) | Overlap: keeps s1 | Overlap: predicts s1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        latency = result.get("latency_ms_per_clip") or {}
+        overlap = result.get("overlap") or {}
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    result["label"],
+                    f"`{result.get('classifier_folder', '?')}`",
+                    str(result.get("split", "?")),
+                    str(result.get("num_clips", "?")),
+                    f"{100 * result['accuracy']:.2f}",
+                    _milliseconds(latency.get("interpretation_total_ms")),
+                    _milliseconds(latency.get("map_mask_overhead_ms")),
+                    _percent(overlap.get("keeps_s1_rate")),
+                    _percent(overlap.get("predicts_s1_rate")),
+                ]
+            )
+            + " |"
+        )
+    splits = {result.get("split") for result in results}
+    if len(splits) > 1:
+        lines += ["", f"**Note:** the methods were evaluated on different splits {sorted(map(str, splits))}."]
+    quantiles = sorted({float(key) for result in results for key in result["quantiles"]})
+    header = " | ".join(f"{METRIC_TITLES[key]} {ARROWS[direction]}" for key, direction in COMPARED_KEYS)
+    for q in quantiles:
+        lines += [
+            "",
+            f"## q = {format_quantile(q)}",
+            "",
+            f"| Method | Accuracy (%) | {header} |",
+            "|---" * (len(COMPARED_KEYS) + 2) + "|",
+        ]
+        for result in results:
+            metrics = result["quantiles"].get(format_quantile(q))
+            if metrics is None:
+                metrics = next(
+                    (value for key, value in result["quantiles"].items() if float(key) == q), {}
+                )
+            values = [_format_value(metrics.get(key)) for key, _ in COMPARED_KEYS]
+            lines.append(f"| {result['label']} | {100 * result['accuracy']:.2f} | " + " | ".join(values) + " |")
+    lines += [
+        "",
+        "FID-I: the masked-in input keeps the predicted class; FA: drop of the predicted "
+        "class's probability with only the masked-in part (the paper's faithfulness); FF: "
+        "the same with the masked-out part; AI, AD, AG in %; sparsity: Gini index of the "
+        "map; complexity: entropy of the normalised map (nats). Arrows: the better direction. "
+        "Overlap: pairs mixed 0.8 s1 + 0.2 s2; share of pairs where the mask keeps more of "
+        "s1's energy than of s2's, and where the prediction is s1's class.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _milliseconds(value):
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _percent(value):
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def write_comparison(results, output_folder):
+    """Write ``comparison.{md,csv,json,png}`` for labelled results.
+
+    Arguments
+    ---------
+    results : list of dict
+        Loaded ``metrics.json`` dicts (labelled here if they are not).
+    output_folder : str or pathlib.Path
+        Created if needed.
+
+    Returns
+    -------
+    dict
+        Paths of the files written.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> results = [{"method": m, "accuracy": 0.5, "quantiles": {"0.5": {"fid_i": f, "fa": 0.1},
+    ...             "0.9": {"fid_i": f / 2, "fa": 0.2}}} for m, f in (("focalnet", 0.8), ("random", 0.4))]
+    >>> sorted(p.name for p in write_comparison(results, folder).values())
+    ['comparison.csv', 'comparison.json', 'comparison.md', 'comparison.png']
+    >>> len((folder / "comparison.csv").read_text().splitlines())  # header + 2 methods x 2 quantiles
+    5
+    """
+    if not results:
+        raise ComparisonError("no results to compare")
+    if any("label" not in result for result in results):
+        results = label_results(results)
+    folder = Path(output_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "markdown": folder / "comparison.md",
+        "csv": folder / "comparison.csv",
+        "json": folder / "comparison.json",
+        "plot": folder / "comparison.png",
+    }
+    rows = comparison_rows(results)
+    columns = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    with open(paths["csv"], "w", newline="", encoding="utf-8") as fout:
+        writer = csv.DictWriter(fout, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    summary_keys = (
+        "label", "method", "interpreter", "backbone", "classifier_folder", "metrics_file",
+        "split", "num_clips", "accuracy", "soft", "latency_ms_per_clip", "overlap",
+    )
+    report = {
+        "quantiles": sorted({row["quantile"] for row in rows}),
+        "methods": [{key: result.get(key) for key in summary_keys} for result in results],
+        "rows": rows,
+    }
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    paths["markdown"].write_text(markdown_comparison(results), encoding="utf-8")
+    plot_fidelity_faithfulness(paths["plot"], {result["label"]: result for result in results})
+    return paths
+
+
+def parse_override(text):
+    """``KEY=VALUE`` (VALUE in YAML) -> (key, value), for ``--override``.
+
+    Example
+    -------
+    >>> parse_override("num_examples=2"), parse_override("quantiles=[0.5, 0.9]")
+    (('num_examples', 2), ('quantiles', [0.5, 0.9]))
+    """
+    import yaml
+
+    if "=" not in text:
+        raise ComparisonError(f"--override expects KEY=VALUE, got '{text}'")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def ensure_interpretation(method, classifier_folder, hparams_dir=HPARAMS_DIR, overrides=None, rerun=False, device="cpu"):
+    """The ``metrics.json`` of ``method`` on a classifier, running ``interpret.py`` if needed.
+
+    ``<classifier_folder>/interpretation/<method>/metrics.json`` is reused unless
+    ``rerun``, or unless ``overrides`` names a ``split`` it was not computed on;
+    otherwise ``<hparams_dir>/interpret_<method>.yaml`` runs on the folder.
+
+    Arguments
+    ---------
+    method : str
+        ``"focalnet"``, ``"vit"``, ``"random"`` or any ``interpret_<method>.yaml``.
+    classifier_folder : str or pathlib.Path
+        Output folder of ``recipes/train.py``.
+    hparams_dir : str or pathlib.Path
+        Where the interpretation YAMLs are.
+    overrides : dict or None
+        Overrides of the YAML (e.g. ``{"split": "valid"}``).
+    rerun : bool
+        Recompute even if a result exists.
+    device : str
+        Where to run.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``metrics.json``.
+
+    Example
+    -------
+    >>> ensure_interpretation("nomethod", "runs/a")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    compare.ComparisonError: no interpretation YAML for method 'nomethod': .../interpret_nomethod.yaml is missing
+    """
+    overrides = dict(overrides or {})
+    hparams_file = Path(hparams_dir) / f"interpret_{method}.yaml"
+    if not hparams_file.is_file():
+        raise ComparisonError(f"no interpretation YAML for method '{method}': {hparams_file} is missing")
+    classifier_folder = Path(classifier_folder)
+    default_output = classifier_folder / "interpretation" / method
+    output_folder = Path(overrides.get("output_folder", default_output))
+    metrics_file = output_folder / "metrics.json"
+    if metrics_file.is_file() and not rerun:
+        existing = load_result(metrics_file)
+        if "split" not in overrides or existing.get("split") == overrides["split"]:
+            logger.info("Reusing %s", metrics_file)
+            return metrics_file
+        logger.info("%s is on split '%s', recomputing on '%s'", metrics_file, existing.get("split"), overrides["split"])
+    logger.info("Running %s on %s", hparams_file.name, classifier_folder)
+    overrides["classifier_folder"] = str(classifier_folder)
+    result = run_interpretation(hparams_file, overrides, device=device)
+    return Path(result["output_folder"]) / "metrics.json"
+
+
+def collect_results(
+    paths=(),
+    classifier_folders=None,
+    hparams_dir=HPARAMS_DIR,
+    overrides=None,
+    rerun=False,
+    device="cpu",
+    include_other_methods=True,
+):
+    """Run the named methods where needed and load every result to compare.
+
+    Arguments
+    ---------
+    paths : sequence of str
+        Further results (see :func:`find_metrics_files`).
+    classifier_folders : dict or None
+        ``{method: classifier folder}`` for methods to (re)use or run with
+        :func:`ensure_interpretation`, in table order.
+    hparams_dir : str or pathlib.Path
+        Where the interpretation YAMLs are.
+    overrides : dict or None
+        Overrides for every interpretation run.
+    rerun : bool
+        Recompute the named methods.
+    device : str
+        Where to run.
+    include_other_methods : bool
+        Also take the other ``interpretation/*/metrics.json`` of the named
+        classifier folders (on the same split when ``overrides`` has one).
+
+    Returns
+    -------
+    list of dict
+        Labelled results, each ``metrics.json`` once.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "metrics.json"
+    >>> _ = path.write_text('{"method": "piq", "accuracy": 0.5, "quantiles": {"0.9": {"fid_i": 0.1}}}')
+    >>> [result["label"] for result in collect_results([str(path), str(path)])]
+    ['piq']
+    """
+    overrides = dict(overrides or {})
+    files = []
+    for method, folder in (classifier_folders or {}).items():
+        files.append(ensure_interpretation(method, folder, hparams_dir, overrides, rerun, device))
+    if include_other_methods:
+        for folder in dict.fromkeys(Path(f) for f in (classifier_folders or {}).values()):
+            for metrics_file in sorted(folder.glob("interpretation/*/metrics.json")):
+                if "split" in overrides and load_result(metrics_file).get("split") != overrides["split"]:
+                    continue
+                files.append(metrics_file)
+    for path in paths:
+        files += find_metrics_files(path)
+    unique = list(dict.fromkeys(Path(f).resolve() for f in files))
+    if not unique:
+        raise ComparisonError(
+            "nothing to compare: give metrics.json files or folders, or --focalnet/--vit classifier folders"
+        )
+    return label_results([load_result(f) for f in unique])
+
+
+def main(argv=None):
+    """Command line; see the module docstring. Returns the list of results compared."""
+    parser = argparse.ArgumentParser(
+        description="Compare interpretation methods (FocalNet, ViT, random, PIQ, ...) in one table and plot.",
+    )
+    parser.add_argument("results", nargs="*", help="metrics.json files, or folders holding them")
+    parser.add_argument("--focalnet", help="FocalNet classifier folder: interpreted with interpret_focalnet.yaml")
+    parser.add_argument("--vit", help="ViT classifier folder: interpreted with interpret_vit.yaml")
+    parser.add_argument("--random", help="classifier folder for the random baseline (default: --focalnet's)")
+    parser.add_argument("--no_random", action="store_true", help="leave the random baseline out")
+    parser.add_argument("--only_named", action="store_true", help="skip other methods found in the classifier folders")
+    parser.add_argument("--output_folder", required=True, help="where comparison.{md,csv,json,png} go")
+    parser.add_argument("--split", help="split to interpret (train/valid/test; default: the YAMLs', test)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rerun", action="store_true", help="recompute the named methods' interpretations")
+    parser.add_argument("--hparams_dir", default=str(HPARAMS_DIR), help="folder of interpret_<method>.yaml")
+    parser.add_argument(
+        "--override", action="append", default=[], metavar="KEY=VALUE",
+        help="override of the interpretation YAMLs, e.g. --override num_examples=2 (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        overrides = dict(parse_override(text) for text in args.override)
+        if args.split:
+            overrides["split"] = args.split
+        if "output_folder" in overrides:
+            raise ComparisonError(
+                "--override output_folder is not supported: each method writes to "
+                "<classifier_folder>/interpretation/<method>"
+            )
+        folders = {}
+        if args.focalnet:
+            folders["focalnet"] = args.focalnet
+        if args.vit:
+            folders["vit"] = args.vit
+        random_folder = args.random or args.focalnet
+        if random_folder and not args.no_random:
+            folders["random"] = random_folder
+        results = collect_results(
+            args.results,
+            folders,
+            args.hparams_dir,
+            overrides,
+            rerun=args.rerun,
+            device=args.device,
+            include_other_methods=not args.only_named,
+        )
+        paths = write_comparison(results, args.output_folder)
+    except (ValueError, FileNotFoundError) as error:
+        logger.debug("comparison failed", exc_info=True)
+        sys.exit(f"compare.py: error: {error}")
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print(f"Comparison written to {args.output_folder}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
