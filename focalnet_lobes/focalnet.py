@@ -249,28 +249,33 @@ class FocalModulation(nn.Module):
 
     def forward(self, x):
         """Modulate channels-last ``x`` (B, H, W, C); returns (B, H, W, C)."""
-        channels = self.dim
-        projected = self.input_proj(x)
         query, context, gates = torch.split(
-            projected, (channels, channels, self.focal_level + 1), dim=-1
+            self.input_proj(x), (self.dim, self.dim, self.focal_level + 1), dim=-1
         )
-        # (B, H, W, C) -> (B, C, H, W) view with channels_last strides: no copy.
-        context = context.permute(0, 3, 1, 2)
-        gates_nchw = gates.permute(0, 3, 1, 2)
-        aggregate = 0
+        # The stored maps are the very tensors used downstream (through views), so
+        # that gradients with respect to them are defined.
+        self.gates = gates.permute(0, 3, 1, 2)
+        gates = self.gates.permute(0, 2, 3, 1)
+        # A contiguous (B, H, W, C) context, seen as (B, C, H, W) with channels_last
+        # strides, is the fast layout of the depthwise convolutions on CPU.
+        context = context.contiguous().permute(0, 3, 1, 2)
+        aggregate = None
         for level, focal_conv in enumerate(self.focal_convs):
             context = F.gelu(focal_conv(context))
-            aggregate = aggregate + context * gates_nchw[:, level : level + 1]
-        global_context = F.gelu(context.mean((2, 3), keepdim=True))
-        aggregate = aggregate + global_context * gates_nchw[:, self.focal_level :]
+            context_channels_last = context.permute(0, 2, 3, 1)
+            gate = gates[..., level : level + 1]
+            if aggregate is None:
+                aggregate = context_channels_last * gate
+            else:
+                aggregate = torch.addcmul(aggregate, context_channels_last, gate)
+        global_context = F.gelu(context_channels_last.mean((1, 2), keepdim=True))
+        aggregate = torch.addcmul(aggregate, global_context, gates[..., self.focal_level :])
         if self.normalize_modulator:
             aggregate = aggregate / (self.focal_level + 1)
 
-        modulator = self.modulator_proj(aggregate.permute(0, 2, 3, 1))
-        self.modulator = modulator.permute(0, 3, 1, 2)
-        self.gates = gates_nchw
-        modulated = self.output_norm(query * modulator)
-        return self.proj_drop(self.output_proj(modulated))
+        self.modulator = self.modulator_proj(aggregate).permute(0, 3, 1, 2)
+        modulated = query * self.modulator.permute(0, 2, 3, 1)
+        return self.proj_drop(self.output_proj(self.output_norm(modulated)))
 
     def extra_repr(self):
         return (
@@ -705,7 +710,7 @@ class FocalNet(nn.Module):
         self.pos_drop = nn.Dropout(drop_rate)
         self.stage_strides = [self.patch_embed.stride * 2**stage for stage in range(num_stages)]
 
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         self.stages = nn.ModuleList()
         for stage, depth in enumerate(depths):
             first = sum(depths[:stage])
@@ -817,8 +822,10 @@ class FocalNet(nn.Module):
         x = self.pos_drop(self.patch_embed(x))
         stage_maps, stage_modulators = [], []
         for stage in self.stages:
-            x = stage(x)
-            stage_maps.append(x.permute(0, 3, 1, 2))
+            stage_map = stage(x).permute(0, 3, 1, 2)
+            stage_maps.append(stage_map)
+            # continue from the returned map itself, so that gradients w.r.t. it exist
+            x = stage_map.permute(0, 2, 3, 1)
             if return_modulators:
                 stage_modulators.append(stage.blocks[-1].modulation.modulator)
         if return_modulators:
