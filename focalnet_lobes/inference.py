@@ -1,0 +1,744 @@
+"""Classify and interpret audio with a trained model, from a folder or the Hugging Face hub.
+
+:class:`AudioClassifier` is a SpeechBrain ``Pretrained`` interface::
+
+    from focalnet_lobes.inference import AudioClassifier
+
+    classifier = AudioClassifier.from_hparams(source="hub/focalnet-cpu-esc10")
+    probabilities, score, index, labels = classifier.classify_file("dog.wav")
+    result = classifier.interpret_file("dog.wav", out_dir="interpretations/")
+
+``source`` is a local folder (as written by ``recipes/export.py``) or a hub id.
+Its ``hyperparams.yaml`` defines ``compute_features`` (the
+:class:`~focalnet_lobes.features.SpectrogramFrontend`), ``model`` (the
+:class:`~focalnet_lobes.classifier.SpectrogramClassifier`), ``interpreter`` (a
+:class:`~focalnet_lobes.interpret.MapInterpreter`), ``quantile``, ``label_encoder``
+(a SpeechBrain ``CategoricalEncoder``), ``sample_rate``, ``pretrained_path`` (set to
+``source`` by :meth:`AudioClassifier.from_hparams`) and a ``pretrainer`` that
+loads the checkpoints. Audio of any sample rate and channel count is read with
+:func:`focalnet_lobes.audio.load_audio` (16 kHz mono, peak-normalised).
+
+This module also holds the Pretrainer hooks that load checkpoints into our lobes:
+:func:`load_state_dict_strict` (our own checkpoints),
+:func:`load_transformers_backbone` (a transformers FocalNet/ViT state dict) and
+:func:`load_ecapa_classifier` (a SpeechBrain ECAPA ``Classifier`` state dict), as
+used by the compatibility YAMLs of SpeechBrain's published ESC-50 models
+(``hparams/inference/{focalnet,vit}-base-esc50/``).
+"""
+
+import dataclasses
+import logging
+import pathlib
+
+import numpy as np
+import soundfile
+import torch
+from speechbrain.inference.interfaces import Pretrained
+
+from focalnet_lobes.audio import load_audio
+from focalnet_lobes.convert import convert_state_dict
+from focalnet_lobes.interpret import quantile_mask
+
+logger = logging.getLogger(__name__)
+
+HPARAMS_FILE = "hyperparams.yaml"
+WAVEFORM_NORMALIZATIONS = ("peak", "max", None)
+
+
+class ModelSourceError(FileNotFoundError):
+    """The source given to :meth:`AudioClassifier.from_hparams` is not a model folder."""
+
+
+# --- Pretrainer hooks ---------------------------------------------------------------
+
+
+def _read_state_dict(path):
+    """Tensors of a ``torch.save``-d state dict (weights only)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001  (pickle, zip and I/O errors)
+        raise ValueError(f"cannot read checkpoint '{path}': {error}") from error
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint '{path}' holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def _load_checked(module, state, path):
+    """``module.load_state_dict(state, strict=True)`` with a one-paragraph error."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(own[key].shape)}"
+        for key in sorted(set(own) & set(state))
+        if tuple(state[key].shape) != tuple(own[key].shape)
+    ]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"checkpoint '{path}' does not fit {type(module).__name__}: "
+            f"missing {missing[:6]}, unexpected {unexpected[:6]}, "
+            f"shape mismatch (checkpoint vs model) {mismatched[:6]}"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def load_state_dict_strict(module, path):
+    """Pretrainer hook: load a ``torch.save(module.state_dict())`` file, strictly.
+
+    SpeechBrain's default transfer hook loads with ``strict=False`` and only warns;
+    this one raises a ValueError naming the missing, unexpected and mismatched
+    parameters.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        The module to load into.
+    path : str or pathlib.Path
+        The checkpoint file.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.ckpt")
+    >>> torch.save(torch.nn.Linear(2, 3).state_dict(), path)
+    >>> load_state_dict_strict(torch.nn.Linear(2, 3), path)
+    >>> load_state_dict_strict(torch.nn.Linear(2, 4), path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: checkpoint '...model.ckpt' does not fit Linear: ... shape mismatch ...
+    """
+    _load_checked(module, _read_state_dict(path), path)
+
+
+def load_transformers_backbone(backbone, path, final_norm=True):
+    """Pretrainer hook: load a transformers FocalNet/ViT state dict into our backbone.
+
+    The state dict (``FocalNetBackbone``/``FocalNetModel``/``ViTModel``... as saved
+    by SpeechBrain's checkpointer) is converted with
+    :func:`focalnet_lobes.convert_state_dict` (``"transformers"``) and loaded
+    strictly.
+
+    Arguments
+    ---------
+    backbone : focalnet_lobes.FocalNet or focalnet_lobes.VisionTransformer
+        Built with the checkpoint's configuration and ``num_classes=0``.
+    path : str or pathlib.Path
+        The checkpoint file.
+    final_norm : bool
+        ``False`` replaces the backbone's final LayerNorm by the identity after
+        loading. SpeechBrain's FocalNet ESC-50 recipe pools
+        ``FocalNetBackbone(...).feature_maps[-1]``, the last stage's output
+        *before* ``FocalNetModel``'s final ``layernorm`` (which the state dict
+        holds but the recipe never applied). ViT recipes pool
+        ``last_hidden_state``, after the norm: keep ``True``.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> from transformers import ViTConfig, ViTModel
+    >>> from focalnet_lobes.vit import VisionTransformer
+    >>> config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+    ...                    intermediate_size=32, image_size=16, patch_size=8)
+    >>> path = os.path.join(tempfile.mkdtemp(), "embedding_model.ckpt")
+    >>> torch.save(ViTModel(config).state_dict(), path)
+    >>> ours = VisionTransformer(num_classes=0, patch_size=8, embed_dim=16, depth=1,
+    ...                          num_heads=2, mlp_ratio=2.0, pos_embed_grid=2)
+    >>> load_transformers_backbone(ours, path)
+    """
+    state = _read_state_dict(path)
+    try:
+        converted = convert_state_dict(state, "transformers")
+    except ValueError as error:
+        raise ValueError(f"checkpoint '{path}': {error}") from error
+    _load_checked(backbone, converted, path)
+    if not final_norm:
+        backbone.norm = torch.nn.Identity()
+
+
+def load_ecapa_classifier(head, path):
+    """Pretrainer hook: load a SpeechBrain ECAPA ``Classifier`` state dict into a CosineHead.
+
+    Arguments
+    ---------
+    head : focalnet_lobes.heads.CosineHead
+        Built with the classifier's input size, ``lin_blocks``, ``lin_neurons``
+        and number of classes.
+    path : str or pathlib.Path
+        The checkpoint file (``classifier.ckpt`` of the published models).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+    >>> from focalnet_lobes.heads import CosineHead
+    >>> path = os.path.join(tempfile.mkdtemp(), "classifier.ckpt")
+    >>> torch.save(Classifier(input_size=8, lin_blocks=1, lin_neurons=4, out_neurons=3).state_dict(), path)
+    >>> load_ecapa_classifier(CosineHead(8, 3, lin_blocks=1, lin_neurons=4), path)
+    """
+    state = _read_state_dict(path)
+    try:
+        head.load_ecapa_state_dict(state)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"checkpoint '{path}' does not fit {head}: {error}") from error
+
+
+# --- Results ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Interpretation:
+    """What :meth:`AudioClassifier.interpret_batch` returns for B clips.
+
+    Attributes
+    ----------
+    labels : list of str
+        Predicted class names.
+    indices : torch.Tensor
+        (B,) predicted class indices.
+    scores : torch.Tensor
+        (B,) probability of the predicted class.
+    probabilities : torch.Tensor
+        (B, K) class probabilities (softmax of the logits).
+    features : torch.Tensor
+        (B, 1, T, F) ``log1p`` features of the clips.
+    maps : torch.Tensor
+        (B, 1, T, F) the interpreter's maps on the feature grid.
+    mask : torch.Tensor
+        (B, 1, T, F) binary mask: the bins at or above each clip's ``quantile``
+        of its map.
+    listenable : torch.Tensor
+        (B, samples) the masked spectrogram turned back into audio, as long as
+        the input clips.
+    quantile : float
+        The quantile of the mask.
+    sample_rate : int
+        Sample rate of ``listenable``.
+    files : dict
+        Paths written by :meth:`AudioClassifier.interpret_file` (``"wav"``,
+        ``"png"``); empty otherwise.
+    """
+
+    labels: list
+    indices: torch.Tensor
+    scores: torch.Tensor
+    probabilities: torch.Tensor
+    features: torch.Tensor
+    maps: torch.Tensor
+    mask: torch.Tensor
+    listenable: torch.Tensor
+    quantile: float
+    sample_rate: int
+    files: dict = dataclasses.field(default_factory=dict)
+
+
+def top_k(probabilities, labels, k=5):
+    """The ``k`` most probable classes of one clip, best first.
+
+    Arguments
+    ---------
+    probabilities : torch.Tensor
+        (K,) class probabilities.
+    labels : list of str
+        Class name of each index.
+    k : int
+        How many (at most K).
+
+    Returns
+    -------
+    list of dict
+        ``{"label", "index", "score"}`` per class.
+
+    Example
+    -------
+    >>> top_k(torch.tensor([0.1, 0.7, 0.2]), ["dog", "rain", "sea"], k=2)
+    [{'label': 'rain', 'index': 1, 'score': 0.699999988079071}, {'label': 'sea', 'index': 2, 'score': 0.20000000298023224}]
+    """
+    if probabilities.dim() != 1:
+        raise ValueError(f"top_k expects the (K,) probabilities of one clip, got {tuple(probabilities.shape)}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    scores, indices = probabilities.float().topk(min(int(k), probabilities.numel()))
+    return [
+        {"label": labels[int(i)], "index": int(i), "score": float(s)}
+        for s, i in zip(scores, indices)
+    ]
+
+
+def plot_interpretation(features, maps, mask, path, title="", frame_rate=None):
+    """Save a PNG: the input spectrogram, the interpretation map, the masked spectrogram.
+
+    Arguments
+    ---------
+    features, maps, mask : torch.Tensor
+        (1, T, F) or (T, F) of one clip.
+    path : str or pathlib.Path
+        Output PNG.
+    title : str
+        Figure title.
+    frame_rate : float or None
+        Frames per second, to label the time axis in seconds.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "map.png")
+    >>> features = torch.rand(1, 20, 8)
+    >>> plot_interpretation(features, features, (features > 0.5).float(), path, "demo")
+    >>> os.path.getsize(path) > 0
+    True
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = [
+        ("input log1p spectrogram", features, "magma"),
+        ("interpretation map", maps, "viridis"),
+        ("masked input (what the interpretation keeps)", features * mask, "magma"),
+    ]
+    figure = Figure(figsize=(13, 3.6))
+    FigureCanvasAgg(figure)
+    for position, (name, values, colormap) in enumerate(panels):
+        axis = figure.add_subplot(1, 3, position + 1)
+        image = values.detach().float().cpu().reshape(values.shape[-2:]).numpy().T
+        extent = None
+        if frame_rate:
+            extent = (0, image.shape[1] / frame_rate, 0, image.shape[0])
+        axis.imshow(image, origin="lower", aspect="auto", cmap=colormap, extent=extent)
+        axis.set_title(name, fontsize=9)
+        axis.set_xlabel("time (s)" if frame_rate else "frame")
+        axis.set_ylabel("frequency bin")
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(str(path), dpi=100)
+
+
+# --- The interface ------------------------------------------------------------------
+
+
+class AudioClassifier(Pretrained):
+    """Environmental sound classifier with interpretation by design.
+
+    Built by :meth:`from_hparams` from a folder or hub repository holding
+    ``hyperparams.yaml`` and the files its ``pretrainer`` loads. Every method
+    takes waveforms at the model's ``sample_rate`` (``classify_file`` and
+    ``interpret_file`` take files of any rate and channel count). Each clip is
+    normalised as ``waveform_normalization`` says (``"peak"``: divided by its
+    largest absolute sample, as the training recipe; ``"max"``: by its largest
+    sample, as SpeechBrain's published ESC-50 recipes; ``null``: left as is) and,
+    when ``pad_to_seconds`` is set, zero-padded to that length when shorter (as
+    the training recipe's fixed-length clips; longer clips are kept whole).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from focalnet_lobes.inference import write_demo_model
+    >>> folder = write_demo_model(tempfile.mkdtemp())
+    >>> classifier = AudioClassifier.from_hparams(source=folder)
+    >>> wavs = torch.randn(2, 16000)
+    >>> probabilities, score, index, labels = classifier.classify_batch(wavs)
+    >>> probabilities.shape, len(labels)
+    (torch.Size([2, 3]), 2)
+    >>> result = classifier.interpret_batch(wavs)
+    >>> result.mask.shape, result.listenable.shape
+    (torch.Size([2, 1, 87, 16]), torch.Size([2, 16000]))
+    """
+
+    HPARAMS_NEEDED = ["sample_rate", "label_encoder", "quantile"]
+    MODULES_NEEDED = ["compute_features", "model", "interpreter"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        missing = [name for name in self.MODULES_NEEDED if name not in self.mods]
+        if missing:
+            raise ValueError(f"hyperparams.yaml: 'modules' lacks {missing}")
+        normalization = getattr(self.hparams, "waveform_normalization", "peak")
+        if normalization not in WAVEFORM_NORMALIZATIONS:
+            raise ValueError(
+                f"waveform_normalization must be one of {WAVEFORM_NORMALIZATIONS}, "
+                f"got {normalization!r}"
+            )
+        self.waveform_normalization = normalization
+        pad_seconds = getattr(self.hparams, "pad_to_seconds", None)
+        self.pad_to_samples = (
+            int(round(float(pad_seconds) * self.hparams.sample_rate)) if pad_seconds else 0
+        )
+        encoder = self.hparams.label_encoder
+        self.class_names = [encoder.ind2lab[index] for index in sorted(encoder.ind2lab)]
+        num_classes = getattr(getattr(self.mods.model, "head", None), "num_classes", None)
+        if num_classes is not None and num_classes != len(self.class_names):
+            raise ValueError(
+                f"label_encoder has {len(self.class_names)} classes but the model "
+                f"predicts {num_classes}"
+            )
+        encoder.expect_len(len(self.class_names))
+
+    @classmethod
+    def from_hparams(cls, source, hparams_file=HPARAMS_FILE, overrides=None, **kwargs):
+        """Load from a folder or hub id; ``pretrained_path`` is set to ``source``.
+
+        Arguments
+        ---------
+        source : str or pathlib.Path
+            A folder holding ``hparams_file`` (and the checkpoints) or a Hugging
+            Face hub id.
+        hparams_file : str
+            Name of the YAML file in ``source``.
+        overrides : dict or None
+            Overrides for the YAML; ``pretrained_path`` defaults to ``source``.
+        **kwargs
+            Passed to SpeechBrain's ``pretrained_from_hparams`` (``savedir``,
+            ``run_opts``, ...).
+
+        Returns
+        -------
+        AudioClassifier
+
+        Raises
+        ------
+        ModelSourceError
+            ``source`` is a folder without ``hparams_file``, or a path that does
+            not exist and is not a hub id (``owner/name``).
+        """
+        check_model_source(source, hparams_file)
+        overrides = dict(overrides or {})
+        overrides.setdefault("pretrained_path", str(source))
+        return super().from_hparams(
+            str(source), hparams_file=hparams_file, overrides=overrides, **kwargs
+        )
+
+    # -- waveforms ------------------------------------------------------------------
+
+    @property
+    def sample_rate(self):
+        """Sample rate (Hz) of the waveforms the model takes."""
+        return int(self.hparams.sample_rate)
+
+    def load_audio(self, path):
+        """Read ``path`` (any rate, any channels) as a 16 kHz-style mono clip (samples,).
+
+        Raises :class:`focalnet_lobes.audio.AudioError` (naming the file) for a
+        missing, unreadable, corrupt or empty file.
+        """
+        return load_audio(path, self.sample_rate)
+
+    def _clips(self, wavs, wav_lens=None):
+        """Split a batch into normalised 1-D clips of their own lengths."""
+        if not isinstance(wavs, torch.Tensor):
+            wavs = torch.as_tensor(np.asarray(wavs))
+        if wavs.dim() == 1:
+            wavs = wavs[None]
+        if wavs.dim() != 2 or wavs.shape[0] == 0 or wavs.shape[1] == 0:
+            raise ValueError(
+                f"expected waveforms of shape (batch, samples) or (samples,), got {tuple(wavs.shape)}"
+            )
+        if not wavs.is_floating_point():
+            wavs = wavs.float()
+        if not torch.isfinite(wavs).all():
+            raise ValueError("waveforms contain NaN or infinite samples")
+        total = wavs.shape[1]
+        if wav_lens is None:
+            lengths = [total] * wavs.shape[0]
+        else:
+            wav_lens = torch.as_tensor(wav_lens, dtype=torch.float64).reshape(-1)
+            if wav_lens.numel() != wavs.shape[0] or (wav_lens <= 0).any() or (wav_lens > 1).any():
+                raise ValueError(
+                    f"wav_lens must hold {wavs.shape[0]} relative lengths in (0, 1], got {wav_lens.tolist()}"
+                )
+            lengths = [max(1, int(round(float(r) * total))) for r in wav_lens]
+        clips = []
+        for wav, length in zip(wavs, lengths):
+            clip = wav[:length].float()
+            if self.waveform_normalization == "peak":
+                clip = clip / clip.abs().max().clamp_min(1e-8)
+            elif self.waveform_normalization == "max":
+                clip = clip / clip.max().clamp_min(1e-8)
+            clips.append(clip)
+        return clips
+
+    def _batches(self, clips):
+        """Group clips of equal length; yields (indices, padded (b, N) batch, length)."""
+        groups = {}
+        for index, clip in enumerate(clips):
+            groups.setdefault(clip.shape[0], []).append(index)
+        for length, indices in groups.items():
+            batch = torch.stack([clips[i] for i in indices])
+            if batch.shape[1] < self.pad_to_samples:
+                batch = torch.nn.functional.pad(batch, (0, self.pad_to_samples - batch.shape[1]))
+            yield indices, batch.to(self.device), length
+
+    # -- classification -------------------------------------------------------------
+
+    def compute_features(self, wavs):
+        """``log1p`` features (B, 1, T, F) of (already normalised) waveforms (B, samples)."""
+        return self.mods.compute_features(wavs.to(self.device))
+
+    def forward(self, wavs, wav_lens=None):
+        """Logits (B, K) of waveforms (B, samples) at the model's sample rate.
+
+        Clips of different lengths (``wav_lens``, relative as in SpeechBrain) are
+        run at their own lengths, so a clip's result does not depend on the batch.
+        """
+        clips = self._clips(wavs, wav_lens)
+        logits = [None] * len(clips)
+        with torch.no_grad():
+            for indices, batch, _ in self._batches(clips):
+                batch_logits = self.mods.model(self.compute_features(batch))
+                for row, index in enumerate(indices):
+                    logits[index] = batch_logits[row]
+        return torch.stack(logits)
+
+    def decode(self, indices):
+        """Class names of class indices (tensor or list)."""
+        return [self.class_names[int(i)] for i in torch.as_tensor(indices).reshape(-1)]
+
+    def classify_batch(self, wavs, wav_lens=None):
+        """Classify waveforms at the model's sample rate.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            (B, samples) or (samples,).
+        wav_lens : torch.Tensor or None
+            (B,) relative lengths in (0, 1] (SpeechBrain's convention).
+
+        Returns
+        -------
+        probabilities : torch.Tensor
+            (B, K) softmax of the logits.
+        score : torch.Tensor
+            (B,) the highest probability.
+        index : torch.Tensor
+            (B,) the predicted class index.
+        labels : list of str
+            The predicted class names.
+        """
+        probabilities = self.forward(wavs, wav_lens).float().softmax(dim=-1)
+        score, index = probabilities.max(dim=-1)
+        return probabilities, score, index, self.decode(index)
+
+    def classify_file(self, path):
+        """Classify one audio file (any rate, any channels); returns as :meth:`classify_batch`."""
+        return self.classify_batch(self.load_audio(path)[None])
+
+    # -- interpretation -------------------------------------------------------------
+
+    def _quantile(self, quantile):
+        quantile = float(self.hparams.quantile if quantile is None else quantile)
+        if not 0.0 <= quantile < 1.0:
+            raise ValueError(f"quantile must be in [0, 1), got {quantile}")
+        return quantile
+
+    def interpret_batch(self, wavs, quantile=None):
+        """Classify and interpret clips of one length at the model's sample rate.
+
+        The interpreter gives a map on the feature grid; the mask keeps the bins
+        at or above each clip's ``quantile`` of its map; the listenable waveform
+        is the masked magnitude with the input's phase, inverted
+        (:meth:`~focalnet_lobes.features.SpectrogramFrontend.listenable`).
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            (B, samples) or (samples,).
+        quantile : float or None
+            Mask quantile in [0, 1); ``None`` takes the YAML's ``quantile``.
+
+        Returns
+        -------
+        Interpretation
+        """
+        quantile = self._quantile(quantile)
+        clips = self._clips(wavs)
+        (indices, batch, length), = list(self._batches(clips))
+        frontend = self.mods.compute_features
+        with torch.no_grad():
+            features = self.compute_features(batch)
+            logits, maps = self.mods.interpreter(self.mods.model, features)
+            mask = quantile_mask(maps, quantile)
+            listenable = frontend.listenable(batch, mask)[:, :length]
+        if batch.shape[1] > length:  # drop the frames of the padding
+            hop = frontend.stft.hop_length
+            frames = min(features.shape[2], 1 + length // hop)
+            features, maps, mask = (x[:, :, :frames] for x in (features, maps, mask))
+        probabilities = logits.float().softmax(dim=-1)
+        scores, predicted = probabilities.max(dim=-1)
+        return Interpretation(
+            labels=self.decode(predicted),
+            indices=predicted.cpu(),
+            scores=scores.cpu(),
+            probabilities=probabilities.cpu(),
+            features=features.cpu(),
+            maps=maps.detach().cpu(),
+            mask=mask.cpu(),
+            listenable=listenable.cpu(),
+            quantile=quantile,
+            sample_rate=self.sample_rate,
+        )
+
+    def interpret_file(self, path, out_dir=None, quantile=None):
+        """Classify and interpret one audio file; optionally write WAV + PNG.
+
+        Arguments
+        ---------
+        path : str or pathlib.Path
+            The audio file (any rate, any channels).
+        out_dir : str or pathlib.Path or None
+            When given, ``<stem>_interpretation.wav`` (the listenable
+            interpretation, at the model's sample rate, as long as the clip) and
+            ``<stem>_interpretation.png`` are written there.
+        quantile : float or None
+            Mask quantile; ``None`` takes the YAML's ``quantile``.
+
+        Returns
+        -------
+        Interpretation
+            For a batch of one clip; ``files`` holds the written paths.
+        """
+        result = self.interpret_batch(self.load_audio(path)[None], quantile=quantile)
+        if out_dir is not None:
+            result.files = self.save_interpretation(result, out_dir, pathlib.Path(path).stem)
+        return result
+
+    def save_interpretation(self, result, out_dir, name, index=0):
+        """Write clip ``index`` of ``result`` as ``<name>_interpretation.{wav,png}``.
+
+        Returns
+        -------
+        dict
+            ``{"wav": path, "png": path}``.
+        """
+        out_dir = pathlib.Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        wav_path = out_dir / f"{name}_interpretation.wav"
+        png_path = out_dir / f"{name}_interpretation.png"
+        soundfile.write(
+            str(wav_path), result.listenable[index].numpy().astype(np.float32), result.sample_rate
+        )
+        hop = self.mods.compute_features.stft.hop_length
+        title = (
+            f"{name}: predicted '{result.labels[index]}' (p = {float(result.scores[index]):.3f}), "
+            f"mask keeps the top {100 * (1 - result.quantile):.0f}% of the map"
+        )
+        plot_interpretation(
+            result.features[index],
+            result.maps[index],
+            result.mask[index],
+            png_path,
+            title=title,
+            frame_rate=result.sample_rate / hop,
+        )
+        return {"wav": str(wav_path), "png": str(png_path)}
+
+
+def check_model_source(source, hparams_file=HPARAMS_FILE):
+    """Raise :class:`ModelSourceError` unless ``source`` can be a model.
+
+    A local folder must hold ``hparams_file``; a source that is not a local path
+    must look like a Hugging Face hub id (``owner/name``) or a URL.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> check_model_source("speechbrain/focalnet-base-esc50")
+    >>> check_model_source(tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.inference.ModelSourceError: ... is not a model folder: it has no hyperparams.yaml
+    """
+    text = str(source)
+    path = pathlib.Path(text)
+    if path.is_dir():
+        if not (path / hparams_file).is_file():
+            raise ModelSourceError(f"{text} is not a model folder: it has no {hparams_file}")
+        return
+    if path.exists():
+        raise ModelSourceError(f"{text} is a file, not a model folder or hub id")
+    if text.startswith(("http://", "https://")):
+        return
+    parts = text.split("/")
+    if len(parts) != 2 or not all(parts) or text.startswith((".", "~")):
+        raise ModelSourceError(
+            f"{text} is neither a model folder (no such directory) nor a Hugging Face "
+            "hub id (owner/name)"
+        )
+
+
+def write_demo_model(folder, num_classes=3):
+    """Write a small, randomly initialised model folder (for examples and tests).
+
+    A compact FocalNet on 16 mel bands, a linear head and the files
+    :meth:`AudioClassifier.from_hparams` reads: ``hyperparams.yaml``,
+    ``model.ckpt`` and ``label_encoder.txt``.
+
+    Arguments
+    ---------
+    folder : str or pathlib.Path
+        Where to write (created).
+    num_classes : int
+        Number of classes (named ``class_0``...).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> sorted(p.name for p in write_demo_model(tempfile.mkdtemp()).iterdir())
+    ['hyperparams.yaml', 'label_encoder.txt', 'model.ckpt']
+    """
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = _DEMO_YAML.format(num_classes=num_classes)
+    (folder / HPARAMS_FILE).write_text(text, encoding="utf-8")
+    hparams = load_hyperpyyaml(text, {"pretrained_path": str(folder)})
+    torch.save(hparams["model"].state_dict(), folder / "model.ckpt")
+    encoder = CategoricalEncoder()
+    encoder.update_from_iterable([f"class_{i}" for i in range(num_classes)])
+    encoder.save(folder / "label_encoder.txt")
+    return folder
+
+
+_DEMO_YAML = """\
+# Demo model (random weights) written by focalnet_lobes.inference.write_demo_model
+sample_rate: 16000
+pretrained_path: null
+quantile: 0.9
+waveform_normalization: peak
+pad_to_seconds: null
+compute_features: !new:focalnet_lobes.features.SpectrogramFrontend
+    sample_rate: !ref <sample_rate>
+    n_mels: 16
+backbone: !new:focalnet_lobes.focalnet.FocalNet
+    in_chans: 1
+    num_classes: 0
+    embed_dim: 8
+    depths: [1, 1]
+model: !new:focalnet_lobes.classifier.SpectrogramClassifier
+    backbone: !ref <backbone>
+    head: !new:focalnet_lobes.heads.LinearHead
+        in_features: 16
+        num_classes: {num_classes}
+    normalizer: !new:focalnet_lobes.classifier.GlobalFeatureNorm
+        num_bins: 16
+interpreter: !new:focalnet_lobes.interpret.ModulationInterpreter
+label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder
+modules:
+    compute_features: !ref <compute_features>
+    model: !ref <model>
+    interpreter: !ref <interpreter>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        model: !ref <model>
+        label_encoder: !ref <label_encoder>
+    paths:
+        model: !ref <pretrained_path>/model.ckpt
+        label_encoder: !ref <pretrained_path>/label_encoder.txt
+    custom_hooks:
+        model: !name:focalnet_lobes.inference.load_state_dict_strict
+"""
