@@ -43,7 +43,13 @@ FILLED_FROM_CLASSIFIER = ("n_classes", "representation_dim")
 
 
 class PIQFolderError(FileNotFoundError):
-    """The folder is not the output folder of a finished PIQ training run."""
+    """The folder is not the output folder of a finished PIQ training run.
+
+    Example
+    -------
+    >>> issubclass(PIQFolderError, FileNotFoundError)
+    True
+    """
 
 
 class PIQBrain(sb.Brain):
@@ -51,6 +57,36 @@ class PIQBrain(sb.Brain):
 
     ``self.classifier`` and ``self.frontend`` (set before ``fit``) are not Brain
     modules: they are neither trained, nor checkpointed, nor put in train mode.
+    Every epoch logs the loss and its terms (``reconstruction``, ``codebook``,
+    ``commitment``), and when evaluating the ``fidelity`` (share of clips whose
+    prediction on mask * features is the prediction on the features) and the
+    ``mask_mean``; the checkpoint meta holds the validation ``loss`` and the
+    cumulated ``train_seconds``.
+
+    Example
+    -------
+    >>> import focalnet_lobes
+    >>> from focalnet_lobes.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.features import SpectrogramFrontend
+    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.piq import PIQInterpreter, PIQLoss, PIQNetwork
+    >>> from speechbrain.dataio.batch import PaddedBatch
+    >>> backbone = focalnet_lobes.create_model("vit_audio_small", num_classes=0, in_chans=1)
+    >>> network = PIQNetwork(192, 3, codebook_size=6, decoder_channels=(8,))
+    >>> brain = PIQBrain(
+    ...     modules={"interpreter": PIQInterpreter(network)},
+    ...     hparams={"compute_cost": PIQLoss()},
+    ...     run_opts={"device": "cpu"},
+    ... )
+    >>> brain.classifier = SpectrogramClassifier(backbone, LinearHead(192, 3)).eval()
+    >>> brain.frontend = SpectrogramFrontend(n_mels=64)
+    >>> batch = PaddedBatch([{"id": i, "sig": torch.randn(8000)} for i in "ab"])
+    >>> brain.on_stage_start(sb.Stage.VALID)
+    >>> loss = brain.compute_objectives(
+    ...     brain.compute_forward(batch, sb.Stage.VALID), batch, sb.Stage.VALID
+    ... )
+    >>> sorted(brain._stage_stats(float(loss.detach())))
+    ['codebook', 'commitment', 'fidelity', 'loss', 'mask_mean', 'reconstruction']
     """
 
     def compute_forward(self, batch, stage):
@@ -128,7 +164,19 @@ class PIQBrain(sb.Brain):
 
 
 def recorded_train_seconds(checkpointer):
-    """Training seconds recorded in the latest end-of-epoch checkpoint (0 if none)."""
+    """Training seconds recorded in the latest end-of-epoch checkpoint (0 if none).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     checkpointer = Checkpointer(folder)
+    ...     before = recorded_train_seconds(checkpointer)
+    ...     _ = checkpointer.save_checkpoint(meta={"loss": 1.0, "train_seconds": 12.5})
+    ...     after = recorded_train_seconds(checkpointer)
+    >>> before, after
+    (0.0, 12.5)
+    """
     latest = checkpointer.find_checkpoint(ckpt_predicate=lambda c: "train_seconds" in c.meta)
     return float(latest.meta["train_seconds"]) if latest is not None else 0.0
 
@@ -140,7 +188,18 @@ def _yaml_mapping(text):
 
 
 def classifier_folder_from(hparams_file, overrides):
-    """The ``classifier_folder`` of the command line, else of the YAML file."""
+    """The ``classifier_folder`` of the command line, else of the YAML file.
+
+    Example
+    -------
+    >>> hparams_file = Path(__file__).resolve().parents[1] / "hparams" / "piq_focalnet_cpu.yaml"
+    >>> classifier_folder_from(hparams_file, "classifier_folder: results/focalnet_cpu/1986")
+    'results/focalnet_cpu/1986'
+    >>> classifier_folder_from(hparams_file, "")
+    Traceback (most recent call last):
+    ...
+    ValueError: PIQ needs a trained classifier: pass --classifier_folder <output folder of recipes/train.py> (e.g. results/focalnet_cpu/1986)
+    """
     folder = _yaml_mapping(overrides).get("classifier_folder")
     if folder is None:
         with open(hparams_file, encoding="utf-8") as fin:
@@ -157,6 +216,17 @@ def overrides_with_classifier(overrides, n_classes, representation_dim):
     """Add the classifier's ``n_classes`` and ``representation_dim`` to the overrides.
 
     Values given on the command line must match the classifier.
+
+    Example
+    -------
+    >>> print(overrides_with_classifier("lr: 0.01", n_classes=10, representation_dim=256))
+    lr: 0.01
+    n_classes: 10
+    representation_dim: 256
+    >>> overrides_with_classifier("n_classes: 50", 10, 256)
+    Traceback (most recent call last):
+    ...
+    ValueError: --n_classes 50 does not match the classifier (10)
     """
     given = _yaml_mapping(overrides)
     lines = [overrides] if overrides and overrides.strip() else []
@@ -172,7 +242,26 @@ def overrides_with_classifier(overrides, n_classes, representation_dim):
 
 
 def dataio_prep(classifier_hparams, audio_cache_size):
-    """The classifier's train/valid/test datasets (16 kHz clips of its length)."""
+    """The classifier's train/valid/test datasets (16 kHz clips of its length).
+
+    The manifests ``save_folder/{train,valid,test}.json`` and the audio pipeline
+    of the classification recipe (``recipes/train.py``): items ``id``, ``sig``
+    (the clip at ``sample_rate``, cut or padded to ``clip_seconds``), ``label``.
+
+    Example
+    -------
+    >>> import tempfile, soundfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> soundfile.write(folder / "a.wav", torch.zeros(800).numpy(), 8000)
+    >>> for split in ("train", "valid", "test"):
+    ...     _ = (folder / f"{split}.json").write_text(
+    ...         json.dumps({"a": {"wav": str(folder / "a.wav"), "label": 3}})
+    ...     )
+    >>> data = {"sample_rate": 16000, "clip_seconds": 0.5, "save_folder": str(folder)}
+    >>> clip = dataio_prep(data, audio_cache_size=0)["train"][0]
+    >>> clip["sig"].shape, int(clip["label"])
+    (torch.Size([8000]), 3)
+    """
     from train import dataio_prep as classification_dataio_prep
 
     data_hparams = {
@@ -185,7 +274,13 @@ def dataio_prep(classifier_hparams, audio_cache_size):
 
 
 def count_parameters(module):
-    """Number of trainable parameters of a module."""
+    """Number of trainable parameters of a module.
+
+    Example
+    -------
+    >>> count_parameters(torch.nn.Linear(2, 3))
+    9
+    """
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
@@ -214,6 +309,13 @@ def load_piq_interpreter(folder, device="cpu", classifier_folder=None):
     ------
     PIQFolderError
         When the folder has no ``hyperparams.yaml`` or no checkpoint.
+
+    Example
+    -------
+    >>> load_piq_interpreter("/nonexistent")
+    Traceback (most recent call last):
+    ...
+    train_piq.PIQFolderError: /nonexistent is not a PIQ training output folder: /nonexistent/hyperparams.yaml is missing (expected the output_folder of recipes/train_piq.py)
     """
     folder = Path(folder)
     hparams_file = folder / "hyperparams.yaml"
