@@ -74,6 +74,17 @@ VARIANTS = {
 }
 
 
+def variant_spec(name):
+    """(YAML, overrides) of a variant; ``NAME_epN`` is variant NAME trained for N epochs."""
+    if name in VARIANTS:
+        return VARIANTS[name]
+    base, _, epochs = name.rpartition("_ep")
+    if base in VARIANTS and epochs.isdigit():
+        hparams, overrides = VARIANTS[base]
+        return hparams, [*overrides, "--number_of_epochs", epochs]
+    raise ValueError(f"Unknown variant '{name}': known are {sorted(VARIANTS)} (+ '_epN')")
+
+
 def parse_train_log(path):
     """Validation accuracies per epoch from a recipe's ``train_log.txt``."""
     accuracies = []
@@ -94,7 +105,7 @@ def count_parameters(output_folder):
 
 def train_variant(name, seed, args):
     """Train one variant with one seed; returns its result dictionary."""
-    hparams, overrides = VARIANTS[name]
+    hparams, overrides = variant_spec(name)
     output = Path(args.output_folder) / name / str(seed)
     command = [
         sys.executable, str(REPO / "recipes" / "train.py"), str(REPO / "hparams" / hparams),
@@ -109,7 +120,8 @@ def train_variant(name, seed, args):
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.time() - start
     if result.returncode != 0:
-        raise RuntimeError(f"{name} seed {seed} failed:\n{result.stderr[-3000:]}")
+        log = (result.stdout + result.stderr)[-3000:]
+        raise RuntimeError(f"{name} seed {seed} failed:\n{log}")
     accuracies = parse_train_log(output / "train_log.txt")
     last = accuracies[-5:]
     return {
@@ -128,7 +140,8 @@ def train_variant(name, seed, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_folder", required=True)
-    parser.add_argument("--variants", nargs="+", default=["focalnet_cpu", "vit_cpu"], choices=sorted(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["focalnet_cpu", "vit_cpu"],
+                        help=f"any of {sorted(VARIANTS)}, optionally with an _epN suffix (N epochs)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1986])
     parser.add_argument("--esc10", default="True")
     parser.add_argument("--device", default="cpu")
@@ -140,6 +153,8 @@ def main(argv=None):
     parser.add_argument("extra", nargs="*", help="overrides added to every run (after --)")
     args = parser.parse_args(argv)
 
+    for name in args.variants:
+        variant_spec(name)
     jobs = [(name, seed) for name in args.variants for seed in args.seeds]
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         runs = list(pool.map(lambda job: train_variant(*job, args), jobs))

@@ -37,8 +37,8 @@ class RandomGain(nn.Module):
         self.min_gain_db = min_gain_db
         self.max_gain_db = max_gain_db
 
-    def forward(self, wavs):
-        """Apply a random gain to each row of ``wavs`` (B, samples)."""
+    def forward(self, wavs, lengths=None):
+        """Apply a random gain to each row of ``wavs`` (B, samples); ``lengths`` is unused."""
         if not self.training:
             return wavs
         gain_db = torch.empty(wavs.shape[0], 1, device=wavs.device).uniform_(

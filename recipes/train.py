@@ -40,10 +40,12 @@ class ESC50Brain(sb.Brain):
     def compute_forward(self, batch, stage):
         """Waveforms -> features (augmented when training) -> logits."""
         batch = batch.to(self.device)
-        wavs, _ = batch.sig
+        wavs, wav_lens = batch.sig
         targets = torch.nn.functional.one_hot(batch.label, self.hparams.n_classes).float()
         if stage == sb.Stage.TRAIN and self.hparams.wav_augment is not None:
-            wavs = self.hparams.wav_augment(wavs)
+            # SpeechBrain augmenters take and return (wavs, lengths).
+            augmented = self.hparams.wav_augment(wavs, wav_lens)
+            wavs = augmented[0] if isinstance(augmented, tuple) else augmented
         features = self.hparams.compute_features(wavs)
         if stage == sb.Stage.TRAIN:
             if self.hparams.feature_augment is not None:
@@ -129,11 +131,12 @@ def dataio_prep(hparams):
 
     datasets = {}
     for split in ("train", "valid", "test"):
-        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
-            json_path=os.path.join(hparams["save_folder"], f"{split}.json"),
-            dynamic_items=[audio_pipeline, label_pipeline],
-            output_keys=["id", "sig", "label"],
-        )
+        with open(os.path.join(hparams["save_folder"], f"{split}.json"), encoding="utf-8") as fin:
+            manifest = json.load(fin)
+        # An empty split (e.g. no fold 5 in a development copy) has no dataset.
+        datasets[split] = sb.dataio.dataset.DynamicItemDataset(
+            manifest, dynamic_items=[audio_pipeline, label_pipeline], output_keys=["id", "sig", "label"]
+        ) if manifest else None
     return datasets
 
 
@@ -170,7 +173,7 @@ def main(argv):
         )
 
     datasets = dataio_prep(hparams)
-    if len(datasets["train"]) == 0 or len(datasets["valid"]) == 0:
+    if datasets["train"] is None or datasets["valid"] is None:
         raise ValueError(
             f"No training or validation clips in {hparams['data_folder']} for folds "
             f"{hparams['train_folds']} / {hparams['valid_folds']}"
@@ -197,7 +200,7 @@ def main(argv):
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
 
-    if len(datasets["test"]) == 0:
+    if datasets["test"] is None:
         logger.warning("The test manifest is empty: skipping the test stage")
         return
     brain.evaluate(
