@@ -22,8 +22,8 @@ For each of ``--focalnet``, ``--vit`` and ``--random`` (a classifier folder of
 ``recipes/train.py``), ``<folder>/interpretation/<method>/metrics.json`` is used
 when it exists (and matches ``--split`` when given); otherwise
 ``hparams/interpret_<method>.yaml`` is run on that folder, in this process. The
-random baseline interprets the ``--focalnet`` classifier unless ``--random``
-names another folder (``--no_random`` leaves it out). Other methods already
+random baseline interprets the ``--focalnet`` classifier (else the ``--vit`` one)
+unless ``--random`` names another folder (``--no_random`` leaves it out). Other methods already
 interpreted in those classifier folders (``interpretation/*/metrics.json``, e.g.
 PIQ) are added unless ``--only_named``. Any number of further results can be
 given as positional arguments: a ``metrics.json``, a folder holding one, an
@@ -110,7 +110,9 @@ def find_metrics_files(path):
         raise ComparisonError(f"{path} does not exist")
     if (path / "metrics.json").is_file():
         return [path / "metrics.json"]
-    found = sorted(path.glob("*/metrics.json")) or sorted(path.glob("interpretation/*/metrics.json"))
+    found = sorted(path.glob("*/metrics.json")) or sorted(
+        path.glob("interpretation/*/metrics.json")
+    )
     if not found:
         raise ComparisonError(
             f"no metrics.json in {path}, its subfolders or {path / 'interpretation'} "
@@ -136,23 +138,29 @@ def load_result(metrics_file):
     -------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "metrics.json"
-    >>> _ = path.write_text('{"method": "random", "accuracy": 0.5, "quantiles": {"0.9": {"fid_i": 0.1}}}')
+    >>> _ = path.write_text('{"method": "random", "accuracy": 0.5, "quantiles": {"0.9": {}}}')
     >>> load_result(path)["method"]
     'random'
     >>> _ = path.write_text('{"method": "random"}')
     >>> load_result(path)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    compare.ComparisonError: .../metrics.json is not an interpretation metrics.json: it lacks ['accuracy', 'quantiles']
+    compare.ComparisonError: .../metrics.json is not an interpretation metrics.json: it lacks [...]
     """
     metrics_file = Path(metrics_file)
     try:
         result = json.loads(metrics_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise ComparisonError(f"cannot read {metrics_file}: {error}") from error
-    missing = [key for key in ("method", "accuracy", "quantiles") if not isinstance(result, dict) or key not in result]
+    missing = [
+        key
+        for key in ("method", "accuracy", "quantiles")
+        if not isinstance(result, dict) or key not in result
+    ]
     if missing:
-        raise ComparisonError(f"{metrics_file} is not an interpretation metrics.json: it lacks {missing}")
+        raise ComparisonError(
+            f"{metrics_file} is not an interpretation metrics.json: it lacks {missing}"
+        )
     result["metrics_file"] = str(metrics_file)
     return result
 
@@ -247,7 +255,7 @@ def markdown_comparison(results):
     Example
     -------
     >>> results = label_results([
-    ...     {"method": "focalnet", "accuracy": 0.9, "quantiles": {"0.9": {"fid_i": 0.8, "fa": 0.1}}},
+    ...     {"method": "focalnet", "accuracy": 0.9, "quantiles": {"0.9": {"fid_i": 0.8}}},
     ...     {"method": "random", "accuracy": 0.9, "quantiles": {"0.9": {"fid_i": 0.3, "fa": 0.4}}}])
     >>> table = markdown_comparison(results)
     >>> "## q = 0.9" in table, "| random | 90.00 | 0.300 | 0.400 |" in table
@@ -282,9 +290,14 @@ def markdown_comparison(results):
         )
     splits = {result.get("split") for result in results}
     if len(splits) > 1:
-        lines += ["", f"**Note:** the methods were evaluated on different splits {sorted(map(str, splits))}."]
+        lines += [
+            "",
+            f"**Note:** the methods were evaluated on different splits {sorted(map(str, splits))}.",
+        ]
     quantiles = sorted({float(key) for result in results for key in result["quantiles"]})
-    header = " | ".join(f"{METRIC_TITLES[key]} {ARROWS[direction]}" for key, direction in COMPARED_KEYS)
+    header = " | ".join(
+        f"{METRIC_TITLES[key]} {ARROWS[direction]}" for key, direction in COMPARED_KEYS
+    )
     for q in quantiles:
         lines += [
             "",
@@ -300,7 +313,11 @@ def markdown_comparison(results):
                     (value for key, value in result["quantiles"].items() if float(key) == q), {}
                 )
             values = [_format_value(metrics.get(key)) for key, _ in COMPARED_KEYS]
-            lines.append(f"| {result['label']} | {100 * result['accuracy']:.2f} | " + " | ".join(values) + " |")
+            lines.append(
+                f"| {result['label']} | {100 * result['accuracy']:.2f} | "
+                + " | ".join(values)
+                + " |"
+            )
     lines += [
         "",
         "FID-I: the masked-in input keeps the predicted class; FA: drop of the predicted "
@@ -341,10 +358,11 @@ def write_comparison(results, output_folder):
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
     >>> results = [{"method": m, "accuracy": 0.5, "quantiles": {"0.5": {"fid_i": f, "fa": 0.1},
-    ...             "0.9": {"fid_i": f / 2, "fa": 0.2}}} for m, f in (("focalnet", 0.8), ("random", 0.4))]
+    ...             "0.9": {"fid_i": f / 2, "fa": 0.2}}}
+    ...            for m, f in (("focalnet", 0.8), ("random", 0.4))]
     >>> sorted(p.name for p in write_comparison(results, folder).values())
     ['comparison.csv', 'comparison.json', 'comparison.md', 'comparison.png']
-    >>> len((folder / "comparison.csv").read_text().splitlines())  # header + 2 methods x 2 quantiles
+    >>> len((folder / "comparison.csv").read_text().splitlines())  # header + 2 methods x 2 q
     5
     """
     if not results:
@@ -368,8 +386,18 @@ def write_comparison(results, output_folder):
         writer.writeheader()
         writer.writerows(rows)
     summary_keys = (
-        "label", "method", "interpreter", "backbone", "classifier_folder", "metrics_file",
-        "split", "num_clips", "accuracy", "soft", "latency_ms_per_clip", "overlap",
+        "label",
+        "method",
+        "interpreter",
+        "backbone",
+        "classifier_folder",
+        "metrics_file",
+        "split",
+        "num_clips",
+        "accuracy",
+        "soft",
+        "latency_ms_per_clip",
+        "overlap",
     )
     report = {
         "quantiles": sorted({row["quantile"] for row in rows}),
@@ -398,7 +426,9 @@ def parse_override(text):
     return key.strip(), yaml.safe_load(value)
 
 
-def ensure_interpretation(method, classifier_folder, hparams_dir=HPARAMS_DIR, overrides=None, rerun=False, device="cpu"):
+def ensure_interpretation(
+    method, classifier_folder, hparams_dir=HPARAMS_DIR, overrides=None, rerun=False, device="cpu"
+):
     """The ``metrics.json`` of ``method`` on a classifier, running ``interpret.py`` if needed.
 
     ``<classifier_folder>/interpretation/<method>/metrics.json`` is reused unless
@@ -430,12 +460,14 @@ def ensure_interpretation(method, classifier_folder, hparams_dir=HPARAMS_DIR, ov
     >>> ensure_interpretation("nomethod", "runs/a")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    compare.ComparisonError: no interpretation YAML for method 'nomethod': .../interpret_nomethod.yaml is missing
+    compare.ComparisonError: no interpretation YAML for method 'nomethod': ...
     """
     overrides = dict(overrides or {})
     hparams_file = Path(hparams_dir) / f"interpret_{method}.yaml"
     if not hparams_file.is_file():
-        raise ComparisonError(f"no interpretation YAML for method '{method}': {hparams_file} is missing")
+        raise ComparisonError(
+            f"no interpretation YAML for method '{method}': {hparams_file} is missing"
+        )
     classifier_folder = Path(classifier_folder)
     default_output = classifier_folder / "interpretation" / method
     output_folder = Path(overrides.get("output_folder", default_output))
@@ -445,7 +477,12 @@ def ensure_interpretation(method, classifier_folder, hparams_dir=HPARAMS_DIR, ov
         if "split" not in overrides or existing.get("split") == overrides["split"]:
             logger.info("Reusing %s", metrics_file)
             return metrics_file
-        logger.info("%s is on split '%s', recomputing on '%s'", metrics_file, existing.get("split"), overrides["split"])
+        logger.info(
+            "%s is on split '%s', recomputing on '%s'",
+            metrics_file,
+            existing.get("split"),
+            overrides["split"],
+        )
     logger.info("Running %s on %s", hparams_file.name, classifier_folder)
     overrides["classifier_folder"] = str(classifier_folder)
     result = run_interpretation(hparams_file, overrides, device=device)
@@ -491,7 +528,7 @@ def collect_results(
     -------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "metrics.json"
-    >>> _ = path.write_text('{"method": "piq", "accuracy": 0.5, "quantiles": {"0.9": {"fid_i": 0.1}}}')
+    >>> _ = path.write_text('{"method": "piq", "accuracy": 0.5, "quantiles": {"0.9": {}}}')
     >>> [result["label"] for result in collect_results([str(path), str(path)])]
     ['piq']
     """
@@ -502,7 +539,10 @@ def collect_results(
     if include_other_methods:
         for folder in dict.fromkeys(Path(f) for f in (classifier_folders or {}).values()):
             for metrics_file in sorted(folder.glob("interpretation/*/metrics.json")):
-                if "split" in overrides and load_result(metrics_file).get("split") != overrides["split"]:
+                if (
+                    "split" in overrides
+                    and load_result(metrics_file).get("split") != overrides["split"]
+                ):
                     continue
                 files.append(metrics_file)
     for path in paths:
@@ -510,7 +550,8 @@ def collect_results(
     unique = list(dict.fromkeys(Path(f).resolve() for f in files))
     if not unique:
         raise ComparisonError(
-            "nothing to compare: give metrics.json files or folders, or --focalnet/--vit classifier folders"
+            "nothing to compare: give metrics.json files or folders, or --focalnet/--vit "
+            "classifier folders"
         )
     return label_results([load_result(f) for f in unique])
 
@@ -518,21 +559,42 @@ def collect_results(
 def main(argv=None):
     """Command line; see the module docstring. Returns the list of results compared."""
     parser = argparse.ArgumentParser(
-        description="Compare interpretation methods (FocalNet, ViT, random, PIQ, ...) in one table and plot.",
+        description="Compare interpretation methods (FocalNet, ViT, random, PIQ, ...): "
+        "one table and one plot.",
     )
     parser.add_argument("results", nargs="*", help="metrics.json files, or folders holding them")
-    parser.add_argument("--focalnet", help="FocalNet classifier folder: interpreted with interpret_focalnet.yaml")
-    parser.add_argument("--vit", help="ViT classifier folder: interpreted with interpret_vit.yaml")
-    parser.add_argument("--random", help="classifier folder for the random baseline (default: --focalnet's)")
-    parser.add_argument("--no_random", action="store_true", help="leave the random baseline out")
-    parser.add_argument("--only_named", action="store_true", help="skip other methods found in the classifier folders")
-    parser.add_argument("--output_folder", required=True, help="where comparison.{md,csv,json,png} go")
-    parser.add_argument("--split", help="split to interpret (train/valid/test; default: the YAMLs', test)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rerun", action="store_true", help="recompute the named methods' interpretations")
-    parser.add_argument("--hparams_dir", default=str(HPARAMS_DIR), help="folder of interpret_<method>.yaml")
     parser.add_argument(
-        "--override", action="append", default=[], metavar="KEY=VALUE",
+        "--focalnet", help="FocalNet classifier folder: interpreted with interpret_focalnet.yaml"
+    )
+    parser.add_argument("--vit", help="ViT classifier folder: interpreted with interpret_vit.yaml")
+    parser.add_argument(
+        "--random",
+        help="classifier folder for the random baseline (default: --focalnet's, else --vit's)",
+    )
+    parser.add_argument("--no_random", action="store_true", help="leave the random baseline out")
+    parser.add_argument(
+        "--only_named",
+        action="store_true",
+        help="skip other methods found in the classifier folders",
+    )
+    parser.add_argument(
+        "--output_folder", required=True, help="where comparison.{md,csv,json,png} go"
+    )
+    parser.add_argument(
+        "--split", help="split to interpret (train/valid/test; default: the YAMLs', test)"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--rerun", action="store_true", help="recompute the named methods' interpretations"
+    )
+    parser.add_argument(
+        "--hparams_dir", default=str(HPARAMS_DIR), help="folder of interpret_<method>.yaml"
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override of the interpretation YAMLs, e.g. --override num_examples=2 (repeatable)",
     )
     args = parser.parse_args(argv)
@@ -551,7 +613,7 @@ def main(argv=None):
             folders["focalnet"] = args.focalnet
         if args.vit:
             folders["vit"] = args.vit
-        random_folder = args.random or args.focalnet
+        random_folder = args.random or args.focalnet or args.vit
         if random_folder and not args.no_random:
             folders["random"] = random_folder
         results = collect_results(

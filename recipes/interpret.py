@@ -93,7 +93,7 @@ from focalnet_lobes.metrics import METRIC_KEYS, MetricAccumulator, interpretatio
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
-#: The repository's hparams folder (interpret_focalnet.yaml, interpret_vit.yaml, interpret_random.yaml).
+#: The repository's hparams folder (interpret_focalnet.yaml, interpret_vit.yaml, ...).
 HPARAMS_DIR = Path(__file__).resolve().parents[1] / "hparams"
 #: Column titles of the metrics, in table order.
 METRIC_TITLES = {
@@ -154,7 +154,7 @@ def split_entries(manifest_file, split="test", max_clips=None):
     -------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "test.json"
-    >>> _ = path.write_text('{"a": {"wav": "a.wav", "label": 0}, "b": {"wav": "b.wav", "label": 1}}')
+    >>> _ = path.write_text('{"a": {"wav": "a.wav", "label": 0}, "b": {"wav": "b.wav"}}')
     >>> [clip_id for clip_id, _ in split_entries(path, max_clips=1)]
     ['a']
     """
@@ -243,10 +243,11 @@ def run_interpreter(interpreter, model, features, context=""):
     -------
     >>> from focalnet_lobes.interpret import ModulationInterpreter
     >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
-    >>> run_interpreter(ModulationInterpreter(), model, torch.rand(1, 1, 2, 2), "demo")
+    >>> features = torch.rand(1, 1, 2, 2)
+    >>> run_interpreter(ModulationInterpreter(), model, features, "demo")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    interpret.InterpretationError: ModulationInterpreter cannot interpret demo: ModulationInterpreter needs a classifier with forward_with_maps (a SpectrogramClassifier), got Sequential
+    interpret.InterpretationError: ModulationInterpreter cannot interpret demo: ...
     """
     try:
         with torch.no_grad():
@@ -401,14 +402,17 @@ def measure_latency(model, frontend, interpreter, wavs, quantile=0.9, soft=False
     >>> model = torch.nn.Sequential(
     ...     torch.nn.AdaptiveAvgPool2d((1, 8)), torch.nn.Flatten(), torch.nn.Linear(8, 3)
     ... ).eval()
-    >>> latency = measure_latency(
-    ...     model, SpectrogramFrontend(n_mels=8), RandomInterpreter(), torch.randn(2, 1600), repeats=1
-    ... )
-    >>> latency["clips"], latency["interpretation_total_ms"] > 0, latency["map_mask_overhead_ms"] >= 0
-    (2, True, True)
+    >>> frontend, wavs = SpectrogramFrontend(n_mels=8), torch.randn(2, 1600)
+    >>> latency = measure_latency(model, frontend, RandomInterpreter(), wavs, repeats=1)
+    >>> latency["clips"], latency["interpretation_total_ms"] > 0
+    (2, True)
+    >>> latency["map_mask_overhead_ms"] >= 0
+    True
     """
     if wavs.dim() != 2 or wavs.shape[0] == 0:
-        raise InterpretationError(f"measure_latency needs (N >= 1, samples) clips, got {tuple(wavs.shape)}")
+        raise InterpretationError(
+            f"measure_latency needs (N >= 1, samples) clips, got {tuple(wavs.shape)}"
+        )
     repeats = max(1, int(repeats))
     device = _device_of(model)
     timings = {"features": [], "forward": [], "interpretation": [], "listenable": []}
@@ -543,7 +547,8 @@ def source_attribution(frontend, masks, source1, source2):
         power2 = frontend.spectrum(source2).abs().double() ** 2
     if linear.shape != power1.shape:
         raise InterpretationError(
-            f"mask grid {tuple(linear.shape)} does not match the spectrum grid {tuple(power1.shape)}"
+            f"mask grid {tuple(linear.shape)} does not match the spectrum grid "
+            f"{tuple(power1.shape)}"
         )
     total1 = power1.sum(dim=(1, 2))
     total2 = power2.sum(dim=(1, 2))
@@ -623,20 +628,24 @@ def overlap_test(
     >>> entries = []
     >>> for label, hertz in enumerate([300, 3000]):
     ...     path = folder / f"{label}.wav"
-    ...     soundfile.write(path, torch.sin(torch.arange(3200) * hertz / 16000 * 6.283).numpy(), 16000)
+    ...     tone = torch.sin(torch.arange(3200) * hertz / 16000 * 6.283)
+    ...     soundfile.write(path, tone.numpy(), 16000)
     ...     entries.append((str(label), {"wav": str(path), "label": label}))
     >>> model = torch.nn.Sequential(
     ...     torch.nn.AdaptiveAvgPool2d((1, 8)), torch.nn.Flatten(), torch.nn.Linear(8, 2)
     ... ).eval()
+    >>> frontend = SpectrogramFrontend(n_mels=8)
     >>> result = overlap_test(
-    ...     model, SpectrogramFrontend(n_mels=8), RandomInterpreter(), entries, 16000, 3200, num_pairs=2
+    ...     model, frontend, RandomInterpreter(), entries, 16000, 3200, num_pairs=2
     ... )
     >>> result["summary"]["pairs"], result["interpretations"].shape
     (2, torch.Size([2, 3200]))
     """
     weights = [float(w) for w in weights]
     if len(weights) != 2 or min(weights) < 0 or sum(weights) <= 0:
-        raise InterpretationError(f"overlap_weights must be two non-negative numbers, got {weights}")
+        raise InterpretationError(
+            f"overlap_weights must be two non-negative numbers, got {weights}"
+        )
     labels = [int(entry["label"]) for _, entry in entries]
     pairs = choose_overlap_pairs(labels, num_pairs, seed)
     name = (lambda k: class_names[k]) if class_names else str
@@ -644,8 +653,18 @@ def overlap_test(
     records, mixtures, interpretations = [], [], []
     for start in range(0, len(pairs), max(1, int(batch_size))):
         chunk = pairs[start : start + max(1, int(batch_size))]
-        first = torch.stack([fix_length(load_audio(entries[i][1]["wav"], sample_rate), num_samples) for i, _ in chunk])
-        second = torch.stack([fix_length(load_audio(entries[j][1]["wav"], sample_rate), num_samples) for _, j in chunk])
+        first = torch.stack(
+            [
+                fix_length(load_audio(entries[i][1]["wav"], sample_rate), num_samples)
+                for i, _ in chunk
+            ]
+        )
+        second = torch.stack(
+            [
+                fix_length(load_audio(entries[j][1]["wav"], sample_rate), num_samples)
+                for _, j in chunk
+            ]
+        )
         source1 = (weights[0] * first).to(device)
         source2 = (weights[1] * second).to(device)
         mixture = source1 + source2
@@ -722,7 +741,9 @@ def write_wav(path, wav, sample_rate):
     """
     import soundfile
 
-    soundfile.write(str(path), wav.detach().cpu().float().numpy(), int(sample_rate), subtype="FLOAT")
+    soundfile.write(
+        str(path), wav.detach().cpu().float().numpy(), int(sample_rate), subtype="FLOAT"
+    )
 
 
 def plot_example(path, features, maps, masks, title=""):
@@ -750,7 +771,9 @@ def plot_example(path, features, maps, masks, title=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    features, maps, masks = (value.detach().cpu().float().reshape(value.shape[-2:]) for value in (features, maps, masks))
+    features, maps, masks = (
+        value.detach().cpu().float().reshape(value.shape[-2:]) for value in (features, maps, masks)
+    )
     panels = [
         ("Spectrogram (log1p)", features, "magma"),
         ("Interpretation map", maps, "viridis"),
@@ -759,7 +782,9 @@ def plot_example(path, features, maps, masks, title=""):
     ]
     figure, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
     for axis, (name, values, colormap) in zip(axes.flat, panels):
-        image = axis.imshow(values.T.numpy(), origin="lower", aspect="auto", cmap=colormap, interpolation="nearest")
+        image = axis.imshow(
+            values.T.numpy(), origin="lower", aspect="auto", cmap=colormap, interpolation="nearest"
+        )
         axis.set_title(name)
         axis.set_xlabel("frame")
         axis.set_ylabel("frequency bin")
@@ -855,7 +880,8 @@ def write_examples(
         write_wav(interpretation, listenable[index], sample_rate)
         title = (
             f"{clip_id}: true {name(int(labels[index]))}, predicted {name(predicted)} "
-            f"(p = {float(probabilities[index, predicted]):.2f}), mask at q = {format_quantile(quantile)}"
+            f"(p = {float(probabilities[index, predicted]):.2f}), "
+            f"mask at q = {format_quantile(quantile)}"
         )
         plot_example(picture, features[index], maps[index], masks[index], title)
         examples.append(
@@ -887,7 +913,7 @@ def metric_rows(metrics):
 
     Example
     -------
-    >>> metrics = {"quantiles": {"0.9": {"fid_i": 0.5, "clips": 4}, "0.5": {"fid_i": 1.0, "clips": 4}}}
+    >>> metrics = {"quantiles": {"0.9": {"fid_i": 0.5}, "0.5": {"fid_i": 1.0}}}
     >>> [row["quantile"] for row in metric_rows(metrics)]
     [0.5, 0.9]
     """
@@ -942,7 +968,8 @@ def markdown_metrics(metrics):
             f"Latency per clip ({latency.get('device', '?')}, batch 1): classifier "
             f"{latency['forward_ms']:.2f} ms, interpretation (map + mask, with its forward) "
             f"{latency['interpretation_total_ms']:.2f} ms, overhead "
-            f"{latency['map_mask_overhead_ms']:.2f} ms, listenable audio {latency['listenable_ms']:.2f} ms.",
+            f"{latency['map_mask_overhead_ms']:.2f} ms, listenable audio "
+            f"{latency['listenable_ms']:.2f} ms.",
         ]
     overlap = metrics.get("overlap") or {}
     if overlap.get("pairs"):
@@ -950,9 +977,11 @@ def markdown_metrics(metrics):
             "",
             f"Overlap test ({overlap['pairs']} pairs, {overlap['weights'][0]:g} s1 + "
             f"{overlap['weights'][1]:g} s2, q = {overlap['quantile']:g}): the mask keeps "
-            f"{100 * overlap['s1_kept']:.1f}% of s1's energy and {100 * overlap['s2_kept']:.1f}% of s2's; "
-            f"keeps s1 more in {100 * overlap['keeps_s1_rate']:.0f}% of pairs; s1's share of the kept "
-            f"energy {100 * overlap['s1_share']:.1f}% (mixture: {100 * overlap['s1_share_mixture']:.1f}%); "
+            f"{100 * overlap['s1_kept']:.1f}% of s1's energy and "
+            f"{100 * overlap['s2_kept']:.1f}% of s2's; keeps s1 more in "
+            f"{100 * overlap['keeps_s1_rate']:.0f}% of pairs; s1's share of the kept energy "
+            f"{100 * overlap['s1_share']:.1f}% (mixture: "
+            f"{100 * overlap['s1_share_mixture']:.1f}%); "
             f"predicts s1's class in {100 * overlap['predicts_s1_rate']:.0f}% of pairs.",
         ]
     return "\n".join(lines) + "\n"
@@ -980,7 +1009,8 @@ def plot_fidelity_faithfulness(path, curves):
     -------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "fidelity.png"
-    >>> metrics = {"quantiles": {"0.5": {"fid_i": 0.9, "fa": 0.1}, "0.9": {"fid_i": 0.6, "fa": 0.3}}}
+    >>> metrics = {"quantiles": {"0.5": {"fid_i": 0.9, "fa": 0.1},
+    ...                          "0.9": {"fid_i": 0.6, "fa": 0.3}}}
     >>> plot_fidelity_faithfulness(path, {"focalnet": metrics})
     >>> path.stat().st_size > 1000
     True
@@ -1108,10 +1138,12 @@ def run_interpretation(hparams_file, overrides=None, device="cpu"):
 
     Example
     -------
-    >>> run_interpretation(HPARAMS_DIR / "interpret_random.yaml", {"classifier_folder": "/nonexistent"})
+    >>> hparams_file = HPARAMS_DIR / "interpret_random.yaml"
+    >>> overrides = {"classifier_folder": "/nonexistent"}
+    >>> run_interpretation(hparams_file, overrides)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    trained_classifier.TrainedClassifierError: /nonexistent is not a training output folder: /nonexistent/hyperparams.yaml is missing (expected the output_folder of recipes/train.py)
+    trained_classifier.TrainedClassifierError: /nonexistent is not a training output folder: ...
     """
     from hyperpyyaml import load_hyperpyyaml, resolve_references
 
@@ -1139,10 +1171,19 @@ def run_interpretation(hparams_file, overrides=None, device="cpu"):
     num_samples = int(round(sample_rate * float(trained.hparams["clip_seconds"])))
     soft = bool(hparams.get("soft_mask", False))
     batch_size = int(hparams.get("batch_size", 16))
-    context = f"the {model.kind} classifier in {classifier_folder} (method '{hparams['method']}', {hparams_file})"
+    context = (
+        f"the {model.kind} classifier in {classifier_folder} "
+        f"(method '{hparams['method']}', {hparams_file})"
+    )
     names = list(trained.class_names)
 
-    logger.info("Interpreting %d %s clips of %s with %s", len(entries), split, classifier_folder, type(interpreter).__name__)
+    logger.info(
+        "Interpreting %d %s clips of %s with %s",
+        len(entries),
+        split,
+        classifier_folder,
+        type(interpreter).__name__,
+    )
     evaluation = evaluate_split(
         model,
         frontend,
@@ -1156,7 +1197,9 @@ def run_interpretation(hparams_file, overrides=None, device="cpu"):
     latency = {}
     if int(hparams.get("latency_clips", 0)) > 0:
         _, latency_wavs, _ = next(
-            iterate_batches(entries[: int(hparams["latency_clips"])], len(entries), sample_rate, num_samples)
+            iterate_batches(
+                entries[: int(hparams["latency_clips"])], len(entries), sample_rate, num_samples
+            )
         )
         latency = measure_latency(
             model,
@@ -1192,12 +1235,20 @@ def run_interpretation(hparams_file, overrides=None, device="cpu"):
     overlap_folder = output_folder / "overlap"
     overlap_folder.mkdir(exist_ok=True)
     for index in range(min(int(hparams.get("num_examples", 0)), len(overlap["pairs"]))):
-        write_wav(overlap_folder / f"pair{index}_mixture.wav", overlap["mixtures"][index], sample_rate)
-        write_wav(overlap_folder / f"pair{index}_interpretation.wav", overlap["interpretations"][index], sample_rate)
+        write_wav(
+            overlap_folder / f"pair{index}_mixture.wav", overlap["mixtures"][index], sample_rate
+        )
+        write_wav(
+            overlap_folder / f"pair{index}_interpretation.wav",
+            overlap["interpretations"][index],
+            sample_rate,
+        )
         overlap["pairs"][index]["mixture_wav"] = f"overlap/pair{index}_mixture.wav"
         overlap["pairs"][index]["interpretation_wav"] = f"overlap/pair{index}_interpretation.wav"
     overlap_report = {key: overlap[key] for key in ("weights", "quantile", "summary", "pairs")}
-    (output_folder / "overlap.json").write_text(json.dumps(overlap_report, indent=2) + "\n", encoding="utf-8")
+    (output_folder / "overlap.json").write_text(
+        json.dumps(overlap_report, indent=2) + "\n", encoding="utf-8"
+    )
 
     examples = write_examples(
         output_folder / "examples",
@@ -1251,7 +1302,9 @@ def main(argv=None):
         )
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     try:
-        metrics = run_interpretation(hparams_file, overrides, device=run_opts.get("device") or "cpu")
+        metrics = run_interpretation(
+            hparams_file, overrides, device=run_opts.get("device") or "cpu"
+        )
     except (ValueError, FileNotFoundError) as error:
         logger.debug("interpretation failed", exc_info=True)
         sys.exit(f"interpret.py: error: {error}")

@@ -43,17 +43,26 @@ def comparison(trained_runs, tmp_path_factory):
     command = [
         sys.executable,
         str(REPO / "recipes" / "compare.py"),
-        "--focalnet", str(focalnet),
-        "--vit", str(vit),
-        "--output_folder", str(output),
-        "--split", "test",
+        "--focalnet",
+        str(focalnet),
+        "--vit",
+        str(vit),
+        "--output_folder",
+        str(output),
+        "--split",
+        "test",
         "--rerun",
         "--only_named",
-        "--override", f"num_examples={NUM_EXAMPLES}",
-        "--override", f"overlap_pairs={OVERLAP_PAIRS}",
-        "--override", "latency_clips=2",
-        "--override", "latency_repeats=1",
-        "--override", "batch_size=20",
+        "--override",
+        f"num_examples={NUM_EXAMPLES}",
+        "--override",
+        f"overlap_pairs={OVERLAP_PAIRS}",
+        "--override",
+        "latency_clips=2",
+        "--override",
+        "latency_repeats=1",
+        "--override",
+        "batch_size=20",
     ]
     result = run_recipe(command)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -62,7 +71,11 @@ def comparison(trained_runs, tmp_path_factory):
         "vit": vit / "interpretation" / "vit",
         "random": focalnet / "interpretation" / "random",
     }
-    return {"output": output, "folders": folders, "runs": {"focalnet": focalnet, "vit": vit, "random": focalnet}}
+    return {
+        "output": output,
+        "folders": folders,
+        "runs": {"focalnet": focalnet, "vit": vit, "random": focalnet},
+    }
 
 
 def read_metrics(comparison, method):
@@ -104,7 +117,7 @@ def test_accuracy_is_the_training_runs_test_accuracy(comparison):
 
 
 def test_random_baseline_numbers(comparison):
-    """Uniform i.i.d. maps: the mask keeps exactly 1 - q of the bins, and their Gini index is 1/3."""
+    """Uniform i.i.d. maps: the masks keep 1 - q of the bins, and the maps' Gini index is 1/3."""
     metrics = read_metrics(comparison, "random")
     for q, values in metrics["quantiles"].items():
         assert values["mask_area"] == pytest.approx(1.0 - float(q), abs=2e-3)
@@ -171,7 +184,9 @@ def test_overlap_report(comparison, method):
     summary = report["summary"]
     assert summary["pairs"] == OVERLAP_PAIRS
     assert summary["s1_kept"] == pytest.approx(sum(p["s1_kept"] for p in pairs) / len(pairs))
-    assert summary["keeps_s1_rate"] == pytest.approx(sum(p["keeps"] == "s1" for p in pairs) / len(pairs))
+    assert summary["keeps_s1_rate"] == pytest.approx(
+        sum(p["keeps"] == "s1" for p in pairs) / len(pairs)
+    )
     assert read_metrics(comparison, method)["overlap"] == summary
     mixture, _ = soundfile.read(folder / pairs[0]["mixture_wav"])
     interpretation, _ = soundfile.read(folder / pairs[0]["interpretation_wav"])
@@ -202,7 +217,9 @@ def test_comparison_table_has_every_method_at_every_quantile(comparison):
     for row in rows:
         expected = read_metrics(comparison, row["label"])
         assert float(row["accuracy"]) == pytest.approx(expected["accuracy"])
-        assert float(row["fid_i"]) == pytest.approx(expected["quantiles"][f"{float(row['quantile']):g}"]["fid_i"])
+        assert float(row["fid_i"]) == pytest.approx(
+            expected["quantiles"][f"{float(row['quantile']):g}"]["fid_i"]
+        )
     markdown = (output / "comparison.md").read_text()
     for q in QUANTILES:
         block = markdown.split(f"## q = {q}\n")[1].split("## q =")[0]
@@ -213,7 +230,7 @@ def test_comparison_table_has_every_method_at_every_quantile(comparison):
 
 
 def test_compare_adds_any_further_result(comparison, tmp_path):
-    """A later method (e.g. PIQ) given as a metrics.json simply gets its rows; existing results are reused."""
+    """A later method (e.g. PIQ) given as a metrics.json gets its rows; results are reused."""
     piq = read_metrics(comparison, "focalnet")
     piq["method"] = "piq"
     piq_file = tmp_path / "piq" / "metrics.json"
@@ -237,11 +254,18 @@ def test_compare_adds_any_further_result(comparison, tmp_path):
 
 
 def interpret_command(hparams, *extra):
-    return [sys.executable, str(REPO / "recipes" / "interpret.py"), str(REPO / "hparams" / hparams), *extra]
+    return [
+        sys.executable,
+        str(REPO / "recipes" / "interpret.py"),
+        str(REPO / "hparams" / hparams),
+        *extra,
+    ]
 
 
 def test_not_a_training_folder_exits_with_a_clear_message(tmp_path):
-    result = run_recipe(interpret_command("interpret_focalnet.yaml", "--classifier_folder", str(tmp_path)))
+    result = run_recipe(
+        interpret_command("interpret_focalnet.yaml", "--classifier_folder", str(tmp_path))
+    )
     assert result.returncode != 0
     assert f"{tmp_path} is not a training output folder" in result.stderr
     assert "Traceback" not in result.stderr
@@ -251,8 +275,13 @@ def test_interpreter_not_matching_the_backbone_names_the_folder(trained_runs, tm
     vit = trained_runs("vit_cpu.yaml")
     result = run_recipe(
         interpret_command(
-            "interpret_focalnet.yaml", "--classifier_folder", str(vit),
-            "--output_folder", str(tmp_path / "out"), "--max_clips", "1",
+            "interpret_focalnet.yaml",
+            "--classifier_folder",
+            str(vit),
+            "--output_folder",
+            str(tmp_path / "out"),
+            "--max_clips",
+            "1",
         )
     )
     assert result.returncode != 0
@@ -263,7 +292,13 @@ def test_interpreter_not_matching_the_backbone_names_the_folder(trained_runs, tm
 
 
 def test_compare_without_results_exits_with_a_clear_message(tmp_path):
-    command = [sys.executable, str(REPO / "recipes" / "compare.py"), str(tmp_path), "--output_folder", str(tmp_path / "t")]
+    command = [
+        sys.executable,
+        str(REPO / "recipes" / "compare.py"),
+        str(tmp_path),
+        "--output_folder",
+        str(tmp_path / "t"),
+    ]
     result = run_recipe(command)
     assert result.returncode != 0
     assert "no metrics.json in" in result.stderr and "Traceback" not in result.stderr
@@ -302,7 +337,9 @@ def test_source_attribution_hand_values():
     assert float(shares["s1_share_mixture"]) == pytest.approx(0.64 / 0.68, abs=2e-3)
     # A full mask keeps everything; its share is the mixture's.
     full = source_attribution(frontend, torch.ones(1, 1, 87, 513), tone1, tone2)
-    assert float(full["s1_kept"]) == pytest.approx(1.0) and float(full["s2_kept"]) == pytest.approx(1.0)
+    assert float(full["s1_kept"]) == pytest.approx(1.0) and float(full["s2_kept"]) == pytest.approx(
+        1.0
+    )
     assert float(full["s1_share"]) == pytest.approx(float(full["s1_share_mixture"]))
     # A half-amplitude mask keeps a quarter of the energy.
     half = source_attribution(frontend, torch.full((1, 1, 87, 513), 0.5), tone1, tone2)
