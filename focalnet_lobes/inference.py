@@ -535,7 +535,9 @@ class AudioClassifier(Pretrained):
         The interpreter gives a map on the feature grid; the mask keeps the bins
         at or above each clip's ``quantile`` of its map; the listenable waveform
         is the masked magnitude with the input's phase, inverted
-        (:meth:`~focalnet_lobes.features.SpectrogramFrontend.listenable`).
+        (:meth:`~focalnet_lobes.features.SpectrogramFrontend.listenable`). Clips
+        shorter than ``pad_to_seconds`` are classified padded, as in training,
+        but the map, the mask and the audio cover the clip's own frames only.
 
         Arguments
         ---------
@@ -555,12 +557,13 @@ class AudioClassifier(Pretrained):
         with torch.no_grad():
             features = self.compute_features(batch)
             logits, maps = self.mods.interpreter(self.mods.model, features)
+            if batch.shape[1] > length:
+                # The model saw the padded clip (as in training); the mask is the
+                # quantile of the map over the clip's own frames.
+                frames = min(features.shape[2], 1 + length // frontend.stft.hop_length)
+                features, maps = features[:, :, :frames], maps[:, :, :frames]
             mask = quantile_mask(maps, quantile)
-            listenable = frontend.listenable(batch, mask)[:, :length]
-        if batch.shape[1] > length:  # drop the frames of the padding
-            hop = frontend.stft.hop_length
-            frames = min(features.shape[2], 1 + length // hop)
-            features, maps, mask = (x[:, :, :frames] for x in (features, maps, mask))
+            listenable = frontend.listenable(batch[:, :length], mask)
         probabilities = logits.float().softmax(dim=-1)
         scores, predicted = probabilities.max(dim=-1)
         return Interpretation(

@@ -110,6 +110,8 @@ def test_interpretation_of_a_padded_clip_keeps_its_length(classifier, tmp_path):
     result = classifier.interpret_file(path)
     assert result.listenable.shape == (1, 8000)
     assert result.mask.shape[2] == 1 + 8000 // 186  # frames of the unpadded clip
+    assert 0.08 <= float(result.mask.mean()) <= 0.15  # the quantile of the clip's own map
+    assert np.isfinite(result.listenable.numpy()).all() and result.listenable.abs().max() > 0
 
 
 def test_full_mask_gives_back_the_input(classifier, tmp_path):
