@@ -284,6 +284,38 @@ def count_parameters(module):
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+def load_training_cost(folder):
+    """The ``piq_training.json`` of a PIQ output folder: the cost of training PIQ.
+
+    Arguments
+    ---------
+    folder : str or pathlib.Path
+        Output folder of this recipe.
+
+    Returns
+    -------
+    dict
+        ``seconds`` (wall time of the training and validation epochs, summed
+        over resumed runs), ``epochs``, ``seconds_per_epoch``, ``params``
+        (trainable parameters of PIQ), ``best_valid_loss``, ``device``,
+        ``classifier_folder``, ``method`` (``"piq"``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "piq_training.json").write_text('{"seconds": 12.5, "epochs": 2}')
+    >>> load_training_cost(folder)["seconds"]
+    12.5
+    """
+    path = Path(folder) / "piq_training.json"
+    if not path.is_file():
+        raise PIQFolderError(
+            f"{path} is missing: has recipes/train_piq.py finished in {folder}?"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def load_piq_interpreter(folder, device="cpu", classifier_folder=None):
     """The trained :class:`~focalnet_lobes.piq.PIQInterpreter` of a PIQ output folder.
 

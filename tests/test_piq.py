@@ -171,7 +171,7 @@ def epochs_logged(train_log):
 
 
 def test_recipe_trains_resumes_and_is_evaluated_by_interpret(trained_runs, tmp_path):
-    from train_piq import PIQFolderError, load_piq_interpreter
+    from train_piq import PIQFolderError, load_piq_interpreter, load_training_cost
 
     classifier_folder = trained_runs("focalnet_cpu.yaml")
     output = tmp_path / "piq"
@@ -203,7 +203,7 @@ def test_recipe_trains_resumes_and_is_evaluated_by_interpret(trained_runs, tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(epochs_logged(output / "train_log.txt")) == 2
     assert sorted(p.name for p in (output / "save").glob("CKPT+*")) == checkpoints
-    assert json.loads((output / "piq_training.json").read_text())["seconds"] == cost["seconds"]
+    assert load_training_cost(output) == cost
 
     with pytest.raises(PIQFolderError, match="hyperparams.yaml is missing"):
         load_piq_interpreter(tmp_path)
