@@ -40,30 +40,17 @@ def comparison(trained_runs, tmp_path_factory):
     focalnet = trained_runs("focalnet_cpu.yaml")
     vit = trained_runs("vit_cpu.yaml")
     output = tmp_path_factory.mktemp("comparison")
+    # fmt: off
     command = [
-        sys.executable,
-        str(REPO / "recipes" / "compare.py"),
-        "--focalnet",
-        str(focalnet),
-        "--vit",
-        str(vit),
-        "--output_folder",
-        str(output),
-        "--split",
-        "test",
-        "--rerun",
-        "--only_named",
-        "--override",
-        f"num_examples={NUM_EXAMPLES}",
-        "--override",
-        f"overlap_pairs={OVERLAP_PAIRS}",
-        "--override",
-        "latency_clips=2",
-        "--override",
-        "latency_repeats=1",
-        "--override",
-        "batch_size=20",
+        sys.executable, str(REPO / "recipes" / "compare.py"),
+        "--focalnet", str(focalnet), "--vit", str(vit),
+        "--output_folder", str(output), "--split", "test", "--rerun", "--only_named",
+        "--override", f"num_examples={NUM_EXAMPLES}",
+        "--override", f"overlap_pairs={OVERLAP_PAIRS}",
+        "--override", "latency_clips=2", "--override", "latency_repeats=1",
+        "--override", "batch_size=20",
     ]
+    # fmt: on
     result = run_recipe(command)
     assert result.returncode == 0, result.stderr[-4000:]
     folders = {
