@@ -10,7 +10,8 @@ on the classifier's own train split and features, keeps the checkpoint with the
 lowest validation loss and records its training time in ``piq_training.json``.
 
 To run this recipe, do the following:
-> python recipes/train_piq.py hparams/piq_focalnet_cpu.yaml --classifier_folder results/focalnet_cpu/1986
+> python recipes/train_piq.py hparams/piq_focalnet_cpu.yaml \\
+>     --classifier_folder results/focalnet_cpu/1986
 
 Running the same command again after an interruption resumes from the last
 checkpoint. The trained interpreter is evaluated like every other method by
@@ -105,7 +106,8 @@ class PIQBrain(sb.Brain):
         )
         batch_size = features.shape[0]
         for name, value in terms.items():
-            self.stage_sums[name] = self.stage_sums.get(name, 0.0) + float(value.detach()) * batch_size
+            total = self.stage_sums.get(name, 0.0)
+            self.stage_sums[name] = total + float(value.detach()) * batch_size
         if stage != sb.Stage.TRAIN:
             with torch.no_grad():
                 mask = torch.sigmoid(output.mask_logits)
@@ -195,10 +197,10 @@ def classifier_folder_from(hparams_file, overrides):
     >>> hparams_file = Path(__file__).resolve().parents[1] / "hparams" / "piq_focalnet_cpu.yaml"
     >>> classifier_folder_from(hparams_file, "classifier_folder: results/focalnet_cpu/1986")
     'results/focalnet_cpu/1986'
-    >>> classifier_folder_from(hparams_file, "")
+    >>> classifier_folder_from(hparams_file, "")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: PIQ needs a trained classifier: pass --classifier_folder <output folder of recipes/train.py> (e.g. results/focalnet_cpu/1986)
+    ValueError: PIQ needs a trained classifier: pass --classifier_folder ...
     """
     folder = _yaml_mapping(overrides).get("classifier_folder")
     if folder is None:
@@ -344,10 +346,10 @@ def load_piq_interpreter(folder, device="cpu", classifier_folder=None):
 
     Example
     -------
-    >>> load_piq_interpreter("/nonexistent")
+    >>> load_piq_interpreter("/nonexistent")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    train_piq.PIQFolderError: /nonexistent is not a PIQ training output folder: /nonexistent/hyperparams.yaml is missing (expected the output_folder of recipes/train_piq.py)
+    train_piq.PIQFolderError: /nonexistent is not a PIQ training output folder: ...
     """
     folder = Path(folder)
     hparams_file = folder / "hyperparams.yaml"

@@ -64,7 +64,10 @@ def test_masks_on_the_input_grid(classifiers, backbone, stride, frames):
         expected_logits = trained.model(features)
     assert grid_stride == (stride, stride)
     assert representation.shape == (
-        2, representation_channels(trained.model), math.ceil(frames / stride), 4 if backbone == "focalnet" else 8
+        2,
+        representation_channels(trained.model),
+        math.ceil(frames / stride),
+        math.ceil(64 / stride),
     )
     torch.testing.assert_close(logits, expected_logits)
 
@@ -91,7 +94,8 @@ def test_gradients_reach_piq_and_not_the_frozen_classifier(classifiers, backbone
     terms["reconstruction"].backward(retain_graph=True)
     network = interpreter.network
     assert float(network.adapter.block[0].weight.grad.abs().sum()) > 0
-    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in network.decoder.parameters())
+    for parameter in network.decoder.parameters():
+        assert parameter.grad is not None and float(parameter.grad.abs().sum()) > 0
     assert network.codebook.embedding.weight.grad is None  # only the VQ term trains the keys
     terms["codebook"].backward()
     codebook_grad = network.codebook.embedding.weight.grad
@@ -107,7 +111,8 @@ def test_class_partitioning(classifiers):
     """Keys are split into contiguous per-class blocks; a clip uses its predicted class's block."""
     trained = classifiers["focalnet"]
     num_classes = len(trained.class_names)
-    network = PIQNetwork(representation_channels(trained.model), num_classes, codebook_size=30).eval()
+    channels = representation_channels(trained.model)
+    network = PIQNetwork(channels, num_classes, codebook_size=30).eval()
     keys = network.class_keys(torch.arange(num_classes))
     assert keys.sum(dim=1).tolist() == [3] * num_classes  # 30 keys / 10 classes
     assert keys.sum(dim=0).tolist() == [1] * 30  # disjoint and covering
@@ -135,7 +140,8 @@ def test_class_partitioning(classifiers):
     free.load_state_dict(network.state_dict())
     free_indices = free.eval().codebook_indices(encoded, labels)
     weight = network.codebook.embedding.weight
-    nearest = torch.cdist(encoded.permute(0, 2, 3, 1).reshape(-1, weight.shape[1]), weight).argmin(1)
+    vectors = encoded.permute(0, 2, 3, 1).reshape(-1, weight.shape[1])
+    nearest = torch.cdist(vectors, weight).argmin(dim=1)
     assert free_indices.flatten().tolist() == nearest.tolist()
 
     # Shared keys, as SpeechBrain implements them: unused in training, open to all in eval.
@@ -153,16 +159,20 @@ def test_decoder_any_grid_and_clear_errors(classifiers):
     with pytest.raises(ValueError, match="at least one key per class"):
         PIQNetwork(8, 10, codebook_size=5)
     with pytest.raises(ValueError, match="at least 2 x 2"):
-        PIQNetwork(8, 2, codebook_size=4, reduce_grid=True)(torch.randn(1, 8, 1, 4), torch.tensor([0]), (16, 64))
+        PIQNetwork(8, 2, codebook_size=4, reduce_grid=True)(
+            torch.randn(1, 8, 1, 4), torch.tensor([0]), (16, 64)
+        )
     trained = classifiers["vit"]
-    wrong_classes = PIQInterpreter(PIQNetwork(representation_channels(trained.model), 3, codebook_size=6))
+    channels = representation_channels(trained.model)
+    wrong_classes = PIQInterpreter(PIQNetwork(channels, 3, codebook_size=6))
     with pytest.raises(ValueError, match="trained for 3 classes"):
         wrong_classes(trained.model, log1p_features(1, 87))
     wrong_channels = PIQInterpreter(PIQNetwork(16, len(trained.class_names), codebook_size=20))
     with pytest.raises(ValueError, match="16-channel"):
         wrong_channels(trained.model, log1p_features(1, 87))
     with pytest.raises(ValueError, match="FocalNet or ViT"):
-        wrong_channels(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(87 * 64, 10)), log1p_features(1, 87))
+        not_a_backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(87 * 64, 10))
+        wrong_channels(not_a_backbone, log1p_features(1, 87))
 
 
 def epochs_logged(train_log):
@@ -188,10 +198,12 @@ def test_recipe_trains_resumes_and_is_evaluated_by_interpret(trained_runs, tmp_p
     assert [line.split(",")[0] for line in epochs] == ["epoch: 1", "epoch: 2"]
     train_losses = [float(line.split("train loss: ")[1].split(",")[0]) for line in epochs]
     assert train_losses[1] < train_losses[0]
-    assert "valid fidelity" in epochs[0] and "Epoch loaded: 2 - test loss" in (output / "train_log.txt").read_text()
+    assert "valid fidelity" in epochs[0]
+    assert "Epoch loaded: 2 - test loss" in (output / "train_log.txt").read_text()
     cost = json.loads((output / "piq_training.json").read_text())
     assert cost["method"] == "piq" and cost["epochs"] == 2
-    assert 0 < cost["seconds"] < 300 and cost["seconds_per_epoch"] == pytest.approx(cost["seconds"] / 2)
+    assert 0 < cost["seconds"] < 300
+    assert cost["seconds_per_epoch"] == pytest.approx(cost["seconds"] / 2)
     interpreter = load_piq_interpreter(output)
     assert isinstance(interpreter, PIQInterpreter) and not interpreter.training
     assert cost["params"] == sum(p.numel() for p in interpreter.parameters())
@@ -242,3 +254,14 @@ def test_recipe_trains_resumes_and_is_evaluated_by_interpret(trained_runs, tmp_p
     # Same maps: the soft mask is the binary mask times the normalised map in [0, 1].
     for q, values in binary["quantiles"].items():
         assert soft["quantiles"][q]["mask_area"] <= values["mask_area"] + 1e-6
+
+    # ... and the comparison table gains PIQ rows (one per quantile, binary and soft).
+    from compare import load_result, write_comparison
+
+    write_comparison(
+        [load_result(tmp_path / kind / "metrics.json") for kind in ("binary", "soft")],
+        tmp_path / "comparison",
+    )
+    table = json.loads((tmp_path / "comparison" / "comparison.json").read_text())
+    assert [row["method"] for row in table["rows"]] == ["piq"] * 12
+    assert (tmp_path / "comparison" / "comparison.md").read_text().count("| piq") >= 12
