@@ -11,6 +11,7 @@ setup(
     ),
     packages=find_packages(include=["focalnet_lobes", "focalnet_lobes.*"]),
     python_requires=">=3.10",
+    entry_points={"console_scripts": ["focalnet-audio=focalnet_lobes.cli:main"]},
     install_requires=[
         # torchaudio 2.11 works with torch 2.11 only: pin the pair.
         "torch==2.11.0",
