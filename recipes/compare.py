@@ -166,7 +166,10 @@ def load_result(metrics_file):
 
 
 def label_results(results):
-    """Give each result a unique label: its method, plus the classifier folder if needed.
+    """Give each result a unique label: its method, plus "soft" and the classifier folder if needed.
+
+    Results of the same method are told apart by their mask type (``"piq (soft)"``),
+    then by their classifier folder, then by a number.
 
     Arguments
     ---------
@@ -184,15 +187,28 @@ def label_results(results):
     ...            {"method": "focalnet", "classifier_folder": "runs/b"}, {"method": "vit"}]
     >>> [r["label"] for r in label_results(results)]
     ['focalnet (runs/a)', 'focalnet (runs/b)', 'vit']
+    >>> results = [{"method": "piq", "soft": False}, {"method": "piq", "soft": True}]
+    >>> [r["label"] for r in label_results(results)]
+    ['piq', 'piq (soft)']
     """
-    counts = {}
-    for result in results:
-        counts[result["method"]] = counts.get(result["method"], 0) + 1
+
+    def count(key):
+        counts = {}
+        for result in results:
+            counts[key(result)] = counts.get(key(result), 0) + 1
+        return counts
+
+    by_method = count(lambda r: r["method"])
+    by_mask = count(lambda r: (r["method"], bool(r.get("soft"))))
     seen = set()
     for result in results:
         label = result["method"]
-        if counts[label] > 1:
+        if result.get("soft"):
+            label = f"{label} (soft)"
+        if by_mask[(result["method"], bool(result.get("soft")))] > 1:
             label = f"{label} ({result.get('classifier_folder', '?')})"
+        elif by_method[result["method"]] == 1:
+            label = result["method"]
         base, index = label, 2
         while label in seen:
             label = f"{base} #{index}"
@@ -265,12 +281,14 @@ def markdown_comparison(results):
         "# Interpretation methods compared",
         "",
         "| Method | Classifier | Split | Clips | Accuracy (%) | Interpretation (ms/clip) "
-        "| Overhead over the classifier (ms/clip) | Overlap: keeps s1 | Overlap: predicts s1 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Overhead over the classifier (ms/clip) | Interpreter training (s) "
+        "| Overlap: keeps s1 | Overlap: predicts s1 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         latency = result.get("latency_ms_per_clip") or {}
         overlap = result.get("overlap") or {}
+        training = (result.get("training_cost") or {}).get("seconds")
         lines.append(
             "| "
             + " | ".join(
@@ -282,6 +300,7 @@ def markdown_comparison(results):
                     f"{100 * result['accuracy']:.2f}",
                     _milliseconds(latency.get("interpretation_total_ms")),
                     _milliseconds(latency.get("map_mask_overhead_ms")),
+                    "-" if training is None else f"{training:.1f}",
                     _percent(overlap.get("keeps_s1_rate")),
                     _percent(overlap.get("predicts_s1_rate")),
                 ]
@@ -324,8 +343,10 @@ def markdown_comparison(results):
         "class's probability with only the masked-in part (the paper's faithfulness); FF: "
         "the same with the masked-out part; AI, AD, AG in %; sparsity: Gini index of the "
         "map; complexity: entropy of the normalised map (nats). Arrows: the better direction. "
-        "Overlap: pairs mixed 0.8 s1 + 0.2 s2; share of pairs where the mask keeps more of "
-        "s1's energy than of s2's, and where the prediction is s1's class.",
+        "Interpreter training: what training the interpreter itself took (PIQ; none "
+        "for by-design maps). Overlap: pairs of clips mixed w1 s1 + w2 s2 (0.8 / 0.2 by "
+        "default); share of pairs where the mask keeps more of s1's energy than of s2's, "
+        "and where the prediction is s1's class.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -398,6 +419,7 @@ def write_comparison(results, output_folder):
         "soft",
         "latency_ms_per_clip",
         "overlap",
+        "training_cost",
     )
     report = {
         "quantiles": sorted({row["quantile"] for row in rows}),

@@ -47,7 +47,9 @@ Outputs (default folder ``<classifier_folder>/interpretation/<method>/``):
       "latency_ms_per_clip": {...},  # see measure_latency
       "overlap": {...},              # the "summary" of overlap.json
       "examples": [{"id", "class_name", "predicted", "original_wav",
-                    "interpretation_wav", "png"}, ...]
+                    "interpretation_wav", "png"}, ...],
+      "training_cost": {...}         # only when the YAML has training_cost (PIQ:
+                                     # what training the interpreter took)
     }
 
 FID-I is in [0, 1], FA and FF in [-1, 1], AI, AD and AG in [0, 100] (percent),
@@ -1279,6 +1281,8 @@ def run_interpretation(hparams_file, overrides=None, device="cpu"):
         "overlap": overlap["summary"],
         "examples": examples,
     }
+    if hparams.get("training_cost") is not None:
+        metrics["training_cost"] = hparams["training_cost"]
     write_metrics(output_folder, metrics)
     logger.info("Interpretation metrics written to %s", output_folder)
     return dict(metrics, output_folder=str(output_folder))
