@@ -575,6 +575,17 @@ def _per_stage(values, num_stages, name):
 class FocalNet(nn.Module):
     """Focal Modulation Network for images and spectrograms.
 
+    Inputs of any size: before each strided convolution (the patch embedding and
+    every downsampling) the map is zero-padded on the right/bottom to a multiple of
+    the stride. A 431 x 513 spectrogram is thus embedded as its zero padding to
+    432 x 516, and the stages live on 108 x 129, 54 x 65, 27 x 33 and 14 x 17 grids
+    (``ceil(size / stride)``). Every grid position covers at least one real input
+    bin, so no position is made of padding only and the global context of the focal
+    modulation and the final average pooling only average real positions. This is
+    what Hugging Face transformers does; timm and microsoft/FocalNet instead drop
+    the trailing rows/columns that do not fill a patch, and all agree on sizes that
+    are multiples of the total stride (``stage_strides[-1]``).
+
     Arguments
     ---------
     in_chans : int
@@ -622,7 +633,9 @@ class FocalNet(nn.Module):
     stem_channels : sequence of int
         Block channels of the CNN stem (stride ``2 ** len(stem_channels)``).
     use_checkpoint : bool
-        Gradient checkpointing of every block.
+        Gradient checkpointing of every block (less memory, one more forward of each
+        block during backward; that recomputation replaces the layers' stored
+        ``modulator``/``gates``, so read them before calling ``backward``).
     norm_layer : callable
         Normalisation layer builder (``nn.LayerNorm``, eps 1e-5, as the reference).
 
