@@ -1,0 +1,243 @@
+"""Start training from ImageNet weights (timm, microsoft/FocalNet or transformers files).
+
+:func:`load_pretrained_backbone` reads a checkpoint file, converts it to our
+parameter names with :func:`focalnet_lobes.convert_state_dict`, adapts it to the
+audio model (3 -> 1 input channels by summing the first convolution's filters,
+ImageNet classifier dropped, ViT position embeddings resampled to the model's
+grid) and loads it, raising a ValueError that lists every parameter that does not
+fit. It returns the model, so that a YAML file can wrap the backbone in it::
+
+    pretrained_backbone: null  # a timm / microsoft / transformers checkpoint file
+    pretrained_source: timm
+    backbone: !apply:focalnet_lobes.pretrained_init.load_pretrained_backbone
+        model: !apply:focalnet_lobes.create_model
+            name: focalnet_tiny_srf
+            num_classes: 0
+            in_chans: 1
+        path: !ref <pretrained_backbone>
+        source: !ref <pretrained_source>
+
+With ``path: null`` the model is returned untouched (training from scratch).
+"""
+
+import logging
+import pathlib
+
+import torch
+
+from focalnet_lobes.convert import SOURCES, convert_state_dict
+
+logger = logging.getLogger(__name__)
+
+# The convolution that sees the input, in our models (FocalNet and ViT without stem).
+INPUT_CONV_KEY = "patch_embed.proj.weight"
+
+
+def read_checkpoint(path):
+    """Read the state dict of a checkpoint file.
+
+    ``.safetensors`` files are read with safetensors; other files with
+    ``torch.load(weights_only=True)``. A ``{"model": ...}`` (microsoft/FocalNet)
+    or ``{"state_dict": ...}`` wrapper is removed.
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        The file.
+
+    Returns
+    -------
+    dict
+        Parameter name -> tensor.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "focalnet.pth")
+    >>> torch.save({"model": {"head.bias": torch.zeros(2)}, "epoch": 300}, path)
+    >>> list(read_checkpoint(path))
+    ['head.bias']
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001  (pickle, zip, safetensors errors)
+        raise ValueError(f"cannot read pretrained checkpoint {path}: {error}") from error
+    for wrapper in ("model", "state_dict", "model_state"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors")
+    return state
+
+
+def _grid_of(num_positions):
+    side = int(round(num_positions**0.5))
+    if side * side != num_positions:
+        raise ValueError(
+            f"cannot infer the grid of {num_positions} position embeddings (not a square)"
+        )
+    return side, side
+
+
+def adapt_state_dict(model, state_dict, adapt_in_chans=True):
+    """Adapt a converted ImageNet state dict to ``model``; returns (state dict, notes).
+
+    * The input convolution (``patch_embed.proj.weight``) with 3 input channels
+      becomes 1-channel by summing its filters over the channels (timm's
+      ``adapt_input_conv``), when ``model`` takes 1 channel and
+      ``adapt_in_chans``.
+    * ``head.*`` is dropped when ``model`` has no head (``num_classes=0``).
+    * A ViT ``pos_embed`` stored for another (square) grid is resampled bicubically
+      to the model's ``pos_embed_grid``.
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        Our FocalNet or VisionTransformer.
+    state_dict : dict
+        Converted with :func:`focalnet_lobes.convert_state_dict`.
+    adapt_in_chans : bool
+        Allow the 3 -> 1 channel adaptation.
+
+    Returns
+    -------
+    state_dict : dict
+    notes : list of str
+        What was changed.
+
+    Example
+    -------
+    >>> from focalnet_lobes.focalnet import FocalNet
+    >>> rgb = FocalNet(in_chans=3, num_classes=5, embed_dim=8, depths=(1,)).state_dict()
+    >>> mono = FocalNet(in_chans=1, num_classes=0, embed_dim=8, depths=(1,))
+    >>> adapted, notes = adapt_state_dict(mono, rgb)
+    >>> tuple(adapted["patch_embed.proj.weight"].shape), "head.weight" in adapted
+    ((8, 1, 4, 4), False)
+    """
+    own = model.state_dict()
+    adapted, notes = dict(state_dict), []
+    weight = adapted.get(INPUT_CONV_KEY)
+    target = own.get(INPUT_CONV_KEY)
+    if (
+        weight is not None
+        and target is not None
+        and weight.dim() == 4
+        and weight.shape[1] != target.shape[1]
+        and weight.shape[0] == target.shape[0]
+        and weight.shape[2:] == target.shape[2:]
+    ):
+        if not (adapt_in_chans and target.shape[1] == 1):
+            raise ValueError(
+                f"{INPUT_CONV_KEY}: the checkpoint takes {weight.shape[1]} input channels, "
+                f"the model {target.shape[1]} (only 3 -> 1 is adapted, with adapt_in_chans=True)"
+            )
+        adapted[INPUT_CONV_KEY] = weight.sum(dim=1, keepdim=True)
+        notes.append(f"{INPUT_CONV_KEY}: summed {weight.shape[1]} input channels into 1")
+    head_keys = [key for key in adapted if key.startswith("head.")]
+    if head_keys and not any(key.startswith("head.") for key in own):
+        for key in head_keys:
+            del adapted[key]
+        notes.append("dropped the ImageNet classifier (the model has no head)")
+    position = adapted.get("pos_embed")
+    if position is not None and "pos_embed" in own and position.shape != own["pos_embed"].shape:
+        from focalnet_lobes.vit import resample_position_embedding
+
+        prefix = getattr(model, "num_prefix_tokens", 1)
+        old_grid = _grid_of(position.shape[1] - prefix)
+        adapted["pos_embed"] = resample_position_embedding(
+            position, model.pos_embed_grid, old_grid, num_prefix_tokens=prefix,
+            antialias=getattr(model, "pos_embed_antialias", True),
+        )
+        notes.append(f"pos_embed: resampled from {old_grid} to {tuple(model.pos_embed_grid)}")
+    return adapted, notes
+
+
+def load_pretrained_backbone(model, path, source, adapt_in_chans=True):
+    """Load ImageNet weights from a timm, microsoft/FocalNet or transformers file.
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        Our :class:`~focalnet_lobes.FocalNet` or
+        :class:`~focalnet_lobes.VisionTransformer`, built with the checkpoint's
+        architecture (``in_chans`` 1 or 3, any ``num_classes``).
+    path : str or pathlib.Path or None
+        The checkpoint; ``None`` returns ``model`` unchanged.
+    source : str
+        ``"timm"``, ``"microsoft"`` or ``"transformers"``.
+    adapt_in_chans : bool
+        Sum the first convolution's filters over its 3 input channels for a
+        1-channel model.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model``, with the weights loaded.
+
+    Raises
+    ------
+    ValueError
+        The file does not fit the model; the message lists the missing,
+        unexpected and mismatched parameters.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> from focalnet_lobes.vit import VisionTransformer
+    >>> path = os.path.join(tempfile.mkdtemp(), "vit_imagenet.pth")
+    >>> imagenet = VisionTransformer(in_chans=3, num_classes=10, patch_size=8, embed_dim=16,
+    ...                              depth=1, num_heads=2, pos_embed_grid=4)
+    >>> torch.save(imagenet.state_dict(), path)  # timm's parameter names
+    >>> audio = VisionTransformer(in_chans=1, num_classes=0, patch_size=8, embed_dim=16,
+    ...                           depth=1, num_heads=2, pos_embed_grid=(6, 2))
+    >>> audio = load_pretrained_backbone(audio, path, "timm")
+    >>> tuple(audio.patch_embed.proj.weight.shape), tuple(audio.pos_embed.shape)
+    ((16, 1, 8, 8), (1, 13, 16))
+    >>> wider = VisionTransformer(in_chans=1, num_classes=0, patch_size=8, embed_dim=32,
+    ...                           depth=1, num_heads=2, pos_embed_grid=4)
+    >>> load_pretrained_backbone(wider, path, "timm")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ... does not fit VisionTransformer: ... shape mismatch ...
+    """
+    if path is None:
+        return model
+    if source not in SOURCES:
+        raise ValueError(f"Unknown source '{source}': expected one of {SOURCES}")
+    state = read_checkpoint(path)
+    try:
+        converted = convert_state_dict(state, source)
+    except ValueError as error:
+        raise ValueError(f"{path} is not a '{source}' checkpoint we can convert: {error}") from error
+    adapted, notes = adapt_state_dict(model, converted, adapt_in_chans)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(adapted))
+    unexpected = sorted(set(adapted) - set(own))
+    mismatched = [
+        f"{key} {tuple(adapted[key].shape)} vs {tuple(own[key].shape)}"
+        for key in sorted(set(own) & set(adapted))
+        if adapted[key].shape != own[key].shape
+    ]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"{path} ({source}) does not fit {type(model).__name__}: "
+            f"missing {missing[:6]}{' ...' if len(missing) > 6 else ''}, "
+            f"unexpected {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}, "
+            f"shape mismatch (checkpoint vs model) {mismatched[:6]}"
+            f"{' ...' if len(mismatched) > 6 else ''}: build the model with the "
+            "checkpoint's architecture (a stem='cnn' model has no ImageNet weights)"
+        )
+    model.load_state_dict(adapted, strict=True)
+    for note in notes:
+        logger.info("load_pretrained_backbone: %s", note)
+    logger.info("Loaded %s weights from %s", source, path)
+    return model

@@ -1,0 +1,118 @@
+"""Starting from ImageNet weights: focalnet_lobes.pretrained_init (no download: the
+reference models are built with random weights and saved to disk)."""
+
+import pytest
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from focalnet_lobes.focalnet import FocalNet
+from focalnet_lobes.pretrained_init import load_pretrained_backbone
+from focalnet_lobes.vit import VisionTransformer, resample_position_embedding
+
+FOCALNET = dict(embed_dim=16, depths=(1, 2), focal_levels=(2, 2), focal_windows=(3, 3))
+
+
+@pytest.fixture(scope="module")
+def transformers_focalnet(tmp_path_factory):
+    """A FocalNetForImageClassification (5 classes) and its saved state dict."""
+    from transformers import FocalNetConfig, FocalNetForImageClassification
+
+    torch.manual_seed(0)
+    config = FocalNetConfig(embed_dim=16, depths=[1, 2], focal_levels=[2, 2],
+                            focal_windows=[3, 3], hidden_sizes=[32, 32], num_labels=5)
+    model = FocalNetForImageClassification(config).eval()
+    path = tmp_path_factory.mktemp("focalnet") / "pytorch_model.bin"
+    torch.save(model.state_dict(), path)
+    return model, path
+
+
+def test_transformers_focalnet_into_a_one_channel_backbone(transformers_focalnet):
+    """Summing the RGB filters: our 1-channel model on x equals the reference on x
+    repeated over 3 channels."""
+    reference, path = transformers_focalnet
+    model = FocalNet(in_chans=1, num_classes=0, **FOCALNET).eval()
+    assert load_pretrained_backbone(model, path, "transformers") is model
+    x = torch.randn(2, 1, 40, 36)
+    with torch.no_grad():
+        expected = reference.focalnet(x.expand(-1, 3, -1, -1)).pooler_output
+        assert (model(x) - expected).abs().max() <= 1e-5
+
+
+def test_three_channel_model_keeps_the_classifier(transformers_focalnet):
+    reference, path = transformers_focalnet
+    model = FocalNet(in_chans=3, num_classes=5, **FOCALNET).eval()
+    load_pretrained_backbone(model, path, "transformers")
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert (model(x) - reference(x).logits).abs().max() <= 1e-5
+
+
+def test_timm_vit_with_a_new_position_grid(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    reference = timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10
+    ).eval()
+    path = tmp_path / "model.safetensors"
+    save_file(reference.state_dict(), str(path))
+    same_grid = VisionTransformer(in_chans=1, num_classes=0, patch_size=8, embed_dim=32, depth=2,
+                                  num_heads=2, pos_embed_grid=4).eval()
+    load_pretrained_backbone(same_grid, path, "timm")
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        expected = reference.forward_head(
+            reference.forward_features(x.expand(-1, 3, -1, -1)), pre_logits=True
+        )
+        assert (same_grid(x) - expected).abs().max() <= 1e-5
+    audio_grid = VisionTransformer(in_chans=1, num_classes=0, patch_size=8, embed_dim=32,
+                                   depth=2, num_heads=2, pos_embed_grid=(6, 3))
+    load_pretrained_backbone(audio_grid, path, "timm")
+    expected_positions = resample_position_embedding(reference.pos_embed, (6, 3), (4, 4))
+    assert torch.allclose(audio_grid.pos_embed, expected_positions)
+
+
+def test_wrapped_checkpoint_and_yaml_usage(transformers_focalnet, tmp_path):
+    """A {"model": ...} file (microsoft/FocalNet style wrapper), loaded from a YAML."""
+    _, path = transformers_focalnet
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"model": torch.load(path, weights_only=True), "epoch": 300}, wrapped)
+    hparams = load_hyperpyyaml(f"""
+pretrained_backbone: {wrapped}
+backbone: !apply:focalnet_lobes.pretrained_init.load_pretrained_backbone
+    model: !new:focalnet_lobes.focalnet.FocalNet
+        in_chans: 1
+        num_classes: 0
+        embed_dim: 16
+        depths: [1, 2]
+    path: !ref <pretrained_backbone>
+    source: transformers
+""")
+    direct = load_pretrained_backbone(FocalNet(in_chans=1, num_classes=0, **FOCALNET), path,
+                                      "transformers")
+    for key, value in direct.state_dict().items():
+        assert torch.equal(hparams["backbone"].state_dict()[key], value), key
+
+
+def test_no_path_means_training_from_scratch():
+    model = FocalNet(in_chans=1, num_classes=0, **FOCALNET)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert load_pretrained_backbone(model, None, "timm") is model
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_mismatches_are_reported(transformers_focalnet, tmp_path):
+    _, path = transformers_focalnet
+    cnn_stem = FocalNet(in_chans=1, num_classes=0, stem="cnn", **FOCALNET)
+    with pytest.raises(ValueError, match=r"does not fit FocalNet: missing \['patch_embed.proj"):
+        load_pretrained_backbone(cnn_stem, path, "transformers")
+    wider = FocalNet(in_chans=1, num_classes=0, embed_dim=24, depths=(1, 2))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        load_pretrained_backbone(wider, path, "transformers")
+    with pytest.raises(ValueError, match="not a 'timm' checkpoint"):
+        load_pretrained_backbone(FocalNet(in_chans=1, num_classes=0, **FOCALNET), path, "timm")
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_pretrained_backbone(cnn_stem, tmp_path / "missing.pth", "timm")
+    with pytest.raises(ValueError, match="Unknown source"):
+        load_pretrained_backbone(cnn_stem, path, "imagenet")
