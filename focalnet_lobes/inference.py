@@ -172,7 +172,8 @@ def load_ecapa_classifier(head, path):
     >>> from speechbrain.lobes.models.ECAPA_TDNN import Classifier
     >>> from focalnet_lobes.heads import CosineHead
     >>> path = os.path.join(tempfile.mkdtemp(), "classifier.ckpt")
-    >>> torch.save(Classifier(input_size=8, lin_blocks=1, lin_neurons=4, out_neurons=3).state_dict(), path)
+    >>> ecapa = Classifier(input_size=8, lin_blocks=1, lin_neurons=4, out_neurons=3)
+    >>> torch.save(ecapa.state_dict(), path)
     >>> load_ecapa_classifier(CosineHead(8, 3, lin_blocks=1, lin_neurons=4), path)
     """
     state = _read_state_dict(path)
@@ -250,11 +251,14 @@ def top_k(probabilities, labels, k=5):
 
     Example
     -------
-    >>> top_k(torch.tensor([0.1, 0.7, 0.2]), ["dog", "rain", "sea"], k=2)
-    [{'label': 'rain', 'index': 1, 'score': 0.699999988079071}, {'label': 'sea', 'index': 2, 'score': 0.20000000298023224}]
+    >>> best = top_k(torch.tensor([0.1, 0.7, 0.2]), ["dog", "rain", "sea"], k=2)
+    >>> [(entry["label"], entry["index"], round(entry["score"], 3)) for entry in best]
+    [('rain', 1, 0.7), ('sea', 2, 0.2)]
     """
     if probabilities.dim() != 1:
-        raise ValueError(f"top_k expects the (K,) probabilities of one clip, got {tuple(probabilities.shape)}")
+        raise ValueError(
+            f"top_k expects the (K,) probabilities of one clip, got {tuple(probabilities.shape)}"
+        )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     scores, indices = probabilities.float().topk(min(int(k), probabilities.numel()))
@@ -430,7 +434,8 @@ class AudioClassifier(Pretrained):
             wavs = wavs[None]
         if wavs.dim() != 2 or wavs.shape[0] == 0 or wavs.shape[1] == 0:
             raise ValueError(
-                f"expected waveforms of shape (batch, samples) or (samples,), got {tuple(wavs.shape)}"
+                "expected waveforms of shape (batch, samples) or (samples,), "
+                f"got {tuple(wavs.shape)}"
             )
         if not wavs.is_floating_point():
             wavs = wavs.float()
@@ -443,7 +448,8 @@ class AudioClassifier(Pretrained):
             wav_lens = torch.as_tensor(wav_lens, dtype=torch.float64).reshape(-1)
             if wav_lens.numel() != wavs.shape[0] or (wav_lens <= 0).any() or (wav_lens > 1).any():
                 raise ValueError(
-                    f"wav_lens must hold {wavs.shape[0]} relative lengths in (0, 1], got {wav_lens.tolist()}"
+                    f"wav_lens must hold {wavs.shape[0]} relative lengths in (0, 1], "
+                    f"got {wav_lens.tolist()}"
                 )
             lengths = [max(1, int(round(float(r) * total))) for r in wav_lens]
         clips = []

@@ -217,7 +217,9 @@ def load_pretrained_backbone(model, path, source, adapt_in_chans=True):
     try:
         converted = convert_state_dict(state, source)
     except ValueError as error:
-        raise ValueError(f"{path} is not a '{source}' checkpoint we can convert: {error}") from error
+        raise ValueError(
+            f"{path} is not a '{source}' checkpoint we can convert: {error}"
+        ) from error
     adapted, notes = adapt_state_dict(model, converted, adapt_in_chans)
     own = model.state_dict()
     missing = sorted(set(own) - set(adapted))

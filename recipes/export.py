@@ -105,7 +105,9 @@ def split_top_level_blocks(yaml_text):
     [('a', 1), ('b', 3), ('c', 1)]
     """
     lines = yaml_text.splitlines(keepends=True)
-    starts = [(i, _KEY_LINE.match(line).group(1)) for i, line in enumerate(lines) if _KEY_LINE.match(line)]
+    starts = [
+        (i, _KEY_LINE.match(line).group(1)) for i, line in enumerate(lines) if _KEY_LINE.match(line)
+    ]
     blocks = []
     for position, (start, key) in enumerate(starts):
         end = starts[position + 1][0] if position + 1 < len(starts) else len(lines)
@@ -223,7 +225,9 @@ def drop_pretrained_initialisation(text):
     return "".join(lines)
 
 
-def render_inference_yaml(train_yaml_text, kind, quantile=0.9, pad_to_seconds=None, pretrained_path=None):
+def render_inference_yaml(
+    train_yaml_text, kind, quantile=0.9, pad_to_seconds=None, pretrained_path=None
+):
     """The inference ``hyperparams.yaml`` for a training run.
 
     Arguments
@@ -407,8 +411,11 @@ def interpretation_summary(data):
         lines.append(f"| {quantile} | " + " | ".join(cells) + " |")
     overlap = data.get("overlap")
     if isinstance(overlap, dict) and _number(overlap.get("keeps_s1_rate")) is not None:
-        lines += ["", f"Overlap test (0.8 s1 + 0.2 s2): the mask keeps the louder source in "
-                      f"{100 * overlap['keeps_s1_rate']:.1f}% of {overlap.get('pairs', '?')} pairs."]
+        lines += [
+            "",
+            "Overlap test (0.8 s1 + 0.2 s2): the mask keeps the louder source in "
+            f"{100 * overlap['keeps_s1_rate']:.1f}% of {overlap.get('pairs', '?')} pairs.",
+        ]
     return lines
 
 
@@ -492,7 +499,9 @@ def model_card(trained, metrics, repo_name, hub_id=None, quantile=0.9):
         "```python",
         "from focalnet_lobes.inference import AudioClassifier",
         "",
-        f'classifier = AudioClassifier.from_hparams(source="{source}", savedir="pretrained/{repo_name}")',
+        "classifier = AudioClassifier.from_hparams(",
+        f'    source="{source}", savedir="pretrained/{repo_name}"',
+        ")",
         'probabilities, score, index, labels = classifier.classify_file("clip.wav")',
         'result = classifier.interpret_file("clip.wav", out_dir="interpretation/")',
         "# result.mask: (1, 1, T, F) binary mask; result.listenable: (1, samples) waveform",
@@ -502,7 +511,8 @@ def model_card(trained, metrics, repo_name, hub_id=None, quantile=0.9):
         "",
         "```bash",
         f"focalnet-audio classify clip.wav --source {source}",
-        f"focalnet-audio interpret clip.wav --source {source} --out interpretation/ --quantile {quantile}",
+        f"focalnet-audio interpret clip.wav --source {source} --out interpretation/ "
+        f"--quantile {quantile}",
         "```",
         "",
         "Any sample rate and channel count is accepted (converted to 16 kHz mono, "

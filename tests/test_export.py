@@ -60,22 +60,24 @@ def test_round_trip_gives_the_brain_predictions(exported, run_folder, tmp_path):
     manifest = json.loads(trained.manifest("test").read_text())
     sample_rate = trained.hparams["sample_rate"]
     num_samples = int(sample_rate * trained.hparams["clip_seconds"])
-    wavs = torch.stack(
-        [fix_length(load_audio(entry["wav"], sample_rate), num_samples) for entry in manifest.values()]
-    )
+    wavs = torch.stack([
+        fix_length(load_audio(entry["wav"], sample_rate), num_samples)
+        for entry in manifest.values()
+    ])
     with torch.no_grad():
         reference = trained.model(trained.frontend(wavs))
     logits = classifier(wavs)
     assert (logits - reference).abs().max() <= 1e-5
     assert torch.equal(logits.argmax(-1), reference.argmax(-1))
     assert classifier.class_names == trained.class_names
-    # File by file, as a user would: the Brain's accuracy exactly.
-    correct = [
-        classifier.classify_file(entry["wav"])[3][0] == entry["class_name"]
-        for entry in manifest.values()
-    ]
+    # The Brain's test accuracy exactly, and the same labels file by file.
+    labels = classifier.classify_batch(wavs)[3]
+    entries = list(manifest.values())
+    correct = [label == entry["class_name"] for label, entry in zip(labels, entries)]
     brain = json.loads((run_folder / "test_results.json").read_text())
     assert sum(correct) / len(correct) == pytest.approx(brain["accuracy"])
+    for label, entry in list(zip(labels, entries))[:3]:
+        assert classifier.classify_file(entry["wav"])[3] == [label]
 
 
 def test_model_card_shows_interpretation_metrics(run_folder, tmp_path):
