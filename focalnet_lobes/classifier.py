@@ -162,7 +162,7 @@ class SpectrogramClassifier(nn.Module):
                 normalized, return_attentions=True
             )
             embeddings = self.backbone.forward_head(tokens)
-            grid = self.backbone.grid_size(features.shape[-2], features.shape[-1])
+            grid = self.backbone.grid_size(normalized.shape[-2], normalized.shape[-1])
             maps = {"attentions": attentions, "grid_size": grid}
         else:
             embeddings = self.backbone(normalized)

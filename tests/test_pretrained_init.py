@@ -1,6 +1,8 @@
 """Starting from ImageNet weights: focalnet_lobes.pretrained_init (no download: the
 reference models are built with random weights and saved to disk)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
@@ -116,3 +118,30 @@ def test_mismatches_are_reported(transformers_focalnet, tmp_path):
         load_pretrained_backbone(cnn_stem, tmp_path / "missing.pth", "timm")
     with pytest.raises(ValueError, match="Unknown source"):
         load_pretrained_backbone(cnn_stem, path, "imagenet")
+
+
+def test_paper_yaml_starts_from_imagenet_weights(tmp_path):
+    """hparams/focalnet.yaml's pretrained_backbone loads a timm checkpoint into the backbone."""
+    import timm
+    from hyperpyyaml import load_hyperpyyaml
+
+    from focalnet_lobes import convert_state_dict
+
+    reference = timm.create_model("focalnet_tiny_srf", pretrained=False)
+    path = tmp_path / "focalnet_tiny_srf.pth"
+    torch.save(reference.state_dict(), path)
+    repo = Path(__file__).resolve().parents[1]
+    with open(repo / "hparams" / "focalnet.yaml", encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, {
+            "data_folder": str(tmp_path), "backbone_name": "focalnet_tiny_srf",
+            "pretrained_backbone": str(path), "pretrained_source": "timm",
+        })
+    expected = convert_state_dict(reference.state_dict(), "timm")
+    loaded = hparams["model"].backbone.state_dict()
+    deep_keys = [k for k in loaded if "modulation" in k and k in expected]
+    assert len(deep_keys) > 20
+    for key in deep_keys:
+        assert torch.equal(loaded[key], expected[key]), key
+    # The RGB patch embedding is summed into the single input channel.
+    stem = [k for k in loaded if loaded[k].dim() == 4 and loaded[k].shape[1] == 1][0]
+    assert torch.allclose(loaded[stem], expected[stem].sum(1, keepdim=True))
