@@ -25,51 +25,46 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "recipes")]
 
-# name -> (training YAML, overrides). Overrides are recipe command-line arguments.
+# name -> (training YAML, overrides). Overrides are recipe command-line arguments; every
+# variant spells out its architecture and epochs, so that it does not change when the
+# YAML defaults do ("focalnet_cpu" / "vit_cpu" are the YAMLs as they are).
+EPOCHS_40 = ["--number_of_epochs", "40"]
+FOCALNET_STEM2 = ["--stem_channels", "[32, 64]", "--embed_dim", "64", "--depths", "[2, 2, 2]",
+                  "--focal_levels", "[2, 2, 2]", "--focal_windows", "[3, 3, 3]"]
+FOCALNET_STEM3 = ["--stem_channels", "[32, 64, 128]", "--embed_dim", "128", "--depths", "[2, 2]",
+                  "--focal_levels", "[2, 2]", "--focal_windows", "[3, 3]"]
 VARIANTS = {
     "focalnet_cpu": ("focalnet_cpu.yaml", []),
     "vit_cpu": ("vit_cpu.yaml", []),
-    # FocalNet architecture
-    "focalnet_stem3": (
-        "focalnet_cpu.yaml",
-        ["--stem_channels", "[32, 64, 128]", "--embed_dim", "128", "--depths", "[2, 2]",
-         "--focal_levels", "[2, 2]", "--focal_windows", "[3, 3]"],
-    ),
-    "focalnet_stem3_d4": (
-        "focalnet_cpu.yaml",
-        ["--stem_channels", "[32, 64, 128]", "--embed_dim", "128", "--depths", "[2, 4]",
-         "--focal_levels", "[2, 2]", "--focal_windows", "[3, 3]"],
-    ),
+    # FocalNet architecture (40 epochs)
+    "focalnet_stem2": ("focalnet_cpu.yaml", FOCALNET_STEM2 + EPOCHS_40),
+    "focalnet_stem3": ("focalnet_cpu.yaml", FOCALNET_STEM3 + EPOCHS_40),
+    "focalnet_stem3_d4": ("focalnet_cpu.yaml", [*FOCALNET_STEM3[:4], "--depths", "[2, 4]",
+                                                *FOCALNET_STEM3[6:], *EPOCHS_40]),
     "focalnet_stem4": (
         "focalnet_cpu.yaml",
         ["--stem_channels", "[32, 64, 128, 256]", "--embed_dim", "256", "--depths", "[2]",
-         "--focal_levels", "[2]", "--focal_windows", "[3]"],
+         "--focal_levels", "[2]", "--focal_windows", "[3]", *EPOCHS_40],
     ),
-    "focalnet_stem3_mel128": (
-        "focalnet_cpu.yaml",
-        ["--stem_channels", "[32, 64, 128]", "--embed_dim", "128", "--depths", "[2, 2]",
-         "--focal_levels", "[2, 2]", "--focal_windows", "[3, 3]", "--n_mels", "128"],
-    ),
-    # Training choices on the stem-3 FocalNet
-    "focalnet_stem3_no_mixup": (
-        "focalnet_cpu.yaml",
-        ["--stem_channels", "[32, 64, 128]", "--embed_dim", "128", "--depths", "[2, 2]",
-         "--focal_levels", "[2, 2]", "--focal_windows", "[3, 3]", "--mixup", "null"],
-    ),
-    "focalnet_stem3_80ep": (
-        "focalnet_cpu.yaml",
-        ["--stem_channels", "[32, 64, 128]", "--embed_dim", "128", "--depths", "[2, 2]",
-         "--focal_levels", "[2, 2]", "--focal_windows", "[3, 3]", "--number_of_epochs", "80"],
+    # Front end and training choices on the stem-3 FocalNet (40 epochs)
+    "focalnet_stem3_mel128": ("focalnet_cpu.yaml", FOCALNET_STEM3 + EPOCHS_40 + ["--n_mels", "128"]),
+    "focalnet_stem3_no_mixup": ("focalnet_cpu.yaml", FOCALNET_STEM3 + EPOCHS_40 + ["--mixup", "null"]),
+    "focalnet_stem3_bf16": ("focalnet_cpu.yaml", FOCALNET_STEM3 + EPOCHS_40 + ["--precision", "bf16"]),
+    # ViT counterparts (40 epochs)
+    "vit_stem2": (
+        "vit_cpu.yaml",
+        ["--stem_channels", "[32, 64]", "--patch_size", "2", "--embed_dim", "192", "--depth", "6",
+         "--num_heads", "3", "--pos_embed_grid", "[54, 8]", *EPOCHS_40],
     ),
     "vit_stem3": (
         "vit_cpu.yaml",
         ["--stem_channels", "[32, 64, 128]", "--patch_size", "1", "--embed_dim", "192",
-         "--depth", "6", "--num_heads", "3", "--pos_embed_grid", "[54, 8]"],
+         "--depth", "6", "--num_heads", "3", "--pos_embed_grid", "[54, 8]", *EPOCHS_40],
     ),
     "vit_stem3_p2": (
         "vit_cpu.yaml",
         ["--stem_channels", "[32, 64, 128]", "--patch_size", "2", "--embed_dim", "256",
-         "--depth", "4", "--num_heads", "4", "--pos_embed_grid", "[27, 4]"],
+         "--depth", "4", "--num_heads", "4", "--pos_embed_grid", "[27, 4]", *EPOCHS_40],
     ),
 }
 
@@ -81,6 +76,9 @@ def variant_spec(name):
     base, _, epochs = name.rpartition("_ep")
     if base in VARIANTS and epochs.isdigit():
         hparams, overrides = VARIANTS[base]
+        if "--number_of_epochs" in overrides:
+            at = overrides.index("--number_of_epochs")
+            overrides = overrides[:at] + overrides[at + 2:]
         return hparams, [*overrides, "--number_of_epochs", epochs]
     raise ValueError(f"Unknown variant '{name}': known are {sorted(VARIANTS)} (+ '_epN')")
 
