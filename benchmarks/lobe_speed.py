@@ -168,8 +168,14 @@ def benchmark_input(shape, args):
         }
         for other in ("timm", "transformers")
     }
+    ours_grids = models["ours"].stage_grid_sizes(height, width)
+    timm_grids = [(height // 4, width // 4)]  # timm's strided convs floor the sizes
+    for _ in ours_grids[1:]:
+        timm_grids.append((timm_grids[-1][0] // 2, timm_grids[-1][1] // 2))
     return {
         "input": [args.batch, in_chans, height, width],
+        # transformers pads as ours does; timm drops what does not fill a patch
+        "stage_grids": {"ours": ours_grids, "transformers": ours_grids, "timm": timm_grids},
         "median_ms": medians,
         "samples_ms": times,
         "ratios": ratios,
@@ -199,6 +205,13 @@ def format_table(results):
         for r in results
     ]
     lines.append("max |logit - ours|: " + "; ".join(diffs))
+    for result in results:
+        grids = result["stage_grids"]
+        if grids["timm"] != grids["ours"]:
+            lines.append(
+                f"{'x'.join(str(v) for v in result['input'])}: timm crops to stage grids "
+                f"{grids['timm']}, ours/transformers pad to {grids['ours']}"
+            )
     return "\n".join(lines)
 
 
