@@ -1,4 +1,4 @@
-"""Classification heads on pooled backbone features, and the angular-margin loss.
+"""Classification heads on pooled backbone features.
 
 * :class:`LinearHead`: mean pooling (of a feature map or a token sequence) + dropout
   + linear layer.
@@ -9,20 +9,18 @@
   ``scale * cosine``, so that ``softmax(logits)`` are the probabilities the model was
   trained with. :meth:`CosineHead.load_ecapa_state_dict` loads a ``Classifier``
   state dict.
-* :class:`AngularMarginLoss`: additive angular margin (ArcFace) softmax loss on the
-  cosines, numerically SpeechBrain's
-  ``LogSoftmaxWrapper(AdditiveAngularMargin(margin, scale))`` (the paper's ESC-50
-  recipe uses margin 0.2, scale 30), plus label smoothing. SpeechBrain's own loss
-  works too, on ``head.cosine(x).unsqueeze(1)`` and targets of shape (B, 1)::
+The matching loss is :class:`focalnet_lobes.losses.AdditiveAngularMarginLoss` (on the
+logits, numerically SpeechBrain's ``LogSoftmaxWrapper(AdditiveAngularMargin(margin,
+scale))``; the paper's recipe uses margin 0.2, scale 30). SpeechBrain's own loss works
+too, on ``head.cosine(x).unsqueeze(1)`` and targets of shape (B, 1)::
 
-      from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
-      loss_fn = LogSoftmaxWrapper(AdditiveAngularMargin(margin=0.2, scale=30))
-      loss = loss_fn(head.cosine(features).unsqueeze(1), targets.unsqueeze(1))
+    from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
+    loss_fn = LogSoftmaxWrapper(AdditiveAngularMargin(margin=0.2, scale=30))
+    loss = loss_fn(head.cosine(features).unsqueeze(1), targets.unsqueeze(1))
 
-  Train with the margin, predict with ``head(features)`` (no margin).
+Train with the margin, predict with ``head(features)`` (no margin).
 """
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -227,117 +225,3 @@ class CosineHead(nn.Module):
             else:
                 raise ValueError(f"unexpected ECAPA Classifier parameter '{key}'")
         return self.load_state_dict(converted, strict=strict)
-
-
-class AngularMarginLoss(nn.Module):
-    """Additive angular margin softmax loss on cosines (ArcFace; SpeechBrain's AAM).
-
-    The target class' cosine ``cos(theta)`` becomes ``cos(theta + margin)`` (or
-    ``cos(theta) - sin(pi - margin) * margin`` past ``theta = pi - margin``, as
-    SpeechBrain's ``AdditiveAngularMargin``); all cosines are multiplied by
-    ``scale`` and the cross-entropy of the result is the loss. With
-    ``label_smoothing=0`` it equals
-    ``LogSoftmaxWrapper(AdditiveAngularMargin(margin, scale, easy_margin))``.
-
-    Arguments
-    ---------
-    margin : float
-        Angular margin in radians (0.2 in the paper's recipe).
-    scale : float
-        Softmax scale (30 in the paper's recipe); match ``CosineHead.scale``.
-    easy_margin : bool
-        Apply the margin only where the cosine is positive.
-    label_smoothing : float
-        Label smoothing of the cross-entropy (as ``F.cross_entropy``).
-    reduction : str
-        ``"mean"``, ``"sum"`` or ``"none"``.
-
-    Example
-    -------
-    >>> loss_fn = AngularMarginLoss(margin=0.2, scale=30.0)
-    >>> cosines = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
-    >>> targets = torch.tensor([0, 1])
-    >>> loss = loss_fn(cosines, targets)
-    >>> bool(loss > F.cross_entropy(30.0 * cosines, targets))
-    True
-    """
-
-    def __init__(
-        self, margin=0.2, scale=30.0, easy_margin=False, label_smoothing=0.0, reduction="mean"
-    ):
-        super().__init__()
-        if not 0.0 <= margin < math.pi / 2:
-            raise ValueError(f"margin must be in [0, pi/2) radians, got {margin}")
-        if not scale > 0:
-            raise ValueError(f"scale must be positive, got {scale}")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got '{reduction}'")
-        self.margin = float(margin)
-        self.scale = float(scale)
-        self.easy_margin = easy_margin
-        self.label_smoothing = label_smoothing
-        self.reduction = reduction
-
-    def margin_logits(self, cosines, targets):
-        """Scaled logits (B, C) with the margin applied to the target classes.
-
-        Arguments
-        ---------
-        cosines : torch.Tensor
-            (B, C) cosine similarities (``CosineHead.cosine``).
-        targets : torch.Tensor
-            (B,) or (B, 1) integer class indices.
-
-        Returns
-        -------
-        torch.Tensor
-
-        Example
-        -------
-        >>> loss_fn = AngularMarginLoss(margin=0.0, scale=2.0)
-        >>> loss_fn.margin_logits(torch.tensor([[0.5, -0.5]]), torch.tensor([0]))
-        tensor([[ 1., -1.]])
-        """
-        cosines, targets = self._check(cosines, targets)
-        cosines = cosines.float().clamp(-1 + 1e-7, 1 - 1e-7)
-        sines = torch.sqrt(1.0 - cosines**2)
-        shifted = cosines * math.cos(self.margin) - sines * math.sin(self.margin)
-        if self.easy_margin:
-            shifted = torch.where(cosines > 0, shifted, cosines)
-        else:
-            threshold = math.cos(math.pi - self.margin)
-            penalty = math.sin(math.pi - self.margin) * self.margin
-            shifted = torch.where(cosines > threshold, shifted, cosines - penalty)
-        is_target = F.one_hot(targets, cosines.shape[1]).bool()
-        return self.scale * torch.where(is_target, shifted, cosines)
-
-    def forward(self, cosines, targets):
-        """Loss of ``cosines`` (B, C) for integer ``targets`` (B,) or (B, 1)."""
-        logits = self.margin_logits(cosines, targets)
-        return F.cross_entropy(
-            logits,
-            targets.reshape(-1).long(),
-            label_smoothing=self.label_smoothing,
-            reduction=self.reduction,
-        )
-
-    @staticmethod
-    def _check(cosines, targets):
-        """Validate shapes; return cosines and targets as (B, C) and (B,) long."""
-        if cosines.ndim != 2:
-            raise ValueError(f"cosines must be (batch, classes), got {tuple(cosines.shape)}")
-        if targets.ndim == 2 and targets.shape[1] == 1:
-            targets = targets[:, 0]
-        if targets.ndim != 1 or targets.shape[0] != cosines.shape[0]:
-            raise ValueError(
-                f"targets must be ({cosines.shape[0]},) or ({cosines.shape[0]}, 1) class "
-                f"indices, got {tuple(targets.shape)}"
-            )
-        if targets.is_floating_point():
-            raise ValueError("targets must be integer class indices")
-        targets = targets.long()
-        if targets.numel() and (targets.min() < 0 or targets.max() >= cosines.shape[1]):
-            raise ValueError(f"targets must lie in [0, {cosines.shape[1]}), got {targets.tolist()}")
-        return cosines, targets

@@ -1,7 +1,35 @@
 """Classification losses on logits with hard or soft (mixup) targets."""
 
+import math
+
 import torch
 from torch import nn
+
+
+def _as_soft_targets(targets, num_classes):
+    """(B, K) float targets from (B,), (B, 1) class indices or (B, K) probabilities."""
+    if targets.dim() == 2 and targets.shape[1] == 1 and num_classes != 1:
+        targets = targets[:, 0]
+    if targets.dim() == 1:
+        if targets.is_floating_point():
+            raise ValueError("class-index targets must be integers")
+        if targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
+            raise ValueError(f"targets must lie in [0, {num_classes}), got {targets.tolist()}")
+        return torch.nn.functional.one_hot(targets.long(), num_classes).float()
+    if targets.dim() != 2 or targets.shape[1] != num_classes:
+        raise ValueError(
+            f"targets must be (B,) class indices or (B, {num_classes}) probabilities, "
+            f"got {tuple(targets.shape)}"
+        )
+    return targets.float()
+
+
+def _reduce(losses, reduction):
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    return losses
 
 
 class SoftTargetCrossEntropy(nn.Module):
@@ -12,6 +40,8 @@ class SoftTargetCrossEntropy(nn.Module):
     label_smoothing : float
         Mass spread uniformly over the classes: targets become
         ``(1 - label_smoothing) * t + label_smoothing / K``.
+    reduction : str
+        ``"mean"``, ``"sum"`` or ``"none"`` over the batch.
 
     Example
     -------
@@ -23,40 +53,49 @@ class SoftTargetCrossEntropy(nn.Module):
     0.6931
     """
 
-    def __init__(self, label_smoothing=0.0):
+    def __init__(self, label_smoothing=0.0, reduction="mean"):
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError("label_smoothing must be in [0, 1)")
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got '{reduction}'")
         self.label_smoothing = label_smoothing
+        self.reduction = reduction
 
     def forward(self, logits, targets):
-        """Mean loss of ``logits`` (B, K) against ``targets`` (B,) ints or (B, K) probabilities."""
+        """Loss of ``logits`` (B, K) against targets (B,)/(B, 1) ints or (B, K) probabilities."""
         num_classes = logits.shape[-1]
-        if targets.dim() == 1:
-            targets = torch.nn.functional.one_hot(targets.long(), num_classes)
-        targets = targets.to(logits.dtype)
+        targets = _as_soft_targets(targets, num_classes)
         targets = targets * (1 - self.label_smoothing) + self.label_smoothing / num_classes
         log_probs = torch.log_softmax(logits.float(), dim=-1)
-        return -(targets.float() * log_probs).sum(-1).mean()
+        return _reduce(-(targets * log_probs).sum(-1), self.reduction)
 
 
 class AdditiveAngularMarginLoss(nn.Module):
     """Additive angular margin (ArcFace) loss on the logits of a cosine head.
 
-    The head gives ``logits = scale * cos(theta)``; the loss adds the margin ``m``
-    to the angle of the target class and applies the soft-target cross-entropy:
-    ``z_k = scale * (t_k cos(theta_k + m) + (1 - t_k) cos(theta_k))``. For one-hot
-    targets this is SpeechBrain's ``LogSoftmaxWrapper(AdditiveAngularMargin(m, s))``
-    (the paper's loss); soft (mixup) targets interpolate between the two cosines.
+    The cosine head gives ``logits = scale * cos(theta)``. The margin is added to
+    the angle of the target class, ``cos(theta + m)``, as SpeechBrain's
+    ``AdditiveAngularMargin`` (past ``theta = pi - m`` the penalty becomes
+    ``cos(theta) - m sin(pi - m)``, or with ``easy_margin`` only positive cosines get
+    a margin), and the scaled result goes through the (soft-target) cross-entropy:
+    ``z_k = scale * (t_k phi(theta_k) + (1 - t_k) cos(theta_k))``. For class-index
+    targets and no smoothing this is SpeechBrain's
+    ``LogSoftmaxWrapper(AdditiveAngularMargin(m, s))``, the paper's loss; soft (mixup)
+    targets interpolate between the two cosines.
 
     Arguments
     ---------
     margin : float
-        Angular margin in radians.
+        Angular margin in radians, in [0, pi / 2).
     scale : float
         The cosine head's logit scale (logits are divided by it to get cosines).
+    easy_margin : bool
+        Apply the margin only where the cosine is positive.
     label_smoothing : float
         As in :class:`SoftTargetCrossEntropy`.
+    reduction : str
+        ``"mean"``, ``"sum"`` or ``"none"``.
 
     Example
     -------
@@ -65,19 +104,42 @@ class AdditiveAngularMarginLoss(nn.Module):
     0.6931
     """
 
-    def __init__(self, margin=0.2, scale=30.0, label_smoothing=0.0):
+    def __init__(self, margin=0.2, scale=30.0, easy_margin=False, label_smoothing=0.0, reduction="mean"):
         super().__init__()
-        self.margin = margin
-        self.scale = scale
-        self.cross_entropy = SoftTargetCrossEntropy(label_smoothing)
+        if not 0.0 <= margin < math.pi / 2:
+            raise ValueError(f"margin must be in [0, pi/2) radians, got {margin}")
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        self.margin = float(margin)
+        self.scale = float(scale)
+        self.easy_margin = easy_margin
+        self.cross_entropy = SoftTargetCrossEntropy(label_smoothing, reduction)
+
+    def margin_logits(self, logits, targets):
+        """Scaled logits (B, K) with the margin applied in proportion to the targets.
+
+        Example
+        -------
+        >>> loss = AdditiveAngularMarginLoss(margin=0.0, scale=2.0)
+        >>> loss.margin_logits(torch.tensor([[1.0, -1.0]]), torch.tensor([0]))
+        tensor([[ 1., -1.]])
+        """
+        if logits.dim() != 2:
+            raise ValueError(f"logits must be (batch, classes), got {tuple(logits.shape)}")
+        targets = _as_soft_targets(targets, logits.shape[1])
+        if targets.shape[0] != logits.shape[0]:
+            raise ValueError(f"{targets.shape[0]} targets for {logits.shape[0]} logits")
+        cosines = (logits.float() / self.scale).clamp(-1 + 1e-7, 1 - 1e-7)
+        sines = torch.sqrt(1.0 - cosines**2)
+        shifted = cosines * math.cos(self.margin) - sines * math.sin(self.margin)
+        if self.easy_margin:
+            shifted = torch.where(cosines > 0, shifted, cosines)
+        else:
+            threshold = math.cos(math.pi - self.margin)
+            penalty = math.sin(math.pi - self.margin) * self.margin
+            shifted = torch.where(cosines > threshold, shifted, cosines - penalty)
+        return self.scale * (targets * shifted + (1 - targets) * cosines)
 
     def forward(self, logits, targets):
-        """Mean loss of cosine-head ``logits`` (B, K) against targets (B,) or (B, K)."""
-        if targets.dim() == 1:
-            targets = torch.nn.functional.one_hot(targets.long(), logits.shape[-1])
-        targets = targets.to(torch.float32)
-        cosine = (logits.float() / self.scale).clamp(-1 + 1e-7, 1 - 1e-7)
-        angle = torch.acos(cosine)
-        with_margin = torch.cos(angle + self.margin)
-        margin_logits = self.scale * (targets * with_margin + (1 - targets) * cosine)
-        return self.cross_entropy(margin_logits, targets)
+        """Loss of cosine-head ``logits`` (B, K) for targets (B,)/(B, 1) or (B, K)."""
+        return self.cross_entropy(self.margin_logits(logits, targets), targets)

@@ -1,14 +1,11 @@
 """Tests of the classification heads and the angular-margin loss against SpeechBrain."""
 
-import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
-from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
-from focalnet_lobes.heads import AngularMarginLoss, CosineHead, LinearHead
+from focalnet_lobes.heads import CosineHead, LinearHead
 
 
 def _randomise_batchnorm(module, generator):
@@ -116,71 +113,3 @@ def test_cosine_head_errors():
         head(torch.randn(2, 5))
     with pytest.raises(ValueError, match="unexpected ECAPA"):
         head.load_ecapa_state_dict({"blocks.0.w.weight": torch.zeros(4, 8)})
-
-
-# --- AngularMarginLoss ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize("easy_margin", [False, True])
-def test_angular_margin_loss_matches_speechbrain(easy_margin):
-    generator = torch.Generator().manual_seed(0)
-    cosines = torch.rand(16, 10, generator=generator) * 2 - 1
-    cosines[0, 3] = -0.999  # past pi - margin: the "cosine - mm" branch
-    targets = torch.randint(0, 10, (16,), generator=generator)
-    targets[0] = 3
-    margin = AdditiveAngularMargin(margin=0.2, scale=30, easy_margin=easy_margin)
-    reference = LogSoftmaxWrapper(margin)
-    expected = reference(cosines.unsqueeze(1), targets.unsqueeze(1))
-    ours = AngularMarginLoss(margin=0.2, scale=30.0, easy_margin=easy_margin)
-    assert torch.allclose(ours(cosines, targets), expected, atol=1e-5)
-    assert torch.allclose(ours(cosines, targets.unsqueeze(1)), expected, atol=1e-5)
-    expected_logits = AdditiveAngularMargin(margin=0.2, scale=30, easy_margin=easy_margin)(
-        cosines, F.one_hot(targets, 10).float()
-    )
-    assert torch.allclose(ours.margin_logits(cosines, targets), expected_logits, atol=1e-5)
-
-
-def test_angular_margin_loss_by_hand():
-    cosines = torch.tensor([[0.5, 0.2]])
-    loss = AngularMarginLoss(margin=0.2, scale=10.0)(cosines, torch.tensor([0]))
-    target_logit = 10.0 * math.cos(math.acos(0.5) + 0.2)
-    expected = -target_logit + math.log(math.exp(target_logit) + math.exp(2.0))
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
-
-
-def test_angular_margin_loss_with_cosine_head_gradients():
-    torch.manual_seed(0)
-    head = CosineHead(8, num_classes=4)
-    loss = AngularMarginLoss(margin=0.2, scale=30.0, label_smoothing=0.1)(
-        head.cosine(torch.randn(5, 8)), torch.tensor([0, 1, 2, 3, 0])
-    )
-    loss.backward()
-    assert torch.isfinite(loss) and head.weight.grad.abs().sum() > 0
-
-
-def test_angular_margin_loss_label_smoothing_and_reduction():
-    cosines = torch.tensor([[0.9, 0.1, -0.3], [0.0, 0.7, 0.2]])
-    targets = torch.tensor([0, 1])
-    plain = AngularMarginLoss(0.2, 30.0)
-    smooth = AngularMarginLoss(0.2, 30.0, label_smoothing=0.1)
-    logits = plain.margin_logits(cosines, targets)
-    expected = F.cross_entropy(logits, targets, label_smoothing=0.1)
-    assert torch.allclose(smooth(cosines, targets), expected)
-    assert smooth(cosines, targets) > plain(cosines, targets)
-    per_sample = AngularMarginLoss(0.2, 30.0, reduction="none")(cosines, targets)
-    assert per_sample.shape == (2,)
-    assert torch.allclose(per_sample.mean(), plain(cosines, targets))
-
-
-def test_angular_margin_loss_errors():
-    loss = AngularMarginLoss()
-    with pytest.raises(ValueError, match="targets"):
-        loss(torch.zeros(2, 3), torch.tensor([0, 3]))
-    with pytest.raises(ValueError, match="targets"):
-        loss(torch.zeros(2, 3), torch.tensor([0, 1, 2]))
-    with pytest.raises(ValueError, match="integer"):
-        loss(torch.zeros(2, 3), torch.tensor([0.0, 1.0]))
-    with pytest.raises(ValueError, match="cosines"):
-        loss(torch.zeros(2, 1, 3), torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="margin"):
-        AngularMarginLoss(margin=-0.1)
