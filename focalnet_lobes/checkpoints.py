@@ -13,6 +13,7 @@ import shutil
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
 
 STAGING_PREFIX = ".staging-"
+logger = logging.getLogger(__name__)
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -47,12 +48,15 @@ class AtomicCheckpointer(Checkpointer):
             final_path = super()._custom_checkpoint_dirpath(name)
         self._staging_path = self.checkpoints_dir / (STAGING_PREFIX + final_path.name)
         try:
-            staged = super().save_checkpoint(meta, end_of_epoch, name, verbosity)
+            # SpeechBrain's message would name the staging folder: say it once moved.
+            staged = super().save_checkpoint(meta, end_of_epoch, name, logging.DEBUG)
         finally:
             staging_path, self._staging_path = self._staging_path, None
         if staged is None:  # not the main process
             return None
         staging_path.rename(final_path)
+        kind = "end-of-epoch" if end_of_epoch else "intra-epoch"
+        logger.log(verbosity, f"Saved an {kind} checkpoint in {final_path}")
         paramfiles = {key: final_path / path.name for key, path in staged.paramfiles.items()}
         return Checkpoint(final_path, staged.meta, paramfiles)
 

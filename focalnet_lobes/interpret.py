@@ -608,17 +608,24 @@ class AttentionInterpreter(MapInterpreter):
 
 
 class RandomInterpreter(MapInterpreter):
-    """I.i.d. uniform maps on the input grid: the floor every method must beat.
+    """Uniform random maps on the input grid: the floor every method must beat.
 
-    The values are distinct (almost surely), so at quantile q the mask keeps a
-    fraction ~(1 - q) of the bins, the same area as any other method's mask. The
-    maps come from an own generator seeded with ``seed``: a new interpreter gives
+    By default every bin gets its own i.i.d. value. With ``cell_size=(t, f)`` the
+    values are drawn per cell of t frames x f bins and repeated over the cell, so the
+    random masks have the granularity of a method whose map lives on a coarser grid
+    (e.g. the (16, 16) cells of a stride-16 FocalNet stage): this control separates
+    what a map's *content* is worth from what its *granularity* does to the metrics.
+    Values are distinct (almost surely), so at quantile q the mask keeps a fraction
+    ~(1 - q) of the bins (up to one cell), the same area as any other method's mask.
+    The maps come from an own generator seeded with ``seed``: a new interpreter gives
     the same sequence of maps, whatever the global random state.
 
     Arguments
     ---------
     seed : int
         Seed of the generator.
+    cell_size : tuple of int or None
+        (frames, bins) of the cells that share one random value; None: every bin.
 
     Example
     -------
@@ -628,13 +635,21 @@ class RandomInterpreter(MapInterpreter):
     >>> _, again = RandomInterpreter(seed=0)(classifier, features)
     >>> maps.shape, bool(torch.equal(maps, again))
     (torch.Size([2, 1, 3, 4]), True)
+    >>> _, cells = RandomInterpreter(seed=0, cell_size=(2, 2))(classifier, features)
+    >>> bool(torch.equal(cells[..., 0, 0], cells[..., 1, 1]))
+    True
     """
 
     name = "random"
 
-    def __init__(self, seed=0):
+    def __init__(self, seed=0, cell_size=None):
         super().__init__()
+        if cell_size is not None:
+            cell_size = tuple(int(c) for c in cell_size)
+            if len(cell_size) != 2 or min(cell_size) < 1:
+                raise ValueError(f"cell_size must be two positive ints, got {cell_size}")
         self.seed = seed
+        self.cell_size = cell_size
         self.generator = torch.Generator().manual_seed(seed)
 
     def reset(self):
@@ -644,7 +659,15 @@ class RandomInterpreter(MapInterpreter):
     def compute_maps(self, classifier, features):
         """Logits of the full input and uniform random maps."""
         logits = classifier(features)
-        maps = torch.rand(features.shape, generator=self.generator, dtype=torch.float32)
+        if self.cell_size is None:
+            maps = torch.rand(features.shape, generator=self.generator, dtype=torch.float32)
+        else:
+            frames, bins = features.shape[-2:]
+            cell_t, cell_f = self.cell_size
+            grid = (features.shape[0], 1, -(-frames // cell_t), -(-bins // cell_f))
+            cells = torch.rand(grid, generator=self.generator, dtype=torch.float32)
+            maps = cells.repeat_interleave(cell_t, 2).repeat_interleave(cell_f, 3)
+            maps = maps[..., :frames, :bins]
         return logits, maps.to(device=features.device, dtype=features.dtype)
 
 

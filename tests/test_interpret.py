@@ -426,3 +426,21 @@ def test_modulation_interpreter_refuses_a_vit():
     classifier = real_classifier("vit_audio_small")
     with pytest.raises(ValueError, match="modulators"):
         ModulationInterpreter()(classifier, torch.rand(1, 1, 64, 64))
+
+
+def test_random_cells_share_values_and_keep_the_mask_area():
+    """Cell-level random maps: one value per cell, mask area ~ 1 - q up to one cell."""
+    from focalnet_lobes.interpret import RandomInterpreter, quantile_mask
+
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(431 * 64, 3))
+    features = torch.rand(3, 1, 431, 64)
+    _, maps = RandomInterpreter(seed=1, cell_size=(16, 16))(classifier, features)
+    assert maps.shape == features.shape
+    # Every 16 x 16 cell is constant; the last, partial row of cells too.
+    cells = maps[..., :416, :].reshape(3, 1, 26, 16, 4, 16)
+    assert torch.equal(cells.amax((3, 5)), cells.amin((3, 5)))
+    assert torch.equal(maps[..., 416:, :].amax(2), maps[..., 416:, :].amin(2))
+    area = quantile_mask(maps, 0.9).float().mean((1, 2, 3))
+    assert ((area - 0.1).abs() <= 16 * 16 / (431 * 64) + 1e-6).all()
+    with pytest.raises(ValueError, match="cell_size"):
+        RandomInterpreter(cell_size=(0, 4))
