@@ -28,10 +28,14 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from classification_report import ClassificationReport
-from esc50_prepare import prepare_esc50
+from esc50_prepare import DownloadError, ESC50NotFoundError, prepare_esc50
 from focalnet_lobes.audio import fix_length, load_audio
 
 logger = logging.getLogger(__name__)
+
+
+class RecipeError(ValueError):
+    """A problem with the recipe's inputs that the user can fix (shown without a traceback)."""
 
 
 class ESC50Brain(sb.Brain):
@@ -167,14 +171,14 @@ def main(argv):
     with open(os.path.join(hparams["save_folder"], "classes.json"), encoding="utf-8") as fin:
         hparams["class_names"] = json.load(fin)
     if len(hparams["class_names"]) != hparams["n_classes"]:
-        raise ValueError(
+        raise RecipeError(
             f"The data has {len(hparams['class_names'])} classes but the model was built "
             f"for n_classes={hparams['n_classes']}: set n_classes (or esc10) accordingly"
         )
 
     datasets = dataio_prep(hparams)
     if datasets["train"] is None or datasets["valid"] is None:
-        raise ValueError(
+        raise RecipeError(
             f"No training or validation clips in {hparams['data_folder']} for folds "
             f"{hparams['train_folds']} / {hparams['valid_folds']}"
         )
@@ -211,4 +215,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (ESC50NotFoundError, DownloadError, RecipeError) as error:
+        sys.exit(f"error: {error}")

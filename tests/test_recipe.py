@@ -123,3 +123,34 @@ def test_real_esc10_one_epoch(esc50_dev, tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     assert epochs_logged(output / "train_log.txt") == [1]
     assert "test manifest is empty" in (output / "log.txt").read_text()
+
+
+def test_empty_data_folder_fails_fast_with_manual_steps(tmp_path):
+    """No ESC-50 and no download: a short message with the URL and the manual steps."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    command = recipe_command("focalnet_cpu.yaml", empty, tmp_path / "out", "--download", "False")
+    start = time.time()
+    result = run(command)
+    assert time.time() - start < 60
+    assert result.returncode != 0
+    assert "github.com/karolpiczak/ESC-50" in result.stderr
+    assert "meta/esc50.csv" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_corrupt_clip_is_reported_and_skipped(tmp_path):
+    """A corrupt WAV in audio/ is listed in skipped_files.txt; training goes on without it."""
+    from helpers_data import make_fake_esc50
+
+    data = tmp_path / "data"
+    make_fake_esc50(data, n_per_class=1, sample_rate=44100, duration_s=1.0, folds=(1, 2, 3, 4))
+    corrupt = sorted((data / "audio").glob("1-*.wav"))[0]
+    corrupt.write_bytes(b"RIFF not really a wave file")
+    output = tmp_path / "out"
+    result = run(recipe_command("focalnet_cpu.yaml", data, output, epochs=1))
+    assert result.returncode == 0, result.stderr[-4000:]
+    skipped = (output / "save" / "skipped_files.txt").read_text()
+    assert corrupt.name in skipped
+    train = json.loads((output / "save" / "train.json").read_text())
+    assert len(train) == 29 and corrupt.stem not in train
