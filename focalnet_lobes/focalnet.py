@@ -20,12 +20,14 @@ NeurIPS 2022; ``classification/focalnet.py``) for spectrograms as well as images
   request, the per-stage **modulators** (output of ``h`` in the reference), which are
   the by-design interpretation maps of FocalNet.
 
-Layout and speed: inside the stages tensors are kept channels-last (B, H, W, C), so
-that every pointwise projection is a plain ``nn.Linear`` GEMM and the depthwise focal
-convolutions run on a ``channels_last`` view without any copy; the 2x2 (or p x p)
-patch convolutions are computed as GEMMs over the unfolded patches. Parameters keep
-the shapes of the reference's convolutions where they are convolutions there, so that
-checkpoints convert by renaming (see :func:`focalnet_lobes.convert.convert_focalnet`).
+Layout and speed: inside the stages tensors are kept channels-last (B, H, W, C): the
+LayerNorms normalise the contiguous last dimension, and the pointwise projections
+(:class:`PointwiseLinear`), the depthwise focal convolutions and the strided patch
+convolutions all run on the ``channels_last`` (B, C, H, W) view of that memory, with
+no layout copy, on oneDNN kernels (bias fused). Pointwise projections are
+``nn.Linear`` parameters, as in microsoft/FocalNet and transformers; the other
+convolutions keep the reference's shapes, so that checkpoints convert by renaming
+(see :func:`focalnet_lobes.convert.convert_focalnet`).
 Maps handed out (stage maps, modulators, gates) have the NCHW *shape* (B, C, h, w);
 their memory is channels-last, so use ``reshape`` rather than ``view`` on them.
 
@@ -52,6 +54,8 @@ __all__ = [
     "FocalNetStage",
     "Mlp",
     "PatchEmbed",
+    "PointwiseLinear",
+    "pointwise_linear",
 ]
 
 
@@ -99,6 +103,59 @@ class DropPath(nn.Module):
         return f"drop_prob={self.drop_prob}"
 
 
+def pointwise_linear(x, weight, bias=None):
+    """``F.linear(x, weight, bias)`` over the channels of a channels-last map.
+
+    On a CPU tensor (B, H, W, C) the product is computed as a 1x1 convolution of
+    the (B, C, H, W) ``channels_last`` view: oneDNN fuses the bias into the matrix
+    product and its kernels beat the BLAS ``addmm`` path of ``F.linear`` on CPU.
+    The result is the same linear map; other inputs go through ``F.linear``.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Input (..., C_in), typically (B, H, W, C_in).
+    weight : torch.Tensor
+        (C_out, C_in) weight.
+    bias : torch.Tensor or None
+        (C_out,) bias.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., C_out).
+
+    Example
+    -------
+    >>> x, weight, bias = torch.randn(2, 5, 6, 8), torch.randn(4, 8), torch.randn(4)
+    >>> torch.allclose(pointwise_linear(x, weight, bias), F.linear(x, weight, bias), atol=1e-5)
+    True
+    """
+    if x.ndim == 4 and x.device.type == "cpu":
+        kernel = weight[:, :, None, None]
+        return F.conv2d(x.permute(0, 3, 1, 2), kernel, bias).permute(0, 2, 3, 1)
+    return F.linear(x, weight, bias)
+
+
+class PointwiseLinear(nn.Linear):
+    """``nn.Linear`` on the channels of a channels-last map, fast on CPU.
+
+    Parameters and state dict are those of ``nn.Linear``; the product is
+    :func:`pointwise_linear` (a oneDNN 1x1 convolution with fused bias on CPU).
+
+    Example
+    -------
+    >>> layer = PointwiseLinear(8, 4)
+    >>> x = torch.randn(2, 5, 6, 8)
+    >>> torch.allclose(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), atol=1e-6)
+    True
+    """
+
+    def forward(self, x):
+        """Apply the linear map to the last dimension of ``x``."""
+        return pointwise_linear(x, self.weight, self.bias)
+
+
 class Mlp(nn.Module):
     """Two-layer perceptron with GELU applied on the last (channel) dimension.
 
@@ -120,8 +177,8 @@ class Mlp(nn.Module):
 
     def __init__(self, dim, hidden_dim, drop=0.0):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc1 = PointwiseLinear(dim, hidden_dim)
+        self.fc2 = PointwiseLinear(hidden_dim, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x):
@@ -211,15 +268,15 @@ class FocalModulation(nn.Module):
         self.use_postln_in_modulation = use_postln_in_modulation
         self.normalize_modulator = normalize_modulator
 
-        self.input_proj = nn.Linear(dim, 2 * dim + focal_level + 1, bias=bias)
+        self.input_proj = PointwiseLinear(dim, 2 * dim + focal_level + 1, bias=bias)
         self.kernel_sizes = [focal_factor * level + focal_window for level in range(focal_level)]
         self.focal_convs = nn.ModuleList(
             nn.Conv2d(dim, dim, size, padding=size // 2, groups=dim, bias=False)
             for size in self.kernel_sizes
         )
-        self.modulator_proj = nn.Linear(dim, dim, bias=bias)
+        self.modulator_proj = PointwiseLinear(dim, dim, bias=bias)
         self.output_norm = norm_layer(dim) if use_postln_in_modulation else nn.Identity()
-        self.output_proj = nn.Linear(dim, dim)
+        self.output_proj = PointwiseLinear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self.modulator = None
         self.gates = None
@@ -249,16 +306,22 @@ class FocalModulation(nn.Module):
 
     def forward(self, x):
         """Modulate channels-last ``x`` (B, H, W, C); returns (B, H, W, C)."""
-        query, context, gates = torch.split(
-            self.input_proj(x), (self.dim, self.dim, self.focal_level + 1), dim=-1
+        # input_proj (the reference's ``f``) as three products on its row blocks:
+        # each output is contiguous, which the convolutions below need, and three
+        # narrow products are about twice as fast as one 2C+L+1-wide one and a copy.
+        weight, bias = self.input_proj.weight, self.input_proj.bias
+        blocks = (slice(0, self.dim), slice(self.dim, 2 * self.dim), slice(2 * self.dim, None))
+        query, context, gates = (
+            pointwise_linear(x, weight[rows], None if bias is None else bias[rows])
+            for rows in blocks
         )
         # The stored maps are the very tensors used downstream (through views), so
         # that gradients with respect to them are defined.
         self.gates = gates.permute(0, 3, 1, 2)
         gates = self.gates.permute(0, 2, 3, 1)
-        # A contiguous (B, H, W, C) context, seen as (B, C, H, W) with channels_last
-        # strides, is the fast layout of the depthwise convolutions on CPU.
-        context = context.contiguous().permute(0, 3, 1, 2)
+        # (B, H, W, C) memory seen as (B, C, H, W): the channels_last layout, the
+        # fast one of the depthwise convolutions on CPU.
+        context = context.permute(0, 3, 1, 2)
         aggregate = None
         for level, focal_conv in enumerate(self.focal_convs):
             context = F.gelu(focal_conv(context))
@@ -389,10 +452,10 @@ class PatchEmbed(nn.Module):
     """Strided patch projection (+ optional LayerNorm), NCHW in, channels-last out.
 
     The input is zero-padded on the right/bottom to a multiple of the stride, so
-    the output grid is ``ceil(H / stride) x ceil(W / stride)``. A non-overlapping
-    projection (kernel = stride) is computed as a GEMM over the unfolded patches;
-    ``overlap=True`` uses the reference's overlapping convolutions (7x7, padding 2
-    for stride 4; 3x3, padding 1 for stride 2). ``projection`` may instead be any
+    the output grid is ``ceil(H / stride) x ceil(W / stride)``. The projection is a
+    non-overlapping convolution (kernel = stride) or, with ``overlap=True``, the
+    reference's overlapping convolutions (7x7, padding 2 for stride 4; 3x3,
+    padding 1 for stride 2). ``projection`` may instead be any
     module mapping NCHW to NCHW with attribute ``stride`` (e.g. a
     :class:`~focalnet_lobes.stems.ConvStem`).
 
@@ -464,28 +527,28 @@ class PatchEmbed(nn.Module):
             return tuple(self.proj.output_size(height, width))
         return -(-height // self.stride), -(-width // self.stride)
 
-    def _patch_gemm(self, x_nchw):
-        """Non-overlapping conv as a GEMM; input NCHW of any memory layout."""
+    def _unfolded_patch_product(self, x_nchw):
+        """The non-overlapping convolution as a product over unfolded patches."""
         stride = self.stride
         batch, channels, height, width = x_nchw.shape
-        grid_h, grid_w = height // stride, width // stride
-        # weight (E, C, k, k) -> (E, k, k, C) to match the patch layout below.
-        weight = self.proj.weight.permute(0, 2, 3, 1).reshape(self.embed_dim, -1)
-        patches = x_nchw.reshape(batch, channels, grid_h, stride, grid_w, stride)
-        patches = patches.permute(0, 2, 4, 3, 5, 1).reshape(batch, grid_h, grid_w, -1)
+        patches = x_nchw.reshape(batch, channels, height // stride, stride, width // stride, stride)
+        patches = patches.permute(0, 2, 4, 3, 5, 1).flatten(3)  # (B, h, w, k * k * C)
+        weight = self.proj.weight.permute(0, 2, 3, 1).flatten(1)  # same (k, k, C) order
         return F.linear(patches, weight, self.proj.bias)
 
     def forward(self, x_nchw):
         """Map (B, C, H, W) to channels-last (B, ceil(H/s), ceil(W/s), embed_dim)."""
         if self.kind == "module":
-            embedded = self.proj(x_nchw).permute(0, 2, 3, 1)
-        else:
-            x_nchw = _pad_to_multiple(x_nchw, self.stride)
-            if self.kind == "patch":
-                embedded = self._patch_gemm(x_nchw)
-            else:
-                embedded = self.proj(x_nchw).permute(0, 2, 3, 1)
-        return self.norm(embedded)
+            return self.norm(self.proj(x_nchw).permute(0, 2, 3, 1))
+        x_nchw = _pad_to_multiple(x_nchw, self.stride)
+        if self.kind == "patch" and x_nchw.shape[1] <= 4:
+            # few input channels (the stem of an image or spectrogram): a product
+            # over unfolded patches is several times faster than the convolution
+            return self.norm(self._unfolded_patch_product(x_nchw))
+        # channels_last input (free within the stages): oneDNN writes a
+        # channels_last output, whose (B, H, W, C) view is contiguous.
+        x_nchw = x_nchw.contiguous(memory_format=torch.channels_last)
+        return self.norm(self.proj(x_nchw).permute(0, 2, 3, 1))
 
 
 class FocalNetStage(nn.Module):
