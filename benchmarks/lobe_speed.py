@@ -7,8 +7,10 @@ parameters are copied into timm's ``focalnet_tiny_srf`` and transformers'
 input for the forward pass (``torch.no_grad``) and for forward + backward (cross
 entropy on random labels), in eval mode (no dropout / stochastic depth), with a
 fixed number of torch threads. Timings are medians over ``--repeats`` rounds after
-``--warmup`` rounds; the models alternate within each round so that load drifts
-affect all of them alike.
+``--warmup`` rounds (the table also gives the ratios of the fastest rounds); the
+models alternate within each round so that load drifts affect all of them alike. On
+a shared machine, other processes still dominate the spread: compare ratios from
+one run only. A default run takes about 4 minutes on 2 idle cores.
 
 The output check column is the largest absolute logit difference to ours. On
 431 x 513 timm differs: its strided convolutions drop the last rows/columns that do
@@ -162,6 +164,9 @@ def benchmark_input(shape, args):
         name: {kind: statistics.median(samples) for kind, samples in kinds.items()}
         for name, kinds in times.items()
     }
+    minima = {
+        name: {kind: min(samples) for kind, samples in kinds.items()} for name, kinds in times.items()
+    }
     ratios = {
         f"ours/{other}": {
             kind: medians["ours"][kind] / medians[other][kind] for kind in ("forward", "forward_backward")
@@ -177,6 +182,7 @@ def benchmark_input(shape, args):
         # transformers pads as ours does; timm drops what does not fill a patch
         "stage_grids": {"ours": ours_grids, "transformers": ours_grids, "timm": timm_grids},
         "median_ms": medians,
+        "min_ms": minima,
         "samples_ms": times,
         "ratios": ratios,
         "max_abs_logit_diff_to_ours": max_abs_diff,
@@ -187,17 +193,19 @@ def format_table(results):
     """A plain-text table of the medians and ratios."""
     header = (
         f"{'input':>18} {'pass':>9} {'ours ms':>9} {'timm ms':>9} {'hf ms':>9} "
-        f"{'ours/timm':>10} {'ours/hf':>8}"
+        f"{'ours/timm':>10} {'ours/hf':>8}   {'min: ours/timm':>14} {'ours/hf':>8}"
     )
     lines = [header, "-" * len(header)]
     for result in results:
         shape = "x".join(str(v) for v in result["input"])
         for kind, label in (("forward", "fwd"), ("forward_backward", "fwd+bwd")):
             ms = {name: result["median_ms"][name][kind] for name in ("ours", "timm", "transformers")}
+            low = {name: result["min_ms"][name][kind] for name in ("ours", "timm", "transformers")}
             lines.append(
                 f"{shape:>18} {label:>9} {ms['ours']:9.0f} {ms['timm']:9.0f} "
                 f"{ms['transformers']:9.0f} {result['ratios']['ours/timm'][kind]:10.2f} "
-                f"{result['ratios']['ours/transformers'][kind]:8.2f}"
+                f"{result['ratios']['ours/transformers'][kind]:8.2f}   "
+                f"{low['ours'] / low['timm']:14.2f} {low['ours'] / low['transformers']:8.2f}"
             )
     diffs = [
         f"{'x'.join(str(v) for v in r['input'])}: "
