@@ -36,13 +36,13 @@ Named configurations ``focalnet_{tiny,small,base}_{srf,lrf}`` (ImageNet) and
 import (see :func:`focalnet_lobes.registry.create_model`).
 """
 
-import math
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
+from focalnet_lobes.layers import DropPath
 from focalnet_lobes.registry import register_model
 from focalnet_lobes.stems import ConvStem
 
@@ -66,41 +66,6 @@ def _pad_to_multiple(x_nchw, multiple):
     if pad_height or pad_width:
         x_nchw = F.pad(x_nchw, (0, pad_width, 0, pad_height))
     return x_nchw
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop whole residual branches per sample while training.
-
-    Arguments
-    ---------
-    drop_prob : float
-        Probability of dropping the branch of a sample (0 disables it).
-
-    Example
-    -------
-    >>> drop = DropPath(0.5).eval()
-    >>> x = torch.ones(4, 3)
-    >>> torch.equal(drop(x), x)
-    True
-    """
-
-    def __init__(self, drop_prob=0.0):
-        super().__init__()
-        if not 0.0 <= drop_prob < 1.0:
-            raise ValueError(f"drop_prob must be in [0, 1), got {drop_prob}")
-        self.drop_prob = drop_prob
-
-    def forward(self, x):
-        """Return ``x`` with whole samples zeroed (and the rest rescaled) in training."""
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep_prob = 1.0 - self.drop_prob
-        mask_shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        keep_mask = x.new_empty(mask_shape).bernoulli_(keep_prob)
-        return x * keep_mask.div_(keep_prob)
-
-    def extra_repr(self):
-        return f"drop_prob={self.drop_prob}"
 
 
 def pointwise_linear(x, weight, bias=None):
