@@ -44,6 +44,7 @@ Differences from SpeechBrain's ESC-50 interpretation recipes (speechbrain/speech
   AD needs no guard (p_full >= 1 / K as the largest probability).
 """
 
+import math
 
 import torch
 
