@@ -54,7 +54,7 @@ def log1p_features(batch, frames, bins=64, seed=0):
     return torch.log1p(5 * torch.rand(batch, 1, frames, bins, generator=generator))
 
 
-@pytest.mark.parametrize("backbone, stride", [("focalnet", 16), ("vit", 8)])
+@pytest.mark.parametrize("backbone, stride", [("focalnet", 16), ("vit", 16)])
 @pytest.mark.parametrize("frames", [431, 87])
 def test_masks_on_the_input_grid(classifiers, backbone, stride, frames):
     trained = classifiers[backbone]
