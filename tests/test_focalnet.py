@@ -531,3 +531,16 @@ def test_convert_errors():
         convert_focalnet({"layers.0.blocks.0.modulation.f.weight": torch.zeros(1), "head.pre_logits.fc.weight": torch.zeros(1)}, "timm")
     with pytest.raises(ValueError, match="1x1"):
         convert_focalnet({"layers.0.blocks.0.modulation.h.weight": torch.zeros(4, 4, 3, 3)}, "timm")
+
+
+def test_convert_unwraps_training_checkpoints():
+    """microsoft/FocalNet checkpoints hold {"model": state_dict, ...}: the weights are found."""
+    import timm
+
+    from focalnet_lobes import convert_state_dict
+
+    reference = timm.create_model("focalnet_tiny_srf", pretrained=False, num_classes=0)
+    plain = convert_state_dict(reference.state_dict(), "timm")
+    wrapped = convert_state_dict({"model": reference.state_dict(), "epoch": 3}, "timm")
+    assert plain.keys() == wrapped.keys()
+    assert all(torch.equal(plain[k], wrapped[k]) for k in plain)
