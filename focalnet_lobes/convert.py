@@ -30,9 +30,8 @@ def convert_state_dict(state_dict, source):
     if source not in SOURCES:
         raise ValueError(f"Unknown source '{source}': expected one of {SOURCES}")
     # microsoft/FocalNet and timm training checkpoints wrap the weights: {"model": {...}}
-    if set(state_dict) <= {"model", "epoch", "optimizer", "lr_scheduler", "config", "max_accuracy"} and isinstance(
-        state_dict.get("model"), dict
-    ):
+    wrapper_keys = {"model", "epoch", "optimizer", "lr_scheduler", "config", "max_accuracy"}
+    if set(state_dict) <= wrapper_keys and isinstance(state_dict.get("model"), dict):
         state_dict = state_dict["model"]
     if any("modulation" in key for key in state_dict):
         return convert_focalnet(state_dict, source)
