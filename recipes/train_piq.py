@@ -405,7 +405,7 @@ def main(argv):
     )
 
     datasets = dataio_prep(trained.hparams, hparams["audio_cache_size"])
-    if len(datasets["train"]) == 0 or len(datasets["valid"]) == 0:
+    if datasets["train"] is None or datasets["valid"] is None:
         raise ValueError(
             f"The classifier in {classifier_folder} has no training or validation clips "
             f"in its manifests ({trained.manifest('train')})"
@@ -449,7 +449,7 @@ def main(argv):
         "PIQ trained %d epochs in %.1f s (%d parameters)", epochs, cost["seconds"], cost["params"]
     )
 
-    if len(datasets["test"]) == 0:
+    if datasets["test"] is None:
         logger.warning("The test manifest is empty: skipping the test stage")
         return
     brain.evaluate(

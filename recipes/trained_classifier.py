@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.checkpoints import Checkpointer
 
 
 class TrainedClassifierError(FileNotFoundError):
@@ -86,15 +87,19 @@ def load_trained_classifier(folder, device="cpu", overrides=None):
             f"{folder} is not a training output folder: {hparams_file} is missing "
             "(expected the output_folder of recipes/train.py)"
         )
+    # The saved YAML holds resolved paths: point them at this folder, which may have
+    # been copied or moved since training.
     all_overrides = {"output_folder": str(folder)}
+    if (folder / "save").is_dir():
+        all_overrides["save_folder"] = str(folder / "save")
     all_overrides.update(overrides or {})
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, all_overrides)
-    checkpointer = hparams["checkpointer"]
-    checkpoint = checkpointer.find_checkpoint(min_key="error")
+    checkpoints_dir = Path(hparams["save_folder"])
+    checkpoint = Checkpointer(checkpoints_dir).find_checkpoint(min_key="error")
     if checkpoint is None:
         raise TrainedClassifierError(
-            f"No checkpoint in {checkpointer.checkpoints_dir}: has the training run "
+            f"No checkpoint in {checkpoints_dir}: has the training run "
             "finished at least one epoch?"
         )
     state = torch.load(checkpoint.paramfiles["model"], map_location="cpu", weights_only=True)

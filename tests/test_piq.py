@@ -265,3 +265,22 @@ def test_recipe_trains_resumes_and_is_evaluated_by_interpret(trained_runs, tmp_p
     table = json.loads((tmp_path / "comparison" / "comparison.json").read_text())
     assert [row["method"] for row in table["rows"]] == ["piq"] * 12
     assert (tmp_path / "comparison" / "comparison.md").read_text().count("| piq") >= 12
+
+
+def test_recipe_without_test_clips_skips_the_test_stage(trained_runs, tmp_path):
+    """A classifier prepared without test clips (ESC-50-dev has no fold 5): PIQ still trains."""
+    import shutil
+
+    classifier = tmp_path / "classifier"
+    shutil.copytree(trained_runs("focalnet_cpu.yaml"), classifier)
+    (classifier / "save" / "test.json").write_text("{}")
+    output = tmp_path / "piq"
+    result = run_recipe([
+        sys.executable, str(REPO / "recipes" / "train_piq.py"),
+        str(REPO / "hparams" / "piq_focalnet_cpu.yaml"),
+        "--classifier_folder", str(classifier), "--output_folder", str(output),
+        "--number_of_epochs", "1", "--batch_size", "8", "--device", "cpu",
+    ])
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "test manifest is empty" in (output / "log.txt").read_text()
+    assert json.loads((output / "piq_training.json").read_text())["epochs"] == 1
