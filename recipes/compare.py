@@ -48,6 +48,7 @@ from interpret import (
     METRIC_TITLES,
     _format_value,
     format_quantile,
+    metric_rows,
     plot_fidelity_faithfulness,
     run_interpretation,
 )
@@ -240,19 +241,16 @@ def comparison_rows(results):
     """
     rows = []
     for result in results:
-        for key in sorted(result["quantiles"], key=float):
-            row = {
-                "label": result["label"],
-                "method": result["method"],
-                "backbone": result.get("backbone"),
-                "classifier_folder": result.get("classifier_folder"),
-                "split": result.get("split"),
-                "num_clips": result.get("num_clips"),
-                "accuracy": result["accuracy"],
-                "quantile": float(key),
-            }
-            row.update(result["quantiles"][key])
-            rows.append(row)
+        header = {
+            "label": result["label"],
+            "method": result["method"],
+            "backbone": result.get("backbone"),
+            "classifier_folder": result.get("classifier_folder"),
+            "split": result.get("split"),
+            "num_clips": result.get("num_clips"),
+            "accuracy": result["accuracy"],
+        }
+        rows.extend({**header, **row} for row in metric_rows(result))
     return rows
 
 
