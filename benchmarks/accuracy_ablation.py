@@ -29,10 +29,13 @@ sys.path[:0] = [str(REPO), str(REPO / "recipes")]
 # variant spells out its architecture and epochs, so that it does not change when the
 # YAML defaults do ("focalnet_cpu" / "vit_cpu" are the YAMLs as they are).
 EPOCHS_40 = ["--number_of_epochs", "40"]
+# The GPU sweeps ran before modulation pooling existed: their variants pool by the mean.
+AVG_POOL = ["--global_pool", "avg"]
+MODULATION_POOL = ["--global_pool", "modulation", "--pool_temperature", "null"]
 FOCALNET_STEM2 = ["--stem_channels", "[32, 64]", "--embed_dim", "64", "--depths", "[2, 2, 2]",
-                  "--focal_levels", "[2, 2, 2]", "--focal_windows", "[3, 3, 3]"]
+                  "--focal_levels", "[2, 2, 2]", "--focal_windows", "[3, 3, 3]", *AVG_POOL]
 FOCALNET_STEM3 = ["--stem_channels", "[32, 64, 128]", "--embed_dim", "128", "--depths", "[2, 2]",
-                  "--focal_levels", "[2, 2]", "--focal_windows", "[3, 3]"]
+                  "--focal_levels", "[2, 2]", "--focal_windows", "[3, 3]", *AVG_POOL]
 VARIANTS = {
     "focalnet_cpu": ("focalnet_cpu.yaml", []),
     "vit_cpu": ("vit_cpu.yaml", []),
@@ -44,7 +47,17 @@ VARIANTS = {
     "focalnet_stem4": (
         "focalnet_cpu.yaml",
         ["--stem_channels", "[32, 64, 128, 256]", "--embed_dim", "256", "--depths", "[2]",
-         "--focal_levels", "[2]", "--focal_windows", "[3]", *EPOCHS_40],
+         "--focal_levels", "[2]", "--focal_windows", "[3]", *AVG_POOL, *EPOCHS_40],
+    ),
+    # Pooling weighted by the modulation map (today's focalnet_cpu.yaml) and its softmax
+    # form, on the stem-3 FocalNet (80 epochs; compare with focalnet_stem3_ep80)
+    "focalnet_stem3_modpool": (
+        "focalnet_cpu.yaml", FOCALNET_STEM3[:-2] + MODULATION_POOL + ["--number_of_epochs", "80"]
+    ),
+    "focalnet_stem3_modpool_softmax": (
+        "focalnet_cpu.yaml",
+        FOCALNET_STEM3[:-2] + ["--global_pool", "modulation", "--pool_temperature", "0.1",
+                               "--number_of_epochs", "80"],
     ),
     # Front end and training choices on the stem-3 FocalNet (40 epochs)
     "focalnet_stem3_mel128": ("focalnet_cpu.yaml", FOCALNET_STEM3 + EPOCHS_40 + ["--n_mels", "128"]),

@@ -600,6 +600,46 @@ def _per_stage(values, num_stages, name):
     return values[:num_stages]
 
 
+def modulation_pool_weights(modulator, temperature=None):
+    """Pooling weights over positions from a modulator: its modulation map, normalised.
+
+    The modulation map is the L2 norm of the modulator (B, C, h, w) over channels,
+    the map the interpretation thresholds. The weights (B, h, w) sum to 1 per clip:
+    proportional to the map (``temperature=None``), or ``softmax(map / temperature)``
+    over the positions. They are computed in float32 (also under autocast).
+
+    Arguments
+    ---------
+    modulator : torch.Tensor
+        (B, C, h, w) modulator of a focal-modulation layer.
+    temperature : float or None
+        Softmax temperature, or ``None`` for proportional weights.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, h, w) non-negative weights summing to 1 over (h, w).
+
+    Example
+    -------
+    >>> modulator = torch.zeros(1, 2, 1, 3)
+    >>> modulator[0, 0, 0] = torch.tensor([3.0, 0.0, 0.0])
+    >>> modulator[0, 1, 0] = torch.tensor([4.0, 1.0, 0.0])
+    >>> modulation_pool_weights(modulator)
+    tensor([[[0.8333, 0.1667, 0.0000]]])
+    >>> modulation_pool_weights(torch.zeros(1, 4, 2, 2))  # no spread: the plain mean
+    tensor([[[0.2500, 0.2500],
+             [0.2500, 0.2500]]])
+    """
+    modulation_map = torch.linalg.vector_norm(modulator.float(), dim=1)
+    if temperature is not None:
+        flat = torch.softmax(modulation_map.flatten(1) / temperature, dim=1)
+        return flat.reshape(modulation_map.shape)
+    total = modulation_map.sum((1, 2), keepdim=True)
+    uniform = torch.full_like(modulation_map, 1.0 / modulation_map[0].numel())
+    return torch.where(total > 0, modulation_map / total.clamp_min(1e-12), uniform)
+
+
 class FocalNet(nn.Module):
     """Focal Modulation Network for images and spectrograms.
 
@@ -666,6 +706,16 @@ class FocalNet(nn.Module):
         ``modulator``/``gates``, so read them before calling ``backward``).
     norm_layer : callable
         Normalisation layer builder (``nn.LayerNorm``, eps 1e-5, as the reference).
+    global_pool : str
+        How the last stage's positions are pooled into one vector (after the final
+        norm). ``"avg"``: their mean (the reference). ``"modulation"``: a mean
+        weighted by the **modulation map**, the L2 norm over channels of the last
+        focal-modulation layer's modulator (:func:`modulation_pool_weights`), so
+        that the map the model is interpreted by also decides how much each
+        position counts in its decision (no new parameters).
+    pool_temperature : float or None
+        Only for ``global_pool="modulation"``: ``None`` weights the positions in
+        proportion to the map, a float ``t`` by ``softmax(map / t)``.
 
     Example
     -------
@@ -706,9 +756,15 @@ class FocalNet(nn.Module):
         stem_channels=(32, 64),
         use_checkpoint=False,
         norm_layer=nn.LayerNorm,
+        global_pool="avg",
+        pool_temperature=None,
     ):
         super().__init__()
         depths = list(depths)
+        if global_pool not in ("avg", "modulation"):
+            raise ValueError(f"global_pool must be 'avg' or 'modulation', got {global_pool!r}")
+        if pool_temperature is not None and not pool_temperature > 0:
+            raise ValueError(f"pool_temperature must be None or > 0, got {pool_temperature}")
         if not depths or any(int(d) != d or d < 1 for d in depths):
             raise ValueError(f"depths must be a non-empty sequence of positive ints, got {depths}")
         if in_chans < 1 or num_classes < 0 or embed_dim < 1:
@@ -729,6 +785,8 @@ class FocalNet(nn.Module):
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.depths = depths
+        self.global_pool = global_pool
+        self.pool_temperature = pool_temperature
         self.embed_dims = [embed_dim * 2**stage for stage in range(num_stages)]
         self.num_features = self.embed_dims[-1]
 
@@ -873,8 +931,8 @@ class FocalNet(nn.Module):
             return stage_maps, stage_modulators
         return stage_maps
 
-    def forward_head(self, last_stage_map, pre_logits=False):
-        """Final norm, global average pooling and classifier.
+    def forward_head(self, last_stage_map, pre_logits=False, modulator=None):
+        """Final norm, global pooling (``global_pool``) and classifier.
 
         Arguments
         ---------
@@ -882,6 +940,10 @@ class FocalNet(nn.Module):
             Last stage map (B, num_features, h, w), as from :meth:`forward_features`.
         pre_logits : bool
             Return the pooled features (B, num_features) without the head.
+        modulator : torch.Tensor or None
+            Only used by ``global_pool="modulation"``: the last layer's modulator
+            (B, num_features, h, w); ``None`` takes the one that layer stored in the
+            forward pass that produced ``last_stage_map``.
 
         Returns
         -------
@@ -896,13 +958,30 @@ class FocalNet(nn.Module):
         torch.Size([2, 5])
         >>> model.forward_head(torch.randn(2, 16, 3, 4), pre_logits=True).shape
         torch.Size([2, 16])
+        >>> pooled = FocalNet(num_classes=5, embed_dim=8, depths=(1, 1), global_pool="modulation")
+        >>> stage_maps = pooled.forward_features(torch.randn(2, 3, 32, 32))
+        >>> pooled.forward_head(stage_maps[-1]).shape
+        torch.Size([2, 5])
         """
         if last_stage_map.ndim != 4 or last_stage_map.shape[1] != self.num_features:
             raise ValueError(
                 f"forward_head expects (B, {self.num_features}, h, w), "
                 f"got {tuple(last_stage_map.shape)}"
             )
-        pooled = self.norm(last_stage_map.permute(0, 2, 3, 1)).mean((1, 2))
+        tokens = self.norm(last_stage_map.permute(0, 2, 3, 1))
+        if self.global_pool == "avg":
+            pooled = tokens.mean((1, 2))
+        else:
+            if modulator is None:
+                modulator = self.stages[-1].blocks[-1].modulation.modulator
+            if modulator is None or modulator.shape != last_stage_map.shape:
+                got = None if modulator is None else tuple(modulator.shape)
+                raise ValueError(
+                    "global_pool='modulation' needs the last layer's modulator of the same "
+                    f"forward pass, shape {tuple(last_stage_map.shape)}; got {got}"
+                )
+            weights = modulation_pool_weights(modulator, self.pool_temperature)
+            pooled = (tokens * weights.unsqueeze(-1).to(tokens.dtype)).sum((1, 2))
         if pre_logits:
             return pooled
         return self.head(pooled)

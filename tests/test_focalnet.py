@@ -431,6 +431,57 @@ def test_forward_composition_and_headless():
     assert headless(x).shape == (2, headless.num_features) == (2, 128)
 
 
+def test_modulation_pooling_weights_positions_by_the_modulation_map():
+    """global_pool="modulation": the pooled vector is the mean of the normed last-stage
+    positions weighted by the last layer's modulation map (L2 over channels), the map
+    the interpretation thresholds; the map's layer receives the pooling's gradient."""
+    from focalnet_lobes.focalnet import modulation_pool_weights
+    from focalnet_lobes.interpret import modulation_map
+
+    torch.manual_seed(0)
+    model = _perturb(
+        FocalNet(in_chans=1, num_classes=0, global_pool="modulation", **SMALL)
+    ).eval()
+    x = _input(2, 1, 61, 40)
+    stage_maps, modulators = model.forward_features(x, return_modulators=True)
+    pooled = model.forward_head(stage_maps[-1])
+    tokens = model.norm(stage_maps[-1].permute(0, 2, 3, 1))
+    weights = modulation_map(modulators)
+    weights = weights / weights.sum((1, 2), keepdim=True)
+    assert not torch.allclose(weights, torch.full_like(weights, 1 / weights[0].numel()))
+    expected = (tokens * weights.unsqueeze(-1)).sum((1, 2))
+    assert _max_diff(pooled, expected) <= 1e-5
+    assert _max_diff(pooled, tokens.mean((1, 2))) > 1e-3  # not the plain mean
+    assert _max_diff(model(x), pooled) <= 1e-6  # forward() pools the same way
+    # an explicit modulator overrides the stored one
+    uniform = torch.ones_like(modulators[-1])
+    assert _max_diff(model.forward_head(stage_maps[-1], modulator=uniform), tokens.mean((1, 2))) <= 1e-5
+    # gradient reaches the last modulator_proj through the weights alone
+    (grad,) = torch.autograd.grad(
+        (tokens.detach() * modulation_pool_weights(modulators[-1]).unsqueeze(-1)).sum(),
+        model.stages[-1].blocks[-1].modulation.modulator_proj.weight,
+    )
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    # softmax weights, and a zero modulator (no spread) gives finite gradients
+    soft = modulation_pool_weights(modulators[-1], temperature=0.1)
+    assert torch.allclose(soft.sum((1, 2)), torch.ones(2)) and soft.max() > weights.max()
+    zero = torch.zeros(1, 4, 2, 3, requires_grad=True)
+    modulation_pool_weights(zero)[0, 0, 0].backward()
+    assert torch.isfinite(zero.grad).all()
+    # same parameters as average pooling: checkpoints load either way
+    assert model.state_dict().keys() == FocalNet(in_chans=1, num_classes=0, **SMALL).state_dict().keys()
+
+
+def test_modulation_pooling_errors():
+    with pytest.raises(ValueError, match="global_pool"):
+        FocalNet(embed_dim=8, depths=(1,), global_pool="max")
+    with pytest.raises(ValueError, match="pool_temperature"):
+        FocalNet(embed_dim=8, depths=(1,), global_pool="modulation", pool_temperature=0)
+    model = FocalNet(embed_dim=8, depths=(1,), global_pool="modulation")
+    with pytest.raises(ValueError, match="modulator"):
+        model.forward_head(torch.randn(1, 8, 2, 2))  # no forward pass yet
+
+
 def test_cnn_stem_on_a_short_window():
     model = create_model("focalnet_audio_small", num_classes=10, in_chans=1)
     x = _input(2, 1, 501, 64)

@@ -301,6 +301,27 @@ def test_modulation_interpreter_on_fake_backbone():
     assert signed.min() >= 0 and signed.flatten(1).amin(1).abs().max() < 1e-6
 
 
+def test_modulation_pooled_classifier_is_interpreted_by_its_pooling_weights():
+    """With global_pool="modulation" the by-design map is the classifier's own pooling
+    weights: the interpreter's map on the last grid is proportional to them, and
+    forward_with_maps gives the logits of forward."""
+    from focalnet_lobes.focalnet import modulation_pool_weights
+
+    torch.manual_seed(0)
+    backbone = focalnet_lobes.create_model(
+        "focalnet_audio_small", num_classes=0, in_chans=1, global_pool="modulation"
+    )
+    classifier = SpectrogramClassifier(backbone, LinearHead(backbone.num_features, 3)).eval()
+    features = torch.rand(2, 1, 64, 32)
+    with torch.no_grad():
+        logits, maps = classifier.forward_with_maps(features)
+        torch.testing.assert_close(logits, classifier(features))
+        _, grid_map = ModulationInterpreter(upsampling="nearest")(classifier, features)
+    weights = modulation_pool_weights(maps["modulators"][-1])  # (2, 4, 2): stride 16
+    cells = grid_map[:, 0, ::16, ::16]
+    torch.testing.assert_close(cells / cells.sum((1, 2), keepdim=True), weights)
+
+
 def test_gradients_of_the_modulation_map_reach_the_input():
     classifier = FakeFocalClassifier().eval()
     features = torch.rand(1, 1, 16, 16, requires_grad=True)
