@@ -34,8 +34,9 @@ AVG_POOL = ["--global_pool", "avg"]
 MODULATION_POOL = ["--global_pool", "modulation", "--pool_temperature", "null"]
 FOCALNET_STEM2 = ["--stem_channels", "[32, 64]", "--embed_dim", "64", "--depths", "[2, 2, 2]",
                   "--focal_levels", "[2, 2, 2]", "--focal_windows", "[3, 3, 3]", *AVG_POOL]
-FOCALNET_STEM3 = ["--stem_channels", "[32, 64, 128]", "--embed_dim", "128", "--depths", "[2, 2]",
-                  "--focal_levels", "[2, 2]", "--focal_windows", "[3, 3]", *AVG_POOL]
+FOCALNET_STEM3_ARCH = ["--stem_channels", "[32, 64, 128]", "--embed_dim", "128", "--depths", "[2, 2]",
+                       "--focal_levels", "[2, 2]", "--focal_windows", "[3, 3]"]
+FOCALNET_STEM3 = FOCALNET_STEM3_ARCH + AVG_POOL
 VARIANTS = {
     "focalnet_cpu": ("focalnet_cpu.yaml", []),
     "vit_cpu": ("vit_cpu.yaml", []),
@@ -52,11 +53,11 @@ VARIANTS = {
     # Pooling weighted by the modulation map (today's focalnet_cpu.yaml) and its softmax
     # form, on the stem-3 FocalNet (80 epochs; compare with focalnet_stem3_ep80)
     "focalnet_stem3_modpool": (
-        "focalnet_cpu.yaml", FOCALNET_STEM3[:-2] + MODULATION_POOL + ["--number_of_epochs", "80"]
+        "focalnet_cpu.yaml", FOCALNET_STEM3_ARCH + MODULATION_POOL + ["--number_of_epochs", "80"]
     ),
     "focalnet_stem3_modpool_softmax": (
         "focalnet_cpu.yaml",
-        FOCALNET_STEM3[:-2] + ["--global_pool", "modulation", "--pool_temperature", "0.1",
+        FOCALNET_STEM3_ARCH + ["--global_pool", "modulation", "--pool_temperature", "0.1",
                                "--number_of_epochs", "80"],
     ),
     # Front end and training choices on the stem-3 FocalNet (40 epochs)

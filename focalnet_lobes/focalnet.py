@@ -42,6 +42,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
+from focalnet_lobes.interpret import modulation_map
 from focalnet_lobes.layers import DropPath
 from focalnet_lobes.registry import register_model
 from focalnet_lobes.stems import ConvStem
@@ -604,7 +605,8 @@ def modulation_pool_weights(modulator, temperature=None):
     """Pooling weights over positions from a modulator: its modulation map, normalised.
 
     The modulation map is the L2 norm of the modulator (B, C, h, w) over channels,
-    the map the interpretation thresholds. The weights (B, h, w) sum to 1 per clip:
+    :func:`focalnet_lobes.interpret.modulation_map`, the map the interpretation
+    thresholds. The weights (B, h, w) sum to 1 per clip:
     proportional to the map (``temperature=None``), or ``softmax(map / temperature)``
     over the positions. They are computed in float32 (also under autocast).
 
@@ -631,13 +633,14 @@ def modulation_pool_weights(modulator, temperature=None):
     tensor([[[0.2500, 0.2500],
              [0.2500, 0.2500]]])
     """
-    modulation_map = torch.linalg.vector_norm(modulator.float(), dim=1)
+    # the interpretation's own map (L2 reduction), so the two cannot drift apart
+    scores = modulation_map(modulator.float(), reduction="l2")
     if temperature is not None:
-        flat = torch.softmax(modulation_map.flatten(1) / temperature, dim=1)
-        return flat.reshape(modulation_map.shape)
-    total = modulation_map.sum((1, 2), keepdim=True)
-    uniform = torch.full_like(modulation_map, 1.0 / modulation_map[0].numel())
-    return torch.where(total > 0, modulation_map / total.clamp_min(1e-12), uniform)
+        flat = torch.softmax(scores.flatten(1) / temperature, dim=1)
+        return flat.reshape(scores.shape)
+    total = scores.sum((1, 2), keepdim=True)
+    uniform = torch.full_like(scores, 1.0 / scores[0].numel())
+    return torch.where(total > 0, scores / total.clamp_min(1e-12), uniform)
 
 
 class FocalNet(nn.Module):

@@ -49,6 +49,23 @@ def training_command(hparams, data_folder, output_folder, *extra, epochs=2):
     ]
 
 
+def real_training_command(hparams, data_folder, output_folder, *extra, epochs):
+    """The README's training command on the real ESC-10 clips (full 5 s clips, YAML batch)."""
+    import sys
+
+    return [
+        sys.executable,
+        str(REPO / "recipes" / "train.py"),
+        str(REPO / "hparams" / hparams),
+        "--data_folder", str(data_folder),
+        "--output_folder", str(output_folder),
+        "--esc10", "True",
+        "--number_of_epochs", str(epochs),
+        "--device", "cpu",
+        *extra,
+    ]
+
+
 def run_recipe(command, **kwargs):
     """Run a recipe command from the repository root; returns the CompletedProcess."""
     import subprocess

@@ -21,7 +21,7 @@ import pytest
 import soundfile
 import torch
 
-from conftest import REPO, run_recipe
+from conftest import REPO, real_training_command, run_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -353,14 +353,7 @@ def test_modulation_map_beats_the_random_floors_on_real_esc10(esc50_dev, tmp_pat
     16 x 16 cells. (Measured: 0.312 against 0.225 and 0.163; the 80-epoch runs in
     benchmarks/README.md: 0.388 against 0.275 and 0.212.)"""
     output = tmp_path / "focalnet"
-    # fmt: off
-    train = [
-        sys.executable, str(REPO / "recipes" / "train.py"), str(REPO / "hparams" / "focalnet_cpu.yaml"),
-        "--data_folder", str(esc50_dev), "--output_folder", str(output), "--esc10", "True",
-        "--number_of_epochs", "20", "--device", "cpu",
-    ]
-    # fmt: on
-    result = run_recipe(train)
+    result = run_recipe(real_training_command("focalnet_cpu.yaml", esc50_dev, output, epochs=20))
     assert result.returncode == 0, result.stderr[-4000:]
     fid_i = {}
     for method in ("focalnet", "random", "random_cells"):

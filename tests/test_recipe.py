@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 
-from conftest import REPO, run_recipe as run, training_command as recipe_command
+from conftest import REPO, real_training_command, run_recipe as run, training_command as recipe_command
 
 pytestmark = pytest.mark.slow
 
@@ -114,12 +113,7 @@ def test_mismatched_class_count_is_a_clear_error(fake_esc10, tmp_path):
 def test_real_esc10_one_epoch(esc50_dev, tmp_path):
     """The real ESC-10 clips (folds 1-3 train, 4 valid; no fold 5) go through the recipe."""
     output = tmp_path / "out"
-    command = [
-        sys.executable, str(REPO / "recipes" / "train.py"), str(REPO / "hparams" / "focalnet_cpu.yaml"),
-        "--data_folder", str(esc50_dev), "--output_folder", str(output), "--esc10", "True",
-        "--number_of_epochs", "1", "--device", "cpu",
-    ]
-    result = run(command)
+    result = run(real_training_command("focalnet_cpu.yaml", esc50_dev, output, epochs=1))
     assert result.returncode == 0, result.stderr[-4000:]
     assert epochs_logged(output / "train_log.txt") == [1]
     assert "test manifest is empty" in (output / "log.txt").read_text()
