@@ -378,14 +378,23 @@ class AudioClassifier(Pretrained):
         encoder.expect_len(len(self.class_names))
 
     @classmethod
-    def from_hparams(cls, source, hparams_file=HPARAMS_FILE, overrides=None, **kwargs):
+    def from_hparams(cls, source=None, hparams_file=HPARAMS_FILE, overrides=None, **kwargs):
         """Load from a folder or hub id; ``pretrained_path`` is set to ``source``.
+
+        ``AudioClassifier.from_hparams()`` with no ``source`` loads the model
+        shipped with the package (:func:`default_source`: the compact FocalNet
+        trained on ESC-10, see its ``README.md`` for data, license and accuracy).
+
+        Files are linked into ``savedir`` (when given) with symbolic links;
+        where they are not allowed (Windows without developer mode) they are
+        copied instead (SpeechBrain's ``LocalStrategy.COPY``), unless
+        ``local_strategy`` is given.
 
         Arguments
         ---------
-        source : str or pathlib.Path
+        source : str or pathlib.Path or None
             A folder holding ``hparams_file`` (and the checkpoints) or a Hugging
-            Face hub id.
+            Face hub id; ``None``: :func:`default_source`.
         hparams_file : str
             Name of the YAML file in ``source``.
         overrides : dict or None
@@ -404,12 +413,27 @@ class AudioClassifier(Pretrained):
             ``source`` is a folder without ``hparams_file``, or a path that does
             not exist and is not a hub id (``owner/name``).
         """
+        if source is None:
+            source = default_source()
         check_model_source(source, hparams_file)
         overrides = dict(overrides or {})
         overrides.setdefault("pretrained_path", str(source))
-        return super().from_hparams(
-            str(source), hparams_file=hparams_file, overrides=overrides, **kwargs
-        )
+        load = super().from_hparams
+        if kwargs.get("local_strategy") is not None:
+            kwargs["local_strategy"] = local_strategy(kwargs["local_strategy"])
+            return load(str(source), hparams_file=hparams_file, overrides=overrides, **kwargs)
+        kwargs.pop("local_strategy", None)
+        try:
+            return load(str(source), hparams_file=hparams_file, overrides=overrides, **kwargs)
+        except (OSError, NotImplementedError) as error:
+            if kwargs.get("savedir") is None:
+                raise
+            from speechbrain.utils.fetching import LocalStrategy
+
+            logger.warning("cannot link the model files into %s (%s); copying them instead",
+                           kwargs["savedir"], error)
+            return load(str(source), hparams_file=hparams_file, overrides=overrides,
+                        local_strategy=LocalStrategy.COPY, **kwargs)
 
     # -- waveforms ------------------------------------------------------------------
 
@@ -638,6 +662,67 @@ class AudioClassifier(Pretrained):
             frame_rate=result.sample_rate / hop,
         )
         return {"wav": str(wav_path), "png": str(png_path)}
+
+
+SHIPPED_MODEL = "focalnet-cpu-esc10"
+
+
+def default_source():
+    """The folder of the model shipped with the package (package data).
+
+    ``focalnet_lobes/pretrained/focalnet-cpu-esc10/``: the compact FocalNet of
+    ``hparams/focalnet_cpu.yaml`` trained on ESC-10 (folds 1-3 train, fold 4
+    selects the checkpoint), exported with ``recipes/export.py``, weights stored
+    in float16. Its ``README.md`` is the model card (data, CC BY-NC license of
+    the ESC-50 clips, accuracy with a 95% CI, the commands that made it).
+    :meth:`AudioClassifier.from_hparams` and ``focalnet-audio`` use it when no
+    source is given.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (it holds ``hyperparams.yaml``, ``model.ckpt``,
+        ``label_encoder.txt``, ``README.md``).
+
+    Example
+    -------
+    >>> default_source().name
+    'focalnet-cpu-esc10'
+    """
+    return pathlib.Path(__file__).resolve().parent / "pretrained" / SHIPPED_MODEL
+
+
+def local_strategy(value):
+    """A SpeechBrain ``LocalStrategy`` from its name (``"symlink"``, ``"copy"``, ...).
+
+    Arguments
+    ---------
+    value : str or speechbrain.utils.fetching.LocalStrategy
+        ``symlink``, ``copy``, ``copy_skip_cache`` or ``no_link`` (any case).
+
+    Returns
+    -------
+    speechbrain.utils.fetching.LocalStrategy
+
+    Raises
+    ------
+    ValueError
+        An unknown name.
+
+    Example
+    -------
+    >>> local_strategy("copy")
+    <LocalStrategy.COPY: 2>
+    """
+    from speechbrain.utils.fetching import LocalStrategy
+
+    if isinstance(value, LocalStrategy):
+        return value
+    try:
+        return LocalStrategy[str(value).upper()]
+    except KeyError:
+        names = ", ".join(name.lower() for name in LocalStrategy.__members__)
+        raise ValueError(f"local_strategy must be one of {names}, got {value!r}") from None
 
 
 def check_model_source(source, hparams_file=HPARAMS_FILE):
