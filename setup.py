@@ -10,6 +10,10 @@ setup(
         "with Focal Modulation Networks"
     ),
     packages=find_packages(include=["focalnet_lobes", "focalnet_lobes.*"]),
+    # The model shipped with the package (focalnet_lobes.inference.default_source()).
+    package_data={"focalnet_lobes": ["pretrained/*/*.yaml", "pretrained/*/*.ckpt",
+                                     "pretrained/*/*.txt", "pretrained/*/*.md"]},
+    include_package_data=True,
     python_requires=">=3.10",
     entry_points={"console_scripts": ["focalnet-audio=focalnet_lobes.cli:main"]},
     install_requires=[
@@ -21,6 +25,8 @@ setup(
         "numpy",
         "soundfile",
         "matplotlib",
+        # streaming resampler of long recordings (focalnet_lobes.longform); 1.1.0 tested
+        "soxr>=0.3",
     ],
     extras_require={
         # timm and transformers are references for the parity tests only;
