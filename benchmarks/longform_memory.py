@@ -111,17 +111,20 @@ def main(argv=None):
             document = json.loads((out_dir / f"{path.stem}_interpretation.json").read_text())
             frames = soundfile.info(document["wav"]).frames
             expected = soundfile.info(str(path)).frames * 16000 / RATE
+            assert abs(frames - expected) <= 1, (frames, expected)
+            row.update({"mode": document["mode"], "interpretation_wav_frames": frames,
+                        "input_frames_at_16k": expected, "aggregate": document["predicted"]})
+            if document["mode"] == "clip":  # a file no longer than the model's clip
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                continue
             with open(document["csv"], newline="") as fin:
                 csv_rows = list(csv.DictReader(fin))
-            assert abs(frames - expected) <= 1, (frames, expected)
             assert len(csv_rows) == document["num_windows"]
             row.update({
                 "windows": document["num_windows"],
                 "window_s": document["window_s"],
                 "hop_s": document["hop_s"],
-                "interpretation_wav_frames": frames,
-                "input_frames_at_16k": expected,
-                "aggregate": document["predicted"],
             })
             if labels:
                 # a window whose centre lies in clip j carries clip j's label

@@ -506,9 +506,30 @@ def run(args, classifier, files, problems, out=None, err=None):
     return documents, failures
 
 
+def _return_freed_memory():
+    """On glibc, fix the mmap threshold at 128 KiB (its initial value).
+
+    glibc raises the threshold each time a large block is freed, after which
+    blocks of that size come from the heap, which fragments: over a 10-minute
+    recording the resident memory of the windowed analysis grew by 70 MB. A fixed
+    threshold returns every large per-window block to the system when freed, and
+    the memory stays flat. Nothing happens elsewhere (no glibc, or it fails).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv=None):
     """Run ``focalnet-audio``; returns the exit status (0 ok, 1 error, 2 usage)."""
     args = build_parser().parse_args(argv)
+    _return_freed_memory()
     try:
         _check_args(args)
         files, problems = collect_inputs(args.files)
