@@ -154,3 +154,23 @@ def test_shipped_model_interprets_with_no_source(tmp_path, capsys):
     classifier = AudioClassifier.from_hparams()
     assert len(classifier.class_names) == 10 and "dog" in classifier.class_names
     assert sum(p.stat().st_size for p in SHIPPED.iterdir()) < 8_000_000
+
+
+def test_shipped_files_are_package_data():
+    """Every file of the shipped model matches setup.py's package_data and MANIFEST.in."""
+    import ast
+    import fnmatch
+
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    tree = ast.parse((repo / "setup.py").read_text())
+    (call,) = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+               and getattr(node.func, "id", None) == "setup"]
+    (package_data,) = [ast.literal_eval(k.value) for k in call.keywords if k.arg == "package_data"]
+    patterns = package_data["focalnet_lobes"]
+    manifest = (repo / "MANIFEST.in").read_text()
+    files = [p for p in SHIPPED.iterdir() if p.is_file()] if SHIPPED.is_dir() else []
+    for path in files:
+        relative = path.relative_to(repo / "focalnet_lobes").as_posix()
+        assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
+        assert f"*{path.suffix}" in manifest, path.name
+    assert SHIPPED.parent == repo / "focalnet_lobes" / "pretrained"
