@@ -168,7 +168,7 @@ these figures are **optimistic**: they are not a test-set estimate.
 
 The training run's lowest validation error (`train_log.txt`, first reached at epoch
 {summary["best_epoch"]}) was {100 * summary["run_best_valid_error"]:.2f}% (accuracy
-{100 * (1 - summary["run_best_valid_error"]):.1f}%), the epoch this checkpoint comes from. The float32
+{100 * (1 - summary["run_best_valid_error"]):.1f}%); `recipes/export.py` keeps the checkpoint with the lowest validation error. The float32
 export and this float16 copy agree on {summary["agreement"]}/{summary["clips"]} clips (largest logit
 difference {summary["max_logit_difference"]:.2g}).
 
