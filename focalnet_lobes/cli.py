@@ -333,7 +333,7 @@ def _process_clip(args, classifier, path, name, out_dir):
         probabilities = result.probabilities[0]
     else:
         waveform = classifier.load_audio(path)
-        probabilities = classifier.classify_batch(waveform[None])[0][0]
+        probabilities = classifier.classify_batch(waveform[None])[0][0].cpu()
     best = top_k(probabilities, classifier.class_names, args.top_k)
     document = {"file": str(path), "source": _source_name(args), "mode": "clip",
                 "predicted": best[0], "top_k": best}

@@ -515,7 +515,7 @@ def _analyse(classifier, path, window_s, hop_s, k, interpret, quantile, wav_path
                 writer.add(start, listenable, final_before=received - window)
                 quantile = result.quantile
             else:
-                probabilities = classifier.classify_batch(wav[None])[0][0]
+                probabilities = classifier.classify_batch(wav[None])[0][0].cpu()
             entry["top_k"] = top_k(probabilities, classifier.class_names, k)
             windows.append(entry)
             rows.append(probabilities.float().numpy())

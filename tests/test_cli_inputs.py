@@ -139,7 +139,6 @@ def test_missing_shipped_model_is_one_line(tmp_path, monkeypatch, capsys):
 SHIPPED = default_source()
 
 
-@pytest.mark.skipif(not (SHIPPED / "model.ckpt").is_file(), reason="shipped model not exported yet")
 def test_shipped_model_interprets_with_no_source(tmp_path, capsys):
     """Must-show 1: `focalnet-audio interpret some.wav --out out/` with no --source."""
     clip = _clip(tmp_path / "some.wav", seconds=5.0, rate=44100)
@@ -168,9 +167,44 @@ def test_shipped_files_are_package_data():
     (package_data,) = [ast.literal_eval(k.value) for k in call.keywords if k.arg == "package_data"]
     patterns = package_data["focalnet_lobes"]
     manifest = (repo / "MANIFEST.in").read_text()
-    files = [p for p in SHIPPED.iterdir() if p.is_file()] if SHIPPED.is_dir() else []
+    files = [p for p in SHIPPED.iterdir() if p.is_file()]
+    assert sorted(p.name for p in files) == ["README.md", "hyperparams.yaml", "label_encoder.txt",
+                                             "model.ckpt"]
     for path in files:
         relative = path.relative_to(repo / "focalnet_lobes").as_posix()
         assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
         assert f"*{path.suffix}" in manifest, path.name
     assert SHIPPED.parent == repo / "focalnet_lobes" / "pretrained"
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_shipped_model_on_fold_4(esc50_dev, tmp_path):
+    """The shipped float16 model classifies the fold-4 ESC-10 clips as its card says
+    (80/80 on the fold that selected it: optimistic), and a recording of 6 clips one
+    after another gets windows that follow the clips."""
+    with open(esc50_dev / "meta" / "esc50.csv", newline="") as fin:
+        rows = [row for row in csv.DictReader(fin) if row["fold"] == "4" and row["esc10"] == "True"]
+    classifier = AudioClassifier.from_hparams()
+    correct = sum(classifier.classify_file(esc50_dev / "audio" / row["filename"])[3][0] == row["category"]
+                  for row in rows)
+    card = json.loads((pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+                       / "shipped_model_fold4.json").read_text())
+    assert len(rows) == 80 and correct == card["correct_float16"] >= 76
+    # six clips of six classes, joined: hop = window = 5 s puts one clip in each window
+    chosen, seen = [], set()
+    for row in rows:
+        if row["category"] not in seen and row["category"] not in ("dog", "sneezing"):
+            seen.add(row["category"])
+            chosen.append(row)
+    chosen = chosen[:6]
+    audio = np.concatenate([soundfile.read(str(esc50_dev / "audio" / row["filename"]),
+                                           dtype="float32")[0] for row in chosen])
+    path = tmp_path / "joined.wav"
+    soundfile.write(str(path), audio, 16000)
+    out = tmp_path / "out"
+    assert main(["interpret", str(path), "--out", str(out), "--hop", "5"]) == 0
+    document = json.loads((out / "joined_interpretation.json").read_text())
+    labels = [window["top_k"][0]["label"] for window in document["windows"]]
+    assert sum(a == row["category"] for a, row in zip(labels, chosen)) >= 5
+    assert soundfile.info(document["wav"]).frames == 6 * 80000
