@@ -399,7 +399,8 @@ def _process_long(args, classifier, path, name, out_dir, bar):
     return result.to_json(source=_source_name(args))
 
 
-def _print_document(document, out, json_mode, interpret):
+def _print_document(document, json_mode, interpret):
+    """The text printed for a processed input (None in --json mode)."""
     if json_mode:
         return
     predicted = document["predicted"]
@@ -490,7 +491,7 @@ def run(args, classifier, files, problems, out=None, err=None):
                 continue
             documents.append(document)
             rows.append(_summary_row(document))
-            text = _print_document(document, out, getattr(args, "json", False), interpret)
+            text = _print_document(document, getattr(args, "json", False), interpret)
             if text:
                 bar.write(text, file=out)
             bar.update(1)
