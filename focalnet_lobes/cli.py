@@ -372,7 +372,7 @@ def _process_long(args, classifier, path, name, out_dir, bar):
         rate = classifier.sample_rate
 
         def progress(samples):
-            bar.set_postfix_str(f"{pathlib.Path(path).name} {samples / rate:.0f} s", refresh=False)
+            bar.set_postfix_str(f"{pathlib.Path(path).name} {samples / rate:.0f} s")
 
     if args.command == "interpret":
         result = longform.interpret_long_file(
