@@ -382,3 +382,45 @@ def wrap_distributed(brain):
             device_ids=[brain.device] if on_gpu else None,
             find_unused_parameters=brain.find_unused_parameters,
         )
+
+
+def check_schedule(factory, total_steps):
+    """Build the schedule once on a dummy optimiser; a one-line error if it cannot be built.
+
+    ``OneCycleLR`` divides by the length of each phase, so it fails (``ZeroDivisionError``)
+    when ``pct_start * total_steps`` is exactly 1 and rejects ``total_steps < 1``; this
+    is found here, before any data is read or model trained.
+
+    Arguments
+    ---------
+    factory : callable or None
+        ``factory(optimizer, total_steps=...)`` -> scheduler; ``None`` does nothing.
+    total_steps : int
+        Optimiser steps of the whole run.
+
+    Raises
+    ------
+    TrainingPlanError
+
+    Example
+    -------
+    >>> import functools
+    >>> factory = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=1.0, pct_start=0.1)
+    >>> check_schedule(factory, 14)
+    >>> check_schedule(factory, 10)
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.training.TrainingPlanError: the learning-rate schedule cannot be built for 10 optimiser steps (ZeroDivisionError: float division by zero): with OneCycleLR pct_start * total steps must not be 1; change --number_of_epochs, --batch_size or pct_start
+    """
+    if factory is None:
+        return
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    try:
+        build_step_schedule(factory, optimizer, total_steps, position=total_steps - 1)
+    except (ZeroDivisionError, ValueError) as error:
+        raise TrainingPlanError(
+            f"the learning-rate schedule cannot be built for {total_steps} optimiser steps "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}): with OneCycleLR "
+            "pct_start * total steps must not be 1; change --number_of_epochs, --batch_size "
+            "or pct_start"
+        ) from None

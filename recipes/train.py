@@ -43,6 +43,7 @@ from focalnet_lobes.training import (
     TrainingPlanError,
     build_step_schedule,
     check_folds,
+    check_schedule,
     check_steps,
     check_training_numbers,
     step_schedule,
@@ -313,6 +314,7 @@ def main(argv):
         grad_accumulation_factor,
         where=f"train_folds {list(hparams['train_folds'])}",
     )
+    check_schedule(hparams.get("lr_scheduler"), hparams["number_of_epochs"] * steps_per_epoch)
 
     brain = ESC50Brain(
         modules=hparams["modules"],
