@@ -21,6 +21,14 @@ class GlobalFeatureNorm(nn.Module):
     global ``InputNormalization``); evaluation uses the stored statistics. They are
     buffers, so they are saved with the model's ``state_dict``.
 
+    Under ``torchrun`` (an initialised ``torch.distributed`` process group with
+    more than one process) each training batch's statistics are those of the
+    batches of all processes together (an all-reduce of the per-bin counts, sums
+    and sums of squares), so every process holds the same statistics: the ones
+    one process would accumulate on the concatenated batch. Every process must
+    then run the training forward passes in lockstep, as DistributedDataParallel
+    training does.
+
     Arguments
     ---------
     num_bins : int
@@ -30,6 +38,9 @@ class GlobalFeatureNorm(nn.Module):
         (``None``: never stop).
     eps : float
         Floor of the standard deviation.
+    sync_across_processes : bool
+        All-reduce the batch statistics across processes when training under an
+        initialised process group (no effect in a single process).
 
     Example
     -------
@@ -42,11 +53,12 @@ class GlobalFeatureNorm(nn.Module):
     torch.Size([1, 1, 2, 4])
     """
 
-    def __init__(self, num_bins, max_updates=None, eps=1e-5):
+    def __init__(self, num_bins, max_updates=None, eps=1e-5, sync_across_processes=True):
         super().__init__()
         self.num_bins = num_bins
         self.max_updates = max_updates
         self.eps = eps
+        self.sync_across_processes = sync_across_processes
         self.register_buffer("mean", torch.zeros(num_bins))
         self.register_buffer("var", torch.ones(num_bins))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
@@ -63,13 +75,37 @@ class GlobalFeatureNorm(nn.Module):
         ):
             with torch.no_grad():
                 flat = features.detach().float().reshape(-1, self.num_bins)
+                batch_mean, batch_var = self._batch_statistics(flat)
                 count = int(self.num_updates)
                 weight = 1.0 / (count + 1)
-                self.mean.mul_(1 - weight).add_(flat.mean(0), alpha=weight)
-                self.var.mul_(1 - weight).add_(flat.var(0, unbiased=False), alpha=weight)
+                self.mean.mul_(1 - weight).add_(batch_mean, alpha=weight)
+                self.var.mul_(1 - weight).add_(batch_var, alpha=weight)
                 self.num_updates += 1
         std = self.var.clamp_min(self.eps**2).sqrt()
         return (features - self.mean) / std
+
+    def _batch_statistics(self, flat):
+        """Per-bin mean and (biased) variance of ``flat`` (N, F), over all processes."""
+        distributed = (
+            self.sync_across_processes
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1
+        )
+        if not distributed:
+            return flat.mean(0), flat.var(0, unbiased=False)
+        # Counts, sums and sums of squares (float64: no cancellation in E[x^2] - E[x]^2).
+        flat = flat.double()
+        totals = torch.cat([
+            torch.full((1,), float(flat.shape[0]), dtype=torch.float64, device=flat.device),
+            flat.sum(0),
+            flat.square().sum(0),
+        ])
+        torch.distributed.all_reduce(totals)
+        count = totals[0]
+        mean = totals[1:1 + self.num_bins] / count
+        var = (totals[1 + self.num_bins:] / count - mean.square()).clamp_min(0.0)
+        return mean.float(), var.float()
 
 
 class SpectrogramClassifier(nn.Module):

@@ -10,6 +10,16 @@ To run this recipe, do the following:
 
 Running the same command again after an interruption resumes from the last
 checkpoint; the test stage uses the checkpoint with the lowest validation error.
+Running it again with more epochs (or another batch size, or another number of
+processes) continues the run on the learning-rate schedule of the new length.
+
+Several processes (GPUs, machines) follow SpeechBrain's conventions:
+> torchrun --nproc_per_node=2 recipes/train.py hparams/focalnet.yaml --data_folder DIR
+(add ``--distributed_backend gloo`` on CPU). Data preparation runs on the main
+process while the others wait; each process trains on its share of the training
+clips; every process evaluates the whole validation and test splits (so their
+metrics are those of the whole split) and only the main process writes
+checkpoints, logs and the test report.
 
 Authors
  * focalnet-audio contributors
@@ -18,18 +28,28 @@ Authors
 import functools
 import json
 import logging
-import math
 import os
 import sys
 
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import ddp_init_group, if_main_process, run_on_main
 
 from classification_report import ClassificationReport
 from esc50_prepare import DownloadError, ESC50NotFoundError, prepare_esc50
 from focalnet_lobes.audio import fix_length, load_audio
+from focalnet_lobes.training import (
+    TrainingPlanError,
+    build_step_schedule,
+    check_folds,
+    check_schedule,
+    check_steps,
+    check_training_numbers,
+    step_schedule,
+    world_size,
+    wrap_distributed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +88,9 @@ class ESC50Brain(sb.Brain):
         return loss
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        """Step a per-batch learning-rate schedule."""
-        if should_step and self.lr_scheduler is not None:
-            self.lr_scheduler.step()
+        """Step the per-step learning-rate schedule after each optimiser step."""
+        if should_step:
+            step_schedule(self.lr_scheduler, self.total_steps)
 
     def on_stage_start(self, stage, epoch=None):
         """Fresh prediction collector for every evaluation stage."""
@@ -80,7 +100,7 @@ class ESC50Brain(sb.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log, checkpoint the best model by validation error, write the test report."""
         if stage == sb.Stage.TRAIN:
-            self.train_loss = stage_loss
+            self.train_loss = mean_over_processes(stage_loss, self.device)
             return
         stats = {"loss": stage_loss, "error": 1.0 - self.report.accuracy()}
         if stage == sb.Stage.VALID:
@@ -98,21 +118,76 @@ class ESC50Brain(sb.Brain):
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
                 test_stats=stats,
             )
-            summary = self.report.write(self.hparams.output_folder, prefix="test")
-            logger.info("Test accuracy: %.2f%%", 100 * summary["accuracy"])
-            logger.info("Confusion matrix (rows: true, columns: predicted):\n%s",
-                        self.report.confusion_text())
+            # Every process evaluated the whole split; the main one writes the report.
+            if if_main_process():
+                summary = self.report.write(self.hparams.output_folder, prefix="test")
+                logger.info("Test accuracy: %.2f%%", 100 * summary["accuracy"])
+                logger.info("Confusion matrix (rows: true, columns: predicted):\n%s",
+                            self.report.confusion_text())
 
     def init_optimizers(self):
-        """Create the optimiser and the per-step scheduler, both checkpointed."""
+        """Create the optimiser and the per-step scheduler, both checkpointed.
+
+        ``self.steps_per_epoch`` (optimiser steps per process and epoch, see
+        :func:`focalnet_lobes.training.optimizer_steps_per_epoch`) is set by
+        :func:`main`; the schedule spans ``number_of_epochs`` such epochs.
+        """
         super().init_optimizers()
         self.lr_scheduler = None
+        self.total_steps = self.hparams.number_of_epochs * self.steps_per_epoch
         factory = getattr(self.hparams, "lr_scheduler", None)
         if factory is not None and self.optimizer is not None:
-            total_steps = self.hparams.number_of_epochs * self.steps_per_epoch
-            self.lr_scheduler = factory(self.optimizer, total_steps=total_steps)
+            self.lr_scheduler = build_step_schedule(factory, self.optimizer, self.total_steps)
             if self.checkpointer is not None:
                 self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler)
+
+    def _wrap_distributed(self):
+        """DDP-wrap the model under ``torchrun`` (CPU too: no SyncBatchNorm there)."""
+        if self.distributed_launch:
+            wrap_distributed(self)
+        else:
+            super()._wrap_distributed()
+
+    def on_fit_start(self):
+        """Recover the latest checkpoint; refit the schedule if the run's length changed.
+
+        A checkpoint written by a run of another length (fewer epochs, another
+        batch size or number of processes) holds a schedule of another total; it
+        is rebuilt for this run's total and set at the optimiser steps the
+        completed epochs take in this run, so training continues on the new curve
+        (:func:`focalnet_lobes.training.build_step_schedule`).
+        """
+        super().on_fit_start()
+        scheduler = self.lr_scheduler
+        recovered_total = getattr(scheduler, "total_steps", None)
+        if scheduler is None or recovered_total in (None, self.total_steps):
+            return
+        epochs_done = int(self.hparams.epoch_counter.current)
+        position = epochs_done * self.steps_per_epoch
+        self.lr_scheduler = build_step_schedule(
+            self.hparams.lr_scheduler, self.optimizer, self.total_steps, position
+        )
+        self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler)
+        if epochs_done < self.hparams.number_of_epochs:
+            logger.warning(
+                "The checkpoint's learning-rate schedule has %d steps, this run %d "
+                "(%d epochs x %d steps): continuing after epoch %d on the schedule of "
+                "the new length (learning rate %.3g)",
+                recovered_total, self.total_steps, self.hparams.number_of_epochs,
+                self.steps_per_epoch, epochs_done, self.optimizer.param_groups[0]["lr"],
+            )
+
+
+def mean_over_processes(value, device="cpu"):
+    """Mean of a float over the processes of a distributed run (the value itself otherwise).
+
+    ``device`` is where the all-reduce runs (a CUDA device with NCCL).
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    total = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(total)
+    return float(total) / torch.distributed.get_world_size()
 
 
 def dataio_prep(hparams):
@@ -144,11 +219,60 @@ def dataio_prep(hparams):
     return datasets
 
 
+def run_option(name, run_opts, hparams):
+    """A run option as ``sb.Brain`` resolves it: command line, else YAML, else default."""
+    if name in getattr(run_opts, "overridden_args", ()) or name not in hparams:
+        return run_opts[name]
+    return hparams[name]
+
+
+def check_distributed_launch(hparams, run_opts):
+    """Under ``torchrun``, stop at once on what would hang or time out the processes.
+
+    The process group's collective calls time out (SpeechBrain's ``ddp_init_group``:
+    2 hours) while the main process prepares the data, so a download of ESC-50
+    (600 MB) must be done before, by one process; NCCL needs one GPU per process.
+    Each process checks its own machine's file system, so a machine without the
+    data stops too. Does nothing without ``torchrun``.
+
+    Raises
+    ------
+    RecipeError
+    """
+    if os.environ.get("RANK") is None or os.environ.get("LOCAL_RANK") is None:
+        return
+    backend = run_option("distributed_backend", run_opts, hparams)
+    if backend == "nccl" and int(os.environ["LOCAL_RANK"]) >= torch.cuda.device_count():
+        raise RecipeError(
+            f"distributed_backend nccl needs one GPU per process, this machine has "
+            f"{torch.cuda.device_count()}: use --distributed_backend gloo on CPU, "
+            "or fewer --nproc_per_node"
+        )
+    csv_path = os.path.join(hparams["data_folder"], "meta", "esc50.csv")
+    if not os.path.isfile(csv_path):
+        raise RecipeError(
+            f"{csv_path} not found: under torchrun the data must be in place first "
+            "(a download would outlast the other processes' timeout); download it "
+            f"with one process: python recipes/esc50_prepare.py --data_folder "
+            f"{hparams['data_folder']} --save_folder {hparams['save_folder']}, then rerun"
+        )
+
+
 def main(argv):
-    """Prepare data, train, and test the best checkpoint."""
+    """Check the configuration, prepare data, train, and test the best checkpoint."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+
+    # Everything that cannot train stops here, before any work, on every process.
+    loader_opts = hparams["train_dataloader_opts"]
+    grad_accumulation_factor = run_option("grad_accumulation_factor", run_opts, hparams)
+    check_training_numbers(
+        hparams["number_of_epochs"], loader_opts["batch_size"], grad_accumulation_factor
+    )
+    check_folds(hparams["train_folds"], hparams["valid_folds"], hparams["test_folds"])
+    check_distributed_launch(hparams, run_opts)
+    ddp_init_group(run_opts)
 
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
@@ -182,6 +306,15 @@ def main(argv):
             f"No training or validation clips in {hparams['data_folder']} for folds "
             f"{hparams['train_folds']} / {hparams['valid_folds']}"
         )
+    steps_per_epoch = check_steps(
+        len(datasets["train"]),
+        loader_opts["batch_size"],
+        loader_opts.get("drop_last", False),
+        world_size(),
+        grad_accumulation_factor,
+        where=f"train_folds {list(hparams['train_folds'])}",
+    )
+    check_schedule(hparams.get("lr_scheduler"), hparams["number_of_epochs"] * steps_per_epoch)
 
     brain = ESC50Brain(
         modules=hparams["modules"],
@@ -190,11 +323,7 @@ def main(argv):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
-    loader_opts = hparams["train_dataloader_opts"]
-    if loader_opts.get("drop_last", False):
-        brain.steps_per_epoch = len(datasets["train"]) // loader_opts["batch_size"]
-    else:
-        brain.steps_per_epoch = math.ceil(len(datasets["train"]) / loader_opts["batch_size"])
+    brain.steps_per_epoch = steps_per_epoch
 
     brain.fit(
         brain.hparams.epoch_counter,
@@ -217,5 +346,5 @@ def main(argv):
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (ESC50NotFoundError, DownloadError, RecipeError) as error:
+    except (ESC50NotFoundError, DownloadError, RecipeError, TrainingPlanError) as error:
         sys.exit(f"error: {error}")

@@ -14,7 +14,10 @@ To run this recipe, do the following:
 >     --classifier_folder results/focalnet_cpu/1986
 
 Running the same command again after an interruption resumes from the last
-checkpoint. The trained interpreter is evaluated like every other method by
+checkpoint. Under ``torchrun`` (``--distributed_backend gloo`` on CPU) each
+process trains on its share of the training clips, every process evaluates the
+whole validation and test splits, and only the main process writes. The trained
+interpreter is evaluated like every other method by
 ``recipes/interpret.py hparams/interpret_piq.yaml --classifier_folder C --piq_folder P``,
 which loads it with :func:`load_piq_interpreter`.
 
@@ -34,8 +37,10 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
 from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.distributed import ddp_init_group, if_main_process
 
 from focalnet_lobes.piq import representation_channels
+from focalnet_lobes.training import wrap_distributed
 from trained_classifier import load_trained_classifier
 
 logger = logging.getLogger(__name__)
@@ -51,6 +56,29 @@ class PIQFolderError(FileNotFoundError):
     >>> issubclass(PIQFolderError, FileNotFoundError)
     True
     """
+
+
+class PIQForward(torch.nn.Module):
+    """``interpreter.piq_forward`` as a module's ``forward``, so that DDP can wrap it.
+
+    ``DistributedDataParallel`` synchronises gradients only of computations run
+    through its own ``forward``; PIQ trains through ``piq_forward``.
+
+    Example
+    -------
+    >>> from focalnet_lobes.piq import PIQInterpreter, PIQNetwork
+    >>> module = PIQForward(PIQInterpreter(PIQNetwork(192, 3, codebook_size=6)))
+    >>> sorted(module.state_dict()) == sorted("interpreter." + k for k in module.interpreter.state_dict())
+    True
+    """
+
+    def __init__(self, interpreter):
+        super().__init__()
+        self.interpreter = interpreter
+
+    def forward(self, classifier, features):
+        """``self.interpreter.piq_forward(classifier, features)``."""
+        return self.interpreter.piq_forward(classifier, features)
 
 
 class PIQBrain(sb.Brain):
@@ -96,7 +124,18 @@ class PIQBrain(sb.Brain):
         wavs, _ = batch.sig
         with torch.no_grad():
             features = self.frontend(wavs)
-        return features, self.modules.interpreter.piq_forward(self.classifier, features)
+        interpreter = self.modules.interpreter
+        if isinstance(interpreter, torch.nn.parallel.DistributedDataParallel):
+            return features, interpreter(self.classifier, features)
+        return features, interpreter.piq_forward(self.classifier, features)
+
+    def _wrap_distributed(self):
+        """Under ``torchrun``, DDP-wrap the interpreter's ``piq_forward`` (CPU too)."""
+        if self.distributed_launch:
+            self.modules["interpreter"] = PIQForward(self.modules["interpreter"])
+            wrap_distributed(self)
+        else:
+            super()._wrap_distributed()
 
     def compute_objectives(self, predictions, batch, stage):
         """PIQ's loss; accumulates its terms, and the mask's fidelity when evaluating."""
@@ -389,6 +428,7 @@ def load_piq_interpreter(folder, device="cpu", classifier_folder=None):
 def main(argv):
     """Load the classifier, train PIQ on its train split, record the cost, test."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    ddp_init_group(run_opts)
     classifier_folder = classifier_folder_from(hparams_file, overrides)
     trained = load_trained_classifier(classifier_folder)
     n_classes = len(trained.class_names)
@@ -443,11 +483,12 @@ def main(argv):
         "best_valid_loss": best.meta["loss"] if best is not None else None,
         "device": str(brain.device),
     }
-    with open(os.path.join(hparams["output_folder"], "piq_training.json"), "w") as fout:
-        json.dump(cost, fout, indent=2)
-    logger.info(
-        "PIQ trained %d epochs in %.1f s (%d parameters)", epochs, cost["seconds"], cost["params"]
-    )
+    if if_main_process():  # one writer
+        with open(os.path.join(hparams["output_folder"], "piq_training.json"), "w") as fout:
+            json.dump(cost, fout, indent=2)
+        logger.info(
+            "PIQ trained %d epochs in %.1f s (%d parameters)", epochs, cost["seconds"], cost["params"]
+        )
 
     if datasets["test"] is None:
         logger.warning("The test manifest is empty: skipping the test stage")

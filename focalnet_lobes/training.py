@@ -1,0 +1,426 @@
+"""Training-plan arithmetic shared by the training recipes: steps, schedules, checks.
+
+The per-step learning-rate schedule (``OneCycleLR`` in the YAML files) must be
+built for the number of optimiser steps the run really takes, which depends on
+the number of processes (``torchrun``), ``drop_last``, the batch size and
+SpeechBrain's ``--grad_accumulation_factor``; a configuration that cannot take a
+single step must stop before any work with a one-line message; and a run that
+is continued with more epochs (or another batch size or number of processes)
+must get a schedule for its new length instead of stepping past the old one.
+
+Nothing here touches files; the functions are small and pure so that the recipes
+stay thin and the arithmetic is tested directly.
+"""
+
+import math
+import os
+import warnings
+
+import torch
+
+ESC50_FOLDS = (1, 2, 3, 4, 5)
+
+
+class TrainingPlanError(ValueError):
+    """A configuration that cannot train; the message is one line saying what to change."""
+
+
+def world_size():
+    """Number of training processes: the initialised process group, else ``WORLD_SIZE``, else 1.
+
+    Example
+    -------
+    >>> world_size() >= 1
+    True
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def clips_per_process(num_clips, num_processes=1, drop_last=False):
+    """Clips one process sees per epoch under ``torch.utils.data.DistributedSampler``.
+
+    SpeechBrain's ``Brain.make_dataloader`` gives the training loader's
+    ``drop_last`` to the ``DistributedSampler`` it builds under ``torchrun``: with
+    it the sampler drops the tail (``floor(N / W)`` clips each), without it the
+    sampler pads by repeating clips (``ceil(N / W)`` each). One process: ``N``.
+
+    Arguments
+    ---------
+    num_clips : int
+        Clips in the training split, N >= 0.
+    num_processes : int
+        World size W >= 1.
+    drop_last : bool
+        The training loader's ``drop_last``.
+
+    Returns
+    -------
+    int
+
+    Example
+    -------
+    >>> clips_per_process(241, 2, drop_last=True), clips_per_process(241, 2, drop_last=False)
+    (120, 121)
+    >>> clips_per_process(241)
+    241
+    """
+    if num_processes <= 1:
+        return int(num_clips)
+    if drop_last:
+        return num_clips // num_processes
+    return math.ceil(num_clips / num_processes)
+
+
+def optimizer_steps_per_epoch(
+    num_clips, batch_size, drop_last=False, num_processes=1, grad_accumulation_factor=1
+):
+    """Optimiser steps each process takes in one epoch.
+
+    A process iterates ``floor(n / B)`` (``drop_last``) or ``ceil(n / B)`` batches
+    of its ``n`` = :func:`clips_per_process` clips, and SpeechBrain's
+    ``Brain.fit_batch`` steps the optimiser on every ``grad_accumulation_factor``-th
+    batch (``step % factor == 0``; the remainder of an epoch is not stepped), so
+    an epoch has ``floor(batches / factor)`` optimiser steps.
+
+    Arguments
+    ---------
+    num_clips : int
+        Clips in the training split.
+    batch_size : int
+        Clips per batch (per process), >= 1.
+    drop_last : bool
+        The training loader's ``drop_last``.
+    num_processes : int
+        World size (1 without ``torchrun``).
+    grad_accumulation_factor : int
+        Batches per optimiser step, >= 1.
+
+    Returns
+    -------
+    int
+        Steps per epoch, 0 when the configuration cannot take one.
+
+    Example
+    -------
+    >>> optimizer_steps_per_epoch(240, 16, drop_last=True)
+    15
+    >>> optimizer_steps_per_epoch(240, 16, drop_last=True, num_processes=2, grad_accumulation_factor=2)
+    3
+    >>> optimizer_steps_per_epoch(40, 128, drop_last=True)
+    0
+    """
+    clips = clips_per_process(num_clips, num_processes, drop_last)
+    batches = clips // batch_size if drop_last else math.ceil(clips / batch_size)
+    return batches // grad_accumulation_factor
+
+
+def check_folds(train_folds, valid_folds, test_folds, valid_folds_required=True):
+    """Stop at once on fold settings that cannot train (before any data is read).
+
+    Arguments
+    ---------
+    train_folds, valid_folds, test_folds : int or sequence of int
+        ESC-50 folds (1..5) of each split.
+    valid_folds_required : bool
+        The validation split selects the checkpoint, so it must not be empty.
+
+    Raises
+    ------
+    TrainingPlanError
+        Empty training (or validation) folds, a fold outside 1..5, or splits
+        that share a fold.
+
+    Example
+    -------
+    >>> check_folds([1, 2, 3], [4], [5])
+    >>> check_folds([1, 2], [2], [5])
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.training.TrainingPlanError: train_folds [1, 2] and valid_folds [2] share fold 2: a clip must be in one split only
+    """
+    splits = {}
+    for name, folds in (("train_folds", train_folds), ("valid_folds", valid_folds),
+                        ("test_folds", test_folds)):
+        if isinstance(folds, (int, str)):
+            folds = [folds]
+        try:
+            folds = [int(fold) for fold in folds]
+        except (TypeError, ValueError):
+            raise TrainingPlanError(
+                f"{name} must be a list of fold numbers in 1..5, got {folds!r}"
+            ) from None
+        bad = [fold for fold in folds if fold not in ESC50_FOLDS]
+        if bad:
+            raise TrainingPlanError(f"{name} must be fold numbers in 1..5, got {bad}")
+        splits[name] = folds
+    if not splits["train_folds"]:
+        raise TrainingPlanError("train_folds is empty: give at least one fold, e.g. --train_folds \"[1, 2, 3]\"")
+    if valid_folds_required and not splits["valid_folds"]:
+        raise TrainingPlanError(
+            "valid_folds is empty: the validation fold selects the checkpoint, "
+            "give one, e.g. --valid_folds \"[4]\""
+        )
+    names = list(splits)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            common = sorted(set(splits[first]) & set(splits[second]))
+            if common:
+                raise TrainingPlanError(
+                    f"{first} {splits[first]} and {second} {splits[second]} share fold "
+                    f"{', '.join(map(str, common))}: a clip must be in one split only"
+                )
+
+
+def check_training_numbers(number_of_epochs, batch_size, grad_accumulation_factor=1):
+    """Stop at once on non-positive epochs, batch size or accumulation factor.
+
+    Raises
+    ------
+    TrainingPlanError
+        One of the three is not a positive integer.
+
+    Example
+    -------
+    >>> check_training_numbers(80, 16, 1)
+    >>> check_training_numbers(80, 0)
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.training.TrainingPlanError: batch_size must be a positive integer, got 0
+    """
+    for name, value in (("number_of_epochs", number_of_epochs), ("batch_size", batch_size),
+                        ("grad_accumulation_factor", grad_accumulation_factor)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise TrainingPlanError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_steps(num_clips, batch_size, drop_last, num_processes, grad_accumulation_factor, where=""):
+    """Optimiser steps per epoch, or a one-line error when the split is too small for one.
+
+    Arguments
+    ---------
+    num_clips, batch_size, drop_last, num_processes, grad_accumulation_factor
+        As for :func:`optimizer_steps_per_epoch`.
+    where : str
+        Names the split in the message (e.g. ``"train_folds [1]"``).
+
+    Returns
+    -------
+    int
+        Steps per epoch, >= 1.
+
+    Raises
+    ------
+    TrainingPlanError
+        Not one optimiser step per epoch; the message gives the numbers and what
+        to change.
+
+    Example
+    -------
+    >>> check_steps(240, 16, True, 1, 1)
+    15
+    >>> check_steps(40, 128, True, 1, 1, where="train_folds [1]")
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.training.TrainingPlanError: train_folds [1]: 40 training clips (40 per process over 1) make no full batch of batch_size 128 with drop_last and grad_accumulation_factor 1: use --batch_size 40 or less, or more training folds
+    """
+    steps = optimizer_steps_per_epoch(
+        num_clips, batch_size, drop_last, num_processes, grad_accumulation_factor
+    )
+    if steps >= 1:
+        return steps
+    per_process = clips_per_process(num_clips, num_processes, drop_last)
+    largest = per_process // grad_accumulation_factor
+    advice = (
+        f"use --batch_size {largest} or less, or more training folds"
+        if largest >= 1 else "use more training folds or fewer processes"
+    )
+    prefix = f"{where}: " if where else ""
+    raise TrainingPlanError(
+        f"{prefix}{num_clips} training clips ({per_process} per process over {num_processes}) "
+        f"make no full batch of batch_size {batch_size}"
+        f"{' with drop_last' if drop_last else ''} and grad_accumulation_factor "
+        f"{grad_accumulation_factor}: {advice}"
+    )
+
+
+def advance_scheduler(scheduler, position):
+    """Put a freshly built per-step scheduler at optimiser step ``position``.
+
+    The optimiser's learning rate becomes the schedule's value at ``position``
+    (``last_epoch = position``), as if ``scheduler.step()`` had been called that
+    many times.
+
+    Arguments
+    ---------
+    scheduler : torch.optim.lr_scheduler.LRScheduler
+        Built with ``last_epoch=-1`` (so at step 0).
+    position : int
+        Optimiser steps already taken, >= 0.
+
+    Returns
+    -------
+    scheduler
+
+    Example
+    -------
+    >>> optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    >>> scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=10)
+    >>> _ = advance_scheduler(scheduler, 9)
+    >>> scheduler.last_epoch, optimizer.param_groups[0]["lr"] == 1.0 / 25 / 1e4
+    (9, True)
+    """
+    if position <= 0:
+        return scheduler
+    scheduler.last_epoch = position - 1
+    with warnings.catch_warnings():
+        # "lr_scheduler.step() before optimizer.step()": no optimiser step is meant here.
+        warnings.simplefilter("ignore", UserWarning)
+        scheduler.step()
+    return scheduler
+
+
+def build_step_schedule(factory, optimizer, total_steps, position=0):
+    """Build ``factory(optimizer, total_steps=total_steps)`` and advance it to ``position``.
+
+    The schedule is a function of (optimiser step, total steps): a run continued
+    with another total (more epochs, another batch size or number of processes)
+    gets the schedule of its new total, evaluated at the steps already taken, so
+    it continues where the new curve is at that point (for a one-cycle schedule
+    extended after it finished, the learning rate rises back to the new cosine's
+    value and decays again to its end over the added epochs).
+
+    Arguments
+    ---------
+    factory : callable
+        ``factory(optimizer, total_steps=...)`` -> scheduler (the YAML's
+        ``lr_scheduler: !name:torch.optim.lr_scheduler.OneCycleLR``).
+    optimizer : torch.optim.Optimizer
+    total_steps : int
+        Optimiser steps of the whole run, >= 1.
+    position : int
+        Optimiser steps already taken; clipped to ``total_steps - 1``, the
+        schedule's last value.
+
+    Returns
+    -------
+    torch.optim.lr_scheduler.LRScheduler
+
+    Example
+    -------
+    >>> import functools
+    >>> optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    >>> factory = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=1.0)
+    >>> scheduler = build_step_schedule(factory, optimizer, 30, position=15)
+    >>> scheduler.total_steps, scheduler.last_epoch
+    (30, 15)
+    """
+    scheduler = factory(optimizer, total_steps=total_steps)
+    return advance_scheduler(scheduler, min(position, total_steps - 1))
+
+
+def step_schedule(scheduler, total_steps):
+    """Step a per-step schedule after an optimiser step, stopping at its last value.
+
+    ``OneCycleLR`` (and every schedule of ``total_steps`` values) gives the
+    learning rate of optimiser steps 0 .. total_steps - 1; stepping after the last
+    one would leave the optimiser at a value past the end of the curve (or raise).
+    So the learning rate after the run is the schedule's end value.
+
+    Arguments
+    ---------
+    scheduler : torch.optim.lr_scheduler.LRScheduler or None
+    total_steps : int
+
+    Example
+    -------
+    >>> optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    >>> scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=4)
+    >>> for _ in range(4):
+    ...     optimizer.step()
+    ...     step_schedule(scheduler, 4)
+    >>> scheduler.last_epoch, optimizer.param_groups[0]["lr"] == 1.0 / 25 / 1e4
+    (3, True)
+    """
+    if scheduler is not None and scheduler.last_epoch < total_steps - 1:
+        scheduler.step()
+
+
+def wrap_distributed(brain):
+    """Wrap ``brain.modules`` in ``DistributedDataParallel`` as SpeechBrain does, on CPU too.
+
+    SpeechBrain 1.1.2's ``Brain._wrap_distributed`` converts every BatchNorm to
+    ``SyncBatchNorm``, which only runs on GPUs, so a model with a BatchNorm (the
+    convolutional stem) cannot train under ``torchrun --distributed_backend gloo``
+    on CPU. Here the conversion is kept on GPUs and skipped on CPU, where each
+    process normalises with its own batch's statistics and DDP keeps the running
+    statistics of the main process (``broadcast_buffers``). Modules without
+    trainable parameters are left as they are. Does nothing unless
+    ``brain.distributed_launch``.
+
+    Arguments
+    ---------
+    brain : speechbrain.Brain
+
+    Example
+    -------
+    >>> class Plain:
+    ...     distributed_launch = False
+    >>> wrap_distributed(Plain())
+    """
+    if not brain.distributed_launch:
+        return
+    on_gpu = torch.device(brain.device).type == "cuda"
+    for name, module in brain.modules.items():
+        if not any(p.requires_grad for p in module.parameters()):
+            continue
+        if on_gpu:
+            module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        brain.modules[name] = torch.nn.parallel.DistributedDataParallel(
+            module,
+            device_ids=[brain.device] if on_gpu else None,
+            find_unused_parameters=brain.find_unused_parameters,
+        )
+
+
+def check_schedule(factory, total_steps):
+    """Build the schedule once on a dummy optimiser; a one-line error if it cannot be built.
+
+    ``OneCycleLR`` divides by the length of each phase, so it fails (``ZeroDivisionError``)
+    when ``pct_start * total_steps`` is exactly 1 and rejects ``total_steps < 1``; this
+    is found here, before any data is read or model trained.
+
+    Arguments
+    ---------
+    factory : callable or None
+        ``factory(optimizer, total_steps=...)`` -> scheduler; ``None`` does nothing.
+    total_steps : int
+        Optimiser steps of the whole run.
+
+    Raises
+    ------
+    TrainingPlanError
+
+    Example
+    -------
+    >>> import functools
+    >>> factory = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=1.0, pct_start=0.1)
+    >>> check_schedule(factory, 14)
+    >>> check_schedule(factory, 10)
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.training.TrainingPlanError: the learning-rate schedule cannot be built for 10 optimiser steps (ZeroDivisionError: float division by zero): with OneCycleLR pct_start * total steps must not be 1; change --number_of_epochs, --batch_size or pct_start
+    """
+    if factory is None:
+        return
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    try:
+        build_step_schedule(factory, optimizer, total_steps, position=total_steps - 1)
+    except (ZeroDivisionError, ValueError) as error:
+        raise TrainingPlanError(
+            f"the learning-rate schedule cannot be built for {total_steps} optimiser steps "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}): with OneCycleLR "
+            "pct_start * total steps must not be 1; change --number_of_epochs, --batch_size "
+            "or pct_start"
+        ) from None

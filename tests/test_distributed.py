@@ -1,0 +1,343 @@
+"""Training under torchrun (issue 14) and training plans that cannot run or change (issue 15, items 2-3).
+
+Unit tests of the step arithmetic and of the distributed pieces (GlobalFeatureNorm's
+all-reduce, AtomicCheckpointer with ranks arriving at different times) run 2 gloo
+processes with ``torch.multiprocessing``; the recipe tests run
+``python -m torch.distributed.run`` (torchrun) on generated ESC-50-layout data.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from conftest import REPO, run_recipe, training_command
+from focalnet_lobes.training import (
+    TrainingPlanError,
+    build_step_schedule,
+    check_folds,
+    check_steps,
+    optimizer_steps_per_epoch,
+    step_schedule,
+)
+
+LR = 0.001
+END_LR = LR / 25.0 / 1000.0  # OneCycleLR's last value in the CPU YAMLs (div 25, final_div 1000)
+
+
+# ----------------------------------------------------------------------------- arithmetic
+
+
+@pytest.mark.parametrize(
+    "clips, batch, drop_last, world, accumulation, expected",
+    [
+        (240, 16, True, 1, 1, 15),     # the CPU recipe: folds 1-3 of ESC-10
+        (240, 16, True, 2, 1, 7),      # 120 clips per process
+        (241, 16, False, 2, 1, 8),     # the sampler pads to 121 per process, last batch partial
+        (240, 16, True, 1, 2, 7),      # 15 batches, the 15th does not complete a step
+        (240, 16, True, 2, 2, 3),
+        (40, 128, True, 1, 1, 0),      # issue 15 item 3: fewer clips than a batch
+    ],
+)
+def test_optimizer_steps_per_epoch(clips, batch, drop_last, world, accumulation, expected):
+    assert optimizer_steps_per_epoch(clips, batch, drop_last, world, accumulation) == expected
+
+
+def test_too_few_clips_for_a_step_is_a_one_line_error():
+    with pytest.raises(TrainingPlanError) as error:
+        check_steps(40, 128, True, 1, 1, where="train_folds [1]")
+    message = str(error.value)
+    assert "\n" not in message
+    assert "batch_size 40 or less" in message and "train_folds [1]" in message
+    # Accumulation and processes count too: 40 clips over 2 processes, 4 batches of 8 per step.
+    with pytest.raises(TrainingPlanError, match="batch_size 5 or less"):
+        check_steps(40, 8, True, 2, 4)
+
+
+@pytest.mark.parametrize(
+    "folds, match",
+    [
+        (([], [4], [5]), "train_folds is empty"),
+        (([1, 2], [], [5]), "valid_folds is empty"),
+        (([1, 2], [2], [5]), "share fold 2"),
+        (([1, 2, 3], [4], [3, 5]), "share fold 3"),
+        (([1, 6], [4], [5]), "fold numbers in 1..5"),
+        ((["a"], [4], [5]), "fold numbers in 1..5"),
+    ],
+)
+def test_folds_that_cannot_train(folds, match):
+    with pytest.raises(TrainingPlanError, match=match):
+        check_folds(*folds)
+
+
+def one_cycle(optimizer):
+    return lambda opt, total_steps: torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=LR, total_steps=total_steps, pct_start=0.1, div_factor=25.0,
+        final_div_factor=1000.0,
+    )
+
+
+def test_schedule_ends_at_its_end_value_and_extends():
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([parameter], lr=LR)
+    factory = one_cycle(optimizer)
+    scheduler = build_step_schedule(factory, optimizer, 15)
+    used = []
+    for _ in range(15):
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        step_schedule(scheduler, 15)
+    assert used[-1] == pytest.approx(END_LR)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(END_LR)
+    # Extended to 45 steps after the 15 taken: the new curve at step 15, then its end.
+    scheduler = build_step_schedule(factory, optimizer, 45, position=15)
+    reference = build_step_schedule(factory, torch.optim.AdamW([parameter], lr=LR), 45)
+    for _ in range(15):
+        reference.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(reference.get_last_lr()[0])
+    for _ in range(30):
+        optimizer.step()
+        step_schedule(scheduler, 45)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(END_LR)
+
+
+# ------------------------------------------------------------- two gloo processes in-process
+
+
+def _init(rank, world, port):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+
+
+def _norm_worker(rank, world, port, batches, folder):
+    from focalnet_lobes.classifier import GlobalFeatureNorm
+
+    _init(rank, world, port)
+    torch.set_num_threads(1)
+    norm = GlobalFeatureNorm(4).train()
+    for batch in batches:
+        norm(batch[rank::world])  # each process sees its share of every batch
+    torch.save({"mean": norm.mean, "var": norm.var}, Path(folder) / f"norm{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_global_feature_norm_statistics_are_those_of_all_processes(tmp_path):
+    from focalnet_lobes.classifier import GlobalFeatureNorm
+
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randn(6, 1, 5, 4, generator=generator) * (i + 1) + i for i in range(3)]
+    mp.spawn(_norm_worker, args=(2, _free_port(), batches, str(tmp_path)), nprocs=2)
+    single = GlobalFeatureNorm(4).train()
+    for batch in batches:
+        # One process on the whole batch (in the order the shares concatenate).
+        single(torch.cat([batch[0::2], batch[1::2]]))
+    for rank in range(2):
+        stats = torch.load(tmp_path / f"norm{rank}.pt", weights_only=True)
+        torch.testing.assert_close(stats["mean"], single.mean, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(stats["var"], single.var, rtol=1e-5, atol=1e-5)
+
+
+def _checkpoint_worker(rank, world, port, folder):
+    import random
+
+    from focalnet_lobes.checkpoints import AtomicCheckpointer
+
+    _init(rank, world, port)
+    model = torch.nn.Linear(2, 2)
+    checkpointer = AtomicCheckpointer(folder, recoverables={"model": model})
+    rng = random.Random(rank)
+    for epoch in range(4):
+        # The ranks reach the checkpoint at different times.
+        time.sleep(rng.uniform(0, 0.2) * (rank + 1))
+        checkpointer.save_and_keep_only(meta={"error": 1.0 / (epoch + 1)}, min_keys=["error"])
+        # Right after saving every rank finds the checkpoint complete.
+        latest = checkpointer.find_checkpoint(min_key="error")
+        assert latest.meta["error"] == 1.0 / (epoch + 1)
+        assert (latest.path / "model.ckpt").is_file()
+    torch.distributed.destroy_process_group()
+
+
+def test_atomic_checkpointer_with_ranks_arriving_at_different_times(tmp_path):
+    mp.spawn(_checkpoint_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert len(names) == 1 and names[0].startswith("CKPT+"), names  # one writer, no staging left
+    assert sorted(p.name for p in (tmp_path / names[0]).iterdir()) == ["CKPT.yaml", "model.ckpt"]
+
+
+# ------------------------------------------------------------------ the recipe, end to end
+
+
+def torchrun_command(data, output, *extra, epochs=2, nproc=2):
+    """The README's torchrun command on the generated data (1 s clips, batch 8, gloo)."""
+    command = training_command("focalnet_cpu.yaml", data, output, *extra, epochs=epochs)
+    command = [c for c in command[2:] if c not in ("--device", "cpu")]  # torchrun picks the device
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+            "--master_port", str(_free_port()), str(REPO / "recipes" / "train.py"),
+            *command, "--distributed_backend", "gloo"]
+
+
+def with_options(command, *pairs):
+    """``command`` with each ``--name value`` pair replacing the one it has, or appended."""
+    command = list(command)
+    for name, value in zip(pairs[::2], pairs[1::2]):
+        if name in command:
+            command[command.index(name) + 1] = value
+        else:
+            command += [name, value]
+    return command
+
+
+def run_torchrun(command):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+
+
+def logged(train_log, key):
+    lines = Path(train_log).read_text().splitlines()
+    return [line.split(f"{key}: ")[1].split(",")[0].split(" ")[0]
+            for line in lines if line.startswith("epoch: ")]
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training_matches_its_checkpoint_in_one_process(fake_esc10, tmp_path):
+    """Issue 14 must-show 1 and 3 on generated data: one writer, whole-split metrics."""
+    output = tmp_path / "ddp"
+    result = run_torchrun(torchrun_command(fake_esc10, output))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert logged(output / "train_log.txt", "epoch") == ["1", "2"]
+    # 60 training clips: 30 per process, 3 batches of 8 (drop_last): 6 steps in all.
+    assert float(logged(output / "train_log.txt", "lr")[-1]) == pytest.approx(END_LR, rel=0.01)
+    checkpoints = list((output / "save").glob("CKPT+*"))
+    assert len(checkpoints) == 1
+    assert not list((output / "save").glob(".staging-*"))
+    assert (output / "log.txt").read_text().count("Test accuracy") == 1
+    summary = json.loads((output / "test_results.json").read_text())
+    assert summary["num_clips"] == 20  # the whole test split, no sampler padding
+
+    # The same folder evaluated by one process (a finished run is only tested again).
+    single = tmp_path / "single"
+    subprocess.run(["cp", "-r", str(output), str(single)], check=True)
+    (single / "test_results.json").unlink()
+    result = run_recipe(training_command("focalnet_cpu.yaml", fake_esc10, single))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert logged(single / "train_log.txt", "epoch") == ["1", "2"]  # not retrained
+    again = json.loads((single / "test_results.json").read_text())
+    assert again["confusion_matrix"] == summary["confusion_matrix"]
+    assert again["accuracy"] == summary["accuracy"]
+
+
+@pytest.mark.slow
+def test_torchrun_resumes_after_kill_during_epoch_two(fake_esc10, tmp_path):
+    """Issue 14 must-show 2."""
+    output = tmp_path / "out"
+    command = torchrun_command(fake_esc10, output, epochs=3)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if list((output / "save").glob("CKPT+*")):  # atomic: epoch 1 is saved, epoch 2 runs
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "training ended before it could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert logged(output / "train_log.txt", "epoch") == ["1"]
+
+    result = run_torchrun(command)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert logged(output / "train_log.txt", "epoch") == ["1", "2", "3"]
+    assert (output / "test_results.json").is_file()
+
+
+@pytest.mark.slow
+def test_final_lr_with_gradient_accumulation_is_the_schedules_end(fake_esc10, tmp_path):
+    """Issue 14 must-show 4: 60 clips, batch 8, accumulation 2 -> 3 steps per epoch."""
+    output = tmp_path / "out"
+    command = training_command("focalnet_cpu.yaml", fake_esc10, output,
+                               "--grad_accumulation_factor", "2", "--test_folds", "[]")
+    result = run_recipe(command)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert float(logged(output / "train_log.txt", "lr")[-1]) == pytest.approx(END_LR, rel=0.01)
+    (checkpoint,) = (output / "save").glob("CKPT+*")
+    optimizer = torch.load(checkpoint / "optimizer.ckpt", weights_only=True)
+    assert optimizer["param_groups"][0]["lr"] == pytest.approx(END_LR)
+    assert optimizer["state"][0]["step"] == 2 * math.floor(7 / 2)  # optimiser steps taken
+
+
+@pytest.mark.slow
+def test_training_longer_or_with_another_batch_size_continues(fake_esc10, tmp_path):
+    """Issue 15 item 2: 1 epoch, then 3 epochs in the same folder, then another batch size."""
+    output = tmp_path / "out"
+    first = training_command("focalnet_cpu.yaml", fake_esc10, output, "--test_folds", "[]", epochs=1)
+    assert run_recipe(first).returncode == 0
+    result = run_recipe(with_options(first, "--number_of_epochs", "3"))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "schedule of the new length" in result.stderr + result.stdout
+    assert logged(output / "train_log.txt", "epoch") == ["1", "2", "3"]
+    lrs = [float(lr) for lr in logged(output / "train_log.txt", "lr")]
+    assert lrs[1] > 10 * END_LR and lrs[2] == pytest.approx(END_LR, rel=0.01)
+    result = run_recipe(with_options(
+        training_command("focalnet_cpu.yaml", fake_esc10, output, "--test_folds", "[]", epochs=4),
+        "--batch_size", "4",
+    ))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert logged(output / "train_log.txt", "epoch") == ["1", "2", "3", "4"]
+    assert float(logged(output / "train_log.txt", "lr")[-1]) == pytest.approx(END_LR, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--train_folds", "[1]", "--batch_size", "128"), "make no full batch of batch_size 128"),
+        (("--train_folds", "[1, 2]", "--valid_folds", "[2]"), "share fold 2"),
+        (("--train_folds", "[]"), "train_folds is empty"),
+        (("--number_of_epochs", "0"), "number_of_epochs must be a positive integer"),
+        (("--grad_accumulation_factor", "0"), "grad_accumulation_factor must be a positive"),
+        # 60 clips, batch 12: 5 steps per epoch, 10 in all; OneCycleLR's warm-up is 1 step.
+        (("--batch_size", "12"), "pct_start * total steps must not be 1"),
+    ],
+)
+def test_configurations_that_cannot_train_stop_with_one_line(fake_esc10, tmp_path, extra, message):
+    """Issue 15 item 3: a one-line message, no traceback, no training started."""
+    output = tmp_path / "out"
+    result = run_recipe(with_options(training_command("focalnet_cpu.yaml", fake_esc10, output), *extra))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+    assert not list((output / "save").glob("CKPT+*")) and not (output / "train_log.txt").exists()
+
+
+@pytest.mark.slow
+def test_piq_trains_under_torchrun(trained_runs, tmp_path):
+    """recipes/train_piq.py with 2 gloo processes: DDP through piq_forward, one writer."""
+    classifier = trained_runs("focalnet_cpu.yaml")
+    output = tmp_path / "piq"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               "--master_port", str(_free_port()), str(REPO / "recipes" / "train_piq.py"),
+               str(REPO / "hparams" / "piq_focalnet_cpu.yaml"),
+               "--classifier_folder", str(classifier), "--output_folder", str(output),
+               "--number_of_epochs", "1", "--batch_size", "8", "--distributed_backend", "gloo"]
+    result = run_torchrun(command)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert logged(output / "train_log.txt", "epoch") == ["1"]
+    assert json.loads((output / "piq_training.json").read_text())["epochs"] == 1
+    assert len(list((output / "save").glob("CKPT+*"))) == 1
