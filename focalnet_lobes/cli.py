@@ -4,6 +4,7 @@
 
     focalnet-audio classify clip.wav --source DIR_OR_HUB_ID [--top_k 5]
     focalnet-audio interpret clip.wav --source DIR_OR_HUB_ID --out OUT/ [--quantile 0.9]
+    focalnet-audio interpret clip.wav --source DIR --out OUT/ --method lmac --lmac_source LMAC_RUN
 
 ``--source`` is a model folder (``recipes/export.py`` writes one; it holds
 ``hyperparams.yaml``) or a Hugging Face hub id; ``--savedir`` is where a hub
@@ -11,6 +12,9 @@ model's files are linked (default: the Hugging Face cache only). ``interpret``
 writes, for each clip, ``<stem>_interpretation.wav`` (the listenable
 interpretation), ``<stem>_interpretation.png`` (spectrogram, map, masked
 spectrogram) and ``<stem>_interpretation.json`` (the top-k classes and scores).
+The map is the model's own (``--method design``, the default) or that of an
+L-MAC trained on the model by ``recipes/train_lmac.py`` (``--method lmac
+--lmac_source FOLDER``).
 Also runnable as ``python -m focalnet_lobes.cli``.
 
 Problems (a missing or corrupt audio file, a source that is not a model) end
@@ -64,6 +68,10 @@ def build_parser():
     interpret.add_argument("--out", required=True, help="output folder")
     interpret.add_argument("--quantile", type=float, default=None,
                            help="mask quantile in [0, 1) (default: the model's)")
+    interpret.add_argument("--method", choices=("design", "lmac"), default="design",
+                           help="design: the model's own map (default); lmac: a trained L-MAC")
+    interpret.add_argument("--lmac_source", default=None,
+                           help="output folder of recipes/train_lmac.py (with --method lmac)")
     return parser
 
 
@@ -79,6 +87,11 @@ def _check_args(args):
             raise CommandError(f"cannot load audio file '{name}': file not found")
         if not path.is_file():
             raise CommandError(f"cannot load audio file '{name}': not a regular file")
+    method = getattr(args, "method", "design")
+    if method == "lmac" and not getattr(args, "lmac_source", None):
+        raise CommandError("--method lmac needs --lmac_source (an output folder of train_lmac.py)")
+    if method != "lmac" and getattr(args, "lmac_source", None):
+        raise CommandError("--lmac_source is only used with --method lmac")
 
 
 def load_classifier(source, savedir=None, device="cpu"):
@@ -152,6 +165,7 @@ def run_interpret(args, classifier, out=None):
             "predicted": top_k(result.probabilities[0], classifier.class_names, 1)[0],
             "top_k": top_k(result.probabilities[0], classifier.class_names, args.top_k),
             "quantile": result.quantile,
+            "method": getattr(args, "method", "design"),
             "mask_fraction": float(result.mask[0].float().mean()),
             "sample_rate": result.sample_rate,
             "duration_s": result.listenable.shape[-1] / result.sample_rate,
@@ -176,6 +190,13 @@ def main(argv=None):
     try:
         _check_args(args)
         classifier = load_classifier(args.source, args.savedir, args.device)
+        if getattr(args, "method", "design") == "lmac":
+            from focalnet_lobes.lmac import LMACFolderError
+
+            try:
+                classifier.use_lmac(args.lmac_source)
+            except LMACFolderError as error:
+                raise CommandError(str(error)) from error
         if args.command == "classify":
             run_classify(args, classifier)
         else:

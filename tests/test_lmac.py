@@ -289,3 +289,52 @@ def test_recipe_resumes_after_a_kill_and_is_evaluated_by_interpret(trained_runs,
     )
     table = json.loads((tmp_path / "comparison" / "comparison.json").read_text())
     assert [row["method"] for row in table["rows"]] == ["lmac"] * 6
+
+    # AudioClassifier and the command line can use the trained L-MAC.
+    from export import export_classifier
+
+    from focalnet_lobes.cli import main
+    from focalnet_lobes.inference import AudioClassifier
+
+    model_folder = tmp_path / "model"
+    export_classifier(classifier_folder, model_folder, verify=False)
+    classifier = AudioClassifier.from_hparams(source=str(model_folder))
+    wavs = torch.randn(2, 16000, generator=torch.Generator().manual_seed(1))
+    by_design = classifier.interpret_batch(wavs, quantile=0.9)
+    lmac = classifier.use_lmac(output).interpret_batch(wavs, quantile=0.9)
+    with torch.no_grad():
+        _, expected = interpreter(classifier.mods.model, classifier.compute_features(wavs))
+    torch.testing.assert_close(lmac.maps, expected)
+    assert not torch.allclose(lmac.maps, by_design.maps)
+    torch.testing.assert_close(lmac.probabilities, by_design.probabilities)
+    assert lmac.listenable.shape == wavs.shape
+    restored = classifier.use_lmac(None).interpret_batch(wavs, quantile=0.9)
+    torch.testing.assert_close(restored.maps, by_design.maps)
+
+    audio = tmp_path / "clip.wav"
+    import soundfile
+
+    soundfile.write(audio, wavs[0].numpy(), 16000)
+    status = main(["interpret", str(audio), "--source", str(model_folder),
+                   "--out", str(tmp_path / "cli"), "--method", "lmac", "--lmac_source", str(output)])
+    assert status == 0
+    document = json.loads((tmp_path / "cli" / "clip_interpretation.json").read_text())
+    assert document["method"] == "lmac" and Path(document["wav"]).is_file()
+    status = main(["interpret", str(audio), "--source", str(model_folder),
+                   "--out", str(tmp_path / "cli"), "--method", "lmac",
+                   "--lmac_source", str(tmp_path / "missing")])
+    assert status == 1
+
+
+def test_cli_lmac_options_are_checked_before_loading(tmp_path, capsys):
+    import soundfile
+
+    from focalnet_lobes.cli import main
+
+    audio = tmp_path / "clip.wav"
+    soundfile.write(audio, torch.zeros(1600).numpy(), 16000)
+    common = ["interpret", str(audio), "--source", str(tmp_path / "no_model"), "--out", str(tmp_path)]
+    assert main(common + ["--method", "lmac"]) == 1
+    assert "--method lmac needs --lmac_source" in capsys.readouterr().err
+    assert main(common + ["--lmac_source", str(tmp_path)]) == 1
+    assert "only used with --method lmac" in capsys.readouterr().err
