@@ -4,7 +4,7 @@
 
     focalnet-audio classify INPUT... [--source DIR_OR_HUB_ID] [--top_k 5] [--out OUT/]
     focalnet-audio interpret INPUT... --out OUT/ [--source DIR_OR_HUB_ID] [--quantile 0.9]
-        [--window SECONDS] [--hop SECONDS]
+        [--window SECONDS] [--hop SECONDS] [--method lmac --lmac_source LMAC_RUN]
 
 Inputs are audio files, folders (searched recursively for files with an audio
 extension, :data:`AUDIO_EXTENSIONS`) and glob patterns (``"clips/**/*.wav"``).
@@ -13,6 +13,10 @@ Without ``--source`` the model shipped with the package is used
 (``recipes/export.py`` writes one; it holds ``hyperparams.yaml``) or a Hugging
 Face hub id; ``--savedir`` is where the model's files are linked (symbolic
 links, or copies where links are not allowed; ``--local_strategy`` forces one).
+
+The map is the model's own (``--method design``, the default) or that of an
+L-MAC trained on the model by ``recipes/train_lmac.py`` (``--method lmac
+--lmac_source FOLDER``).
 
 **Clips and long recordings.** A file no longer than the model's clip length
 (``pad_to_seconds`` of its YAML, 5 s for the shipped model) is one clip, as in
@@ -120,6 +124,10 @@ def build_parser():
     interpret.add_argument("--out", required=True, help="output folder")
     interpret.add_argument("--quantile", type=float, default=None,
                            help="mask quantile in [0, 1) (default: the model's)")
+    interpret.add_argument("--method", choices=("design", "lmac"), default="design",
+                           help="design: the model's own map (default); lmac: a trained L-MAC")
+    interpret.add_argument("--lmac_source", default=None,
+                           help="output folder of recipes/train_lmac.py (with --method lmac)")
     return parser
 
 
@@ -133,6 +141,11 @@ def _check_args(args):
         value = getattr(args, option)
         if value is not None and not value > 0:
             raise CommandError(f"--{option} must be a positive number of seconds, got {value}")
+    method = getattr(args, "method", "design")
+    if method == "lmac" and not getattr(args, "lmac_source", None):
+        raise CommandError("--method lmac needs --lmac_source (an output folder of train_lmac.py)")
+    if method != "lmac" and getattr(args, "lmac_source", None):
+        raise CommandError("--lmac_source is only used with --method lmac")
 
 
 def _check_windows(args, classifier):
@@ -344,6 +357,7 @@ def _process_clip(args, classifier, path, name, out_dir):
         json_path = base.with_name(base.name + "_interpretation.json")
         document.update({
             "quantile": result.quantile,
+            "method": getattr(args, "method", "design"),
             "mask_fraction": float(result.mask[0].float().mean()),
             "sample_rate": result.sample_rate,
             "duration_s": result.listenable.shape[-1] / result.sample_rate,
@@ -541,6 +555,13 @@ def main(argv=None):
             raise CommandError("no audio file among the inputs: " + "; ".join(
                 f"'{name}': {reason}" for name, reason in problems))
         classifier = load_classifier(args.source, args.savedir, args.device, args.local_strategy)
+        if getattr(args, "method", "design") == "lmac":
+            from focalnet_lobes.lmac import LMACFolderError
+
+            try:
+                classifier.use_lmac(args.lmac_source)
+            except LMACFolderError as error:
+                raise CommandError(str(error)) from error
         _check_windows(args, classifier)
         _, failures = run(args, classifier, files, problems)
     except CommandError as error:

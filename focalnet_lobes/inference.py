@@ -559,6 +559,42 @@ class AudioClassifier(Pretrained):
             raise ValueError(f"quantile must be in [0, 1), got {quantile}")
         return quantile
 
+    def use_lmac(self, folder):
+        """Interpret with a trained L-MAC instead of the YAML's interpreter (the by-design map).
+
+        L-MAC (Paissan et al., ICML 2024; :mod:`focalnet_lobes.lmac`) is a decoder
+        trained by ``recipes/train_lmac.py`` on this classifier; its mask, on the
+        same feature grid, goes through the same quantile mask and listenable
+        output. Call ``use_lmac(None)`` to go back to the YAML's interpreter.
+
+        Arguments
+        ---------
+        folder : str or pathlib.Path or None
+            Output folder of ``recipes/train_lmac.py`` (``None``: the YAML's interpreter).
+
+        Returns
+        -------
+        AudioClassifier
+            ``self``.
+
+        Raises
+        ------
+        focalnet_lobes.lmac.LMACFolderError
+            When the folder is not a finished L-MAC training run.
+        ValueError
+            When the L-MAC was trained for another number of classes or
+            representation size (checked on first use).
+        """
+        from focalnet_lobes.lmac import load_lmac_interpreter
+
+        if not hasattr(self, "_design_interpreter"):
+            self._design_interpreter = self.mods.interpreter
+        if folder is None:
+            self.mods.interpreter = self._design_interpreter
+        else:
+            self.mods.interpreter = load_lmac_interpreter(folder, device=self.device)
+        return self
+
     def interpret_batch(self, wavs, quantile=None):
         """Classify and interpret clips of one length at the model's sample rate.
 

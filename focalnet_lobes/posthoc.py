@@ -1,0 +1,226 @@
+"""What the training recipes of post-hoc interpreters share (``recipes/train_lmac.py``).
+
+A post-hoc interpreter (L-MAC, PIQ) is trained on a frozen classifier from the
+output folder of ``recipes/train.py``, on that classifier's own manifests and
+clip length: the command line names the classifier folder, the interpreter's
+sizes are filled in from the classifier, the training time is carried across
+resumed runs in the checkpoints' meta.
+"""
+
+import functools
+import json
+import os
+
+import torch
+
+FILLED_FROM_CLASSIFIER = ("n_classes", "representation_dim")
+
+
+def _yaml_mapping(text):
+    """Top-level mapping of a YAML text without instantiating tags ({} if empty)."""
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="rt").load(text) if text and text.strip() else None
+    return dict(data) if data else {}
+
+
+def classifier_folder_from(hparams_file, overrides, method="The interpreter"):
+    """The ``classifier_folder`` of the command-line overrides, else of the YAML file.
+
+    Arguments
+    ---------
+    hparams_file : str or pathlib.Path
+        The recipe's YAML.
+    overrides : str
+        The command-line overrides (YAML text, as ``sb.parse_arguments`` gives them).
+    method : str
+        Named in the error.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        When neither gives a folder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = tempfile.mktemp(suffix=".yaml")
+    >>> _ = open(path, "w").write("classifier_folder: !PLACEHOLDER\\n")
+    >>> classifier_folder_from(path, "classifier_folder: results/focalnet_cpu/1986")
+    'results/focalnet_cpu/1986'
+    >>> classifier_folder_from(path, "", "L-MAC")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: L-MAC needs a trained classifier: pass --classifier_folder ...
+    """
+    folder = _yaml_mapping(overrides).get("classifier_folder")
+    if folder is None:
+        with open(hparams_file, encoding="utf-8") as fin:
+            folder = _yaml_mapping(fin.read()).get("classifier_folder")
+    if not isinstance(folder, str) or not folder:
+        raise ValueError(
+            f"{method} needs a trained classifier: pass --classifier_folder <output folder "
+            "of recipes/train.py> (e.g. results/focalnet_cpu/1986)"
+        )
+    return folder
+
+
+def overrides_with_classifier(overrides, n_classes, representation_dim):
+    """Add the classifier's ``n_classes`` and ``representation_dim`` to the overrides.
+
+    Values given on the command line must match the classifier.
+
+    Arguments
+    ---------
+    overrides : str
+        Command-line overrides (YAML text).
+    n_classes, representation_dim : int
+        From the classifier.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        When a given value does not match the classifier.
+
+    Example
+    -------
+    >>> print(overrides_with_classifier("lr: 0.01", n_classes=10, representation_dim=256))
+    lr: 0.01
+    n_classes: 10
+    representation_dim: 256
+    >>> overrides_with_classifier("n_classes: 50", 10, 256)
+    Traceback (most recent call last):
+    ...
+    ValueError: --n_classes 50 does not match the classifier (10)
+    """
+    given = _yaml_mapping(overrides)
+    lines = [overrides] if overrides and overrides.strip() else []
+    for key, value in zip(FILLED_FROM_CLASSIFIER, (n_classes, representation_dim)):
+        if key in given:
+            if int(given[key]) != value:
+                raise ValueError(f"--{key} {given[key]} does not match the classifier ({value})")
+        else:
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)
+
+
+def classifier_datasets(save_folder, sample_rate, clip_seconds, audio_cache_size=0):
+    """The classifier's train/valid/test datasets, clips as the classifier was trained on.
+
+    Reads the manifests ``save_folder/{train,valid,test}.json`` written by the
+    preparation of ``recipes/train.py``; items ``id``, ``sig`` (the clip read by
+    :func:`focalnet_lobes.audio.load_audio` at ``sample_rate``, cut or padded to
+    ``clip_seconds``) and ``label``. An empty manifest gives ``None``.
+
+    Arguments
+    ---------
+    save_folder : str or pathlib.Path
+        The classifier's ``save/`` folder.
+    sample_rate : int
+        Hz.
+    clip_seconds : float
+        Clip length in seconds.
+    audio_cache_size : int
+        Decoded clips kept in memory (0: none).
+
+    Returns
+    -------
+    dict
+        ``{"train", "valid", "test"}`` -> ``DynamicItemDataset`` or ``None``.
+
+    Example
+    -------
+    >>> import tempfile, soundfile
+    >>> from pathlib import Path
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> soundfile.write(folder / "a.wav", torch.zeros(800).numpy(), 8000)
+    >>> for split in ("train", "valid"):
+    ...     _ = (folder / f"{split}.json").write_text(
+    ...         json.dumps({"a": {"wav": str(folder / "a.wav"), "label": 3}})
+    ...     )
+    >>> _ = (folder / "test.json").write_text("{}")
+    >>> data = classifier_datasets(folder, 16000, 0.5)
+    >>> data["train"][0]["sig"].shape, int(data["train"][0]["label"]), data["test"]
+    (torch.Size([8000]), 3, None)
+    """
+    import speechbrain as sb
+
+    from focalnet_lobes.audio import fix_length, load_audio
+
+    num_samples = int(sample_rate * clip_seconds)
+
+    @functools.lru_cache(maxsize=int(audio_cache_size))
+    def read_clip(path):
+        return fix_length(load_audio(path, sample_rate), num_samples)
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def audio_pipeline(wav):
+        return read_clip(wav)
+
+    @sb.utils.data_pipeline.takes("label")
+    @sb.utils.data_pipeline.provides("label")
+    def label_pipeline(label):
+        return torch.tensor(int(label))
+
+    datasets = {}
+    for split in ("train", "valid", "test"):
+        path = os.path.join(save_folder, f"{split}.json")
+        with open(path, encoding="utf-8") as fin:
+            manifest = json.load(fin)
+        datasets[split] = (
+            sb.dataio.dataset.DynamicItemDataset(
+                manifest,
+                dynamic_items=[audio_pipeline, label_pipeline],
+                output_keys=["id", "sig", "label"],
+            )
+            if manifest
+            else None
+        )
+    return datasets
+
+
+def recorded_train_seconds(checkpointer):
+    """Training seconds recorded in the latest end-of-epoch checkpoint (0 if none).
+
+    Arguments
+    ---------
+    checkpointer : speechbrain.utils.checkpoints.Checkpointer
+
+    Returns
+    -------
+    float
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.utils.checkpoints import Checkpointer
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     checkpointer = Checkpointer(folder)
+    ...     before = recorded_train_seconds(checkpointer)
+    ...     _ = checkpointer.save_checkpoint(meta={"loss": 1.0, "train_seconds": 12.5})
+    ...     after = recorded_train_seconds(checkpointer)
+    >>> before, after
+    (0.0, 12.5)
+    """
+    latest = checkpointer.find_checkpoint(ckpt_predicate=lambda c: "train_seconds" in c.meta)
+    return float(latest.meta["train_seconds"]) if latest is not None else 0.0
+
+
+def count_parameters(module):
+    """Number of trainable parameters of a module.
+
+    Example
+    -------
+    >>> count_parameters(torch.nn.Linear(2, 3))
+    9
+    """
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

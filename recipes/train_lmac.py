@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Recipe for training L-MAC, the post-hoc listenable-map baseline, on a frozen classifier.
+
+L-MAC (Paissan, Della Libera, Ravanelli, Subakan, ICML 2024, "Listenable Maps for
+Audio Classifiers"; SpeechBrain's ``recipes/ESC50/interpret/train_lmac.py``)
+learns a decoder from the classifier's last-stage representation to a mask whose
+masked-in spectrogram keeps the classifier's prediction and whose masked-out
+spectrogram loses it, with an L1 penalty (``focalnet_lobes.lmac``). The
+classifier comes from the output folder of ``recipes/train.py`` and stays frozen
+(evaluation mode, no parameter gradients); L-MAC trains on the classifier's own
+train split and front end, keeps the checkpoint with the lowest validation loss
+and records its training time in ``lmac_training.json``.
+
+To run this recipe, do the following:
+> python recipes/train_lmac.py hparams/lmac_focalnet_cpu.yaml \\
+>     --classifier_folder results/focalnet_cpu/1986 --output_folder results/lmac_focalnet_cpu/1986
+
+Running the same command again after an interruption resumes from the last
+checkpoint; a finished run is not retrained. The trained interpreter is evaluated
+like every other method:
+> python recipes/interpret.py hparams/interpret_lmac.yaml --classifier_folder C --lmac_folder L
+
+Authors
+ * focalnet-audio contributors
+"""
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from focalnet_lobes.lmac import TRAINING_COST_FILE
+from focalnet_lobes.piq import representation_channels
+from focalnet_lobes.posthoc import (
+    classifier_datasets,
+    classifier_folder_from,
+    count_parameters,
+    overrides_with_classifier,
+    recorded_train_seconds,
+)
+from trained_classifier import load_trained_classifier
+
+logger = logging.getLogger(__name__)
+
+
+class LMACBrain(sb.Brain):
+    """Trains a :class:`~focalnet_lobes.lmac.LMACInterpreter` on a frozen classifier.
+
+    ``self.classifier`` and ``self.frontend`` (set before ``fit``) are not Brain
+    modules: they are neither trained, nor checkpointed, nor put in train mode.
+    Every epoch logs the loss and its terms (``in``, ``out``: cross-entropies of
+    the masked-in and masked-out inputs with the classifier's prediction; ``l1``:
+    mean mask; ``masked_in``, ``masked_out``: their weighted, signed
+    contributions); when evaluating also the ``fidelity`` (share of clips whose
+    prediction on the masked-in input is the prediction on the input). The
+    checkpoint meta holds the validation ``loss`` and the cumulated
+    ``train_seconds``.
+
+    Example
+    -------
+    >>> import focalnet_lobes
+    >>> from focalnet_lobes.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.features import SpectrogramFrontend
+    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.lmac import LMACInterpreter, LMACLoss
+    >>> from speechbrain.dataio.batch import PaddedBatch
+    >>> backbone = focalnet_lobes.create_model("vit_audio_small", num_classes=0, in_chans=1)
+    >>> brain = LMACBrain(
+    ...     modules={"interpreter": LMACInterpreter(192, 3, decoder_channels=(8,))},
+    ...     hparams={"compute_cost": LMACLoss()},
+    ...     run_opts={"device": "cpu"},
+    ... )
+    >>> brain.classifier = SpectrogramClassifier(backbone, LinearHead(192, 3)).eval()
+    >>> brain.frontend = SpectrogramFrontend(n_mels=64)
+    >>> batch = PaddedBatch([{"id": i, "sig": torch.randn(8000)} for i in "ab"])
+    >>> brain.on_stage_start(sb.Stage.VALID)
+    >>> loss = brain.compute_objectives(
+    ...     brain.compute_forward(batch, sb.Stage.VALID), batch, sb.Stage.VALID
+    ... )
+    >>> sorted(brain._stage_stats(float(loss.detach())))
+    ['fidelity', 'in', 'l1', 'loss', 'masked_in', 'masked_out', 'out']
+    """
+
+    def compute_forward(self, batch, stage):
+        """Waveforms -> magnitude and features -> classifier logits and mask logits."""
+        batch = batch.to(self.device)
+        wavs, _ = batch.sig
+        with torch.no_grad():
+            magnitude = self.frontend.spectrum(wavs).abs()
+            features = self.frontend.features_from_magnitude(magnitude)
+        return magnitude, self.modules.interpreter.lmac_forward(self.classifier, features)
+
+    def compute_objectives(self, predictions, batch, stage):
+        """L-MAC's loss; accumulates its terms, and the fidelity when evaluating."""
+        magnitude, output = predictions
+        terms = self.hparams.compute_cost(
+            self.classifier, self.frontend, magnitude, output.mask_logits, output.logits
+        )
+        batch_size = magnitude.shape[0]
+        for name, value in terms.items():
+            if value.dim() == 0:
+                total = self.stage_sums.get(name, 0.0)
+                self.stage_sums[name] = total + float(value.detach()) * batch_size
+        if stage != sb.Stage.TRAIN:
+            agree = terms["logits_in"].argmax(dim=1) == output.logits.argmax(dim=1)
+            self.stage_sums["fidelity"] = self.stage_sums.get("fidelity", 0.0) + float(
+                agree.float().sum()
+            )
+        self.stage_count += batch_size
+        return terms["loss"]
+
+    def on_fit_start(self):
+        """Recover (as every Brain) and the training time spent before this run."""
+        super().on_fit_start()
+        self.train_seconds = recorded_train_seconds(self.checkpointer)
+
+    def on_stage_start(self, stage, epoch=None):
+        """Reset the per-stage sums; start the epoch clock."""
+        self.stage_sums = {}
+        self.stage_count = 0
+        if stage == sb.Stage.TRAIN:
+            self.epoch_start = time.perf_counter()
+
+    def _stage_stats(self, stage_loss):
+        count = max(self.stage_count, 1)
+        stats = {name: total / count for name, total in self.stage_sums.items()}
+        stats["loss"] = stage_loss
+        return stats
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log every epoch, checkpoint the best by validation loss, log the test stage."""
+        stats = self._stage_stats(stage_loss)
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        if stage == sb.Stage.VALID:
+            self.train_seconds += time.perf_counter() - self.epoch_start
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta={"loss": stage_loss, "train_seconds": self.train_seconds},
+                min_keys=["loss"],
+            )
+        elif stage == sb.Stage.TEST:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+                test_stats=stats,
+            )
+
+
+def main(argv):
+    """Load the classifier, train L-MAC on its train split, record the cost, test."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    classifier_folder = classifier_folder_from(hparams_file, overrides, "L-MAC")
+    trained = load_trained_classifier(classifier_folder)
+    overrides = overrides_with_classifier(
+        overrides, len(trained.class_names), representation_channels(trained.model)
+    )
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+
+    datasets = classifier_datasets(
+        trained.hparams["save_folder"],
+        trained.hparams["sample_rate"],
+        trained.hparams["clip_seconds"],
+        hparams["audio_cache_size"],
+    )
+    if datasets["train"] is None or datasets["valid"] is None:
+        raise ValueError(
+            f"The classifier in {classifier_folder} has no training or validation clips "
+            f"in its manifests ({trained.manifest('train')})"
+        )
+
+    brain = LMACBrain(
+        modules={"interpreter": hparams["interpreter"]},
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    trained.to(brain.device)
+    brain.classifier = trained.model.eval().requires_grad_(False)
+    brain.frontend = trained.frontend.eval()
+
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+
+    epochs = int(hparams["epoch_counter"].current)
+    best = hparams["checkpointer"].find_checkpoint(min_key="loss")
+    seconds = recorded_train_seconds(hparams["checkpointer"])
+    cost = {
+        "method": "lmac",
+        "classifier_folder": str(Path(classifier_folder).resolve()),
+        "seconds": seconds,
+        "epochs": epochs,
+        "seconds_per_epoch": seconds / epochs if epochs else None,
+        "params": count_parameters(hparams["interpreter"]),
+        "best_valid_loss": best.meta["loss"] if best is not None else None,
+        "device": str(brain.device),
+    }
+    with open(os.path.join(hparams["output_folder"], TRAINING_COST_FILE), "w") as fout:
+        json.dump(cost, fout, indent=2)
+    logger.info(
+        "L-MAC trained %d epochs in %.1f s (%d parameters)", epochs, seconds, cost["params"]
+    )
+
+    if datasets["test"] is None:
+        logger.warning("The test manifest is empty: skipping the test stage")
+        return
+    brain.evaluate(
+        datasets["test"], min_key="loss", test_loader_kwargs=hparams["valid_dataloader_opts"]
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
