@@ -21,6 +21,8 @@ setup(
         "numpy",
         "soundfile",
         "matplotlib",
+        # bounded-cost resampling at any sample rate (focalnet_lobes.audio.resample)
+        "soxr>=0.3,<2",
     ],
     extras_require={
         # timm and transformers are references for the parity tests only;
