@@ -220,3 +220,96 @@ def test_undecodable_formats_are_unsupported_not_corrupt(demo_classifier, tmp_pa
     assert expected in message and str(path) in message and "\n" not in message
     if expected.startswith("unsupported"):
         assert "corrupt" not in message and "ffmpeg" in message and "WAV or FLAC" in message
+
+
+# --- item 4: truncated or implausibly short clips in preparation ---------------------
+
+
+def _prepare_folder(tmp_path):
+    from helpers_data import make_fake_esc50
+
+    root = tmp_path / "data"
+    make_fake_esc50(root, n_per_class=1, classes=(0, 41), folds=(1, 2), sample_rate=16000, duration_s=1.0)
+    return root
+
+
+def _clip_of(root, fold, target):
+    (path,) = sorted((root / "audio").glob(f"{fold}-*-{target}.wav"))
+    return path
+
+
+def test_truncated_and_short_clips_are_skipped_named_and_logged(tmp_path, caplog):
+    """The first 100 bytes of a clip (valid header, 28 samples) is truncated, not a 5 s clip
+    of silence; so is a header declaring more data than the file holds; a complete but
+    very short file is under min_seconds. All three are left out and named."""
+    import esc50_prepare
+    from esc50_prepare import prepare_esc50
+
+    root = _prepare_folder(tmp_path)
+    first_100_bytes = _clip_of(root, 1, 0)
+    first_100_bytes.write_bytes(first_100_bytes.read_bytes()[:100])
+    cut_in_half = _clip_of(root, 1, 41)
+    data = cut_in_half.read_bytes()
+    cut_in_half.write_bytes(data[: len(data) // 2])
+    short = _clip_of(root, 2, 0)
+    soundfile.write(str(short), np.full(400, 0.1), 16000, subtype="PCM_16")  # 25 ms, complete
+    kept = _clip_of(root, 2, 41)
+    save = tmp_path / "save"
+    with caplog.at_level("WARNING"):
+        prepare_esc50(root, save, train_folds=[1], valid_folds=[2], test_folds=[], download=False,
+                      min_seconds=0.5)
+    report = dict(line.split("\t") for line in (save / "skipped_files.txt").read_text().splitlines())
+    assert set(report) == {str(first_100_bytes), str(cut_in_half), str(short)}
+    assert report[str(first_100_bytes)].startswith("truncated: the header declares 32000 bytes")
+    assert "holds 56 (28 frames" in report[str(first_100_bytes)]
+    assert report[str(cut_in_half)].startswith("truncated")
+    assert report[str(short)].startswith("implausibly short: 0.025 s, under min_seconds = 0.5 s")
+    train = json.loads((save / "train.json").read_text())
+    valid = json.loads((save / "valid.json").read_text())
+    assert train == {} and list(valid) == [kept.stem]
+    logged = " ".join(caplog.messages)
+    for path in report:
+        assert path in logged
+    # the default minimum (0.1 s) also rejects the 25 ms clip, not the 1 s one
+    assert esc50_prepare.inspect_audio_file(short)[1].startswith("implausibly short")
+    assert esc50_prepare.inspect_audio_file(kept) == (1.0, None)
+    with pytest.raises(ValueError, match="min_seconds"):
+        prepare_esc50(root, save, download=False, min_seconds=-1)
+
+
+def test_recipe_yamls_set_the_minimum_from_the_clip_length():
+    from hyperpyyaml import load_hyperpyyaml
+
+    from esc50_prepare import DEFAULT_MIN_SECONDS, ESC50_CLIP_SECONDS
+
+    assert DEFAULT_MIN_SECONDS == ESC50_CLIP_SECONDS / 50
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    for name in ("focalnet_cpu.yaml", "vit_cpu.yaml"):
+        text = (repo / "hparams" / name).read_text()
+        hparams = load_hyperpyyaml(text, {"data_folder": "unused", "clip_seconds": 2.0})
+        assert hparams["min_clip_seconds"] == pytest.approx(0.2)
+
+
+@pytest.mark.real_data
+def test_real_esc10_folder_with_a_truncated_clip(esc50_dev, tmp_path):
+    """Must-show 3 on the real clips: links to the ESC-10 development copy, one of them
+    replaced by its first 100 bytes; preparation skips that one and names it."""
+    from esc50_prepare import prepare_esc50
+
+    root = tmp_path / "esc50"
+    (root / "audio").mkdir(parents=True)
+    (root / "meta").mkdir()
+    (root / "meta" / "esc50.csv").symlink_to(esc50_dev / "meta" / "esc50.csv")
+    clips = sorted((esc50_dev / "audio").glob("*.wav"))
+    for clip in clips:
+        (root / "audio" / clip.name).symlink_to(clip)
+    victim = root / "audio" / clips[0].name
+    victim.unlink()
+    victim.write_bytes(clips[0].read_bytes()[:100])
+    save = tmp_path / "save"
+    prepare_esc50(root, save, train_folds=[1, 2, 3], valid_folds=[4], test_folds=[],
+                  esc10=True, download=False, min_seconds=0.5)
+    report = (save / "skipped_files.txt").read_text().splitlines()
+    assert len(report) == 1 and report[0].startswith(f"{victim}\ttruncated")
+    counts = sum(len(json.loads((save / f"{s}.json").read_text())) for s in ("train", "valid"))
+    assert counts == len(clips) - 1
