@@ -313,3 +313,104 @@ def test_real_esc10_folder_with_a_truncated_clip(esc50_dev, tmp_path):
     assert len(report) == 1 and report[0].startswith(f"{victim}\ttruncated")
     counts = sum(len(json.loads((save / f"{s}.json").read_text())) for s in ("train", "valid"))
     assert counts == len(clips) - 1
+
+
+# --- item 10: forward passes depend on their input only (threads) -------------------
+
+
+def _modulation_pooled_classifier():
+    from focalnet_lobes.classifier import GlobalFeatureNorm, SpectrogramClassifier
+    from focalnet_lobes.focalnet import FocalNet
+    from focalnet_lobes.heads import LinearHead
+
+    torch.manual_seed(0)
+    backbone = FocalNet(in_chans=1, num_classes=0, embed_dim=8, depths=(1, 1), global_pool="modulation")
+    return SpectrogramClassifier(backbone, LinearHead(16, 4), GlobalFeatureNorm(16)).eval()
+
+
+def test_forward_does_not_depend_on_a_previous_call():
+    """With global_pool='modulation' the head used to read the modulator stored by the
+    last forward pass; pooling now takes the map of its own pass."""
+    model = _modulation_pooled_classifier()
+    first, second = torch.randn(2, 1, 40, 16), torch.randn(2, 1, 40, 16) * 3
+    with torch.no_grad():
+        alone = model(first)
+        model(second)  # a call in between
+        assert torch.equal(model(first), alone)
+        stage_maps, modulators = model.backbone.forward_features(model.normalizer(first), True)
+        model(second)
+        head = model.backbone.forward_head(stage_maps[-1], modulator=modulators[-1])
+        assert torch.equal(model.head(head), alone)
+        logits, maps = model.forward_with_maps(first)
+        assert torch.equal(logits, alone)
+    with pytest.raises(ValueError, match="modulator="):
+        model.backbone.forward_head(stage_maps[-1])  # no stored map to fall back on
+
+
+def test_model_code_does_not_import_interpretation_code():
+    import ast
+    import pathlib
+
+    import focalnet_lobes
+
+    package = pathlib.Path(focalnet_lobes.__file__).parent
+    for name in ("focalnet.py", "vit.py", "classifier.py", "layers.py", "stems.py", "heads.py"):
+        tree = ast.parse((package / name).read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "focalnet_lobes.interpret" not in imported, name
+    from focalnet_lobes.interpret import modulation_map
+    from focalnet_lobes.layers import modulation_map as shared
+
+    assert modulation_map is shared
+
+
+def test_two_threads_sharing_one_classifier_get_their_sequential_results(tmp_path):
+    """Two threads call one AudioClassifier (global_pool: modulation) with different clips,
+    many times; each gets exactly the result of a sequential call."""
+    import threading
+
+    folder = write_demo_model(tmp_path / "model")
+    text = (folder / "hyperparams.yaml").read_text()
+    text = text.replace("    depths: [1, 1]\n", "    depths: [1, 1]\n    global_pool: modulation\n")
+    (folder / "hyperparams.yaml").write_text(text)
+    import focalnet_lobes.focalnet as focalnet_module
+    from hyperpyyaml import load_hyperpyyaml
+
+    model = load_hyperpyyaml(text, {"pretrained_path": str(folder)})["model"]
+    torch.save(model.state_dict(), folder / "model.ckpt")
+    classifier = AudioClassifier.from_hparams(source=str(folder))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same kernels in the sequential calls and in each thread
+    assert classifier.mods.model.backbone.global_pool == "modulation"
+    assert isinstance(classifier.mods.model.backbone, focalnet_module.FocalNet)
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(1, 8000, generator=generator) * scale for scale in (0.2, 0.9)]
+    inputs[1][:, 4000:] = 0  # a different map: half the clip is silent
+    try:
+        expected = [classifier.classify_batch(wav)[0] for wav in inputs]
+    finally:
+        torch.set_num_threads(previous)
+    assert not torch.allclose(expected[0], expected[1])
+    mismatches, errors = [], []
+    barrier = threading.Barrier(2)
+
+    def worker(index):
+        try:
+            barrier.wait()
+            for _ in range(100):
+                probabilities = classifier.classify_batch(inputs[index])[0]
+                if not torch.equal(probabilities, expected[index]):
+                    mismatches.append(index)
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    torch.set_num_threads(1)
+    try:
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        torch.set_num_threads(previous)
+    assert errors == [] and mismatches == []
