@@ -47,8 +47,9 @@ from focalnet_lobes.audio import (
     load_audio,
     load_audio_with_level,
 )
-from focalnet_lobes.convert import convert_state_dict
+from focalnet_lobes.convert import architecture_differences, convert_state_dict
 from focalnet_lobes.interpret import quantile_mask
+from focalnet_lobes.pretrained_init import load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +65,11 @@ class ModelSourceError(FileNotFoundError):
 
 
 def _read_state_dict(path):
-    """Tensors of a ``torch.save``-d state dict (weights only)."""
+    """Tensors of a ``torch.save``-d state dict (weights only; one-line errors)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001  (pickle, zip and I/O errors)
-        raise ValueError(f"cannot read checkpoint '{path}': {error}") from error
+        state = load_weights_file(path)
+    except FileNotFoundError as error:
+        raise ValueError(f"cannot read checkpoint '{path}': file not found") from error
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint '{path}' holds a {type(state).__name__}, not a state dict")
     return state
@@ -85,9 +86,11 @@ def _load_checked(module, state, path):
         if tuple(state[key].shape) != tuple(own[key].shape)
     ]
     if missing or unexpected or mismatched:
+        settings = architecture_differences(state, own)
         raise ValueError(
             f"checkpoint '{path}' does not fit {type(module).__name__}: "
-            f"missing {missing[:6]}, unexpected {unexpected[:6]}, "
+            + (f"settings differ: {'; '.join(settings)}; " if settings else "")
+            + f"missing {missing[:6]}, unexpected {unexpected[:6]}, "
             f"shape mismatch (checkpoint vs model) {mismatched[:6]}"
         )
     module.load_state_dict(state, strict=True)

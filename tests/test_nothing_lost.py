@@ -414,3 +414,131 @@ def test_two_threads_sharing_one_classifier_get_their_sequential_results(tmp_pat
     finally:
         torch.set_num_threads(previous)
     assert errors == [] and mismatches == []
+
+
+# --- item 7: checkpoints with non-tensor objects --------------------------------------
+
+
+@pytest.fixture
+def namespace_checkpoint(tmp_path):
+    import argparse
+
+    from focalnet_lobes.focalnet import FocalNet
+
+    model = FocalNet(in_chans=1, num_classes=0, embed_dim=8, depths=(1, 1))
+    path = tmp_path / "other_codebase.pth"
+    torch.save({"model": model.state_dict(), "config": argparse.Namespace(lr=0.1, epochs=3)}, path)
+    return model, path
+
+
+def _assert_blocked_object_message(message, path):
+    assert "\n" not in message and str(path) in message
+    assert "argparse.Namespace" in message
+    assert "re-save" in message and "weights_only=False" in message
+    assert "Weights only load failed" not in message
+
+
+def test_pretrained_backbone_with_a_namespace_is_one_clear_line(namespace_checkpoint):
+    from focalnet_lobes.focalnet import FocalNet
+    from focalnet_lobes.pretrained_init import load_pretrained_backbone
+
+    _, path = namespace_checkpoint
+    model = FocalNet(in_chans=1, num_classes=0, embed_dim=8, depths=(1, 1))
+    with pytest.raises(ValueError) as error:
+        load_pretrained_backbone(model, path, "timm")
+    _assert_blocked_object_message(str(error.value), path)
+
+
+def test_every_user_checkpoint_loader_names_the_blocked_object(namespace_checkpoint, tmp_path):
+    """The Pretrainer hooks of the inference YAMLs read user files too."""
+    from focalnet_lobes.inference import load_state_dict_strict, load_transformers_backbone
+    from focalnet_lobes.pretrained_init import load_weights_file
+
+    model, path = namespace_checkpoint
+    for load in (
+        lambda: load_weights_file(path),
+        lambda: load_state_dict_strict(model, path),
+        lambda: load_transformers_backbone(model, path),
+    ):
+        with pytest.raises(ValueError) as error:
+            load()
+        _assert_blocked_object_message(str(error.value), path)
+    # the way out the message gives works
+    state = torch.load(path, weights_only=False)
+    torch.save(state["model"], tmp_path / "weights.pt")
+    load_state_dict_strict(model, tmp_path / "weights.pt")
+    # not a torch file at all: one line too
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint" * 10)
+    with pytest.raises(ValueError, match="cannot read checkpoint") as error:
+        load_weights_file(garbage)
+    assert "\n" not in str(error.value)
+
+
+# --- item 8: architecture settings that do not fit a checkpoint -----------------------
+
+
+def test_focalnet_checkpoint_with_other_focal_levels_and_conv_embed_names_the_settings(tmp_path):
+    """A transformers FocalNet with focal level 4 and a convolutional embedding, loaded
+    into a 3-level patch-embedding model: the message names both settings."""
+    from transformers import FocalNetConfig, FocalNetModel
+
+    from focalnet_lobes.focalnet import FocalNet
+    from focalnet_lobes.pretrained_init import load_pretrained_backbone
+
+    config = FocalNetConfig(embed_dim=16, depths=[1, 1, 1, 1], focal_levels=[4] * 4, focal_windows=[3] * 4,
+                            use_conv_embed=True, hidden_sizes=[32, 64, 128, 128])
+    path = tmp_path / "focalnet_l4_conv.bin"
+    torch.save(FocalNetModel(config).state_dict(), path)
+    model = FocalNet(in_chans=1, num_classes=0, embed_dim=16, depths=(1, 1, 1, 1), focal_levels=3)
+    with pytest.raises(ValueError) as error:
+        load_pretrained_backbone(model, path, "transformers")
+    message = str(error.value)
+    assert "focal_levels: checkpoint has [4, 4, 4, 4], model has [3, 3, 3, 3]" in message
+    assert "use_conv_embed: checkpoint has True, model has False" in message
+    assert "\n" not in message
+    # the settings it names are the way out: built with them, the checkpoint loads
+    fitting = FocalNet(in_chans=1, num_classes=0, embed_dim=16, depths=(1, 1, 1, 1), focal_levels=4,
+                       use_conv_embed=True)
+    load_pretrained_backbone(fitting, path, "transformers")
+
+
+@pytest.mark.parametrize(
+    "checkpoint_kwargs, model_kwargs, expected",
+    [
+        (dict(depth=3), dict(depth=2), "depth: checkpoint has 3, model has 2"),
+        (dict(embed_dim=32), dict(embed_dim=16), "embed_dim: checkpoint has 32, model has 16"),
+        (dict(patch_size=4), dict(patch_size=8), "patch_size: checkpoint has 4, model has 8"),
+    ],
+)
+def test_vit_checkpoint_of_another_size_names_the_setting(tmp_path, checkpoint_kwargs, model_kwargs, expected):
+    from focalnet_lobes.inference import load_state_dict_strict
+    from focalnet_lobes.pretrained_init import load_pretrained_backbone
+    from focalnet_lobes.vit import VisionTransformer
+
+    base = dict(in_chans=1, num_classes=0, patch_size=8, embed_dim=16, depth=2, num_heads=2, pos_embed_grid=4)
+    path = tmp_path / "vit.pth"
+    torch.save(VisionTransformer(**{**base, **checkpoint_kwargs}).state_dict(), path)
+    model = VisionTransformer(**{**base, **model_kwargs})
+    for load in (lambda: load_pretrained_backbone(model, path, "timm"),
+                 lambda: load_state_dict_strict(model, path)):
+        with pytest.raises(ValueError) as error:
+            load()
+        assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_trained_classifier_checkpoint_into_another_architecture_names_the_setting(tmp_path):
+    """Our own exported checkpoints (SpectrogramClassifier, 'backbone.' prefix) too."""
+    from focalnet_lobes.classifier import SpectrogramClassifier
+    from focalnet_lobes.focalnet import FocalNet
+    from focalnet_lobes.heads import LinearHead
+    from focalnet_lobes.inference import load_state_dict_strict
+
+    def build(**kwargs):
+        backbone = FocalNet(in_chans=1, num_classes=0, embed_dim=8, depths=(1, 2), **kwargs)
+        return SpectrogramClassifier(backbone, LinearHead(16, 3))
+
+    path = tmp_path / "model.ckpt"
+    torch.save(build(focal_levels=3).state_dict(), path)
+    with pytest.raises(ValueError, match=r"settings differ: focal_levels: checkpoint has \[3, 3\], model has \[2, 2\]"):
+        load_state_dict_strict(build(), path)
