@@ -810,6 +810,7 @@ pretrained_path: null
 quantile: 0.9
 waveform_normalization: peak
 pad_to_seconds: null
+silence_threshold_dbfs: -60.0
 compute_features: !new:focalnet_lobes.features.SpectrogramFrontend
     sample_rate: !ref <sample_rate>
     n_mels: 16

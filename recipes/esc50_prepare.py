@@ -57,6 +57,8 @@ from pathlib import Path, PurePosixPath
 
 import soundfile
 
+from focalnet_lobes.audio import audio_format_problem
+
 logger = logging.getLogger(__name__)
 
 ESC50_URL = "https://github.com/karolpiczak/ESC-50/archive/master.zip"
@@ -742,7 +744,8 @@ def inspect_audio_file(path, min_seconds=DEFAULT_MIN_SECONDS):
     try:
         info = soundfile.info(str(path))
     except Exception as error:  # noqa: BLE001  (libsndfile raises several types)
-        return None, f"unreadable or corrupt audio ({error})"
+        # "unsupported format ..." (with the ffmpeg way out) or "unreadable or corrupt audio ..."
+        return None, audio_format_problem(path, error)
     if info.frames <= 0:
         return None, "empty audio (0 frames)"
     if info.samplerate <= 0:

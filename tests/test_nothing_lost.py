@@ -176,7 +176,10 @@ def test_silence_threshold_is_a_documented_level(demo_classifier, tmp_path):
     # silence_threshold_dbfs: null disables the check
     folder = write_demo_model(tmp_path / "model")
     text = (folder / "hyperparams.yaml").read_text()
-    (folder / "hyperparams.yaml").write_text("silence_threshold_dbfs: null\n" + text)
+    assert "silence_threshold_dbfs: -60.0\n" in text
+    (folder / "hyperparams.yaml").write_text(
+        text.replace("silence_threshold_dbfs: -60.0\n", "silence_threshold_dbfs: null\n")
+    )
     never = AudioClassifier.from_hparams(source=str(folder))
     assert never.classify_batch(quiet)[3][0] != SILENT_LABEL
 
