@@ -67,7 +67,11 @@ _CLASSIFY_SCRIPT = textwrap.dedent(
         start = time.perf_counter()
         probabilities, score, index, labels = classifier.classify_file(path)
         seconds = time.perf_counter() - start
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # VmHWM: peak resident memory of this process image (ru_maxrss would carry the
+        # forking parent's peak across exec)
+        with open("/proc/self/status") as status:
+            hwm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+        peak_mb = hwm_kb / 1024
         report.append({"rate": rate, "seconds": seconds, "peak_mb": peak_mb,
                        "sum": float(probabilities.sum()), "label": labels[0]})
     print(json.dumps(report))
