@@ -549,3 +549,37 @@ def test_trained_classifier_checkpoint_into_another_architecture_names_the_setti
     torch.save(build(focal_levels=3).state_dict(), path)
     with pytest.raises(ValueError, match=r"settings differ: focal_levels: checkpoint has \[3, 3\], model has \[2, 2\]"):
         load_state_dict_strict(build(), path)
+
+
+# --- the same faults as the command line shows them ----------------------------------
+
+
+def test_command_line_shows_silence_rates_and_formats_in_one_line(tmp_path, capsys):
+    """focalnet-audio classify: dither gets no confident class (every score 1/K); a rate
+    it cannot honour and an .m4a end with one line and exit status 1."""
+    from focalnet_lobes.cli import main
+
+    model = write_demo_model(tmp_path / "model")
+    dither = tmp_path / "dither.wav"
+    soundfile.write(str(dither), np.random.default_rng(1).integers(-1, 2, 16000).astype(np.int16), 16000,
+                    subtype="PCM_16")
+    assert main(["classify", str(dither), "--source", str(model), "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert [entry["score"] for entry in result["top_k"]] == pytest.approx([1 / 3] * 3)
+    slow_rate = tmp_path / "rate_500.wav"
+    soundfile.write(str(slow_rate), np.zeros(50), 500, subtype="PCM_16")
+    m4a = _m4a_like(tmp_path / "song.m4a")
+    for path, expected in ((slow_rate, "unsupported sample rate 500 Hz"), (m4a, "unsupported format MP4/M4A")):
+        assert main(["classify", str(path), "--source", str(model)]) == 1
+        error = capsys.readouterr().err.strip()
+        assert "\n" not in error and expected in error and str(path) in error
+
+
+def test_preparation_reports_an_undecodable_clip_as_unsupported(tmp_path):
+    from esc50_prepare import inspect_audio_file
+
+    duration, reason = inspect_audio_file(_m4a_like(tmp_path / "1-100-A-0.m4a"))
+    assert duration is None and reason.startswith("unsupported format MP4/M4A") and "ffmpeg" in reason
+    garbage = tmp_path / "1-100-A-0.wav"
+    garbage.write_bytes(b"RIFF\x24\x00\x00\x00WAVEgarbage" + bytes(100))
+    assert inspect_audio_file(garbage)[1].startswith("unreadable or corrupt audio")
