@@ -25,8 +25,9 @@ setup(
         "numpy",
         "soundfile",
         "matplotlib",
-        # streaming resampler of long recordings (focalnet_lobes.longform); 1.1.0 tested
-        "soxr>=0.3",
+        # bounded-cost resampling at any sample rate (focalnet_lobes.audio.resample),
+        # streamed for long recordings (focalnet_lobes.longform); 1.1.0 tested
+        "soxr>=0.3,<2",
     ],
     extras_require={
         # timm and transformers are references for the parity tests only;

@@ -7,19 +7,44 @@ file and reports every problem (missing, unreadable, empty) as an
 :class:`AudioError` that names the file. :func:`fix_length` crops or zero-pads to
 the fixed length a batch needs (ESC-50 clips are 5 s, 80000 samples at 16 kHz).
 
-The tensor functions are pure (no I/O); only :func:`load_audio` reads files.
+Resampling uses soxr (libsoxr's polyphase resampler, "HQ" quality), whose cost
+is linear in the number of samples for any pair of rates: an awkward rate such as
+44 101 Hz costs as much as 44 100 Hz (a windowed-sinc kernel built from the
+gcd-reduced rates, as ``torchaudio.transforms.Resample`` builds, grows with
+``rate / gcd`` and needs tens of GB for such rates). Sample rates outside
+[:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] are refused with an
+:class:`AudioError` naming the rate.
+
+:func:`level_dbfs` measures a clip's RMS level in dB relative to full scale
+before any normalisation; :func:`is_silent` compares it with a documented
+threshold (:data:`DEFAULT_SILENCE_DBFS`), so that near-silent input (a dither
+floor) is reported as silent instead of being amplified to full scale and
+classified.
+
+The tensor functions are pure (no I/O); only :func:`load_audio` and
+:func:`load_audio_with_level` read files.
 """
 
-import functools
 import math
 from pathlib import Path
 
 import numpy as np
 import soundfile
+import soxr
 import torch
 import torchaudio
 
 DEFAULT_SAMPLE_RATE = 16000
+#: Lowest and highest sample rate (Hz) accepted for a clip; both ends are
+#: well outside audio practice (telephony is 8 kHz, studio masters 384 kHz).
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768000
+#: RMS level (dBFS, of the clip before normalisation) under which a clip is
+#: silent. A full-scale sine is -3 dBFS; +-1 LSB dither of 16-bit audio about
+#: -93 dBFS; the quietest of the 320 ESC-10 development clips -48 dBFS.
+DEFAULT_SILENCE_DBFS = -60.0
+#: The label reported for a silent clip.
+SILENT_LABEL = "silence"
 
 
 class AudioError(ValueError):
@@ -67,18 +92,126 @@ def _as_float_tensor(waveform, name="waveform"):
 
 
 def _check_sample_rate(sample_rate, name):
-    """Return ``sample_rate`` as a positive int, or raise ValueError."""
+    """Return ``sample_rate`` as an int in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], or raise ValueError."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a positive integer, got {sample_rate!r}")
     if not math.isfinite(sample_rate) or sample_rate <= 0 or int(sample_rate) != sample_rate:
         raise ValueError(f"{name} must be a positive integer, got {sample_rate!r}")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ValueError(
+            f"unsupported {name.replace('_', ' ')} {int(sample_rate)} Hz: supported rates are "
+            f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz"
+        )
     return int(sample_rate)
 
 
-@functools.lru_cache(maxsize=8)
-def _resampler(orig_sample_rate, sample_rate):
-    """Cached resampling transform (building its kernel costs far more than applying it)."""
-    return torchaudio.transforms.Resample(orig_sample_rate, sample_rate)
+def resample(waveform, orig_sample_rate, sample_rate):
+    """Resample the last dimension of a waveform, at a cost linear in its length.
+
+    libsoxr's "HQ" polyphase resampler (python-soxr), whatever the two rates:
+    time and memory are O(samples), also for rates with a tiny common divisor
+    (44 101 -> 16 000 Hz), unlike a windowed-sinc kernel built on the
+    gcd-reduced rates (``torchaudio.transforms.Resample``).
+
+    Arguments
+    ---------
+    waveform : torch.Tensor
+        ``(time,)`` or ``(channels, time)``, real.
+    orig_sample_rate, sample_rate : int
+        Rates (Hz) of the input and of the result, in
+        [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`].
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., round(time * sample_rate / orig_sample_rate))``, float32.
+
+    Raises
+    ------
+    ValueError
+        A rate outside the supported range (the message names it), or more
+        than 2 dimensions.
+
+    Example
+    -------
+    >>> resample(torch.ones(44101), 44101, 16000).shape
+    torch.Size([16000])
+    >>> resample(torch.ones(2, 480), 48000, 16000).shape
+    torch.Size([2, 160])
+    >>> resample(torch.ones(10), 0, 16000)
+    Traceback (most recent call last):
+    ...
+    ValueError: orig_sample_rate must be a positive integer, got 0
+    """
+    orig_sample_rate = _check_sample_rate(orig_sample_rate, "orig_sample_rate")
+    sample_rate = _check_sample_rate(sample_rate, "sample_rate")
+    waveform = _as_float_tensor(waveform).to(torch.float32)
+    if waveform.dim() not in (1, 2):
+        raise ValueError(f"resample expects (time,) or (channels, time), got {tuple(waveform.shape)}")
+    if orig_sample_rate == sample_rate:
+        return waveform
+    samples = waveform.detach().cpu().numpy()
+    # soxr takes (time,) or (time, channels)
+    result = soxr.resample(samples.T if samples.ndim == 2 else samples, orig_sample_rate, sample_rate)
+    result = np.ascontiguousarray(result.T if samples.ndim == 2 else result, dtype=np.float32)
+    return torch.from_numpy(result).to(waveform.device)
+
+
+def level_dbfs(waveform):
+    """RMS level of each signal in dB relative to full scale (1.0), before any normalisation.
+
+    ``20 log10(sqrt(mean(x^2)))``: 0 dBFS for a full-scale square wave, -3.01 for a
+    full-scale sine, ``-inf`` for digital silence.
+
+    Arguments
+    ---------
+    waveform : torch.Tensor
+        ``(..., time)``, on the float scale where full scale is 1.0 (as
+        soundfile reads integer PCM).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(...)``, float64 dB (``-inf`` for all-zero signals).
+
+    Example
+    -------
+    >>> round(level_dbfs(torch.sin(torch.linspace(0, 200 * math.pi, 16000))).item(), 1)
+    -3.0
+    >>> level_dbfs(torch.zeros(2, 8)).tolist()
+    [-inf, -inf]
+    """
+    waveform = _as_float_tensor(waveform).double()
+    if waveform.dim() == 0 or waveform.shape[-1] == 0:
+        raise ValueError(f"level_dbfs needs at least one sample, got shape {tuple(waveform.shape)}")
+    return 10.0 * torch.log10(waveform.square().mean(dim=-1))
+
+
+def is_silent(waveform, threshold_dbfs=DEFAULT_SILENCE_DBFS):
+    """Whether each signal's RMS level (:func:`level_dbfs`) is below ``threshold_dbfs``.
+
+    Arguments
+    ---------
+    waveform : torch.Tensor
+        ``(..., time)``, full scale 1.0.
+    threshold_dbfs : float or None
+        Level in dBFS (e.g. -60); ``None`` never reports silence.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(...)`` bool.
+
+    Example
+    -------
+    >>> dither = torch.randint(-1, 2, (16000,)) / 32768.0  # +-1 LSB of 16-bit audio
+    >>> is_silent(dither).item(), is_silent(0.1 * torch.randn(16000)).item()
+    (True, False)
+    """
+    level = level_dbfs(waveform)
+    if threshold_dbfs is None:
+        return torch.zeros(level.shape, dtype=torch.bool)
+    return level < float(threshold_dbfs)
 
 
 def to_mono(waveform, channel_dim=None):
@@ -182,8 +315,14 @@ def prepare_waveform(waveform, orig_sample_rate, sample_rate=DEFAULT_SAMPLE_RATE
     Returns
     -------
     torch.Tensor
-        ``(time * sample_rate / orig_sample_rate,)`` (rounded up), float32, peak 1
-        (all zeros for silence).
+        ``(round(time * sample_rate / orig_sample_rate),)``, float32, peak 1
+        (all zeros for silence). Resampled with :func:`resample`.
+
+    Raises
+    ------
+    ValueError
+        A sample rate outside [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`]
+        (named), an empty waveform, or nothing left after resampling.
 
     Example
     -------
@@ -202,8 +341,12 @@ def prepare_waveform(waveform, orig_sample_rate, sample_rate=DEFAULT_SAMPLE_RATE
     if waveform.numel() == 0:
         raise ValueError("waveform is empty (0 samples)")
     if orig_sample_rate != sample_rate:
-        with torch.no_grad():
-            waveform = _resampler(orig_sample_rate, sample_rate)(waveform)
+        waveform = resample(waveform, orig_sample_rate, sample_rate)
+        if waveform.numel() == 0:
+            raise ValueError(
+                f"too short: no sample left after resampling from {orig_sample_rate} Hz "
+                f"to {sample_rate} Hz"
+            )
     return peak_normalize(waveform)
 
 
@@ -252,14 +395,179 @@ def _read_with_torchaudio(path):
     return waveform, rate
 
 
+# Containers soundfile (libsndfile) decodes, by their magic bytes.
+_DECODABLE_MAGIC = (
+    (b"RIFF", 0, "WAV"), (b"RIFX", 0, "WAV"), (b"RF64", 0, "RF64 WAV"), (b"BW64", 0, "BW64 WAV"),
+    (b"fLaC", 0, "FLAC"), (b"OggS", 0, "Ogg"), (b"FORM", 0, "AIFF"), (b".snd", 0, "AU"),
+    (b"caff", 0, "CAF"), (b"ID3", 0, "MP3"),
+)
+# Containers/codecs this install cannot decode: magic bytes and offset.
+_UNSUPPORTED_MAGIC = (
+    (b"ftyp", 4, "MP4/M4A (AAC or ALAC)"),
+    (b"\x1a\x45\xdf\xa3", 0, "Matroska/WebM"),
+    (b"\x30\x26\xb2\x75", 0, "ASF/WMA"),
+    (b"#!AMR", 0, "AMR"),
+    (b"\x0b\x77", 0, "AC-3"),
+    (b"MAC ", 0, "Monkey's Audio"),
+    (b"wvpk", 0, "WavPack"),
+    (b"\xff\xf1", 0, "AAC (ADTS)"),
+    (b"\xff\xf9", 0, "AAC (ADTS)"),
+)
+# Extensions of formats this install cannot decode (when the magic bytes say nothing).
+_UNSUPPORTED_EXTENSIONS = {
+    ".m4a": "MP4/M4A", ".mp4": "MP4", ".m4b": "MP4/M4A", ".aac": "AAC", ".alac": "ALAC",
+    ".wma": "WMA", ".webm": "WebM", ".mka": "Matroska", ".mkv": "Matroska", ".amr": "AMR",
+    ".ac3": "AC-3", ".ape": "Monkey's Audio", ".wv": "WavPack", ".3gp": "3GP", ".dts": "DTS",
+}
+CONVERT_HINT = "convert it to WAV or FLAC, e.g. 'ffmpeg -i IN -ac 1 -ar 16000 OUT.wav'"
+
+
+def audio_format_problem(path, error=None):
+    """Why an audio file could not be decoded: unsupported format or corrupt data.
+
+    Looks at the file's first bytes (and its extension when they say nothing):
+    a container this install cannot decode (MP4/M4A/AAC, WebM, WMA, ...) is an
+    *unsupported format*, with what to do; a file whose header is one soundfile
+    decodes (WAV, FLAC, Ogg, AIFF, ...) but whose data cannot be read is
+    *corrupt*; anything else is *not a recognised audio format*.
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        The file (it exists).
+    error : Exception or None
+        The decoder's error, quoted in the message for corrupt files.
+
+    Returns
+    -------
+    str
+        One line, starting with ``"unsupported format"``, ``"unreadable or
+        corrupt audio"`` or ``"not a recognised audio format"``.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> m4a = os.path.join(folder, "clip.m4a")
+    >>> _ = open(m4a, "wb").write(b"\\x00\\x00\\x00\\x20ftypM4A " + bytes(64))
+    >>> audio_format_problem(m4a)  # doctest: +ELLIPSIS
+    "unsupported format MP4/M4A (AAC or ALAC): this install cannot decode it; convert it to WAV or FLAC, ..."
+    >>> wav = os.path.join(folder, "clip.wav")
+    >>> _ = open(wav, "wb").write(b"RIFF" + bytes(40))
+    >>> audio_format_problem(wav, "Error in WAV file")
+    'unreadable or corrupt audio (WAV header, Error in WAV file)'
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(16)
+    except OSError as os_error:
+        return f"unreadable ({os_error.strerror or os_error})"
+    detail = f", {error}" if error is not None else ""
+    for magic, offset, name in _DECODABLE_MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return f"unreadable or corrupt audio ({name} header{detail})"
+    for magic, offset, name in _UNSUPPORTED_MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return f"unsupported format {name}: this install cannot decode it; {CONVERT_HINT}"
+    extension = Path(path).suffix.lower()
+    if extension in _UNSUPPORTED_EXTENSIONS:
+        return (
+            f"unsupported format {_UNSUPPORTED_EXTENSIONS[extension]} ({extension}): this install "
+            f"cannot decode it; {CONVERT_HINT}"
+        )
+    if extension in (".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".mp3", ".caf"):
+        return f"unreadable or corrupt audio (no valid {extension[1:].upper()} header{detail})"
+    return f"not a recognised audio format (readable formats: WAV, FLAC, Ogg, AIFF, MP3; {CONVERT_HINT})"
+
+
+def _read_file(path):
+    """Decode ``path``: ``((channels, time) float32 tensor on full scale 1.0, rate)``; AudioError otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "file not found")
+    if not path.is_file():
+        raise AudioError(path, "not a regular file")
+    try:
+        info = soundfile.info(str(path))
+        rate = info.samplerate
+    except Exception:  # noqa: BLE001  (libsndfile raises several types)
+        rate = None
+    if rate is not None:
+        # the rate is checked before decoding: nothing is allocated for a rate we refuse
+        try:
+            _check_sample_rate(rate, "sample_rate")
+        except ValueError:
+            raise AudioError(
+                path, f"unsupported sample rate {rate} Hz (supported: {MIN_SAMPLE_RATE} to "
+                f"{MAX_SAMPLE_RATE} Hz)"
+            ) from None
+    try:
+        samples, orig_sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        waveform = torch.from_numpy(samples.T.copy())  # (channels, time)
+    except Exception as soundfile_error:  # noqa: BLE001  (libsndfile raises several types)
+        try:
+            waveform, orig_sample_rate = _read_with_torchaudio(path)
+        except Exception:  # noqa: BLE001  (report soundfile's reason, the primary reader)
+            raise AudioError(path, audio_format_problem(path, soundfile_error)) from soundfile_error
+    if waveform.numel() == 0:
+        raise AudioError(path, "empty audio (0 samples)")
+    if not torch.isfinite(waveform).all():
+        raise AudioError(path, "contains NaN or infinite samples")
+    return waveform, orig_sample_rate
+
+
+def load_audio_with_level(path, sample_rate=DEFAULT_SAMPLE_RATE):
+    """Read an audio file as :func:`load_audio` does, with its level before normalisation.
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        The audio file.
+    sample_rate : int
+        Sample rate of the result in Hz.
+
+    Returns
+    -------
+    waveform : torch.Tensor
+        ``(time,)``, float32, peak-normalised (:func:`prepare_waveform`).
+    level : float
+        RMS level (:func:`level_dbfs`) of the mono mix at the file's own rate
+        and scale, before normalisation; ``-inf`` for digital silence.
+
+    Raises
+    ------
+    AudioError
+        As :func:`load_audio`.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "dither.wav")
+    >>> dither = np.random.default_rng(0).integers(-1, 2, 8000).astype(np.int16)
+    >>> soundfile.write(path, dither, 8000, subtype="PCM_16")
+    >>> clip, level = load_audio_with_level(path)
+    >>> clip.shape, round(clip.abs().max().item(), 3), level < DEFAULT_SILENCE_DBFS
+    (torch.Size([16000]), 1.0, True)
+    """
+    sample_rate = _check_sample_rate(sample_rate, "sample_rate")
+    waveform, orig_sample_rate = _read_file(path)
+    try:
+        level = float(level_dbfs(to_mono(waveform, channel_dim=0)))
+        return prepare_waveform(waveform, orig_sample_rate, sample_rate, channel_dim=0), level
+    except ValueError as error:
+        raise AudioError(path, str(error)) from error
+
+
 def load_audio(path, sample_rate=DEFAULT_SAMPLE_RATE):
     """Read an audio file as the model's input waveform.
 
-    Any sample rate and channel count is accepted: channels are averaged to
-    mono, the signal is resampled to ``sample_rate`` and peak-normalised
-    (:func:`prepare_waveform`). The file is read with soundfile; torchaudio is
-    tried for formats soundfile cannot read. A silent clip is valid and stays
-    zeros.
+    Any sample rate in [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] and any
+    channel count is accepted: channels are averaged to mono, the signal is
+    resampled to ``sample_rate`` (:func:`resample`, bounded time and memory) and
+    peak-normalised (:func:`prepare_waveform`). The file is read with
+    soundfile; torchaudio is tried for formats soundfile cannot read. A silent
+    clip is valid and stays zeros; use :func:`load_audio_with_level` to know its
+    level before normalisation.
 
     Arguments
     ---------
@@ -276,8 +584,10 @@ def load_audio(path, sample_rate=DEFAULT_SAMPLE_RATE):
     Raises
     ------
     AudioError
-        The file is missing, unreadable or corrupt, empty (0 samples), or holds
-        non-finite samples; the message names the file and the problem.
+        The file is missing, in a format this install cannot decode
+        ("unsupported format ...", with what to do), corrupt, empty (0
+        samples), at an unsupported sample rate (named), or holds non-finite
+        samples; the message names the file and the problem.
 
     Example
     -------
@@ -294,25 +604,4 @@ def load_audio(path, sample_rate=DEFAULT_SAMPLE_RATE):
     ...
     focalnet_lobes.audio.AudioError: cannot load audio file '...missing.wav': file not found
     """
-    sample_rate = _check_sample_rate(sample_rate, "sample_rate")
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "file not found")
-    if not path.is_file():
-        raise AudioError(path, "not a regular file")
-    try:
-        samples, orig_sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        waveform = torch.from_numpy(samples.T.copy())  # (channels, time)
-    except Exception as soundfile_error:  # noqa: BLE001  (libsndfile raises several types)
-        try:
-            waveform, orig_sample_rate = _read_with_torchaudio(path)
-        except Exception:  # noqa: BLE001  (report soundfile's reason, the primary reader)
-            raise AudioError(path, f"unreadable or corrupt audio ({soundfile_error})") from soundfile_error
-    if waveform.numel() == 0:
-        raise AudioError(path, "empty audio (0 samples)")
-    if not torch.isfinite(waveform).all():
-        raise AudioError(path, "contains NaN or infinite samples")
-    try:
-        return prepare_waveform(waveform, orig_sample_rate, sample_rate, channel_dim=0)
-    except ValueError as error:
-        raise AudioError(path, str(error)) from error
+    return load_audio_with_level(path, sample_rate)[0]

@@ -191,7 +191,7 @@ class SpectrogramClassifier(nn.Module):
             stage_maps, modulators = self.backbone.forward_features(
                 normalized, return_modulators=True
             )
-            embeddings = self.backbone.forward_head(stage_maps[-1])
+            embeddings = self.backbone.forward_head(stage_maps[-1], modulator=modulators[-1])
             maps = {"modulators": modulators, "stage_maps": stage_maps}
         elif kind == "vit":
             tokens, attentions = self.backbone.forward_features(

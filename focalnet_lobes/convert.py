@@ -6,6 +6,9 @@ and maps every tensor to the parameter names of :class:`focalnet_lobes.FocalNet`
 strict=True)`` works on the result.
 """
 
+
+import re
+
 SOURCES = ("microsoft", "timm", "transformers")
 
 
@@ -453,3 +456,165 @@ def _convert_vit_transformers(state_dict):
             raise ValueError(f"layer {layer}: query, key and value {kind} are not all present")
         converted[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat(parts, dim=0)
     return converted
+
+
+# --- Architecture settings read from a state dict ----------------------------------
+
+_FOCALNET_BLOCK_KEY = re.compile(r"^(?P<prefix>.*?)stages\.(?P<stage>\d+)\.blocks\.(?P<block>\d+)\.(?P<rest>.+)$")
+_VIT_BLOCK_KEY = re.compile(r"^(?P<prefix>.*?)blocks\.(?P<block>\d+)\.attn\.qkv\.weight$")
+
+
+def architecture_settings(state_dict):
+    """The architecture settings of one of our FocalNet or ViT state dicts, from keys and shapes.
+
+    Reads what our parameter names and shapes determine (as converted by
+    :func:`convert_state_dict`, or ``model.state_dict()``; a common prefix such
+    as ``"backbone."`` is allowed), so that a checkpoint that does not fit a
+    model can be explained by the *setting* that differs rather than by a
+    tensor shape.
+
+    FocalNet: ``depths``, ``embed_dim``, ``focal_levels`` and ``focal_windows``
+    (per stage, from the depthwise focal convolutions), ``stem`` (``"patch"`` or
+    ``"cnn"``), ``use_conv_embed`` (3x3 downsampling convolutions), ``patch_size``,
+    ``in_chans``, ``use_layerscale``, ``use_postln_in_modulation``, ``mlp_ratio``
+    and ``num_classes``. ViT: ``depth``, ``embed_dim``, ``patch_size``,
+    ``in_chans``, ``mlp_ratio``, ``position_embeddings`` and ``num_classes``.
+    Settings that cannot be told apart from the tensors (e.g. the number of
+    attention heads) are not reported.
+
+    Arguments
+    ---------
+    state_dict : dict
+        Parameter name -> tensor.
+
+    Returns
+    -------
+    dict
+        ``{"architecture": "focalnet" | "vit" | None, setting: value, ...}``.
+
+    Example
+    -------
+    >>> from focalnet_lobes.focalnet import FocalNet
+    >>> model = FocalNet(embed_dim=8, depths=(1, 2), focal_levels=(3, 2), use_conv_embed=True)
+    >>> settings = architecture_settings(model.state_dict())
+    >>> settings["depths"], settings["focal_levels"], settings["use_conv_embed"]
+    ([1, 2], [3, 2], True)
+    """
+    keys = list(state_dict)
+    focal = [_FOCALNET_BLOCK_KEY.match(key) for key in keys]
+    focal = [match for match in focal if match and match["rest"].startswith("modulation")]
+    if focal:
+        return _focalnet_settings(state_dict, focal[0]["prefix"])
+    vit = [match for match in map(_VIT_BLOCK_KEY.match, keys) if match]
+    if vit:
+        return _vit_settings(state_dict, vit[0]["prefix"])
+    return {"architecture": None}
+
+
+def _shape(state_dict, key):
+    value = state_dict.get(key)
+    return tuple(value.shape) if hasattr(value, "shape") else None
+
+
+def _focalnet_settings(state_dict, prefix):
+    blocks, levels, windows = {}, {}, {}
+    for key in state_dict:
+        match = _FOCALNET_BLOCK_KEY.match(key)
+        if not match or match["prefix"] != prefix:
+            continue
+        stage, block = int(match["stage"]), int(match["block"])
+        blocks.setdefault(stage, set()).add(block)
+        conv = re.match(r"modulation\.focal_convs\.(\d+)\.weight$", match["rest"])
+        if conv and block == 0:
+            levels[stage] = max(levels.get(stage, 0), int(conv[1]) + 1)
+            if conv[1] == "0":
+                windows[stage] = _shape(state_dict, key)[-1]
+    stages = sorted(blocks)
+    settings = {
+        "architecture": "focalnet",
+        "depths": [len(blocks[stage]) for stage in stages],
+        "focal_levels": [levels.get(stage) for stage in stages],
+        "focal_windows": [windows.get(stage) for stage in stages],
+    }
+    first_block = f"{prefix}stages.{stages[0]}.blocks.0."
+    projection = _shape(state_dict, first_block + "modulation.modulator_proj.weight")
+    if projection:
+        settings["embed_dim"] = projection[0]
+    hidden = _shape(state_dict, first_block + "mlp.fc1.weight")
+    if hidden and projection:
+        settings["mlp_ratio"] = hidden[0] / projection[0]
+    stem_keys = [key for key in state_dict if key.startswith(prefix + "patch_embed.proj.")]
+    embed = _shape(state_dict, prefix + "patch_embed.proj.weight")
+    if stem_keys and embed is None:
+        settings["stem"] = "cnn"
+    elif embed is not None:
+        settings["stem"] = "patch"
+        settings["in_chans"] = embed[1]
+    downsample = _shape(state_dict, f"{prefix}stages.{stages[-1]}.downsample.proj.weight")
+    if downsample is not None:
+        settings["use_conv_embed"] = downsample[-1] == 3
+    elif embed is not None:
+        settings["use_conv_embed"] = embed[-1] == 7
+    if embed is not None and not settings.get("use_conv_embed"):
+        settings["patch_size"] = embed[-1]
+    settings["use_layerscale"] = any(key.endswith("modulation_layer_scale") for key in state_dict)
+    settings["use_postln_in_modulation"] = any(
+        key.endswith("modulation.output_norm.weight") for key in state_dict
+    )
+    head = _shape(state_dict, prefix + "head.weight")
+    settings["num_classes"] = head[0] if head else 0
+    return settings
+
+
+def _vit_settings(state_dict, prefix):
+    depth = len({m["block"] for m in map(_VIT_BLOCK_KEY.match, state_dict) if m and m["prefix"] == prefix})
+    settings = {"architecture": "vit", "depth": depth}
+    embed = _shape(state_dict, prefix + "patch_embed.proj.weight")
+    if embed is not None:
+        settings.update(embed_dim=embed[0], in_chans=embed[1], patch_size=embed[-1])
+    hidden = _shape(state_dict, prefix + "blocks.0.mlp.fc1.weight")
+    if hidden:
+        settings["mlp_ratio"] = hidden[0] / hidden[1]
+    position = _shape(state_dict, prefix + "pos_embed")
+    if position:
+        settings["position_embeddings"] = position[1]
+    head = _shape(state_dict, prefix + "head.weight")
+    settings["num_classes"] = head[0] if head else 0
+    return settings
+
+
+def architecture_differences(checkpoint_state, model_state, ignore=()):
+    """The settings on which a checkpoint and a model differ, one phrase each.
+
+    Arguments
+    ---------
+    checkpoint_state, model_state : dict
+        State dicts in our parameter names (see :func:`architecture_settings`).
+    ignore : sequence of str
+        Settings not to compare (e.g. ``"position_embeddings"``, which
+        :func:`focalnet_lobes.pretrained_init.adapt_state_dict` resamples).
+
+    Returns
+    -------
+    list of str
+        ``"focal_levels: checkpoint has [4, 4], model has [3, 3]"``...; empty
+        when no setting we can read differs.
+
+    Example
+    -------
+    >>> from focalnet_lobes.focalnet import FocalNet
+    >>> checkpoint = FocalNet(embed_dim=8, depths=(1, 1), focal_levels=4, use_conv_embed=True)
+    >>> model = FocalNet(embed_dim=8, depths=(1, 1), focal_levels=3)
+    >>> architecture_differences(checkpoint.state_dict(), model.state_dict())
+    ['focal_levels: checkpoint has [4, 4], model has [3, 3]', 'use_conv_embed: checkpoint has True, model has False']
+    """
+    ours, theirs = architecture_settings(checkpoint_state), architecture_settings(model_state)
+    if ours["architecture"] != theirs["architecture"]:
+        return [f"architecture: checkpoint is {ours['architecture']}, model is {theirs['architecture']}"]
+    differences = []
+    for name, value in ours.items():
+        if name in ignore or name == "architecture" or name not in theirs:
+            continue
+        if value != theirs[name]:
+            differences.append(f"{name}: checkpoint has {value}, model has {theirs[name]}")
+    return differences

@@ -20,6 +20,11 @@ NeurIPS 2022; ``classification/focalnet.py``) for spectrograms as well as images
   request, the per-stage **modulators** (output of ``h`` in the reference), which are
   the by-design interpretation maps of FocalNet.
 
+Every forward pass is a pure function of its input and the parameters: the layers
+keep nothing of a call (the modulators and gates are *returned*, never stored on the
+modules), so one model can serve concurrent calls (threads) and a result never
+depends on an earlier call.
+
 Layout and speed: inside the stages tensors are kept channels-last (B, H, W, C): the
 LayerNorms normalise the contiguous last dimension, and the pointwise projections
 (:class:`PointwiseLinear`), the depthwise focal convolutions and the strided patch
@@ -42,8 +47,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from focalnet_lobes.interpret import modulation_map
-from focalnet_lobes.layers import DropPath
+from focalnet_lobes.layers import DropPath, modulation_map
 from focalnet_lobes.registry import register_model
 from focalnet_lobes.stems import ConvStem
 
@@ -170,12 +174,12 @@ class FocalModulation(nn.Module):
     5. ``output_proj(query * modulator)`` (reference: ``proj``), with an optional
        LayerNorm before it (``use_postln_in_modulation``, reference: ``ln``).
 
-    After each forward the layer keeps ``self.modulator`` (B, C, H, W) and
-    ``self.gates`` (B, focal_level + 1, H, W) of the last call. They are **not
-    detached**: they stay in the autograd graph so that gradients can be taken
-    with respect to them (e.g. for gradient-weighted saliency), and they hold a
-    reference to that graph until the next forward (or :meth:`clear_maps`). Their
-    memory is channels-last (use ``reshape``, not ``view``).
+    With ``return_maps=True`` the forward also returns the ``modulator`` (B, C,
+    H, W) and the ``gates`` (B, focal_level + 1, H, W) of that call (nothing is
+    stored on the layer). They are **not detached**: they are the very tensors
+    used downstream, so gradients can be taken with respect to them (e.g. for
+    gradient-weighted saliency). Their memory is channels-last (use
+    ``reshape``, not ``view``).
 
     Arguments
     ---------
@@ -201,8 +205,8 @@ class FocalModulation(nn.Module):
     Example
     -------
     >>> modulation = FocalModulation(16, focal_window=3, focal_level=2)
-    >>> out = modulation(torch.randn(2, 9, 11, 16))
-    >>> out.shape, modulation.modulator.shape, modulation.gates.shape
+    >>> out, modulator, gates = modulation(torch.randn(2, 9, 11, 16), return_maps=True)
+    >>> out.shape, modulator.shape, gates.shape
     (torch.Size([2, 9, 11, 16]), torch.Size([2, 16, 9, 11]), torch.Size([2, 3, 9, 11]))
     >>> modulation.kernel_sizes
     [3, 5]
@@ -244,34 +248,13 @@ class FocalModulation(nn.Module):
         self.output_norm = norm_layer(dim) if use_postln_in_modulation else nn.Identity()
         self.output_proj = PointwiseLinear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.modulator = None
-        self.gates = None
 
-    def clear_maps(self):
-        """Forget the ``modulator`` and ``gates`` of the last forward.
+    def forward(self, x, return_maps=False):
+        """Modulate channels-last ``x`` (B, H, W, C); returns (B, H, W, C).
 
-        Example
-        -------
-        >>> modulation = FocalModulation(8, 3, 1)
-        >>> _ = modulation(torch.randn(1, 4, 4, 8))
-        >>> modulation.clear_maps()
-        >>> modulation.modulator is None
-        True
+        With ``return_maps``, returns ``(output, modulator, gates)``: the
+        modulator (B, C, H, W) and gates (B, focal_level + 1, H, W) of this call.
         """
-        self.modulator = None
-        self.gates = None
-
-    def __getstate__(self):
-        # The stored maps are non-leaf tensors of the last graph: they cannot be
-        # deep-copied or pickled, and they are not state. Drop them.
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        state = dict(state)
-        state["modulator"] = None
-        state["gates"] = None
-        return state
-
-    def forward(self, x):
-        """Modulate channels-last ``x`` (B, H, W, C); returns (B, H, W, C)."""
         # input_proj (the reference's ``f``) as three products on its row blocks:
         # each output is contiguous, which the convolutions below need, and three
         # narrow products are about twice as fast as one 2C+L+1-wide one and a copy.
@@ -281,10 +264,10 @@ class FocalModulation(nn.Module):
             pointwise_linear(x, weight[rows], None if bias is None else bias[rows])
             for rows in blocks
         )
-        # The stored maps are the very tensors used downstream (through views), so
+        # The returned maps are the very tensors used downstream (through views), so
         # that gradients with respect to them are defined.
-        self.gates = gates.permute(0, 3, 1, 2)
-        gates = self.gates.permute(0, 2, 3, 1)
+        gate_maps = gates.permute(0, 3, 1, 2)
+        gates = gate_maps.permute(0, 2, 3, 1)
         # (B, H, W, C) memory seen as (B, C, H, W): the channels_last layout, the
         # fast one of the depthwise convolutions on CPU.
         context = context.permute(0, 3, 1, 2)
@@ -302,9 +285,12 @@ class FocalModulation(nn.Module):
         if self.normalize_modulator:
             aggregate = aggregate / (self.focal_level + 1)
 
-        self.modulator = self.modulator_proj(aggregate).permute(0, 3, 1, 2)
-        modulated = query * self.modulator.permute(0, 2, 3, 1)
-        return self.proj_drop(self.output_proj(self.output_norm(modulated)))
+        modulator = self.modulator_proj(aggregate).permute(0, 3, 1, 2)
+        modulated = query * modulator.permute(0, 2, 3, 1)
+        output = self.proj_drop(self.output_proj(self.output_norm(modulated)))
+        if return_maps:
+            return output, modulator, gate_maps
+        return output
 
     def extra_repr(self):
         return (
@@ -400,18 +386,26 @@ class FocalNetBlock(nn.Module):
             branch = branch * scale
         return x + self.drop_path(branch)
 
-    def forward(self, x):
-        """Apply the block to channels-last ``x`` (B, H, W, C)."""
+    def forward(self, x, return_maps=False):
+        """Apply the block to channels-last ``x`` (B, H, W, C).
+
+        With ``return_maps``, returns ``(output, modulator, gates)`` of the
+        block's focal modulation (see :class:`FocalModulation`).
+        """
         if self.use_postln:
-            branch = self.modulation_norm(self.modulation(x))
+            branch, modulator, gates = self.modulation(x, return_maps=True)
+            branch = self.modulation_norm(branch)
         else:
-            branch = self.modulation(self.modulation_norm(x))
+            branch, modulator, gates = self.modulation(self.modulation_norm(x), return_maps=True)
         x = self._residual(x, branch, self.modulation_layer_scale)
         if self.use_postln:
             branch = self.mlp_norm(self.mlp(x))
         else:
             branch = self.mlp(self.mlp_norm(x))
-        return self._residual(x, branch, self.mlp_layer_scale)
+        x = self._residual(x, branch, self.mlp_layer_scale)
+        if return_maps:
+            return x, modulator, gates
+        return x
 
 
 class PatchEmbed(nn.Module):
@@ -579,15 +573,29 @@ class FocalNetStage(nn.Module):
         )
         self.use_checkpoint = use_checkpoint
 
-    def forward(self, x):
-        """Apply the stage to channels-last ``x`` (B, H, W, in_dim)."""
+    def forward(self, x, return_maps=False):
+        """Apply the stage to channels-last ``x`` (B, H, W, in_dim).
+
+        With ``return_maps``, returns ``(output, modulator, gates)``, the maps of
+        the stage's last block.
+        """
         if self.downsample is not None:
             x = self.downsample(x.permute(0, 3, 1, 2))
-        for block in self.blocks:
+        maps = (None, None)
+        for index, block in enumerate(self.blocks):
+            last = return_maps and index == len(self.blocks) - 1
             if self.use_checkpoint and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+                result = torch.utils.checkpoint.checkpoint(
+                    block, x, return_maps=last, use_reentrant=False
+                )
             else:
-                x = block(x)
+                result = block(x, return_maps=last)
+            if last:
+                x, *maps = result
+            else:
+                x = result
+        if return_maps:
+            return (x, *maps)
         return x
 
 
@@ -605,7 +613,7 @@ def modulation_pool_weights(modulator, temperature=None):
     """Pooling weights over positions from a modulator: its modulation map, normalised.
 
     The modulation map is the L2 norm of the modulator (B, C, h, w) over channels,
-    :func:`focalnet_lobes.interpret.modulation_map`, the map the interpretation
+    :func:`focalnet_lobes.layers.modulation_map`, the map the interpretation
     thresholds. The weights (B, h, w) sum to 1 per clip:
     proportional to the map (``temperature=None``), or ``softmax(map / temperature)``
     over the positions. They are computed in float32 (also under autocast).
@@ -705,8 +713,7 @@ class FocalNet(nn.Module):
         Block channels of the CNN stem (stride ``2 ** len(stem_channels)``).
     use_checkpoint : bool
         Gradient checkpointing of every block (less memory, one more forward of each
-        block during backward; that recomputation replaces the layers' stored
-        ``modulator``/``gates``, so read them before calling ``backward``).
+        block during backward).
     norm_layer : callable
         Normalisation layer builder (``nn.LayerNorm``, eps 1e-5, as the reference).
     global_pool : str
@@ -924,12 +931,12 @@ class FocalNet(nn.Module):
         x = self.pos_drop(self.patch_embed(x))
         stage_maps, stage_modulators = [], []
         for stage in self.stages:
-            stage_map = stage(x).permute(0, 3, 1, 2)
+            x, modulator, _ = stage(x, return_maps=True)
+            stage_map = x.permute(0, 3, 1, 2)
             stage_maps.append(stage_map)
+            stage_modulators.append(modulator)
             # continue from the returned map itself, so that gradients w.r.t. it exist
             x = stage_map.permute(0, 2, 3, 1)
-            if return_modulators:
-                stage_modulators.append(stage.blocks[-1].modulation.modulator)
         if return_modulators:
             return stage_maps, stage_modulators
         return stage_maps
@@ -944,9 +951,10 @@ class FocalNet(nn.Module):
         pre_logits : bool
             Return the pooled features (B, num_features) without the head.
         modulator : torch.Tensor or None
-            Only used by ``global_pool="modulation"``: the last layer's modulator
-            (B, num_features, h, w); ``None`` takes the one that layer stored in the
-            forward pass that produced ``last_stage_map``.
+            Needed by ``global_pool="modulation"`` (ignored otherwise): the last
+            layer's modulator (B, num_features, h, w) of the forward pass that
+            produced ``last_stage_map``, i.e.
+            ``forward_features(x, return_modulators=True)[1][-1]``.
 
         Returns
         -------
@@ -962,8 +970,8 @@ class FocalNet(nn.Module):
         >>> model.forward_head(torch.randn(2, 16, 3, 4), pre_logits=True).shape
         torch.Size([2, 16])
         >>> pooled = FocalNet(num_classes=5, embed_dim=8, depths=(1, 1), global_pool="modulation")
-        >>> stage_maps = pooled.forward_features(torch.randn(2, 3, 32, 32))
-        >>> pooled.forward_head(stage_maps[-1]).shape
+        >>> stage_maps, modulators = pooled.forward_features(torch.randn(2, 3, 32, 32), True)
+        >>> pooled.forward_head(stage_maps[-1], modulator=modulators[-1]).shape
         torch.Size([2, 5])
         """
         if last_stage_map.ndim != 4 or last_stage_map.shape[1] != self.num_features:
@@ -975,13 +983,12 @@ class FocalNet(nn.Module):
         if self.global_pool == "avg":
             pooled = tokens.mean((1, 2))
         else:
-            if modulator is None:
-                modulator = self.stages[-1].blocks[-1].modulation.modulator
             if modulator is None or modulator.shape != last_stage_map.shape:
                 got = None if modulator is None else tuple(modulator.shape)
                 raise ValueError(
-                    "global_pool='modulation' needs the last layer's modulator of the same "
-                    f"forward pass, shape {tuple(last_stage_map.shape)}; got {got}"
+                    "global_pool='modulation' needs modulator=, the last layer's modulator of "
+                    f"the same forward pass (forward_features(x, return_modulators=True)), "
+                    f"shape {tuple(last_stage_map.shape)}; got {got}"
                 )
             weights = modulation_pool_weights(modulator, self.pool_temperature)
             pooled = (tokens * weights.unsqueeze(-1).to(tokens.dtype)).sum((1, 2))
@@ -991,7 +998,8 @@ class FocalNet(nn.Module):
 
     def forward(self, x):
         """Logits (B, num_classes), or pooled features when ``num_classes == 0``."""
-        return self.forward_head(self.forward_features(x)[-1])
+        stage_maps, modulators = self.forward_features(x, return_modulators=True)
+        return self.forward_head(stage_maps[-1], modulator=modulators[-1])
 
     def modulation_layers(self):
         """Return the :class:`FocalModulation` layers, stage by stage, block by block.

@@ -17,6 +17,11 @@ Its ``hyperparams.yaml`` defines ``compute_features`` (the
 ``source`` by :meth:`AudioClassifier.from_hparams`) and a ``pretrainer`` that
 loads the checkpoints. Audio of any sample rate and channel count is read with
 :func:`focalnet_lobes.audio.load_audio` (16 kHz mono, peak-normalised).
+``silence_threshold_dbfs`` (optional, default
+:data:`focalnet_lobes.audio.DEFAULT_SILENCE_DBFS`, ``null`` disables) is the RMS
+level, measured before normalisation, under which a clip is reported as silent
+(label ``"silence"``, index -1, uniform probabilities) instead of being
+amplified to full scale and classified.
 
 This module also holds the Pretrainer hooks that load checkpoints into our lobes:
 :func:`load_state_dict_strict` (our own checkpoints),
@@ -35,9 +40,16 @@ import soundfile
 import torch
 from speechbrain.inference.interfaces import Pretrained
 
-from focalnet_lobes.audio import load_audio
-from focalnet_lobes.convert import convert_state_dict
+from focalnet_lobes.audio import (
+    DEFAULT_SILENCE_DBFS,
+    SILENT_LABEL,
+    level_dbfs,
+    load_audio,
+    load_audio_with_level,
+)
+from focalnet_lobes.convert import architecture_differences, convert_state_dict
 from focalnet_lobes.interpret import quantile_mask
+from focalnet_lobes.pretrained_init import load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +65,11 @@ class ModelSourceError(FileNotFoundError):
 
 
 def _read_state_dict(path):
-    """Tensors of a ``torch.save``-d state dict (weights only)."""
+    """Tensors of a ``torch.save``-d state dict (weights only; one-line errors)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001  (pickle, zip and I/O errors)
-        raise ValueError(f"cannot read checkpoint '{path}': {error}") from error
+        state = load_weights_file(path)
+    except FileNotFoundError as error:
+        raise ValueError(f"cannot read checkpoint '{path}': file not found") from error
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint '{path}' holds a {type(state).__name__}, not a state dict")
     return state
@@ -74,9 +86,11 @@ def _load_checked(module, state, path):
         if tuple(state[key].shape) != tuple(own[key].shape)
     ]
     if missing or unexpected or mismatched:
+        settings = architecture_differences(state, own)
         raise ValueError(
             f"checkpoint '{path}' does not fit {type(module).__name__}: "
-            f"missing {missing[:6]}, unexpected {unexpected[:6]}, "
+            + (f"settings differ: {'; '.join(settings)}; " if settings else "")
+            + f"missing {missing[:6]}, unexpected {unexpected[:6]}, "
             f"shape mismatch (checkpoint vs model) {mismatched[:6]}"
         )
     module.load_state_dict(state, strict=True)
@@ -217,6 +231,11 @@ class Interpretation:
     files : dict
         Paths written by :meth:`AudioClassifier.interpret_file` (``"wav"``,
         ``"png"``); empty otherwise.
+    silent : list of bool
+        Per clip: its level was under ``silence_threshold_dbfs`` (its label is
+        ``"silence"``, its index -1, its probabilities uniform).
+    levels_dbfs : torch.Tensor
+        (B,) RMS level of each clip before normalisation, dBFS.
     """
 
     labels: list
@@ -230,6 +249,8 @@ class Interpretation:
     quantile: float
     sample_rate: int
     files: dict = dataclasses.field(default_factory=dict)
+    silent: list = dataclasses.field(default_factory=list)
+    levels_dbfs: torch.Tensor = None
 
 
 def top_k(probabilities, labels, k=5):
@@ -363,6 +384,10 @@ class AudioClassifier(Pretrained):
                 f"got {normalization!r}"
             )
         self.waveform_normalization = normalization
+        threshold = getattr(self.hparams, "silence_threshold_dbfs", DEFAULT_SILENCE_DBFS)
+        if threshold is not None and not isinstance(threshold, (int, float)):
+            raise ValueError(f"silence_threshold_dbfs must be a number (dBFS) or null, got {threshold!r}")
+        self.silence_threshold_dbfs = None if threshold is None else float(threshold)
         pad_seconds = getattr(self.hparams, "pad_to_seconds", None)
         self.pad_to_samples = (
             int(round(float(pad_seconds) * self.hparams.sample_rate)) if pad_seconds else 0
@@ -450,8 +475,12 @@ class AudioClassifier(Pretrained):
         """
         return load_audio(path, self.sample_rate)
 
-    def _clips(self, wavs, wav_lens=None):
-        """Split a batch into normalised 1-D clips of their own lengths."""
+    def _clips(self, wavs, wav_lens=None, return_levels=False):
+        """Split a batch into normalised 1-D clips of their own lengths.
+
+        With ``return_levels`` also returns the (B,) RMS levels (dBFS) of the
+        clips before normalisation.
+        """
         if not isinstance(wavs, torch.Tensor):
             wavs = torch.as_tensor(np.asarray(wavs))
         if wavs.dim() == 1:
@@ -476,15 +505,37 @@ class AudioClassifier(Pretrained):
                     f"got {wav_lens.tolist()}"
                 )
             lengths = [max(1, int(round(float(r) * total))) for r in wav_lens]
-        clips = []
+        clips, levels = [], []
         for wav, length in zip(wavs, lengths):
             clip = wav[:length].float()
+            levels.append(float(level_dbfs(clip)))
             if self.waveform_normalization == "peak":
                 clip = clip / clip.abs().max().clamp_min(1e-8)
             elif self.waveform_normalization == "max":
                 clip = clip / clip.max().clamp_min(1e-8)
             clips.append(clip)
+        if return_levels:
+            return clips, torch.tensor(levels, dtype=torch.float64)
         return clips
+
+    def _silent(self, levels):
+        """(B,) bool: levels (dBFS) under ``silence_threshold_dbfs``."""
+        levels = torch.as_tensor(levels, dtype=torch.float64).reshape(-1)
+        if self.silence_threshold_dbfs is None:
+            return torch.zeros(levels.shape, dtype=torch.bool)
+        return levels < self.silence_threshold_dbfs
+
+    def _report_silence(self, probabilities, silent):
+        """Probabilities, scores, indices, labels with silent clips as 'silence'."""
+        probabilities = probabilities.clone()
+        probabilities[silent] = 1.0 / probabilities.shape[-1]
+        scores, indices = probabilities.max(dim=-1)
+        indices = torch.where(silent.to(indices.device), torch.full_like(indices, -1), indices)
+        labels = [
+            SILENT_LABEL if quiet else self.class_names[int(index)]
+            for quiet, index in zip(silent.tolist(), indices)
+        ]
+        return probabilities, scores, indices, labels
 
     def _batches(self, clips):
         """Group clips of equal length; yields (indices, padded (b, N) batch, length)."""
@@ -522,34 +573,61 @@ class AudioClassifier(Pretrained):
         """Class names of class indices (tensor or list)."""
         return [self.class_names[int(i)] for i in torch.as_tensor(indices).reshape(-1)]
 
-    def classify_batch(self, wavs, wav_lens=None):
+    def classify_batch(self, wavs, wav_lens=None, levels_dbfs=None):
         """Classify waveforms at the model's sample rate.
+
+        A clip whose RMS level before normalisation is under
+        ``silence_threshold_dbfs`` is reported as silent: label ``"silence"``,
+        index -1 and uniform probabilities (1/K each), since peak normalisation
+        would otherwise amplify its noise floor into a confident prediction.
 
         Arguments
         ---------
         wavs : torch.Tensor
-            (B, samples) or (samples,).
+            (B, samples) or (samples,), full scale 1.0.
         wav_lens : torch.Tensor or None
             (B,) relative lengths in (0, 1] (SpeechBrain's convention).
+        levels_dbfs : sequence of float or None
+            (B,) levels to judge silence by, for waveforms already normalised
+            (:meth:`classify_file` passes the file's level); ``None`` measures
+            ``wavs``.
 
         Returns
         -------
         probabilities : torch.Tensor
-            (B, K) softmax of the logits.
+            (B, K) softmax of the logits (uniform for silent clips).
         score : torch.Tensor
             (B,) the highest probability.
         index : torch.Tensor
-            (B,) the predicted class index.
+            (B,) the predicted class index (-1 for silent clips).
         labels : list of str
-            The predicted class names.
+            The predicted class names (``"silence"`` for silent clips).
+
+        Example
+        -------
+        >>> import tempfile
+        >>> classifier = AudioClassifier.from_hparams(source=write_demo_model(tempfile.mkdtemp()))
+        >>> dither = torch.randint(-1, 2, (2, 16000)) / 32768.0
+        >>> dither[1] *= 10000  # loud enough
+        >>> probabilities, score, index, labels = classifier.classify_batch(dither)
+        >>> labels[0], index[0].item(), round(score[0].item(), 4), labels[1] != "silence"
+        ('silence', -1, 0.3333, True)
         """
+        clips, levels = self._clips(wavs, wav_lens, return_levels=True)
+        if levels_dbfs is not None:
+            levels = torch.as_tensor(levels_dbfs, dtype=torch.float64).reshape(-1)
+            if levels.numel() != len(clips):
+                raise ValueError(f"levels_dbfs must hold {len(clips)} levels, got {levels.numel()}")
         probabilities = self.forward(wavs, wav_lens).float().softmax(dim=-1)
-        score, index = probabilities.max(dim=-1)
-        return probabilities, score, index, self.decode(index)
+        return self._report_silence(probabilities, self._silent(levels).to(probabilities.device))
 
     def classify_file(self, path):
-        """Classify one audio file (any rate, any channels); returns as :meth:`classify_batch`."""
-        return self.classify_batch(self.load_audio(path)[None])
+        """Classify one audio file (any rate, any channels); returns as :meth:`classify_batch`.
+
+        Silence is judged on the file's own level, before normalisation.
+        """
+        waveform, level = load_audio_with_level(path, self.sample_rate)
+        return self.classify_batch(waveform[None], levels_dbfs=[level])
 
     # -- interpretation -------------------------------------------------------------
 
@@ -595,7 +673,7 @@ class AudioClassifier(Pretrained):
             self.mods.interpreter = load_lmac_interpreter(folder, device=self.device)
         return self
 
-    def interpret_batch(self, wavs, quantile=None):
+    def interpret_batch(self, wavs, quantile=None, levels_dbfs=None):
         """Classify and interpret clips of one length at the model's sample rate.
 
         The interpreter gives a map on the feature grid; the mask keeps the bins
@@ -611,13 +689,20 @@ class AudioClassifier(Pretrained):
             (B, samples) or (samples,).
         quantile : float or None
             Mask quantile in [0, 1); ``None`` takes the YAML's ``quantile``.
+        levels_dbfs : sequence of float or None
+            As in :meth:`classify_batch`: silent clips get the label
+            ``"silence"``, index -1 and uniform probabilities.
 
         Returns
         -------
         Interpretation
         """
         quantile = self._quantile(quantile)
-        clips = self._clips(wavs)
+        clips, levels = self._clips(wavs, return_levels=True)
+        if levels_dbfs is not None:
+            levels = torch.as_tensor(levels_dbfs, dtype=torch.float64).reshape(-1)
+            if levels.numel() != len(clips):
+                raise ValueError(f"levels_dbfs must hold {len(clips)} levels, got {levels.numel()}")
         (indices, batch, length), = list(self._batches(clips))
         frontend = self.mods.compute_features
         with torch.no_grad():
@@ -630,10 +715,12 @@ class AudioClassifier(Pretrained):
                 features, maps = features[:, :, :frames], maps[:, :, :frames]
             mask = quantile_mask(maps, quantile)
             listenable = frontend.listenable(batch[:, :length], mask)
-        probabilities = logits.float().softmax(dim=-1)
-        scores, predicted = probabilities.max(dim=-1)
+        silent = self._silent(levels)
+        probabilities, scores, predicted, labels = self._report_silence(
+            logits.float().softmax(dim=-1).cpu(), silent
+        )
         return Interpretation(
-            labels=self.decode(predicted),
+            labels=labels,
             indices=predicted.cpu(),
             scores=scores.cpu(),
             probabilities=probabilities.cpu(),
@@ -643,6 +730,8 @@ class AudioClassifier(Pretrained):
             listenable=listenable.cpu(),
             quantile=quantile,
             sample_rate=self.sample_rate,
+            silent=silent.tolist(),
+            levels_dbfs=levels,
         )
 
     def interpret_file(self, path, out_dir=None, quantile=None):
@@ -664,7 +753,8 @@ class AudioClassifier(Pretrained):
         Interpretation
             For a batch of one clip; ``files`` holds the written paths.
         """
-        result = self.interpret_batch(self.load_audio(path)[None], quantile=quantile)
+        waveform, level = load_audio_with_level(path, self.sample_rate)
+        result = self.interpret_batch(waveform[None], quantile=quantile, levels_dbfs=[level])
         if out_dir is not None:
             result.files = self.save_interpretation(result, out_dir, pathlib.Path(path).stem)
         return result
@@ -841,6 +931,7 @@ pretrained_path: null
 quantile: 0.9
 waveform_normalization: peak
 pad_to_seconds: null
+silence_threshold_dbfs: -60.0
 compute_features: !new:focalnet_lobes.features.SpectrogramFrontend
     sample_rate: !ref <sample_rate>
     n_mels: 16

@@ -26,63 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODULATION_REDUCTIONS = ("l2", "mean_abs", "mean", "max")
+# The map reduction lives with the model layers (the FocalNet pools by it); re-exported here.
+from focalnet_lobes.layers import MODULATION_REDUCTIONS, modulation_map  # noqa: F401
+
 ATTENTION_METHODS = ("cls", "rollout")
 UPSAMPLING_MODES = ("bilinear", "nearest")
-
-
-def modulation_map(modulators, stage=-1, reduction="l2"):
-    """Reduce one stage's modulator over channels to a (B, h, w) map.
-
-    Arguments
-    ---------
-    modulators : list of torch.Tensor or torch.Tensor
-        Modulator of each stage, (B, C_s, h_s, w_s) (as in
-        ``forward_with_maps(...)[1]["modulators"]``), or a single such tensor.
-    stage : int
-        Which stage (Python indexing: -1 is the last stage).
-    reduction : str
-        ``"l2"``: Euclidean norm over channels, sqrt(sum_c m_c^2) (default, as in
-        the paper); ``"mean_abs"``: mean_c |m_c|; ``"mean"``: mean_c m_c;
-        ``"max"``: max_c m_c. The last two can be negative.
-
-    Returns
-    -------
-    torch.Tensor
-        (B, h_s, w_s), differentiable with respect to the modulators.
-
-    Example
-    -------
-    >>> modulator = torch.tensor([[[[3.0, 0.0]], [[4.0, -1.0]]]])  # (1, 2, 1, 2)
-    >>> modulation_map([modulator])
-    tensor([[[5., 1.]]])
-    >>> modulation_map(modulator, reduction="mean")
-    tensor([[[ 3.5000, -0.5000]]])
-    """
-    if isinstance(modulators, torch.Tensor):
-        modulators = [modulators]
-    if not isinstance(modulators, (list, tuple)) or len(modulators) == 0:
-        raise ValueError("modulation_map expects a non-empty list of (B, C, h, w) tensors")
-    if not -len(modulators) <= stage < len(modulators):
-        raise ValueError(
-            f"stage {stage} out of range for {len(modulators)} stage modulators"
-        )
-    modulator = modulators[stage]
-    if modulator.dim() != 4:
-        raise ValueError(
-            f"a modulator must be (B, C, h, w), got shape {tuple(modulator.shape)}"
-        )
-    if reduction == "l2":
-        return torch.linalg.vector_norm(modulator, ord=2, dim=1)
-    if reduction == "mean_abs":
-        return modulator.abs().mean(dim=1)
-    if reduction == "mean":
-        return modulator.mean(dim=1)
-    if reduction == "max":
-        return modulator.amax(dim=1)
-    raise ValueError(
-        f"unknown reduction '{reduction}', expected one of {MODULATION_REDUCTIONS}"
-    )
 
 
 def attention_map(attentions, grid_size, method="cls", layer=-1):

@@ -22,15 +22,79 @@ With ``path: null`` the model is returned untouched (training from scratch).
 
 import logging
 import pathlib
+import re
 
 import torch
 
-from focalnet_lobes.convert import SOURCES, convert_state_dict
+from focalnet_lobes.convert import SOURCES, architecture_differences, convert_state_dict
 
 logger = logging.getLogger(__name__)
 
 # The convolution that sees the input, in our models (FocalNet and ViT without stem).
 INPUT_CONV_KEY = "patch_embed.proj.weight"
+
+
+_BLOCKED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def load_weights_file(path, what="checkpoint"):
+    """``torch.load(path, weights_only=True)`` with every failure as one line.
+
+    Weights-only loading refuses pickled objects other than tensors and plain
+    containers (they could run code when unpickled). A file that holds one
+    (e.g. ``{"model": ..., "config": argparse.Namespace(...)}`` from another
+    code base) gets a ValueError naming the blocked object and the way out:
+    re-save its state dict of tensors. Other failures (not a torch file,
+    truncated archive) give the first line of torch's reason.
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        The file.
+    what : str
+        What the file is, for the message (``"pretrained checkpoint"``...).
+
+    Returns
+    -------
+    object
+        What the file holds.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        The file cannot be read with ``weights_only=True``; one line.
+
+    Example
+    -------
+    >>> import argparse, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "other_codebase.pth")
+    >>> torch.save({"model": {"w": torch.zeros(1)}, "config": argparse.Namespace(lr=1)}, path)
+    >>> load_weights_file(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot read checkpoint '...other_codebase.pth': it holds a pickled argparse.Namespace object, ...
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001  (pickle, zip and I/O errors)
+        text = str(error)
+        blocked = _BLOCKED_GLOBAL.search(text)
+        if blocked:
+            name = blocked.group(1)
+            raise ValueError(
+                f"cannot read {what} '{path}': it holds a pickled {name} object, which "
+                "weights-only loading refuses (unpickling it could run code); re-save the "
+                "weights alone, in a Python session you trust: "
+                f"state = torch.load('{path.name}', weights_only=False); "
+                "torch.save(state['model'] (or the entry holding the tensors), 'weights.pt')"
+            ) from None
+        first_line = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+        raise ValueError(f"cannot read {what} '{path}': {first_line}") from None
 
 
 def read_checkpoint(path):
@@ -61,21 +125,28 @@ def read_checkpoint(path):
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":
+        try:
             from safetensors.torch import load_file
 
             state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001  (pickle, zip, safetensors errors)
-        raise ValueError(f"cannot read pretrained checkpoint {path}: {error}") from error
+        except Exception as error:  # noqa: BLE001  (safetensors errors)
+            raise ValueError(f"cannot read pretrained checkpoint '{path}': {error}") from None
+    else:
+        state = load_weights_file(path, "pretrained checkpoint")
     for wrapper in ("model", "state_dict", "model_state"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors")
+        others = (
+            sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))[:4]
+            if isinstance(state, dict) else type(state).__name__
+        )
+        raise ValueError(
+            f"{path} does not hold a state dict of tensors (non-tensor entries: {others}); "
+            "re-save the model's state_dict()"
+        )
     return state
 
 
@@ -186,8 +257,12 @@ def load_pretrained_backbone(model, path, source, adapt_in_chans=True):
     Raises
     ------
     ValueError
-        The file does not fit the model; the message lists the missing,
-        unexpected and mismatched parameters.
+        The file cannot be read with ``weights_only=True`` (the message names
+        the blocked object and how to re-save the file), or it does not fit the
+        model: the message names the architecture settings that differ (e.g.
+        ``focal_levels: checkpoint has [4, 4, 4, 4], model has [3, 3, 3, 3]``,
+        :func:`focalnet_lobes.convert.architecture_differences`), then the
+        missing, unexpected and mismatched parameters.
 
     Example
     -------
@@ -230,9 +305,11 @@ def load_pretrained_backbone(model, path, source, adapt_in_chans=True):
         if adapted[key].shape != own[key].shape
     ]
     if missing or unexpected or mismatched:
+        settings = architecture_differences(adapted, own, ignore=("num_classes",))
         raise ValueError(
             f"{path} ({source}) does not fit {type(model).__name__}: "
-            f"missing {missing[:6]}{' ...' if len(missing) > 6 else ''}, "
+            + (f"settings differ: {'; '.join(settings)}; " if settings else "")
+            + f"missing {missing[:6]}{' ...' if len(missing) > 6 else ''}, "
             f"unexpected {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}, "
             f"shape mismatch (checkpoint vs model) {mismatched[:6]}"
             f"{' ...' if len(mismatched) > 6 else ''}: build the model with the "

@@ -21,7 +21,9 @@ it lists, and writes in ``save_folder``:
 - ``classes.json``: the class names in label order (50 names, or 10 with
   ``esc10=True``);
 - ``skipped_files.txt``: one ``path<TAB>reason`` line per listed file that is
-  missing, unreadable or empty (such files are skipped, never fatal);
+  missing, unreadable, empty, truncated (a WAV whose header declares more data
+  than the file holds) or shorter than ``min_seconds`` (such files are skipped,
+  never fatal, and named in the log);
 - ``prepare_options.json``: the options and a fingerprint of the metadata and the
   audio files, so that a second call with the same options on unchanged data
   does nothing.
@@ -55,6 +57,8 @@ from pathlib import Path, PurePosixPath
 
 import soundfile
 
+from focalnet_lobes.audio import audio_format_problem
+
 logger = logging.getLogger(__name__)
 
 ESC50_URL = "https://github.com/karolpiczak/ESC-50/archive/master.zip"
@@ -66,7 +70,14 @@ SPLITS = ("train", "valid", "test")
 OPTIONS_FILE = "prepare_options.json"
 SKIPPED_FILE = "skipped_files.txt"
 CLASSES_FILE = "classes.json"
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2
+#: Length of every ESC-50 clip, seconds.
+ESC50_CLIP_SECONDS = 5.0
+#: Default shortest usable clip: a fiftieth of an ESC-50 clip (0.1 s, 8 frames
+#: of the 11.6 ms hop). A shorter file is a truncated copy (a valid header and
+#: a few samples), not a recording; the recipes set it from their clip length
+#: (YAML ``min_clip_seconds: !ref <clip_seconds> / 10``).
+DEFAULT_MIN_SECONDS = ESC50_CLIP_SECONDS / 50
 
 CONNECT_TIMEOUT_S = 5.0  # fail fast when offline
 READ_TIMEOUT_S = 60.0  # a stalled transfer is retried (resumed) after this
@@ -642,20 +653,76 @@ def class_encoding(rows, esc10=False):
     ]
 
 
-def inspect_audio_file(path):
+def wav_truncation(path):
+    """Bytes a RIFF/WAVE file's ``data`` chunk declares beyond the end of the file.
+
+    libsndfile reads a truncated WAV without complaint (it returns the samples
+    present), so a copy cut short after its header looks like a valid, short
+    clip. This walks the RIFF chunks (``fmt ``, ``LIST``, ... ``data``) and
+    compares the ``data`` chunk's declared size with the bytes that follow it.
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        Any file; only RIFF/WAVE files are examined.
+
+    Returns
+    -------
+    tuple of int or None
+        ``(declared, present)`` data bytes when the file is a WAV whose data
+        chunk is cut short; ``None`` otherwise (complete, not a WAV, or a
+        streamed WAV whose size field is 0 or 0xFFFFFFFF, which means "unknown").
+
+    Example
+    -------
+    >>> import tempfile, numpy
+    >>> path = Path(tempfile.mkdtemp()) / "a.wav"
+    >>> soundfile.write(path, numpy.zeros(8000), 16000, subtype="PCM_16")
+    >>> wav_truncation(path) is None
+    True
+    >>> _ = path.write_bytes(path.read_bytes()[:100])  # header + 28 samples
+    >>> wav_truncation(path)
+    (16000, 56)
+    """
+    with open(path, "rb") as file:
+        header = file.read(12)
+        if len(header) < 12 or header[:4] not in (b"RIFF", b"RIFX") or header[8:12] != b"WAVE":
+            return None
+        byteorder = "little" if header[:4] == b"RIFF" else "big"
+        size = Path(path).stat().st_size
+        position = 12
+        while position + 8 <= size:
+            file.seek(position)
+            chunk = file.read(8)
+            declared = int.from_bytes(chunk[4:8], byteorder)
+            if chunk[:4] == b"data":
+                present = size - position - 8
+                if declared in (0, 0xFFFFFFFF) or declared <= present:
+                    return None
+                return declared, present
+            position += 8 + declared + (declared & 1)
+    return None
+
+
+def inspect_audio_file(path, min_seconds=DEFAULT_MIN_SECONDS):
     """Duration of an audio file from its header, or why it cannot be used.
 
     Arguments
     ---------
     path : str or pathlib.Path
         The audio file.
+    min_seconds : float
+        Shortest usable duration (seconds, >= 0, default
+        :data:`DEFAULT_MIN_SECONDS`); a shorter file is reported as
+        implausibly short.
 
     Returns
     -------
     duration : float or None
         Seconds; None when the file cannot be used.
     reason : str or None
-        What is wrong (file not found, unreadable or corrupt, empty); None when usable.
+        What is wrong (file not found, unreadable or corrupt, empty, truncated,
+        shorter than ``min_seconds``); None when usable.
 
     Example
     -------
@@ -664,6 +731,8 @@ def inspect_audio_file(path):
     >>> soundfile.write(path, numpy.zeros(8000), 16000)
     >>> inspect_audio_file(path)
     (0.5, None)
+    >>> inspect_audio_file(path, min_seconds=2.5)
+    (None, 'implausibly short: 0.5 s, under min_seconds = 2.5 s')
     >>> inspect_audio_file(path.with_name("missing.wav"))
     (None, 'file not found')
     """
@@ -675,12 +744,26 @@ def inspect_audio_file(path):
     try:
         info = soundfile.info(str(path))
     except Exception as error:  # noqa: BLE001  (libsndfile raises several types)
-        return None, f"unreadable or corrupt audio ({error})"
+        # "unsupported format ..." (with the ffmpeg way out) or "unreadable or corrupt audio ..."
+        return None, audio_format_problem(path, error)
     if info.frames <= 0:
         return None, "empty audio (0 frames)"
     if info.samplerate <= 0:
         return None, f"invalid sample rate {info.samplerate}"
-    return info.frames / info.samplerate, None
+    try:
+        truncation = wav_truncation(path)
+    except OSError as error:
+        return None, f"unreadable ({error})"
+    if truncation is not None:
+        declared, present = truncation
+        return None, (
+            f"truncated: the header declares {declared} bytes of audio, the file holds "
+            f"{present} ({info.frames} frames, {info.frames / info.samplerate:.3f} s)"
+        )
+    duration = info.frames / info.samplerate
+    if duration < min_seconds:
+        return None, f"implausibly short: {duration:.3g} s, under min_seconds = {min_seconds:g} s"
+    return duration, None
 
 
 # ---------------------------------------------------------------------------- manifests
@@ -736,6 +819,7 @@ def prepare_esc50(
     skip_if_prepared=True,
     expected_sha256=None,
     download_attempts=3,
+    min_seconds=DEFAULT_MIN_SECONDS,
 ):
     """Check ESC-50 (downloading it if absent) and write the train/valid/test manifests.
 
@@ -768,6 +852,12 @@ def prepare_esc50(
         SHA-256 digest the downloaded archive must have.
     download_attempts : int
         Transfers tried before an interrupted download fails.
+    min_seconds : float
+        Shortest usable clip in seconds (>= 0; default a fiftieth of an
+        ESC-50 clip, 0.1 s; the recipes' YAML key ``min_clip_seconds``, a
+        tenth of ``clip_seconds``). Shorter files, and WAV files cut short of the data their
+        header declares, are listed in ``skipped_files.txt`` and the log, and
+        left out.
 
     Returns
     -------
@@ -795,13 +885,15 @@ def prepare_esc50(
     ...     lines.append(f"{filename},{fold},{target},{name},True,1{fold}{target},A")
     >>> _ = (data / "meta" / "esc50.csv").write_text("\\n".join(lines) + "\\n")
     >>> paths = prepare_esc50(data, out, train_folds=[1], valid_folds=[2], test_folds=[],
-    ...                       esc10=True, download=False)
+    ...                       esc10=True, download=False, min_seconds=0.25)
     >>> train = json.loads(paths["train"].read_text())
     >>> sorted(train), train["1-1141-A-41"]["label"], train["1-1141-A-41"]["length"]
     (['1-110-A-0', '1-1141-A-41'], 1, 0.5)
     >>> json.loads(paths["classes"].read_text())
     ['dog', 'chainsaw']
     """
+    if isinstance(min_seconds, bool) or not isinstance(min_seconds, (int, float)) or not min_seconds >= 0:
+        raise ValueError(f"min_seconds must be a number of seconds >= 0, got {min_seconds!r}")
     data_folder = Path(os.path.abspath(data_folder))
     save_folder = Path(os.path.abspath(save_folder))
     folds = {
@@ -847,6 +939,7 @@ def prepare_esc50(
         "valid_folds": list(folds["valid"]),
         "test_folds": list(folds["test"]),
         "esc10": bool(esc10),
+        "min_seconds": float(min_seconds),
     }
     fingerprint = _fingerprint(csv_path, audio_folder, [row for split in SPLITS for row in selected[split]])
     outputs = {split: save_folder / f"{split}.json" for split in SPLITS}
@@ -877,7 +970,7 @@ def prepare_esc50(
             elif Path(filename).name != filename or filename in (".", ".."):
                 reason = "the metadata names a path, not a file name"
             else:
-                duration, reason = inspect_audio_file(path)
+                duration, reason = inspect_audio_file(path, min_seconds)
             seen.add(filename)
             if reason is not None:
                 logger.warning("Skipping %s: %s", path, reason)
@@ -945,6 +1038,8 @@ def main(argv=None):
     parser.add_argument("--url", default=ESC50_URL, help="address of the ESC-50 archive")
     parser.add_argument("--expected_sha256", default=None, help="SHA-256 the archive must have")
     parser.add_argument("--force", action="store_true", help="rewrite the manifests even if up to date")
+    parser.add_argument("--min_seconds", type=float, default=DEFAULT_MIN_SECONDS,
+                        help="skip clips shorter than this (seconds; default %(default)s)")
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -960,6 +1055,7 @@ def main(argv=None):
             url=args.url,
             skip_if_prepared=not args.force,
             expected_sha256=args.expected_sha256,
+            min_seconds=args.min_seconds,
         )
     except (ESC50NotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -374,8 +374,7 @@ def test_spectrogram_modulators_and_gradients():
     assert [tuple(m.shape) for m in stage_maps] == expected_shapes
     assert model.stage_grid_sizes(431, 513) == [s[2:] for s in expected_shapes]
     last_modulation = model.stages[-1].blocks[-1].modulation
-    assert modulators[-1] is last_modulation.modulator
-    assert tuple(last_modulation.gates.shape) == (2, 3, 14, 17)
+    assert not hasattr(last_modulation, "modulator")  # returned, never stored
 
     logits = model.forward_head(stage_maps[-1])
     assert logits.shape == (2, 50) and torch.isfinite(logits).all()
@@ -444,7 +443,7 @@ def test_modulation_pooling_weights_positions_by_the_modulation_map():
     ).eval()
     x = _input(2, 1, 61, 40)
     stage_maps, modulators = model.forward_features(x, return_modulators=True)
-    pooled = model.forward_head(stage_maps[-1])
+    pooled = model.forward_head(stage_maps[-1], modulator=modulators[-1])
     tokens = model.norm(stage_maps[-1].permute(0, 2, 3, 1))
     weights = modulation_map(modulators)
     weights = weights / weights.sum((1, 2), keepdim=True)
@@ -453,7 +452,7 @@ def test_modulation_pooling_weights_positions_by_the_modulation_map():
     assert _max_diff(pooled, expected) <= 1e-5
     assert _max_diff(pooled, tokens.mean((1, 2))) > 1e-3  # not the plain mean
     assert _max_diff(model(x), pooled) <= 1e-6  # forward() pools the same way
-    # an explicit modulator overrides the stored one
+    # another modulator gives other weights
     uniform = torch.ones_like(modulators[-1])
     assert _max_diff(model.forward_head(stage_maps[-1], modulator=uniform), tokens.mean((1, 2))) <= 1e-5
     # gradient reaches the last modulator_proj through the weights alone
@@ -519,17 +518,16 @@ def test_drop_path_and_checkpointing():
         assert torch.allclose(a.grad, b.grad, atol=1e-6), name
 
 
-def test_stored_maps_do_not_break_copy_or_save(tmp_path):
+def test_forward_keeps_no_maps_so_copy_and_save_work(tmp_path):
     model = FocalNet(in_chans=1, num_classes=3, **SMALL)
     model(_input(1, 1, 32, 32)).sum().backward()
-    modulation = model.stages[0].blocks[0].modulation
-    assert modulation.modulator.requires_grad  # kept in the graph
+    for layer in model.modulation_layers():
+        assert not hasattr(layer, "modulator") and not hasattr(layer, "gates")
+    _, modulators = model.forward_features(_input(1, 1, 32, 32), return_modulators=True)
+    assert modulators[0].requires_grad  # returned in the graph
     clone = copy.deepcopy(model)
-    assert clone.stages[0].blocks[0].modulation.modulator is None
-    assert modulation.modulator is not None
+    assert torch.equal(clone(_input(1, 1, 32, 32)), model(_input(1, 1, 32, 32)))
     torch.save(model, tmp_path / "model.pt")
-    modulation.clear_maps()
-    assert modulation.modulator is None and modulation.gates is None
 
 
 def test_focal_modulation_kernel_sizes_and_gates():
@@ -537,12 +535,13 @@ def test_focal_modulation_kernel_sizes_and_gates():
     assert modulation.kernel_sizes == [5, 9, 13]
     assert [conv.kernel_size for conv in modulation.focal_convs] == [(5, 5), (9, 9), (13, 13)]
     x = _input(2, 6, 7, 8)
-    out = modulation(x)
-    assert out.shape == x.shape
-    assert modulation.gates.shape == (2, 4, 6, 7)
+    out, modulator, gates = modulation(x, return_maps=True)
+    assert out.shape == x.shape and modulator.shape == (2, 8, 6, 7)
+    assert torch.equal(modulation(x), out)
+    assert gates.shape == (2, 4, 6, 7)
     # gates are the last focal_level + 1 outputs of input_proj
     expected_gates = modulation.input_proj(x)[..., -4:].permute(0, 3, 1, 2)
-    assert _max_diff(modulation.gates, expected_gates) <= 1e-6
+    assert _max_diff(gates, expected_gates) <= 1e-6
 
 
 # --- errors --------------------------------------------------------------------------

@@ -131,9 +131,9 @@ def test_no_redo_then_redo_on_change(fake_data, tmp_path, monkeypatch):
     inspected = []
     real_inspect = esc50_prepare.inspect_audio_file
 
-    def spy(path):
+    def spy(path, *args, **kwargs):
         inspected.append(path)
-        return real_inspect(path)
+        return real_inspect(path, *args, **kwargs)
 
     monkeypatch.setattr(esc50_prepare, "inspect_audio_file", spy)
     prepare_esc50(fake_data, save, download=False)

@@ -107,7 +107,11 @@ def test_no_path_means_training_from_scratch():
 def test_mismatches_are_reported(transformers_focalnet, tmp_path):
     _, path = transformers_focalnet
     cnn_stem = FocalNet(in_chans=1, num_classes=0, stem="cnn", **FOCALNET)
-    with pytest.raises(ValueError, match=r"does not fit FocalNet: missing \['patch_embed.proj"):
+    with pytest.raises(
+        ValueError,
+        match=r"does not fit FocalNet: settings differ: stem: checkpoint has patch, model has cnn.*"
+        r"missing \['patch_embed.proj",
+    ):
         load_pretrained_backbone(cnn_stem, path, "transformers")
     wider = FocalNet(in_chans=1, num_classes=0, embed_dim=24, depths=(1, 2))
     with pytest.raises(ValueError, match="shape mismatch"):
