@@ -24,7 +24,8 @@ training. A longer file, or any file when ``--window`` is given, is analysed
 over sliding windows (:mod:`focalnet_lobes.longform`: window = the model's clip
 length unless ``--window``, hop = half the window unless ``--hop``; the file is
 streamed, memory is bounded by the window): per-window top-k, and the file's
-prediction is the mean of the window probabilities.
+prediction is the mean of the probabilities of the windows that are not silent
+(a window under the model's silence threshold is reported as ``silent``).
 
 **Outputs** (``interpret``, and ``classify`` with ``--out``). For each input,
 under ``--out``: ``<name>_interpretation.wav`` (the listenable interpretation,
@@ -52,6 +53,7 @@ import argparse
 import csv
 import glob
 import json
+import math
 import os
 import pathlib
 import sys
@@ -337,19 +339,27 @@ def _source_name(args):
 
 def _process_clip(args, classifier, path, name, out_dir):
     """Classify or interpret one clip; returns its JSON document."""
+    from focalnet_lobes.audio import load_audio_with_level
     from focalnet_lobes.inference import top_k
 
     interpret = args.command == "interpret"
+    # Silence is judged on the file's level before peak normalisation.
+    waveform, level = load_audio_with_level(path, classifier.sample_rate)
     if interpret:
-        result = classifier.interpret_batch(classifier.load_audio(path)[None],
-                                            quantile=args.quantile)
-        probabilities = result.probabilities[0]
+        result = classifier.interpret_batch(waveform[None], quantile=args.quantile,
+                                            levels_dbfs=[level])
+        probabilities, silent = result.probabilities[0], bool(result.silent[0])
     else:
-        waveform = classifier.load_audio(path)
-        probabilities = classifier.classify_batch(waveform[None])[0][0].cpu()
+        probabilities, _, indices, _ = classifier.classify_batch(waveform[None],
+                                                                 levels_dbfs=[level])
+        probabilities, silent = probabilities[0].cpu(), bool(indices[0] < 0)
     best = top_k(probabilities, classifier.class_names, args.top_k)
+    predicted = ({"label": "silence", "index": -1, "score": best[0]["score"]}
+                 if silent else best[0])
     document = {"file": str(path), "source": _source_name(args), "mode": "clip",
-                "predicted": best[0], "top_k": best}
+                "predicted": predicted, "silent": silent,
+                "level_dbfs": level if math.isfinite(level) else None,
+                "top_k": best}
     if interpret:
         base = out_dir / name
         base.parent.mkdir(parents=True, exist_ok=True)
@@ -425,6 +435,11 @@ def _print_document(document, json_mode, interpret):
     lines = [document["file"] + (
         f" ({document['num_windows']} windows of {document['window_s']:g} s, "
         "mean probability)" if document["mode"] == "windowed" else "")]
+    if document.get("silent"):
+        level = document.get("level_dbfs")
+        level = "digital silence" if level is None else f"{level:.1f} dBFS"
+        lines.append(f"  silence ({level}, under the model's silence threshold): no class")
+        return "\n".join(lines)
     for rank, entry in enumerate(document["top_k"], start=1):
         lines.append(f"  {rank}. {entry['label']:<24s} {entry['score']:.4f}")
     return "\n".join(lines)

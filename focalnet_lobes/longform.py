@@ -404,11 +404,15 @@ class LongformResult:
         The input.
     windows : list of dict
         Per window: ``index``, ``start_s``, ``end_s``, ``top_k`` (list of
-        ``{"label", "index", "score"}``), and ``mask_fraction`` when interpreted.
+        ``{"label", "index", "score"}``), ``silent`` (the window's level before
+        normalisation is under the model's ``silence_threshold_dbfs``: its
+        probabilities are uniform, it names no class), and ``mask_fraction``
+        when interpreted.
     probabilities : numpy.ndarray
         (N windows, K classes) window probabilities.
     aggregate : list of dict
-        Top-k of the mean window probability (the file's prediction), best first.
+        Top-k of the mean probability of the windows that are not silent (the
+        file's prediction), best first; of all windows when every one is silent.
     class_names : list of str
         Class name of each index.
     duration_s : float
@@ -436,8 +440,16 @@ class LongformResult:
     files: dict = dataclasses.field(default_factory=dict)
 
     @property
+    def silent(self):
+        """True when every window is silent (the file names no class)."""
+        return all(entry.get("silent", False) for entry in self.windows)
+
+    @property
     def predicted(self):
-        """The aggregate prediction ``{"label", "index", "score"}``."""
+        """The aggregate prediction ``{"label", "index", "score"}`` (label ``silence``,
+        index -1 when every window is silent)."""
+        if self.silent:
+            return {"label": "silence", "index": -1, "score": self.aggregate[0]["score"]}
         return self.aggregate[0]
 
     def to_json(self, **extra):
@@ -445,8 +457,10 @@ class LongformResult:
         document = {
             "file": self.file,
             "mode": "windowed",
-            "aggregation": "mean of the window probabilities",
+            "aggregation": "mean of the probabilities of the windows that are not silent",
             "predicted": self.predicted,
+            "silent": self.silent,
+            "silent_windows": sum(bool(entry.get("silent", False)) for entry in self.windows),
             "top_k": self.aggregate,
             "window_s": self.window_s,
             "hop_s": self.hop_s,
@@ -510,12 +524,15 @@ def _analyse(classifier, path, window_s, hop_s, k, interpret, quantile, wav_path
             if interpret:
                 result = classifier.interpret_batch(wav[None], quantile=quantile)
                 probabilities = result.probabilities[0]
+                entry["silent"] = bool(result.silent[0])
                 entry["mask_fraction"] = float(result.mask[0].float().mean())
                 listenable = result.listenable[0].numpy() * _scale_of(classifier, wav)
                 writer.add(start, listenable, final_before=received - window)
                 quantile = result.quantile
             else:
-                probabilities = classifier.classify_batch(wav[None])[0][0].cpu()
+                probabilities, _, indices, _ = classifier.classify_batch(wav[None])
+                probabilities = probabilities[0].cpu()
+                entry["silent"] = bool(indices[0] < 0)
             entry["top_k"] = top_k(probabilities, classifier.class_names, k)
             windows.append(entry)
             rows.append(probabilities.float().numpy())
@@ -530,7 +547,10 @@ def _analyse(classifier, path, window_s, hop_s, k, interpret, quantile, wav_path
             writer.abort()
         raise
     probabilities = np.stack(rows)
-    aggregate = top_k(torch.from_numpy(probabilities.mean(axis=0)), classifier.class_names, k)
+    # Silent windows (uniform probabilities) would dilute the file's prediction.
+    heard = np.array([not entry["silent"] for entry in windows])
+    mean = probabilities[heard].mean(axis=0) if heard.any() else probabilities.mean(axis=0)
+    aggregate = top_k(torch.from_numpy(mean), classifier.class_names, k)
     return LongformResult(
         file=str(path),
         windows=windows,
@@ -569,8 +589,8 @@ def classify_long_file(classifier, path, window=None, hop=None, top_k=5,
     Returns
     -------
     LongformResult
-        Per-window top-k and probabilities; the aggregate (mean of the window
-        probabilities).
+        Per-window top-k and probabilities; the aggregate (mean of the
+        probabilities of the windows that are not silent).
 
     Raises
     ------

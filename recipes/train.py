@@ -290,6 +290,7 @@ def main(argv):
             "test_folds": hparams["test_folds"],
             "esc10": hparams["esc10"],
             "download": hparams["download"],
+            "min_seconds": hparams.get("min_clip_seconds", 0.1),
         },
     )
     with open(os.path.join(hparams["save_folder"], "classes.json"), encoding="utf-8") as fin:

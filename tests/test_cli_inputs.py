@@ -208,3 +208,55 @@ def test_shipped_model_on_fold_4(esc50_dev, tmp_path):
     labels = [window["top_k"][0]["label"] for window in document["windows"]]
     assert sum(a == row["category"] for a, row in zip(labels, chosen)) >= 5
     assert soundfile.info(document["wav"]).frames == 6 * 80000
+
+
+def _dither(path, seconds, rate=16000):
+    """+-1 LSB of 16-bit dither: about -93 dBFS, full scale after peak normalisation."""
+    data = np.random.default_rng(0).integers(-1, 2, int(seconds * rate)).astype(np.int16)
+    soundfile.write(str(path), data, rate, subtype="PCM_16")
+    return path
+
+
+@pytest.mark.parametrize("command", ["classify", "interpret"])
+def test_near_silent_clip_is_reported_silent(demo, tmp_path, capsys, command):
+    """Issue 15 item 6 through the command line: dither is 'silence', not a class."""
+    path = _dither(tmp_path / "quiet.wav", 1.0)
+    out = tmp_path / "out"
+    assert main([command, str(path), "--source", str(demo), "--out", str(out)]) == 0
+    suffix = "classification" if command == "classify" else "interpretation"
+    document = json.loads((out / f"quiet_{suffix}.json").read_text())
+    assert document["silent"] is True and document["predicted"]["label"] == "silence"
+    assert document["level_dbfs"] < -80
+    scores = [entry["score"] for entry in document["top_k"]]
+    assert max(scores) == pytest.approx(min(scores))  # uniform: no confident class
+    with open(out / "summary.csv", newline="") as fin:
+        (row,) = list(csv.DictReader(fin))
+    assert row["predicted"] == "silence"
+    capsys.readouterr()
+    # the same clip, loud, is a class
+    loud = tmp_path / "loud.wav"
+    soundfile.write(str(loud), soundfile.read(str(path), dtype="int16")[0] * 8000, 16000,
+                    subtype="PCM_16")
+    assert main(["classify", str(loud), "--source", str(demo), "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["silent"] is False and result["predicted"]["label"] in result["top_k"][0]["label"]
+
+
+def test_near_silent_windows_of_a_long_file(demo, tmp_path):
+    """A long file whose second half is dither: those windows are silent, the others not."""
+    rate = 16000
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(6 * rate) / rate)
+    dither = np.random.default_rng(1).integers(-1, 2, 6 * rate) / 32768.0
+    path = tmp_path / "half.wav"
+    soundfile.write(str(path), np.concatenate([tone, dither]).astype(np.float32), rate,
+                    subtype="PCM_16")
+    out = tmp_path / "out"
+    assert main(["classify", str(path), "--source", str(demo), "--out", str(out)]) == 0
+    document = json.loads((out / "half_classification.json").read_text())
+    starts = [window["start_s"] for window in document["windows"]]
+    silent = [window["silent"] for window in document["windows"]]
+    assert starts == [0.0, 2.5, 5.0, 7.0]
+    # windows within the tone are heard; the window of dither alone is silent
+    assert silent[:2] == [False, False] and silent[3] is True
+    assert document["silent"] is False and document["predicted"]["label"] != "silence"
+    assert document["silent_windows"] == sum(silent)

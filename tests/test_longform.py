@@ -109,7 +109,8 @@ def test_interpretation_files(classifier, tmp_path):
     assert np.isfinite(joined).all() and 0 < np.abs(joined).max() < 1.0
     document = json.loads(open(result.files["json"]).read())
     assert document["num_windows"] == len(document["windows"]) == 12
-    assert document["aggregation"] == "mean of the window probabilities"
+    assert document["aggregation"] == "mean of the probabilities of the windows that are not silent"
+    assert document["silent"] is False and not any(w["silent"] for w in document["windows"])
     assert len(document["top_k"]) == 3 and document["quantile"] == 0.8
     for window in document["windows"]:
         assert 0.15 <= window["mask_fraction"] <= 0.25
