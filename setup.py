@@ -21,6 +21,8 @@ setup(
         "numpy",
         "soundfile",
         "matplotlib",
+        "scipy>=1.11,<2",  # bootstrap CIs and the exact McNemar test
+        "captum>=0.7,<0.10",  # saliency and Grad-CAM controls
     ],
     extras_require={
         # timm and transformers are references for the parity tests only;
