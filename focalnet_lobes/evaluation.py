@@ -1228,7 +1228,7 @@ def markdown_metrics(metrics):
     intervals = metrics.get("ci") or {}
     for row in metric_rows(metrics):
         row_ci = intervals.get(format_quantile(row["quantile"]), {})
-        values = [_format_value(row.get(key)) + _ci_suffix(row_ci.get(key)) for key in keys]
+        values = [format_value(row.get(key)) + _ci_suffix(row_ci.get(key)) for key in keys]
         lines.append(f"| {format_quantile(row['quantile'])} | " + " | ".join(values) + " |")
     if intervals:
         boot = metrics.get("bootstrap") or {}
@@ -1273,11 +1273,18 @@ def _ci_suffix(ci, scale=1.0, digits=None):
     if not ci:
         return ""
     if digits is None:
-        return f" [{_format_value(scale * ci['low'])}, {_format_value(scale * ci['high'])}]"
+        return f" [{format_value(scale * ci['low'])}, {format_value(scale * ci['high'])}]"
     return f" [{scale * ci['low']:.{digits}f}, {scale * ci['high']:.{digits}f}]"
 
 
-def _format_value(value):
+def format_value(value):
+    """A metric value for a table: 3 decimals below 10, else 1; ``-`` for None.
+
+    Example
+    -------
+    >>> format_value(0.12345), format_value(42.0), format_value(None)
+    ('0.123', '42.0', '-')
+    """
     if value is None:
         return "-"
     if isinstance(value, float) and not math.isfinite(value):
