@@ -36,7 +36,13 @@ import torch
 
 from focalnet_lobes.audio import fix_length, load_audio
 from focalnet_lobes.interpret import quantile_mask
-from focalnet_lobes.metrics import METRIC_KEYS, MetricAccumulator, interpretation_metrics
+from focalnet_lobes.metrics import (
+    METRIC_KEYS,
+    MetricAccumulator,
+    gini_index,
+    interpretation_metrics,
+    map_entropy,
+)
 from focalnet_lobes.stats import (
     N_RESAMPLES,
     SEED,
@@ -224,6 +230,7 @@ def evaluate_split(
     context="the classifier",
     n_resamples=N_RESAMPLES,
     seed=SEED,
+    structure_cell=(16, 16),
 ):
     """Accuracy and interpretation metrics at every quantile, per clip and with 95% CIs.
 
@@ -252,9 +259,16 @@ def evaluate_split(
     soft : bool
         Soft masks instead of binary.
     structure_on : str
-        Sparsity and complexity of the ``"maps"`` or of each q's ``"masks"``.
+        Sparsity and complexity of the ``"maps"`` on the input grid, of each q's
+        ``"masks"``, or of the maps averaged over ``"cells"`` of ``structure_cell``
+        (frames, bins): every method then on the same coarse grid, so that the
+        figures compare the maps, not their upsampling kernels (a FocalNet map
+        bilinearly upsampled from 16 x 16 cells against a per-bin map).
     context : str
         What is interpreted, for error messages.
+    structure_cell : tuple of int
+        Cell size for ``structure_on="cells"`` (partial cells at the edges are
+        averaged over the bins they hold).
     n_resamples : int
         Bootstrap resamples of the CIs (0: no CI).
     seed : int
@@ -294,8 +308,13 @@ def evaluate_split(
     >>> ci["low"] <= result["quantiles"]["0.9"]["fid_i"] <= ci["high"]
     True
     """
-    if structure_on not in ("maps", "masks"):
-        raise InterpretationError(f"structure_on must be 'maps' or 'masks', got '{structure_on}'")
+    if structure_on not in ("maps", "masks", "cells"):
+        raise InterpretationError(
+            f"structure_on must be 'maps', 'masks' or 'cells', got '{structure_on}'"
+        )
+    cell = tuple(int(c) for c in structure_cell)
+    if len(cell) != 2 or min(cell) < 1:
+        raise InterpretationError(f"structure_cell must be two positive ints, got {structure_cell}")
     quantiles = [float(q) for q in quantiles]
     for q in quantiles:
         if not 0.0 <= q <= 1.0:
@@ -317,6 +336,10 @@ def evaluate_split(
             ids += [str(clip_id) for clip_id in batch_ids]
             labels_seen += [int(label) for label in labels]
             predicted += logits.argmax(dim=1).cpu().tolist()
+            cells = None
+            if structure_on == "cells":
+                pooled = torch.nn.functional.avg_pool2d(maps, cell, cell, ceil_mode=True)
+                cells = {"sparsity": gini_index(pooled), "complexity": map_entropy(pooled)}
             for q in quantiles:
                 masks = quantile_mask(maps, q, soft=soft)
                 scores = interpretation_metrics(
@@ -327,6 +350,8 @@ def evaluate_split(
                     logits=logits,
                 )
                 scores["mask_area"] = masks.flatten(1).mean(dim=1).double().cpu()
+                if cells is not None:
+                    scores.update(cells)
                 accumulators[q].append(scores)
     finally:
         for module, mode in zip(modules, modes):

@@ -45,7 +45,7 @@ Outputs (default folder ``<classifier_folder>/interpretation/<method>/``):
       "accuracy": float,             # classifier accuracy on the split, in [0, 1]
       "accuracy_ci": {"mean", "low", "high", "n"},  # 95% bootstrap CI over clips
       "soft": bool,                  # soft masks instead of binary
-      "structure_on": str,           # sparsity/complexity of "maps" or "masks"
+      "structure_on": str,           # sparsity/complexity of "maps", "masks" or "cells"
       "quantiles": {                 # keys: format_quantile(q), e.g. "0.9"
         "0.9": {"fid_i", "fa", "ff", "ai", "ad", "ag", "sparsity", "complexity",
                 "mask_area", "p_full", "p_in", "p_out": float (means over clips),
@@ -232,6 +232,7 @@ def run_interpretation(hparams_file, overrides=None, device="cpu"):
         hparams["quantiles"],
         soft=soft,
         structure_on=hparams.get("structure_on", "maps"),
+        structure_cell=hparams.get("structure_cell", (16, 16)),
         context=context,
         n_resamples=n_resamples,
         seed=bootstrap_seed,

@@ -105,3 +105,42 @@ def test_equal_rms_overlap_removes_the_loudness_advantage(tmp_path):
         assert pair["s1_share_mixture"] == pytest.approx(0.5, abs=0.01)
     assert loud["summary"]["keeps_s1_rate"] == 1.0
     assert "keeps_s1_ci" in loud["summary"] and "keeps_predicted_rate" in loud["summary"]
+
+
+def test_structure_on_cells_compares_maps_on_one_grid():
+    """A map that is constant on each 2 x 2 cell has the same sparsity on cells as its
+    cell values; a per-bin random map averaged over cells becomes nearly flat."""
+
+    class FixedMaps(EnergyInterpreter):
+        def __init__(self, maps):
+            super().__init__()
+            self.maps = maps
+
+        def compute_maps(self, classifier, features):
+            return classifier(features), self.maps
+
+    cells = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    maps = cells.repeat_interleave(2, 0).repeat_interleave(2, 1)[None, None]  # (1, 1, 4, 4)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)).eval()
+    features = torch.rand(1, 1, 4, 4)
+    result = evaluate_split(
+        model, None, FixedMaps(maps), [features], [0.5], structure_on="cells",
+        structure_cell=(2, 2), n_resamples=0,
+    )
+    # Gini of (0, 1, 2, 3): 1 - 2 * (0 * 3.5 + 1 * 2.5 + 2 * 1.5 + 3 * 0.5) / (6 * 4) = 5 / 12
+    assert result["quantiles"]["0.5"]["sparsity"] == pytest.approx(5 / 12)
+    on_bins = evaluate_split(model, None, FixedMaps(maps), [features], [0.5], n_resamples=0)
+    assert on_bins["quantiles"]["0.5"]["sparsity"] == pytest.approx(5 / 12)  # same, repeated
+    random_maps = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64 * 64, 2)).eval()
+    features = torch.rand(1, 1, 64, 64)
+    per_bin = evaluate_split(model, None, FixedMaps(random_maps), [features], [0.5], n_resamples=0)
+    per_cell = evaluate_split(
+        model, None, FixedMaps(random_maps), [features], [0.5], structure_on="cells",
+        n_resamples=0,
+    )
+    assert per_bin["quantiles"]["0.5"]["sparsity"] == pytest.approx(1 / 3, abs=0.01)
+    # means of 256 uniforms: Gini ~ E|X - Y| / (2 mean) = (2 sd / sqrt(pi)) / 1 ~ 0.020
+    assert per_cell["quantiles"]["0.5"]["sparsity"] == pytest.approx(0.020, abs=0.008)
+    with pytest.raises(InterpretationError, match="structure_on"):
+        evaluate_split(model, None, FixedMaps(random_maps), [features], [0.5], structure_on="x")
