@@ -47,7 +47,6 @@ from focalnet_lobes.stats import (
     N_RESAMPLES,
     SEED,
     bootstrap_ci,
-    format_ci,
     mcnemar_exact,
     paired_difference,
 )

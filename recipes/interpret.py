@@ -70,7 +70,7 @@ Overlap test (the paper's overlapping sources): pairs (s1, s2) of clips of
 different classes are mixed as x = w1 s1 + w2 s2 (w = ``overlap_weights``,
 0.8 / 0.2) and x is interpreted; the mask M at ``overlap_quantile`` is brought to
 the linear STFT grid and compared with the power spectra P_k = |STFT(w_k s_k)|^2
-of the two weighted sources (:func:`source_attribution`):
+of the two weighted sources (:func:`focalnet_lobes.evaluation.source_attribution`):
 
 * ``s1_kept`` = sum M^2 P_1 / sum P_1, ``s2_kept`` likewise: the fraction of each
   source's energy that passes the mask;
@@ -98,23 +98,20 @@ from pathlib import Path
 
 import torch
 
-from focalnet_lobes.evaluation import (  # noqa: F401  (re-exported for the tests and PIQ)
+from focalnet_lobes.evaluation import (
     SPLITS,
     InterpretationError,
-    choose_overlap_pairs,
     evaluate_split,
     iterate_batches,
     markdown_metrics,
     measure_latency,
     overlap_test,
-    source_attribution,
     split_entries,
     write_examples,
     write_metrics,
     write_overlap,
     write_per_clip,
 )
-
 from focalnet_lobes.stats import CONFIDENCE, METHOD, N_RESAMPLES, SEED
 
 logger = logging.getLogger(__name__)
