@@ -28,6 +28,8 @@ setup(
         # bounded-cost resampling at any sample rate (focalnet_lobes.audio.resample),
         # streamed for long recordings (focalnet_lobes.longform); 1.1.0 tested
         "soxr>=0.3,<2",
+        "scipy>=1.11,<2",  # bootstrap CIs and the exact McNemar test
+        "captum>=0.7,<0.10",  # saliency and Grad-CAM controls
     ],
     extras_require={
         # timm and transformers are references for the parity tests only;

@@ -2,16 +2,20 @@
 
 Every interpretation method here turns a batch of ``log1p`` features (B, 1, T, F)
 into non-negative maps on the same T x F grid, so that one evaluator
-(:func:`focalnet_lobes.metrics.evaluate_quantiles`) serves them all:
+(:func:`focalnet_lobes.evaluation.evaluate_split`) serves them all:
 
 * :class:`ModulationInterpreter`: by-design interpretation of a FocalNet, from the
   modulator (output of the 1x1 projection ``h`` of the last focal-modulation layer
   of a stage), reduced over channels by :func:`modulation_map`;
 * :class:`AttentionInterpreter`: a ViT's class-token attention or attention
   rollout, :func:`attention_map`;
-* :class:`RandomInterpreter`: i.i.d. uniform maps, the floor of every metric;
-* :class:`GradientSaliencyInterpreter`: ``|d logit_c / d features|``, the post-hoc
-  reference (one backward pass per batch);
+* :class:`RandomInterpreter`: i.i.d. uniform maps (per bin or per cell), the floor
+  of every metric;
+* :class:`EnergyInterpreter`: the input itself, the loudness floor;
+* :class:`GradientSaliencyInterpreter`: ``|d logit_c / d features|`` (captum
+  Saliency), a post-hoc control;
+* :class:`GradCamInterpreter`: Grad-CAM on the last FocalNet stage / ViT block
+  (captum LayerGradCam), a post-hoc control;
 * :class:`MapInterpreter`: the base class any other method (e.g. PIQ) subclasses.
 
 Maps computed on a backbone's coarse grid are brought to the input grid by
@@ -619,13 +623,38 @@ class RandomInterpreter(MapInterpreter):
         return logits, maps.to(device=features.device, dtype=features.dtype)
 
 
+class EnergyInterpreter(MapInterpreter):
+    """Control: the input log-spectrogram itself as the map (the loudness floor).
+
+    The mask at quantile q keeps the loudest (1 - q) of the bins of each clip. A
+    method that does not beat this control explains no more than "where the
+    energy is". Model-agnostic (FocalNet, ViT or any classifier).
+
+    Example
+    -------
+    >>> classifier = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    >>> features = torch.rand(2, 1, 3, 4)
+    >>> logits, maps = EnergyInterpreter()(classifier, features)
+    >>> bool(torch.equal(maps, features)), logits.shape
+    (True, torch.Size([2, 3]))
+    """
+
+    name = "energy"
+
+    def compute_maps(self, classifier, features):
+        """Logits of the full input and the features themselves (clamped at 0)."""
+        return classifier(features), features.detach().clamp_min(0.0).clone()
+
+
 class GradientSaliencyInterpreter(MapInterpreter):
     """Post-hoc saliency |d logit_c / d features|, c the class predicted on the input.
 
-    One forward and one backward pass per batch (gradients are enabled inside even
-    under ``torch.no_grad()``). The sum over the batch of the predicted logits is
-    differentiated, which gives each clip's own gradient because the clips of an
-    evaluation-mode batch do not interact. Maps and logits are detached.
+    Implemented with captum's :class:`captum.attr.Saliency` (Simonyan, Vedaldi &
+    Zisserman, "Deep inside convolutional networks", 2014, eq. 2). One forward
+    pass for the prediction, one forward and backward pass for the gradients
+    (enabled inside even under ``torch.no_grad()``); each clip gets its own
+    gradient because the clips of an evaluation-mode batch do not interact. Maps
+    and logits are detached. Model-agnostic.
 
     Example
     -------
@@ -642,10 +671,105 @@ class GradientSaliencyInterpreter(MapInterpreter):
 
     def compute_maps(self, classifier, features):
         """Logits and absolute input gradients of the predicted logit."""
+        from captum.attr import Saliency
+
+        with torch.no_grad():
+            logits = classifier(features)
+        predicted = logits.argmax(dim=1)
         with torch.enable_grad():
             inputs = features.detach().clone().requires_grad_(True)
-            logits = classifier(inputs)
-            predicted = logits.argmax(dim=1, keepdim=True)
-            selected = logits.gather(1, predicted).sum()
-            (gradient,) = torch.autograd.grad(selected, inputs)
-        return logits.detach(), gradient.abs()
+            gradient = Saliency(classifier).attribute(inputs, target=predicted, abs=True)
+        return logits.detach(), gradient.detach().to(features.dtype)
+
+
+class _GradCamForward(nn.Module):
+    """The classifier's forward with an identity ``tap`` on an NCHW grid (for LayerGradCam).
+
+    FocalNet: the output of the last stage (B, C, h, w), before the final norm and
+    the pooling. ViT: the patch tokens entering the last block, reshaped to the
+    patch grid (B, D, h, w) (the class token after the last block does not depend
+    on the patch tokens it outputs, so the tap is on that block's input, as in
+    the usual ViT Grad-CAM).
+    """
+
+    def __init__(self, classifier):
+        super().__init__()
+        self.classifier = classifier
+        self.tap = nn.Identity()
+
+    def forward(self, features):
+        classifier = self.classifier
+        backbone = classifier.backbone
+        normalized = classifier.normalizer(features)
+        if classifier.kind == "focalnet":
+            stage_maps = backbone.forward_features(normalized)
+            return classifier.head(backbone.forward_head(self.tap(stage_maps[-1])))
+        grid_h, grid_w = backbone.grid_size(normalized.shape[-2], normalized.shape[-1])
+        tokens = backbone.embed(normalized)
+        for block in backbone.blocks[:-1]:
+            tokens, _ = block(tokens)
+        prefix = backbone.num_prefix_tokens
+        patches = tokens[:, prefix:].transpose(1, 2).reshape(
+            tokens.shape[0], tokens.shape[2], grid_h, grid_w
+        )
+        patches = self.tap(patches).flatten(2).transpose(1, 2)
+        tokens, _ = backbone.blocks[-1](torch.cat([tokens[:, :prefix], patches], dim=1))
+        return classifier.head(backbone.forward_head(backbone.norm(tokens)))
+
+
+class GradCamInterpreter(MapInterpreter):
+    """Post-hoc Grad-CAM of the predicted class on the model's last grid, via captum.
+
+    Grad-CAM (Selvaraju et al., ICCV 2017, eqs. 1-2): channel weights are the
+    spatial means of d logit_c / d A over the last feature grid A, and the map is
+    ReLU(sum_k w_k A_k), computed by :class:`captum.attr.LayerGradCam` on the last
+    stage of a FocalNet or on the patch tokens entering the last block of a ViT
+    (reshaped to the patch grid), then brought to the input grid by
+    :func:`to_input_grid`.
+
+    Arguments
+    ---------
+    upsampling : str
+        See :func:`to_input_grid`.
+
+    Example
+    -------
+    >>> import focalnet_lobes
+    >>> from focalnet_lobes.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.heads import LinearHead
+    >>> for name in ("focalnet_audio_small", "vit_audio_small"):
+    ...     backbone = focalnet_lobes.create_model(name, num_classes=0, in_chans=1)
+    ...     classifier = SpectrogramClassifier(
+    ...         backbone, LinearHead(backbone.num_features, 5)
+    ...     ).eval()
+    ...     features = torch.rand(2, 1, 101, 64)
+    ...     logits, maps = GradCamInterpreter()(classifier, features)
+    ...     print(maps.shape, bool((maps >= 0).all()),
+    ...           bool(torch.allclose(logits, classifier(features), atol=1e-5)))
+    torch.Size([2, 1, 101, 64]) True True
+    torch.Size([2, 1, 101, 64]) True True
+    """
+
+    name = "gradcam"
+
+    def compute_maps(self, classifier, features):
+        """Logits and upsampled Grad-CAM maps of the predicted class."""
+        from captum.attr import LayerGradCam
+
+        kind = getattr(classifier, "kind", "other")
+        if kind not in ("focalnet", "vit"):
+            raise ValueError(
+                "GradCamInterpreter needs a SpectrogramClassifier with a FocalNet or ViT "
+                f"backbone, got {type(getattr(classifier, 'backbone', classifier)).__name__}"
+            )
+        wrapped = _GradCamForward(classifier)
+        with torch.no_grad():
+            logits = classifier(features)
+        predicted = logits.argmax(dim=1)
+        with torch.enable_grad():
+            inputs = features.detach().clone().requires_grad_(True)
+            grid_map = LayerGradCam(wrapped, wrapped.tap).attribute(
+                inputs, target=predicted, relu_attributions=True
+            )
+        grid_map = grid_map.detach().to(features.dtype).clamp_min(0.0)[:, 0]
+        return logits.detach(), self._to_input_grid(grid_map, features)

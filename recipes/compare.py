@@ -18,16 +18,26 @@ One command runs what is missing and builds the table:
 > python recipes/compare.py --focalnet results/focalnet_cpu/1986 \\
 >     --vit results/vit_cpu/1986 --output_folder results/comparison
 
-For each of ``--focalnet``, ``--vit`` and ``--random`` (a classifier folder of
-``recipes/train.py``), ``<folder>/interpretation/<method>/metrics.json`` is used
-when it exists (and matches ``--split`` when given); otherwise
-``hparams/interpret_<method>.yaml`` is run on that folder, in this process. The
-random baseline interprets the ``--focalnet`` classifier (else the ``--vit`` one)
-unless ``--random`` names another folder (``--no_random`` leaves it out). Other methods already
-interpreted in those classifier folders (``interpretation/*/metrics.json``, e.g.
-PIQ) are added unless ``--only_named``. Any number of further results can be
-given as positional arguments: a ``metrics.json``, a folder holding one, an
-``interpretation/`` folder or a classifier folder.
+Each classifier named by ``--focalnet`` / ``--vit`` (an output folder of
+``recipes/train.py``) gets its by-design method (``focalnet`` / ``vit``) and the
+controls energy, saliency, Grad-CAM and random (``--no_controls``: only the
+random baseline, on the FocalNet classifier or ``--random``; ``--no_random``
+leaves random out). For each, ``<folder>/interpretation/<method>/metrics.json`` is
+used when it exists (and matches ``--split`` when given); otherwise
+``hparams/interpret_<method>.yaml`` runs on that folder (``recipes/interpret.py``
+as a subprocess). Other methods already interpreted in those classifier folders
+(``interpretation/*/metrics.json``, e.g. PIQ) are added unless ``--only_named``.
+Any number of further results can be given as positional arguments: a
+``metrics.json``, a folder holding one, an ``interpretation/`` folder or a
+classifier folder.
+
+Every metric is shown with its 95% bootstrap CI over clips (from the
+``metrics.json``), and every method is compared clip by clip with the by-design
+map of the same classifier (``per_clip.json``; mean difference with its 95%
+bootstrap CI, in bold when the CI excludes 0), the two by-design maps with each
+other, and the two classifiers' accuracies with the exact McNemar test
+(:func:`paired_differences`, also in ``comparison.json`` under
+``"paired_differences"``).
 
 > python recipes/compare.py results/focalnet_cpu/1986/interpretation \\
 >     results/vit_cpu/1986/interpretation/vit/metrics.json --output_folder results/comparison
@@ -40,18 +50,21 @@ import argparse
 import csv
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
-from interpret import (
-    HPARAMS_DIR,
+from focalnet_lobes.evaluation import (
     METRIC_TITLES,
-    _format_value,
+    InterpretationError,
     format_quantile,
+    format_value,
+    load_per_clip,
     metric_rows,
+    paired_comparison,
     plot_fidelity_faithfulness,
-    run_interpretation,
 )
+from focalnet_lobes.stats import N_RESAMPLES, SEED
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +79,16 @@ COMPARED_KEYS = (
     ("sparsity", "higher"),
     ("complexity", "lower"),
 )
+#: The repository's hparams folder (interpret_<method>.yaml).
+HPARAMS_DIR = Path(__file__).resolve().parents[1] / "hparams"
+#: The repository's recipes folder (interpret.py is run as a subprocess).
+RECIPES_DIR = Path(__file__).resolve().parent
 #: Methods that ``--focalnet``/``--vit``/``--random`` interpret, in table order.
 NAMED_METHODS = ("focalnet", "vit", "random")
+#: Controls run on every named classifier (``--controls``), in table order.
+CONTROL_METHODS = ("energy", "saliency", "gradcam", "random")
+#: The by-design method of each backbone: the reference of the paired differences.
+BY_DESIGN = {"focalnet": "focalnet", "vit": "vit"}
 ARROWS = {"higher": "↑", "lower": "↓"}
 
 
@@ -188,6 +209,10 @@ def label_results(results):
     ...            {"method": "focalnet", "classifier_folder": "runs/b"}, {"method": "vit"}]
     >>> [r["label"] for r in label_results(results)]
     ['focalnet (runs/a)', 'focalnet (runs/b)', 'vit']
+    >>> results = [{"method": "energy", "backbone": "focalnet"},
+    ...            {"method": "energy", "backbone": "vit"}]
+    >>> [r["label"] for r in label_results(results)]
+    ['energy (focalnet)', 'energy (vit)']
     >>> results = [{"method": "piq", "soft": False}, {"method": "piq", "soft": True}]
     >>> [r["label"] for r in label_results(results)]
     ['piq', 'piq (soft)']
@@ -207,7 +232,15 @@ def label_results(results):
         if result.get("soft"):
             label = f"{label} (soft)"
         if by_mask[(result["method"], bool(result.get("soft")))] > 1:
-            label = f"{label} ({result.get('classifier_folder', '?')})"
+            same = [
+                r for r in results
+                if (r["method"], bool(r.get("soft"))) == (result["method"], bool(result.get("soft")))
+            ]
+            backbones = [r.get("backbone") for r in same]
+            if result.get("backbone") and len(set(backbones)) == len(backbones):
+                label = f"{label} ({result['backbone']})"
+            else:
+                label = f"{label} ({result.get('classifier_folder', '?')})"
         elif by_method[result["method"]] == 1:
             label = result["method"]
         base, index = label, 2
@@ -250,17 +283,155 @@ def comparison_rows(results):
             "num_clips": result.get("num_clips"),
             "accuracy": result["accuracy"],
         }
-        rows.extend({**header, **row} for row in metric_rows(result))
+        if result.get("accuracy_ci"):
+            header["accuracy_low"] = result["accuracy_ci"]["low"]
+            header["accuracy_high"] = result["accuracy_ci"]["high"]
+        for row in metric_rows(result):
+            row_ci = (result.get("ci") or {}).get(format_quantile(row["quantile"]), {})
+            for key, ci in row_ci.items():
+                row[f"{key}_low"], row[f"{key}_high"] = ci["low"], ci["high"]
+            rows.append({**header, **row})
     return rows
 
 
-def markdown_comparison(results):
-    """The markdown comparison: a summary per method, then one table per quantile.
+def paired_differences(results, n_resamples=N_RESAMPLES, seed=SEED):
+    """Paired differences of every method against the by-design map of the same classifier.
+
+    For each result whose classifier folder and split also have a by-design result
+    (``"focalnet"`` or ``"vit"``), every metric at every quantile is compared clip
+    by clip (:func:`focalnet_lobes.evaluation.paired_comparison`: method minus
+    by-design map, 95% bootstrap CI, significant when the CI excludes 0). The
+    by-design maps of two classifiers on the same split are also compared (first
+    minus second), with the exact McNemar test of their accuracies. Results
+    without ``per_clip.json`` next to their ``metrics.json`` are skipped.
+
+    Arguments
+    ---------
+    results : list of dict
+        Labelled results (:func:`label_results`) with ``metrics_file``.
+    n_resamples, seed :
+        Of the bootstrap.
+
+    Returns
+    -------
+    list of dict
+        ``{"label", "reference", "clips", "quantiles", "accuracy"}`` per pair.
+
+    Example
+    -------
+    >>> paired_differences(label_results([{"method": "random", "quantiles": {}}]))
+    []
+    """
+
+    def per_clip(result):
+        if not result.get("metrics_file"):
+            return None
+        try:
+            return load_per_clip(Path(result["metrics_file"]).parent)
+        except InterpretationError as error:
+            logger.warning("no paired differences for %s: %s", result["label"], error)
+            return None
+
+    references = [
+        r for r in results if BY_DESIGN.get(r.get("backbone")) == r["method"] and not r.get("soft")
+    ]
+    pairs = []
+    for reference in references:
+        for result in results:
+            if result is reference or result in references:
+                continue
+            if (result.get("classifier_folder"), result.get("split")) != (
+                reference.get("classifier_folder"),
+                reference.get("split"),
+            ):
+                continue
+            pairs.append((result, reference))
+    for index, first in enumerate(references):
+        for second in references[index + 1 :]:
+            if first.get("split") == second.get("split"):
+                pairs.append((first, second))
+    report = []
+    for result, reference in pairs:
+        clips, reference_clips = per_clip(result), per_clip(reference)
+        if clips is None or reference_clips is None:
+            continue
+        difference = paired_comparison(clips, reference_clips, n_resamples=n_resamples, seed=seed)
+        report.append({"label": result["label"], "reference": reference["label"], **difference})
+    return report
+
+
+def _difference_cell(difference):
+    """``mean [low, high]``, bold when the CI excludes 0 at the printed precision (3 decimals)."""
+    low, high = round(difference["low"], 3), round(difference["high"], 3)
+    text = f"{difference['mean']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}]"
+    return f"**{text}**" if difference["significant"] and (low > 0 or high < 0) else text
+
+
+def markdown_differences(differences):
+    """Markdown tables of :func:`paired_differences`: one per quantile, one row per pair.
+
+    Example
+    -------
+    >>> difference = {"mean": 0.2, "low": 0.1, "high": 0.3, "n": 9, "significant": True}
+    >>> pairs = [{"label": "energy (focalnet)", "reference": "focalnet", "clips": 9,
+    ...           "quantiles": {"0.9": {"fid_i": difference}},
+    ...           "accuracy": {"n": 9, "first_only": 0, "second_only": 0, "p_value": 1.0,
+    ...                        "accuracy_difference": 0.0}}]
+    >>> "| energy (focalnet) − focalnet | 9 | **+0.200 [+0.100, +0.300]** |" in markdown_differences(pairs)
+    True
+    """
+    if not differences:
+        return ""
+    lines = [
+        "",
+        "# Paired differences (method − reference, same clips)",
+        "",
+        "Mean of the per-clip difference with its 95% bootstrap CI; **bold** when the CI "
+        "excludes 0 (a difference the benchmark can tell; also at the printed precision, so "
+        "that a systematic difference below 0.0005 is not marked), plain otherwise.",
+    ]
+    quantiles = sorted({key for d in differences for key in d["quantiles"]}, key=float)
+    for key in quantiles:
+        names = [
+            name
+            for name, _ in COMPARED_KEYS + (("mask_area", "higher"),)
+            if any(name in d["quantiles"].get(key, {}) for d in differences)
+        ]
+        lines += [
+            "",
+            f"## Differences at q = {key}",
+            "",
+            "| Pair | Clips | " + " | ".join(METRIC_TITLES[name] for name in names) + " |",
+            "|---" * (len(names) + 2) + "|",
+        ]
+        for d in differences:
+            row = d["quantiles"].get(key, {})
+            cells = [_difference_cell(row[name]) if name in row else "-" for name in names]
+            lines.append(
+                f"| {d['label']} − {d['reference']} | {d['clips']} | " + " | ".join(cells) + " |"
+            )
+    lines += ["", "Accuracy, exact McNemar test on the same clips (when the classifiers differ):", ""]
+    for d in differences:
+        test = d["accuracy"]
+        if test["first_only"] or test["second_only"]:
+            lines.append(
+                f"- {d['label']} vs {d['reference']}: {test['first_only']} clips right only "
+                f"with the first, {test['second_only']} only with the second, "
+                f"difference {100 * test['accuracy_difference']:+.1f} points, "
+                f"p = {test['p_value']:.3g}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def markdown_comparison(results, differences=None):
+    """The markdown comparison: a summary per method, one table per quantile, paired differences.
 
     Arguments
     ---------
     results : list of dict
         Labelled results (:func:`label_results`).
+    differences : list of dict or None
+        From :func:`paired_differences`.
 
     Returns
     -------
@@ -272,7 +443,7 @@ def markdown_comparison(results):
     ...     {"method": "focalnet", "accuracy": 0.9, "quantiles": {"0.9": {"fid_i": 0.8}}},
     ...     {"method": "random", "accuracy": 0.9, "quantiles": {"0.9": {"fid_i": 0.3, "fa": 0.4}}}])
     >>> table = markdown_comparison(results)
-    >>> "## q = 0.9" in table, "| random | 90.00 | 0.300 | 0.400 |" in table
+    >>> "## q = 0.9" in table, "| random | 90.0 | 0.300 | 0.400 |" in table
     (True, True)
     """
     lines = [
@@ -280,8 +451,8 @@ def markdown_comparison(results):
         "",
         "| Method | Classifier | Split | Clips | Accuracy (%) | Interpretation (ms/clip) "
         "| Overhead over the classifier (ms/clip) | Interpreter training (s) "
-        "| Overlap: keeps s1 | Overlap: predicts s1 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Overlap: keeps s1 | Overlap at equal RMS: keeps s1 | Overlap: predicts s1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         latency = result.get("latency_ms_per_clip") or {}
@@ -295,11 +466,12 @@ def markdown_comparison(results):
                     f"`{result.get('classifier_folder', '?')}`",
                     str(result.get("split", "?")),
                     str(result.get("num_clips", "?")),
-                    f"{100 * result['accuracy']:.2f}",
+                    _accuracy(result),
                     _milliseconds(latency.get("interpretation_total_ms")),
                     _milliseconds(latency.get("map_mask_overhead_ms")),
                     "-" if training is None else f"{training:.1f}",
                     _percent(overlap.get("keeps_s1_rate")),
+                    _percent((result.get("overlap_equal_rms") or {}).get("keeps_s1_rate")),
                     _percent(overlap.get("predicts_s1_rate")),
                 ]
             )
@@ -329,9 +501,15 @@ def markdown_comparison(results):
                 metrics = next(
                     (value for key, value in result["quantiles"].items() if float(key) == q), {}
                 )
-            values = [_format_value(metrics.get(key)) for key, _ in COMPARED_KEYS]
+            row_ci = (result.get("ci") or {}).get(format_quantile(q), {})
+            values = [
+                format_value(metrics.get(key))
+                + (f" [{format_value(row_ci[key]['low'])}, {format_value(row_ci[key]['high'])}]"
+                   if key in row_ci else "")
+                for key, _ in COMPARED_KEYS
+            ]
             lines.append(
-                f"| {result['label']} | {100 * result['accuracy']:.2f} | "
+                f"| {result['label']} | {_accuracy(result)} | "
                 + " | ".join(values)
                 + " |"
             )
@@ -344,9 +522,17 @@ def markdown_comparison(results):
         "Interpreter training: what training the interpreter itself took (PIQ; none "
         "for by-design maps). Overlap: pairs of clips mixed w1 s1 + w2 s2 (0.8 / 0.2 by "
         "default); share of pairs where the mask keeps more of s1's energy than of s2's, "
-        "and where the prediction is s1's class.",
+        "and where the prediction is s1's class; at equal RMS, s2 is scaled to s1's RMS and "
+        "the weights are 0.5 / 0.5 (by default), so loudness alone cannot pick s1. "
+        "[low, high]: 95% bootstrap CI over clips (scipy.stats.bootstrap, BCa).",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + markdown_differences(differences or [])
+
+
+def _accuracy(result):
+    ci = result.get("accuracy_ci")
+    text = f"{100 * result['accuracy']:.1f}"
+    return text + (f" [{100 * ci['low']:.1f}, {100 * ci['high']:.1f}]" if ci else "")
 
 
 def _milliseconds(value):
@@ -357,7 +543,7 @@ def _percent(value):
     return "-" if value is None else f"{100 * value:.0f}%"
 
 
-def write_comparison(results, output_folder):
+def write_comparison(results, output_folder, n_resamples=N_RESAMPLES, seed=SEED):
     """Write ``comparison.{md,csv,json,png}`` for labelled results.
 
     Arguments
@@ -366,6 +552,8 @@ def write_comparison(results, output_folder):
         Loaded ``metrics.json`` dicts (labelled here if they are not).
     output_folder : str or pathlib.Path
         Created if needed.
+    n_resamples, seed :
+        Of the bootstrap of the paired differences.
 
     Returns
     -------
@@ -397,6 +585,7 @@ def write_comparison(results, output_folder):
         "plot": folder / "comparison.png",
     }
     rows = comparison_rows(results)
+    differences = paired_differences(results, n_resamples=n_resamples, seed=seed)
     columns = []
     for row in rows:
         columns += [key for key in row if key not in columns]
@@ -414,18 +603,21 @@ def write_comparison(results, output_folder):
         "split",
         "num_clips",
         "accuracy",
+        "accuracy_ci",
         "soft",
         "latency_ms_per_clip",
         "overlap",
+        "overlap_equal_rms",
         "training_cost",
     )
     report = {
         "quantiles": sorted({row["quantile"] for row in rows}),
         "methods": [{key: result.get(key) for key in summary_keys} for result in results],
         "rows": rows,
+        "paired_differences": differences,
     }
     paths["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    paths["markdown"].write_text(markdown_comparison(results), encoding="utf-8")
+    paths["markdown"].write_text(markdown_comparison(results, differences), encoding="utf-8")
     plot_fidelity_faithfulness(paths["plot"], {result["label"]: result for result in results})
     return paths
 
@@ -450,6 +642,8 @@ def ensure_interpretation(
     method, classifier_folder, hparams_dir=HPARAMS_DIR, overrides=None, rerun=False, device="cpu"
 ):
     """The ``metrics.json`` of ``method`` on a classifier, running ``interpret.py`` if needed.
+
+    ``recipes/interpret.py`` runs as a subprocess (this recipe imports no other).
 
     ``<classifier_folder>/interpretation/<method>/metrics.json`` is reused unless
     ``rerun``, or unless ``overrides`` names a ``split`` it was not computed on;
@@ -505,8 +699,51 @@ def ensure_interpretation(
         )
     logger.info("Running %s on %s", hparams_file.name, classifier_folder)
     overrides["classifier_folder"] = str(classifier_folder)
-    result = run_interpretation(hparams_file, overrides, device=device)
-    return Path(result["output_folder"]) / "metrics.json"
+    command = [sys.executable, str(RECIPES_DIR / "interpret.py"), str(hparams_file)]
+    for key, value in overrides.items():
+        command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    command += ["--device", str(device)]
+    finished = subprocess.run(command, capture_output=True, text=True)
+    if finished.returncode != 0:
+        lines = [line for line in finished.stderr.strip().splitlines() if line.strip()]
+        raise ComparisonError(
+            f"{hparams_file.name} on {classifier_folder} failed: "
+            + (lines[-1] if lines else f"exit status {finished.returncode}")
+        )
+    if not metrics_file.is_file():
+        raise ComparisonError(f"{hparams_file.name} on {classifier_folder} wrote no {metrics_file}")
+    return metrics_file
+
+
+def named_runs(focalnet=None, vit=None, random_folder=None, controls=True, random=True):
+    """The (method, classifier folder) pairs ``compare.py`` runs, in table order.
+
+    Each named classifier gets its by-design method (``focalnet`` / ``vit``), then,
+    with ``controls``, every method of :data:`CONTROL_METHODS` (energy, saliency,
+    Grad-CAM, random). Without ``controls`` the random baseline runs on
+    ``random_folder`` (default: the FocalNet's, else the ViT's), as before.
+    ``random=False`` leaves the random rows out.
+
+    Example
+    -------
+    >>> named_runs("f", "v", controls=False)
+    [('focalnet', 'f'), ('vit', 'v'), ('random', 'f')]
+    >>> [method for method, folder in named_runs("f", "v") if folder == "v"]
+    ['vit', 'energy', 'saliency', 'gradcam', 'random']
+    """
+    runs = []
+    classifiers = [(m, f) for m, f in (("focalnet", focalnet), ("vit", vit)) if f]
+    runs += classifiers
+    if controls:
+        for _, folder in classifiers:
+            runs += [(m, folder) for m in CONTROL_METHODS if random or m != "random"]
+        if random and random_folder and ("random", random_folder) not in runs:
+            runs.append(("random", random_folder))
+    else:
+        chosen = random_folder or focalnet or vit
+        if random and chosen:
+            runs.append(("random", chosen))
+    return runs
 
 
 def collect_results(
@@ -524,9 +761,10 @@ def collect_results(
     ---------
     paths : sequence of str
         Further results (see :func:`find_metrics_files`).
-    classifier_folders : dict or None
-        ``{method: classifier folder}`` for methods to (re)use or run with
-        :func:`ensure_interpretation`, in table order.
+    classifier_folders : dict or list of (str, str) or None
+        ``{method: classifier folder}`` or ``[(method, classifier folder), ...]``
+        (a method may then run on several classifiers) for methods to (re)use or
+        run with :func:`ensure_interpretation`, in table order.
     hparams_dir : str or pathlib.Path
         Where the interpretation YAMLs are.
     overrides : dict or None
@@ -553,11 +791,13 @@ def collect_results(
     ['piq']
     """
     overrides = dict(overrides or {})
+    named = classifier_folders or {}
+    named = list(named.items()) if isinstance(named, dict) else list(named)
     files = []
-    for method, folder in (classifier_folders or {}).items():
+    for method, folder in named:
         files.append(ensure_interpretation(method, folder, hparams_dir, overrides, rerun, device))
     if include_other_methods:
-        for folder in dict.fromkeys(Path(f) for f in (classifier_folders or {}).values()):
+        for folder in dict.fromkeys(Path(f) for _, f in named):
             for metrics_file in sorted(folder.glob("interpretation/*/metrics.json")):
                 if (
                     "split" in overrides
@@ -592,6 +832,17 @@ def main(argv=None):
         help="classifier folder for the random baseline (default: --focalnet's, else --vit's)",
     )
     parser.add_argument("--no_random", action="store_true", help="leave the random baseline out")
+    parser.add_argument(
+        "--no_controls",
+        action="store_true",
+        help="do not run the energy, saliency and Grad-CAM controls on each classifier",
+    )
+    parser.add_argument(
+        "--bootstrap_resamples",
+        type=int,
+        default=N_RESAMPLES,
+        help="bootstrap resamples of the paired differences' CIs",
+    )
     parser.add_argument(
         "--only_named",
         action="store_true",
@@ -628,14 +879,13 @@ def main(argv=None):
                 "--override output_folder is not supported: each method writes to "
                 "<classifier_folder>/interpretation/<method>"
             )
-        folders = {}
-        if args.focalnet:
-            folders["focalnet"] = args.focalnet
-        if args.vit:
-            folders["vit"] = args.vit
-        random_folder = args.random or args.focalnet or args.vit
-        if random_folder and not args.no_random:
-            folders["random"] = random_folder
+        folders = named_runs(
+            args.focalnet,
+            args.vit,
+            random_folder=args.random,
+            controls=not args.no_controls,
+            random=not args.no_random,
+        )
         results = collect_results(
             args.results,
             folders,
@@ -645,7 +895,9 @@ def main(argv=None):
             device=args.device,
             include_other_methods=not args.only_named,
         )
-        paths = write_comparison(results, args.output_folder)
+        paths = write_comparison(
+            results, args.output_folder, n_resamples=args.bootstrap_resamples
+        )
     except (ValueError, FileNotFoundError) as error:
         logger.debug("comparison failed", exc_info=True)
         sys.exit(f"compare.py: error: {error}")

@@ -11,6 +11,8 @@ from focalnet_lobes.classifier import GlobalFeatureNorm, SpectrogramClassifier
 from focalnet_lobes.heads import LinearHead
 from focalnet_lobes.interpret import (
     AttentionInterpreter,
+    EnergyInterpreter,
+    GradCamInterpreter,
     GradientSaliencyInterpreter,
     MapInterpreter,
     ModulationInterpreter,
@@ -394,6 +396,27 @@ def test_gradient_saliency_is_the_predicted_logits_gradient_per_clip():
     assert not maps.requires_grad and not logits.requires_grad
 
 
+def test_energy_map_equals_the_input():
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    features = torch.rand(3, 1, 3, 4) * 5
+    with torch.no_grad():
+        logits, maps = EnergyInterpreter()(classifier, features)
+        expected_logits = classifier(features)
+    assert torch.equal(maps, features)
+    torch.testing.assert_close(logits, expected_logits)
+    # the mask at q keeps the loudest bins: at q = 0.75 the 3 largest of 12
+    mask = quantile_mask(maps, 0.75)
+    top = features.flatten(1).topk(3, dim=1).indices
+    assert torch.equal(mask.flatten(1).gather(1, top), torch.ones(3, 3))
+    assert mask.flatten(1).sum(1).tolist() == [3.0, 3.0, 3.0]
+
+
+def test_gradcam_refuses_a_classifier_without_a_known_backbone():
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="FocalNet or ViT"):
+        GradCamInterpreter()(classifier, torch.rand(1, 1, 2, 2))
+
+
 # ------------------------------------------------------------------------ real models
 
 
@@ -465,3 +488,44 @@ def test_random_cells_share_values_and_keep_the_mask_area():
     assert ((area - 0.1).abs() <= 16 * 16 / (431 * 64) + 1e-6).all()
     with pytest.raises(ValueError, match="cell_size"):
         RandomInterpreter(cell_size=(0, 4))
+
+
+def manual_gradcam(activations, logits):
+    """Grad-CAM by hand: ReLU(sum_k mean_ij(d y_c / d A_k) A_k) for the predicted c."""
+    predicted = logits.argmax(dim=1, keepdim=True)
+    (gradient,) = torch.autograd.grad(logits.gather(1, predicted).sum(), activations)
+    weights = gradient.mean(dim=(2, 3), keepdim=True)
+    return torch.relu((weights * activations).sum(dim=1)).detach()
+
+
+def test_gradcam_on_focalnet_is_the_last_stage_gradcam():
+    classifier = real_classifier("focalnet_audio_small")
+    features = torch.rand(2, 1, 101, 64)
+    normalized = classifier.normalizer(features)
+    last = classifier.backbone.forward_features(normalized)[-1]
+    logits = classifier.head(classifier.backbone.forward_head(last))
+    expected = to_input_grid(manual_gradcam(last, logits), 101, 64, "bilinear")
+    with torch.no_grad():
+        got_logits, maps = GradCamInterpreter()(classifier, features)
+    torch.testing.assert_close(got_logits, logits.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-6)
+    assert maps.flatten(1).amax(1).min() > 0  # not an all-zero map
+
+
+def test_gradcam_on_vit_uses_the_tokens_entering_the_last_block():
+    classifier = real_classifier("vit_audio_small")
+    features = torch.rand(2, 1, 101, 64)
+    backbone = classifier.backbone
+    normalized = classifier.normalizer(features)
+    tokens = backbone.embed(normalized)
+    for block in backbone.blocks[:-1]:
+        tokens, _ = block(tokens)
+    height, width = backbone.grid_size(101, 64)
+    grid = tokens[:, 1:].transpose(1, 2).reshape(2, -1, height, width)
+    out, _ = backbone.blocks[-1](torch.cat([tokens[:, :1], grid.flatten(2).transpose(1, 2)], 1))
+    logits = classifier.head(backbone.forward_head(backbone.norm(out)))
+    torch.testing.assert_close(logits, classifier(features), rtol=1e-4, atol=1e-5)
+    expected = to_input_grid(manual_gradcam(grid, logits), 101, 64, "bilinear")
+    with torch.no_grad():
+        _, maps = GradCamInterpreter()(classifier, features)
+    torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-6)

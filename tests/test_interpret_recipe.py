@@ -2,7 +2,8 @@
 
 One ``compare.py`` command interprets the shared 2-epoch FocalNet and ViT runs
 (``trained_runs``) with ``interpret.py`` (FocalNet modulation maps, ViT attention,
-random baseline on the FocalNet classifier) and builds the table; the tests check
+and on both classifiers the energy, saliency, Grad-CAM and random controls) and
+builds the table with CIs and paired differences; the tests check
 every file it writes, the numbers in it against the training run and against
 hand-computable values, and the errors on bad input.
 """
@@ -28,6 +29,11 @@ pytestmark = pytest.mark.slow
 QUANTILES = ["0.5", "0.6", "0.7", "0.8", "0.9", "0.95"]
 METRICS = ["fid_i", "fa", "ff", "ai", "ad", "ag", "sparsity", "complexity"]
 METHODS = ["focalnet", "vit", "random"]
+CONTROLS = ["energy", "saliency", "gradcam", "random"]
+#: Rows of the comparison, in order: by-design maps, then the controls of each classifier.
+LABELS = ["focalnet", "vit"] + [
+    f"{control} ({backbone})" for backbone in ("focalnet", "vit") for control in CONTROLS
+]
 NUM_EXAMPLES = 2
 OVERLAP_PAIRS = 4
 CLIP_SAMPLES = 16000  # the generated clips: 1 s at 16 kHz
@@ -58,9 +64,15 @@ def comparison(trained_runs, tmp_path_factory):
         "vit": vit / "interpretation" / "vit",
         "random": focalnet / "interpretation" / "random",
     }
+    label_folders = {"focalnet": folders["focalnet"], "vit": folders["vit"]}
+    for backbone, run in (("focalnet", focalnet), ("vit", vit)):
+        for control in CONTROLS:
+            label_folders[f"{control} ({backbone})"] = run / "interpretation" / control
     return {
         "output": output,
+        "stdout": result.stdout,
         "folders": folders,
+        "label_folders": label_folders,
         "runs": {"focalnet": focalnet, "vit": vit, "random": focalnet},
     }
 
@@ -194,15 +206,19 @@ def test_latency_is_reported(comparison, method):
 def test_comparison_table_has_every_method_at_every_quantile(comparison):
     output = comparison["output"]
     report = json.loads((output / "comparison.json").read_text())
-    assert [m["label"] for m in report["methods"]] == METHODS
+    assert [m["label"] for m in report["methods"]] == LABELS
     assert [f"{q:g}" for q in report["quantiles"]] == QUANTILES
     with open(output / "comparison.csv", newline="") as fin:
         rows = list(csv.DictReader(fin))
     assert {(row["label"], f"{float(row['quantile']):g}") for row in rows} == {
-        (method, q) for method in METHODS for q in QUANTILES
+        (label, q) for label in LABELS for q in QUANTILES
     }
     for row in rows:
-        expected = read_metrics(comparison, row["label"])
+        folder = comparison["label_folders"][row["label"]]
+        expected = json.loads((folder / "metrics.json").read_text())
+        ci = expected["ci"][f"{float(row['quantile']):g}"]["fid_i"]
+        assert float(row["fid_i_low"]) == pytest.approx(ci["low"])
+        assert ci["low"] <= float(row["fid_i"]) <= ci["high"]
         assert float(row["accuracy"]) == pytest.approx(expected["accuracy"])
         assert float(row["fid_i"]) == pytest.approx(
             expected["quantiles"][f"{float(row['quantile']):g}"]["fid_i"]
@@ -210,10 +226,46 @@ def test_comparison_table_has_every_method_at_every_quantile(comparison):
     markdown = (output / "comparison.md").read_text()
     for q in QUANTILES:
         block = markdown.split(f"## q = {q}\n")[1].split("## q =")[0]
-        assert all(f"| {method} |" in block for method in METHODS)
+        assert all(f"| {label} |" in block for label in LABELS)
         for column in ("Accuracy", "FID-I", "FA", "FF", "AI", "AD", "AG", "Sparsity", "Complexity"):
             assert column in block
     assert (output / "comparison.png").stat().st_size > 10_000
+    # what compare.py prints: every metric with its CI, and the paired differences
+    assert "# Paired differences" in comparison["stdout"]
+    assert "| focalnet | " in comparison["stdout"] and " [" in comparison["stdout"]
+
+
+def test_paired_differences_against_the_by_design_map(comparison):
+    """Each control is paired with its classifier's by-design map, clip by clip."""
+    report = json.loads((comparison["output"] / "comparison.json").read_text())
+    pairs = {(d["label"], d["reference"]): d for d in report["paired_differences"]}
+    for backbone in ("focalnet", "vit"):
+        for control in CONTROLS:
+            assert (f"{control} ({backbone})", backbone) in pairs
+    assert ("focalnet", "vit") in pairs
+    pair = pairs[("energy (focalnet)", "focalnet")]
+    assert pair["clips"] == TEST_CLIPS
+    first = json.loads((comparison["label_folders"]["energy (focalnet)"] / "per_clip.json").read_text())
+    second = json.loads((comparison["label_folders"]["focalnet"] / "per_clip.json").read_text())
+    assert first["ids"] == second["ids"] and len(first["ids"]) == TEST_CLIPS
+    for q in QUANTILES:
+        difference = pair["quantiles"][q]["fid_i"]
+        expected = sum(first["quantiles"][q]["fid_i"]) - sum(second["quantiles"][q]["fid_i"])
+        assert difference["mean"] == pytest.approx(expected / TEST_CLIPS)
+        assert difference["low"] <= difference["mean"] <= difference["high"]
+        assert difference["significant"] == (difference["low"] > 0 or difference["high"] < 0)
+    # the same classifier: no discordant clip in the McNemar test
+    assert pair["accuracy"]["first_only"] == pair["accuracy"]["second_only"] == 0
+
+
+def test_energy_control_and_equal_rms_overlap_are_reported(comparison):
+    """The energy control runs its own interpreter; every method has the equal-RMS overlap test."""
+    metrics = json.loads(
+        (comparison["label_folders"]["energy (focalnet)"] / "metrics.json").read_text()
+    )
+    assert metrics["interpreter"] == "EnergyInterpreter"
+    assert metrics["overlap_equal_rms"]["equal_rms"] is True
+    assert metrics["overlap_equal_rms"]["weights"] == [0.5, 0.5]
 
 
 def test_compare_adds_any_further_result(comparison, tmp_path):
@@ -292,7 +344,7 @@ def test_compare_without_results_exits_with_a_clear_message(tmp_path):
 
 
 def test_empty_test_split_suggests_the_valid_split(tmp_path):
-    from interpret import InterpretationError, split_entries
+    from focalnet_lobes.evaluation import InterpretationError, split_entries
 
     (tmp_path / "save").mkdir()
     (tmp_path / "save" / "test.json").write_text("{}")
@@ -308,7 +360,7 @@ def test_empty_test_split_suggests_the_valid_split(tmp_path):
 def test_source_attribution_hand_values():
     """Two tones in separate bands: a mask on the low band keeps all of s1 and none of s2."""
     from focalnet_lobes.features import SpectrogramFrontend
-    from interpret import source_attribution
+    from focalnet_lobes.evaluation import source_attribution
 
     frontend = SpectrogramFrontend()
     time_axis = torch.arange(16000) / 16000
@@ -334,7 +386,7 @@ def test_source_attribution_hand_values():
 
 
 def test_overlap_pairs_have_different_classes_and_are_seeded():
-    from interpret import choose_overlap_pairs
+    from focalnet_lobes.evaluation import choose_overlap_pairs
 
     labels = [0, 0, 1, 1, 2, 2, 3]
     pairs = choose_overlap_pairs(labels, num_pairs=5, seed=3)

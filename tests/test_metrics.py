@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from focalnet_lobes.evaluation import evaluate_split
 from focalnet_lobes.interpret import MapInterpreter, RandomInterpreter, quantile_mask
 from focalnet_lobes.metrics import (
     METRIC_KEYS,
@@ -17,7 +18,6 @@ from focalnet_lobes.metrics import (
     average_drop,
     average_gain,
     average_increase,
-    evaluate_quantiles,
     faithfulness_masked_in,
     faithfulness_masked_out,
     gini_index,
@@ -254,7 +254,16 @@ class FixedMapInterpreter(MapInterpreter):
         return classifier(features), self.maps[: features.shape[0]]
 
 
-def test_evaluate_quantiles_hand_computed(classifier):
+def evaluate_quantiles(classifier, interpreter, batches, quantiles, structure_on="maps"):
+    """The library evaluator on feature batches, means keyed by float quantile."""
+    result = evaluate_split(
+        classifier, None, interpreter, batches, quantiles, structure_on=structure_on,
+        n_resamples=0,
+    )
+    return {float(key): row for key, row in result["quantiles"].items()}
+
+
+def test_evaluate_split_on_features_hand_computed(classifier):
     # At q = 0.5 both maps give the mask (0, 1, 1, 0) of the hand-computed example:
     # clip 0 (0, 2, 1, 0): sorted (0, 0, 1, 2), threshold 0 + 0.5 * (1 - 0) = 0.5;
     # clip 1 (0, 2, 0.1, 0): threshold 0.05.
@@ -268,9 +277,20 @@ def test_evaluate_quantiles_hand_computed(classifier):
         assert table[0.5][key] == pytest.approx(sum(EXPECTED[key]) / 2, abs=1e-9), key
     on_maps = evaluate_quantiles(classifier, interpreter, [FEATURES], quantiles=(0.5,))
     assert on_maps[0.5]["sparsity"] == pytest.approx(gini_index(maps).mean().item())
+    # the per-clip values are kept, clip by clip
+    result = evaluate_split(
+        classifier, None, interpreter, [FEATURES], (0.5,), structure_on="masks"
+    )
+    assert result["per_clip"]["ids"] == ["0", "1"] and result["accuracy"] is None
+    for key in METRIC_KEYS:
+        assert result["per_clip"]["quantiles"]["0.5"][key] == pytest.approx(
+            EXPECTED[key], abs=1e-9
+        ), key
+        ci = result["ci"]["0.5"][key]
+        assert ci["low"] - 1e-9 <= table[0.5][key] <= ci["high"] + 1e-9, key
 
 
-def test_evaluate_quantiles_matches_per_batch_metrics(classifier):
+def test_evaluate_split_on_features_matches_per_batch_metrics(classifier):
     torch.manual_seed(0)
     batches = [(torch.rand(3, 1, 2, 2).double(), "labels"), torch.rand(2, 1, 2, 2).double()]
     interpreter = RandomInterpreter(seed=3)
@@ -292,8 +312,8 @@ def test_evaluate_quantiles_matches_per_batch_metrics(classifier):
             assert table[q][key] == pytest.approx(expected[key]), (q, key)
 
 
-def test_evaluate_quantiles_errors(classifier):
+def test_evaluate_split_errors(classifier):
     with pytest.raises(ValueError, match="quantiles"):
         evaluate_quantiles(classifier, RandomInterpreter(), [FEATURES], quantiles=(1.5,))
     with pytest.raises(ValueError, match="batch"):
-        evaluate_quantiles(classifier, RandomInterpreter(), ["not a tensor"])
+        evaluate_quantiles(classifier, RandomInterpreter(), ["not a tensor"], quantiles=(0.5,))

@@ -1,0 +1,670 @@
+"""Cross-validation over the ESC-50 folds: one model per held-out fold, pooled per-clip results.
+
+The ESC-50 protocol (Piczak, ACM MM 2015): with folds F_1..F_n, the model for
+held-out fold k is trained on the other folds and tested on k; accuracies are
+reported as mean +- standard deviation over folds. Here, for held-out fold k
+(in sorted order), validation (checkpoint selection) uses the *next* fold in
+cyclic order and training the remaining n - 2 folds: nothing is ever selected on
+the held-out fold. Each held-out fold is then interpreted with every configured
+method (``recipes/interpret.py`` on the test split, i.e. the held-out fold), and
+the per-clip results (``per_clip.json``) of all folds are pooled, so every clip
+is evaluated exactly once, by the model that never saw it.
+
+:func:`run_cross_validation` runs the trainings and interpretations as
+subprocesses of ``recipes/train.py`` and ``recipes/interpret.py`` (the same
+commands a user would type), showing the fold and the epoch as they progress,
+and skips finished folds when rerun (a fold is finished when
+``fold_<k>/fold_done.json`` exists; a half-trained fold resumes from its last
+checkpoint, which ``train.py`` does by itself). :func:`pool_folds` and
+:func:`write_cv_results` build ``cv_results.{json,md,png}``:
+
+* accuracy as mean +- standard deviation over folds (sample standard deviation,
+  ddof = 1) and pooled over all clips with its 95% bootstrap CI;
+* every interpretation metric at every quantile, pooled over all clips, with its
+  95% bootstrap CI (:func:`focalnet_lobes.stats.bootstrap_ci`);
+* paired differences of every method against the first (the by-design map), clip
+  by clip, with their CIs (:func:`focalnet_lobes.evaluation.paired_comparison`).
+
+Authors
+ * focalnet-audio contributors
+"""
+
+import csv
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from focalnet_lobes.evaluation import (
+    METRIC_TITLES,
+    TABLE_KEYS,
+    InterpretationError,
+    format_value,
+    load_per_clip,
+    paired_comparison,
+)
+from focalnet_lobes.stats import N_RESAMPLES, SEED, bootstrap_ci
+
+logger = logging.getLogger(__name__)
+
+#: The marker of a finished fold (training and every interpretation done).
+DONE_MARKER = "fold_done.json"
+#: Placeholder in the list of interpretation YAMLs for the backbone's own map.
+BY_DESIGN = "by_design"
+#: The by-design interpretation YAML of each backbone kind.
+BY_DESIGN_YAMLS = {"focalnet": "interpret_focalnet.yaml", "vit": "interpret_vit.yaml"}
+
+
+class CrossValidationError(ValueError):
+    """The cross-validation cannot run: bad folds, a failed training or interpretation."""
+
+
+def data_folds(data_folder, esc10=False):
+    """The fold numbers present in an ESC-50-layout folder (``meta/esc50.csv``), sorted.
+
+    Arguments
+    ---------
+    data_folder : str or pathlib.Path
+        Holds ``meta/esc50.csv``.
+    esc10 : bool
+        Only the rows of the ESC-10 subset (``esc10`` column ``True``).
+
+    Returns
+    -------
+    list of int
+
+    Raises
+    ------
+    CrossValidationError
+        No metadata file, or fewer than 3 folds (training, validation and
+        held-out folds must differ).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "meta").mkdir()
+    >>> rows = ["filename,fold,target,category,esc10,src_file,take"]
+    >>> rows += [f"{f}-a.wav,{f},0,dog,{f != 2},a,A" for f in (3, 1, 2, 4)]
+    >>> _ = (root / "meta" / "esc50.csv").write_text("\\n".join(rows))
+    >>> data_folds(root), data_folds(root, esc10=True)
+    ([1, 2, 3, 4], [1, 3, 4])
+    """
+    meta = Path(data_folder) / "meta" / "esc50.csv"
+    if not meta.is_file():
+        raise CrossValidationError(f"no {meta}: not an ESC-50-layout folder")
+    with open(meta, newline="", encoding="utf-8") as fin:
+        rows = list(csv.DictReader(fin))
+    try:
+        folds = sorted(
+            {
+                int(row["fold"])
+                for row in rows
+                if not esc10 or str(row.get("esc10", "")).strip().lower() == "true"
+            }
+        )
+    except (KeyError, ValueError) as error:
+        raise CrossValidationError(f"{meta} has no valid 'fold' column: {error}") from error
+    if len(folds) < 3:
+        raise CrossValidationError(
+            f"{meta} has folds {folds}: cross-validation needs at least 3 "
+            "(train, validation and held-out folds differ)"
+        )
+    return folds
+
+
+def fold_plan(folds):
+    """For each held-out fold: the validation fold (the next, cyclically) and the training folds.
+
+    Arguments
+    ---------
+    folds : sequence of int
+        At least 3 distinct folds.
+
+    Returns
+    -------
+    list of dict
+        ``{"test_fold", "valid_fold", "train_folds"}`` per held-out fold, in order.
+
+    Example
+    -------
+    >>> [(p["test_fold"], p["valid_fold"], p["train_folds"]) for p in fold_plan([1, 2, 3, 4])]
+    [(1, 2, [3, 4]), (2, 3, [1, 4]), (3, 4, [1, 2]), (4, 1, [2, 3])]
+    """
+    folds = sorted({int(f) for f in folds})
+    if len(folds) < 3:
+        raise CrossValidationError(f"cross-validation needs at least 3 folds, got {folds}")
+    plan = []
+    for index, test_fold in enumerate(folds):
+        valid_fold = folds[(index + 1) % len(folds)]
+        train = [f for f in folds if f not in (test_fold, valid_fold)]
+        plan.append({"test_fold": test_fold, "valid_fold": valid_fold, "train_folds": train})
+    return plan
+
+
+def classifier_kind(run_folder):
+    """``"focalnet"``, ``"vit"`` or ``"other"``: the backbone of a training run's classifier.
+
+    Read from the ``hyperparams.yaml`` ``recipes/train.py`` saved (the model is
+    built, not loaded: a few hundred milliseconds).
+
+    Example
+    -------
+    >>> classifier_kind("/nonexistent")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.cross_validation.CrossValidationError: no hyperparams.yaml in /nonexistent...
+    """
+    from hyperpyyaml import load_hyperpyyaml
+
+    path = Path(run_folder) / "hyperparams.yaml"
+    if not path.is_file():
+        raise CrossValidationError(f"no hyperparams.yaml in {run_folder}: training did not start")
+    with open(path, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin)
+    model = hparams.get("model")
+    return getattr(model, "kind", "other")
+
+
+def _stream_log(path, position, prefix):
+    """Print the lines appended to ``path`` since ``position``; return the new position."""
+    if not path.is_file():
+        return position
+    with open(path, encoding="utf-8", errors="replace") as fin:
+        fin.seek(position)
+        text = fin.read()
+    complete = text[: text.rfind("\n") + 1]
+    for line in complete.splitlines():
+        if line.strip():
+            print(f"{prefix} {line}", flush=True)
+    return position + len(complete.encode("utf-8"))
+
+
+def run_command(command, log_file, progress_file=None, prefix="", poll_s=1.0):
+    """Run a recipe as a subprocess, its output in ``log_file``, echoing ``progress_file``.
+
+    Arguments
+    ---------
+    command : list of str
+        The command.
+    log_file : pathlib.Path
+        Receives the subprocess's stdout and stderr.
+    progress_file : pathlib.Path or None
+        A file the subprocess appends to (``train_log.txt``: one line per epoch);
+        its new lines are printed with ``prefix`` while the command runs.
+    prefix : str
+        E.g. ``"[fold 2/5]"``.
+    poll_s : float
+        Seconds between two looks at ``progress_file``.
+
+    Raises
+    ------
+    CrossValidationError
+        Non-zero exit status, with the last line of the output and the log file.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> log = Path(tempfile.mkdtemp()) / "log.txt"
+    >>> run_command([sys.executable, "-c", "print('hello')"], log)
+    >>> log.read_text()
+    'hello\\n'
+    """
+    log_file = Path(log_file)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    position = progress_file.stat().st_size if progress_file and progress_file.is_file() else 0
+    with open(log_file, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while process.poll() is None:
+                time.sleep(poll_s)
+                if progress_file is not None:
+                    position = _stream_log(progress_file, position, prefix)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+    if progress_file is not None:
+        _stream_log(progress_file, position, prefix)
+    if process.returncode != 0:
+        lines = [line for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
+        raise CrossValidationError(
+            f"{Path(command[1]).name if len(command) > 1 else command[0]} failed "
+            f"(exit {process.returncode}): {lines[-1] if lines else ''} (full output: {log_file})"
+        )
+
+
+def _yaml_value(value):
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def run_cross_validation(
+    train_hparams,
+    data_folder,
+    output_folder,
+    interpret_hparams,
+    train_overrides=(),
+    interpret_overrides=None,
+    folds=None,
+    esc10=False,
+    recipes_dir=None,
+    hparams_dir=None,
+    python=sys.executable,
+    device="cpu",
+    n_resamples=N_RESAMPLES,
+    seed=SEED,
+):
+    """Train and interpret one model per held-out fold, then pool and write ``cv_results``.
+
+    Arguments
+    ---------
+    train_hparams : str or pathlib.Path
+        The training YAML (``hparams/focalnet_cpu.yaml``, ...).
+    data_folder : str or pathlib.Path
+        ESC-50-layout folder.
+    output_folder : str or pathlib.Path
+        Gets ``fold_<k>/model`` (the training run), ``fold_<k>/interpretation/<method>``,
+        ``fold_<k>/fold_done.json`` and ``cv_results.{json,md,png}``.
+    interpret_hparams : sequence of str
+        Interpretation YAMLs (paths, or names in ``hparams_dir``); ``"by_design"``
+        stands for ``interpret_focalnet.yaml`` or ``interpret_vit.yaml`` as the
+        trained backbone requires. The first is the reference of the paired
+        differences.
+    train_overrides : sequence of str
+        Command-line overrides for ``train.py`` (``["--number_of_epochs", "10"]``);
+        the folds and the output folder are set here and may not be overridden.
+    interpret_overrides : dict or None
+        Overrides for every interpretation (``{"num_examples": 0}``).
+    folds : sequence of int or None
+        Folds to use (default: all of the data, :func:`data_folds`).
+    esc10 : bool
+        ESC-10 subset (for :func:`data_folds`; pass ``--esc10 True`` to train.py
+        in ``train_overrides`` as well).
+    recipes_dir, hparams_dir : str or pathlib.Path or None
+        Where ``train.py`` / ``interpret.py`` and the interpretation YAMLs are
+        (default: the repository's).
+    python : str
+        Interpreter running the recipes.
+    device : str
+        Passed to both recipes.
+    n_resamples, seed :
+        Of the bootstrap.
+
+    Returns
+    -------
+    dict
+        The ``cv_results.json`` content.
+
+    Raises
+    ------
+    CrossValidationError
+        Bad folds or overrides, a failed training or interpretation (the finished
+        folds are kept; a rerun continues).
+    """
+    root = Path(__file__).resolve().parents[1]
+    recipes_dir = Path(recipes_dir or root / "recipes")
+    hparams_dir = Path(hparams_dir or root / "hparams")
+    output_folder = Path(output_folder)
+    train_overrides = [str(a) for a in train_overrides]
+    reserved = {"--output_folder", "--train_folds", "--valid_folds", "--test_folds", "--data_folder"}
+    clash = sorted(reserved & {a.split("=")[0] for a in train_overrides})
+    if clash:
+        raise CrossValidationError(f"{clash} are set by the cross-validation, not overridable")
+    if not interpret_hparams:
+        raise CrossValidationError("no interpretation YAML configured (interpret_hparams is empty)")
+    folds = list(folds) if folds else data_folds(data_folder, esc10)
+    plan = fold_plan(folds)
+    output_folder.mkdir(parents=True, exist_ok=True)
+    fold_results = []
+    for number, fold in enumerate(plan, start=1):
+        prefix = f"[fold {number}/{len(plan)}, held out {fold['test_fold']}]"
+        fold_folder = output_folder / f"fold_{fold['test_fold']}"
+        marker = fold_folder / DONE_MARKER
+        if marker.is_file():
+            print(f"{prefix} finished earlier ({marker}): skipped", flush=True)
+            fold_results.append(json.loads(marker.read_text(encoding="utf-8")))
+            continue
+        model_folder = fold_folder / "model"
+        print(
+            f"{prefix} training on folds {fold['train_folds']}, validating on "
+            f"{fold['valid_fold']}",
+            flush=True,
+        )
+        # fmt: off
+        command = [
+            python, str(recipes_dir / "train.py"), str(train_hparams),
+            "--data_folder", str(data_folder),
+            "--output_folder", str(model_folder),
+            "--train_folds", json.dumps(fold["train_folds"]),
+            "--valid_folds", json.dumps([fold["valid_fold"]]),
+            "--test_folds", json.dumps([fold["test_fold"]]),
+            "--device", device,
+            *train_overrides,
+        ]
+        # fmt: on
+        run_command(
+            command, fold_folder / "train_output.txt", model_folder / "train_log.txt", prefix
+        )
+        kind = classifier_kind(model_folder)
+        methods = {}
+        for name in interpret_hparams:
+            if name == BY_DESIGN:
+                if kind not in BY_DESIGN_YAMLS:
+                    raise CrossValidationError(f"no by-design interpretation for a '{kind}' model")
+                name = BY_DESIGN_YAMLS[kind]
+            path = Path(name) if Path(name).is_file() else hparams_dir / name
+            if not path.is_file():
+                raise CrossValidationError(f"no interpretation YAML {name} (nor {path})")
+            method = path.stem.replace("interpret_", "", 1)
+            folder = fold_folder / "interpretation" / method
+            print(f"{prefix} interpreting the held-out fold with {path.name}", flush=True)
+            command = [
+                python, str(recipes_dir / "interpret.py"), str(path),
+                "--classifier_folder", str(model_folder),
+                "--output_folder", str(folder),
+                "--split", "test",
+                "--device", device,
+            ]  # fmt: skip
+            for key, value in (interpret_overrides or {}).items():
+                command += [f"--{key}", _yaml_value(value)]
+            run_command(command, folder.parent / f"{method}_output.txt", prefix=prefix)
+            methods[method] = str(folder)
+        record = {**fold, "model_folder": str(model_folder), "kind": kind, "methods": methods}
+        marker.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"{prefix} done", flush=True)
+        fold_results.append(record)
+    results = pool_folds(fold_results, n_resamples=n_resamples, seed=seed)
+    results["train_hparams"] = str(train_hparams)
+    results["train_overrides"] = train_overrides
+    results["data_folder"] = str(data_folder)
+    write_cv_results(output_folder, results)
+    return results
+
+
+def pool_folds(fold_results, n_resamples=N_RESAMPLES, seed=SEED):
+    """Pool the per-clip results of every fold: accuracy, metrics with CIs, paired differences.
+
+    Arguments
+    ---------
+    fold_results : list of dict
+        ``{"test_fold", "methods": {method: interpretation folder}}`` per fold
+        (the ``fold_done.json`` records); every fold must have the same methods.
+    n_resamples, seed :
+        Of the bootstrap.
+
+    Returns
+    -------
+    dict
+        ``folds`` (per fold: test/valid/train folds, clips, accuracy),
+        ``accuracy`` (``mean``, ``std`` over folds, ``pooled`` CI dict),
+        ``methods`` (names, the first is the reference), ``metrics``
+        (``{method: {q: {metric: CI dict}}}``), ``paired_differences``
+        (``[{"label", "reference", "clips", "quantiles", "accuracy"}]``),
+        ``bootstrap`` (settings).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from focalnet_lobes.evaluation import write_per_clip
+    >>> root, folds = Path(tempfile.mkdtemp()), []
+    >>> for fold in (1, 2, 3):
+    ...     methods = {}
+    ...     for method, value in (("focalnet", 0.9), ("random", 0.5)):
+    ...         per_clip = {"ids": [f"{fold}-{i}" for i in range(4)], "labels": [0, 1, 0, 1],
+    ...                     "predicted": [0, 1, 0, fold % 2],
+    ...                     "quantiles": {"0.9": {"fid_i": [value] * 4}}}
+    ...         _ = write_per_clip(root / str(fold) / method, per_clip)
+    ...         methods[method] = str(root / str(fold) / method)
+    ...     folds.append({"test_fold": fold, "methods": methods})
+    >>> pooled = pool_folds(folds, n_resamples=99)
+    >>> [f["accuracy"] for f in pooled["folds"]], round(pooled["accuracy"]["mean"], 3)
+    ([1.0, 0.75, 1.0], 0.917)
+    >>> pooled["metrics"]["focalnet"]["0.9"]["fid_i"]["n"]
+    12
+    >>> round(pooled["paired_differences"][0]["quantiles"]["0.9"]["fid_i"]["mean"], 6)
+    -0.4
+    """
+    if not fold_results:
+        raise CrossValidationError("no fold to pool")
+    methods = list(fold_results[0]["methods"])
+    for record in fold_results:
+        if list(record["methods"]) != methods:
+            raise CrossValidationError(
+                f"fold {record['test_fold']} has methods {list(record['methods'])}, "
+                f"fold {fold_results[0]['test_fold']} has {methods}: rerun with one configuration"
+            )
+    pooled = {}
+    folds = []
+    for record in fold_results:
+        for method, folder in record["methods"].items():
+            try:
+                per_clip = load_per_clip(folder)
+            except InterpretationError as error:
+                raise CrossValidationError(str(error)) from error
+            target = pooled.setdefault(
+                method, {"ids": [], "labels": [], "predicted": [], "quantiles": {}}
+            )
+            offset = len(target["ids"])
+            for key in ("ids", "labels", "predicted"):
+                target[key] += per_clip[key]
+            for q, columns in per_clip["quantiles"].items():
+                row = target["quantiles"].setdefault(q, {})
+                for name, values in columns.items():
+                    if len(row.get(name, [])) != offset:
+                        raise CrossValidationError(f"{folder}: metric {name} at q = {q} is missing")
+                    row[name] = row.get(name, []) + list(values)
+            if method == methods[0]:
+                right = [p == y for p, y in zip(per_clip["predicted"], per_clip["labels"])]
+                folds.append(
+                    {
+                        key: record.get(key)
+                        for key in ("test_fold", "valid_fold", "train_folds", "model_folder")
+                    }
+                    | {"clips": len(right), "accuracy": sum(right) / len(right)}
+                )
+    reference = pooled[methods[0]]
+    if len(set(reference["ids"])) != len(reference["ids"]):
+        raise CrossValidationError("a clip id appears in two folds: the folds overlap")
+    right = [int(p == y) for p, y in zip(reference["predicted"], reference["labels"])]
+    accuracies = [fold["accuracy"] for fold in folds]
+    metrics = {
+        method: {
+            q: {
+                name: bootstrap_ci(values, n_resamples=n_resamples, seed=seed)
+                for name, values in columns.items()
+                if name in TABLE_KEYS
+            }
+            for q, columns in sorted(data["quantiles"].items(), key=lambda item: float(item[0]))
+        }
+        for method, data in pooled.items()
+    }
+    differences = []
+    for method in methods[1:]:
+        difference = paired_comparison(
+            pooled[method], reference, n_resamples=n_resamples, seed=seed
+        )
+        differences.append({"label": method, "reference": methods[0], **difference})
+    return {
+        "folds": folds,
+        "accuracy": {
+            "mean": statistics.fmean(accuracies),
+            "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+            "pooled": bootstrap_ci(right, n_resamples=n_resamples, seed=seed),
+        },
+        "methods": methods,
+        "metrics": metrics,
+        "paired_differences": differences,
+        "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": 0.95},
+    }
+
+
+def markdown_cv(results):
+    """The markdown report of :func:`pool_folds` (plus what :func:`run_cross_validation` adds).
+
+    Example
+    -------
+    >>> ci = {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 8}
+    >>> results = {"folds": [{"test_fold": 1, "valid_fold": 2, "train_folds": [3],
+    ...                       "clips": 8, "accuracy": 0.5}],
+    ...            "accuracy": {"mean": 0.5, "std": 0.0, "pooled": ci},
+    ...            "methods": ["focalnet"], "metrics": {"focalnet": {"0.9": {"fid_i": ci}}},
+    ...            "paired_differences": [], "bootstrap": {"n_resamples": 99, "seed": 0}}
+    >>> "| focalnet | 0.500 [0.400, 0.600] |" in markdown_cv(results)
+    True
+    """
+    accuracy = results["accuracy"]
+    pooled = accuracy["pooled"]
+    lines = [
+        "# Cross-validation",
+        "",
+        f"- training: `{results.get('train_hparams', '?')}` "
+        f"{' '.join(results.get('train_overrides', []))}",
+        f"- data: `{results.get('data_folder', '?')}`, {len(results['folds'])} folds, "
+        f"{pooled['n']} held-out clips, each evaluated once by the model that did not see it",
+        f"- accuracy: **{100 * accuracy['mean']:.1f} ± {100 * accuracy['std']:.1f}%** "
+        f"(mean ± std over folds); pooled {100 * pooled['mean']:.1f}% "
+        f"[{100 * pooled['low']:.1f}, {100 * pooled['high']:.1f}] (95% bootstrap CI)",
+        "",
+        "| held-out fold | validation fold | training folds | clips | accuracy (%) |",
+        "|---|---|---|---|---|",
+    ]
+    for fold in results["folds"]:
+        lines.append(
+            f"| {fold['test_fold']} | {fold.get('valid_fold', '-')} | "
+            f"{fold.get('train_folds', '-')} | {fold['clips']} | {100 * fold['accuracy']:.1f} |"
+        )
+    quantiles = sorted(
+        {q for method in results["metrics"].values() for q in method}, key=float
+    )
+    for q in quantiles:
+        names = [
+            n for n in TABLE_KEYS if any(n in m.get(q, {}) for m in results["metrics"].values())
+        ]
+        lines += [
+            "",
+            f"## q = {q} (pooled over folds, mean [95% CI])",
+            "",
+            "| Method | " + " | ".join(METRIC_TITLES[n] for n in names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        for method in results["methods"]:
+            row = results["metrics"][method].get(q, {})
+            cells = [
+                f"{format_value(row[n]['mean'])} [{format_value(row[n]['low'])}, "
+                f"{format_value(row[n]['high'])}]"
+                if n in row
+                else "-"
+                for n in names
+            ]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        if results["paired_differences"]:
+            lines += [
+                "",
+                f"Paired differences at q = {q} (method − {results['methods'][0]}, same clips; "
+                "**bold**: the 95% CI excludes 0):",
+                "",
+                "| Pair | " + " | ".join(METRIC_TITLES[n] for n in names) + " |",
+                "|---" * (len(names) + 1) + "|",
+            ]
+            for difference in results["paired_differences"]:
+                row = difference["quantiles"].get(q, {})
+                cells = []
+                for n in names:
+                    if n not in row:
+                        cells.append("-")
+                        continue
+                    d = row[n]
+                    text = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+                    cells.append(f"**{text}**" if d["significant"] else text)
+                lines.append(
+                    f"| {difference['label']} − {difference['reference']} | "
+                    + " | ".join(cells)
+                    + " |"
+                )
+    boot = results.get("bootstrap", {})
+    lines += [
+        "",
+        f"CIs: bootstrap over the pooled clips (scipy.stats.bootstrap, BCa, "
+        f"{boot.get('n_resamples', '?')} resamples, seed {boot.get('seed', '?')}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_cv(path, results):
+    """Save ``cv_results.png``: accuracy per fold, and FID-I against q with 95% CI bands.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> ci = {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 8}
+    >>> results = {"folds": [{"test_fold": 1, "accuracy": 0.5}], "accuracy": {"mean": 0.5},
+    ...            "methods": ["focalnet"], "metrics": {"focalnet": {"0.9": {"fid_i": ci}}}}
+    >>> path = Path(tempfile.mkdtemp()) / "cv.png"
+    >>> plot_cv(path, results)
+    >>> path.stat().st_size > 1000
+    True
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    folds = results["folds"]
+    left.bar([str(f["test_fold"]) for f in folds], [100 * f["accuracy"] for f in folds])
+    left.axhline(100 * results["accuracy"]["mean"], color="k", linestyle="--", label="mean")
+    left.set_xlabel("held-out fold")
+    left.set_ylabel("accuracy (%)")
+    left.set_title("Accuracy per held-out fold")
+    left.legend()
+    for method in results["methods"]:
+        rows = results["metrics"][method]
+        quantiles = sorted((q for q in rows if "fid_i" in rows[q]), key=float)
+        if not quantiles:
+            continue
+        x = [float(q) for q in quantiles]
+        line = right.plot(x, [rows[q]["fid_i"]["mean"] for q in quantiles], marker="o", label=method)
+        right.fill_between(
+            x,
+            [rows[q]["fid_i"]["low"] for q in quantiles],
+            [rows[q]["fid_i"]["high"] for q in quantiles],
+            color=line[0].get_color(),
+            alpha=0.2,
+        )
+    right.set_xlabel("mask quantile q")
+    right.set_ylabel("FID-I (pooled, 95% CI)")
+    right.set_title("FID-I over all held-out clips")
+    right.set_ylim(-0.02, 1.02)
+    right.grid(alpha=0.3)
+    right.legend()
+    figure.savefig(str(path), dpi=90)
+    plt.close(figure)
+
+
+def write_cv_results(folder, results):
+    """Write ``cv_results.json``, ``cv_results.md`` and ``cv_results.png``; return their paths.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> ci = {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 8}
+    >>> results = {"folds": [{"test_fold": 1, "clips": 8, "accuracy": 0.5}],
+    ...            "accuracy": {"mean": 0.5, "std": 0.0, "pooled": ci}, "methods": ["energy"],
+    ...            "metrics": {"energy": {"0.9": {"fid_i": ci}}}, "paired_differences": []}
+    >>> sorted(p.name for p in write_cv_results(tempfile.mkdtemp(), results).values())
+    ['cv_results.json', 'cv_results.md', 'cv_results.png']
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": folder / "cv_results.json",
+        "markdown": folder / "cv_results.md",
+        "plot": folder / "cv_results.png",
+    }
+    paths["json"].write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    paths["markdown"].write_text(markdown_cv(results), encoding="utf-8")
+    plot_cv(paths["plot"], results)
+    return paths

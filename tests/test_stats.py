@@ -1,0 +1,97 @@
+"""Confidence intervals and paired tests (focalnet_lobes.stats) on hand-checkable samples."""
+
+import math
+
+import numpy as np
+import pytest
+
+from focalnet_lobes.stats import bootstrap_ci, mcnemar_exact, paired_difference
+
+
+def test_ci_of_a_hand_checkable_case():
+    """100 clips, half right: mean 0.5, standard error sqrt(0.25 / 100) = 0.05.
+
+    The normal-approximation 95% interval is 0.5 +- 1.96 * 0.05 = [0.402, 0.598];
+    the bootstrap (percentile and BCa) lands within a resampling step of it.
+    """
+    values = [0.0, 1.0] * 50
+    for method in ("percentile", "BCa"):
+        ci = bootstrap_ci(values, method=method)
+        assert ci["mean"] == 0.5 and ci["n"] == 100
+        assert ci["low"] == pytest.approx(0.5 - 1.96 * 0.05, abs=0.015), method
+        assert ci["high"] == pytest.approx(0.5 + 1.96 * 0.05, abs=0.015), method
+    # a fixed seed: the same interval again; another seed: almost the same
+    assert bootstrap_ci(values) == bootstrap_ci(values)
+    assert bootstrap_ci(values, seed=1)["low"] == pytest.approx(bootstrap_ci(values)["low"], abs=0.02)
+
+
+def test_ci_narrows_with_more_clips_and_covers_the_mean():
+    rng = np.random.default_rng(0)
+    small = bootstrap_ci(rng.normal(1.0, 1.0, 25))
+    large = bootstrap_ci(rng.normal(1.0, 1.0, 400))
+    assert small["low"] < small["mean"] < small["high"]
+    width_small, width_large = small["high"] - small["low"], large["high"] - large["low"]
+    # the width scales as 1 / sqrt(n): 2 * 1.96 / sqrt(n)
+    assert width_small == pytest.approx(2 * 1.96 / 5, rel=0.3)
+    assert width_large == pytest.approx(2 * 1.96 / 20, rel=0.15)
+
+
+def test_degenerate_samples_do_not_crash():
+    assert bootstrap_ci([0.7] * 40) == {"mean": 0.7, "low": 0.7, "high": 0.7, "n": 40}
+    assert bootstrap_ci([0.2]) == {"mean": 0.2, "low": 0.2, "high": 0.2, "n": 1}
+    # one differing clip among 80: BCa is undefined on most resamples, falls back
+    ci = bootstrap_ci([0.0] * 79 + [1.0])
+    assert math.isfinite(ci["low"]) and math.isfinite(ci["high"])
+    assert 0.0 <= ci["low"] <= ci["mean"] <= ci["high"] <= 1.0
+    with pytest.raises(ValueError, match="non-empty"):
+        bootstrap_ci([])
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_ci([0.1, float("nan")])
+
+
+def test_paired_difference_that_must_be_significant():
+    """Method A beats B by 0.1 on every clip, on top of a large clip-to-clip spread.
+
+    Unpaired, the spread (standard deviation 0.3) would hide a 0.1 gap on 40 clips;
+    paired, every difference is 0.1 +- 0.02 and the CI is far from 0.
+    """
+    rng = np.random.default_rng(1)
+    clip_effect = rng.uniform(0.0, 0.8, 40)
+    first = clip_effect + 0.1 + rng.uniform(-0.02, 0.02, 40)
+    second = clip_effect
+    result = paired_difference(first, second)
+    assert result["significant"] is True
+    assert result["mean"] == pytest.approx(0.1, abs=0.01)
+    assert 0.09 < result["low"] < result["high"] < 0.11
+    # and the sign follows the order
+    assert paired_difference(second, first)["high"] < 0
+
+
+def test_paired_difference_that_must_not_be_significant():
+    """Two methods that each win on half of the clips by the same amount: mean 0."""
+    first = [1.0, 0.0] * 20
+    second = [0.0, 1.0] * 20
+    result = paired_difference(first, second)
+    assert result["mean"] == 0.0
+    assert result["low"] < 0 < result["high"]
+    assert result["significant"] is False
+    # identical methods: a degenerate difference of exactly 0, not significant
+    same = paired_difference(first, first)
+    assert same == {"mean": 0.0, "low": 0.0, "high": 0.0, "n": 40, "significant": False}
+    with pytest.raises(ValueError, match="same clips"):
+        paired_difference([1.0, 2.0], [1.0])
+
+
+def test_mcnemar_exact_hand_values():
+    # 8 discordant clips, all for the first classifier: p = 2 * 0.5^8 = 0.0078125
+    first = [True] * 8 + [True] * 30 + [False] * 2
+    second = [False] * 8 + [True] * 30 + [False] * 2
+    result = mcnemar_exact(first, second)
+    assert (result["first_only"], result["second_only"], result["n"]) == (8, 0, 40)
+    assert result["p_value"] == pytest.approx(2 * 0.5**8)
+    assert result["accuracy_difference"] == pytest.approx(8 / 40)
+    # 3 against 2 discordant: far from significant (p = 1 for a 3-2 split of 5)
+    balanced = mcnemar_exact([1, 1, 1, 0, 0], [0, 0, 0, 1, 1])
+    assert balanced["p_value"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same non-empty clips"):
+        mcnemar_exact([1], [1, 0])
