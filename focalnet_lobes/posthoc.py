@@ -10,7 +10,9 @@ resumed runs in the checkpoints' meta.
 import functools
 import json
 import os
+import time
 
+import speechbrain as sb
 import torch
 
 FILLED_FROM_CLASSIFIER = ("n_classes", "representation_dim")
@@ -224,3 +226,68 @@ def count_parameters(module):
     9
     """
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class PostHocBrain(sb.Brain):
+    """The epoch bookkeeping that the post-hoc interpreters' Brains share.
+
+    Subclasses (``LMACBrain`` in ``recipes/train_lmac.py``, ``PIQBrain`` in
+    ``recipes/train_piq.py``) define ``compute_forward`` and
+    ``compute_objectives``, adding each term's per-clip sum to
+    ``self.stage_sums[name]`` and the batch size to ``self.stage_count``. This
+    class resets them per stage, logs their per-clip means every epoch (train
+    and valid), keeps the checkpoint with the lowest validation loss (meta:
+    ``loss`` and the cumulated training ``train_seconds``, carried across resumed
+    runs by :func:`recorded_train_seconds`) and logs the test stage
+    (``self.test_stats``).
+
+    Example
+    -------
+    >>> brain = PostHocBrain(modules={"m": torch.nn.Linear(1, 1)}, run_opts={"device": "cpu"})
+    >>> brain.on_stage_start(sb.Stage.VALID)
+    >>> brain.stage_sums, brain.stage_count = {"fidelity": 3.0}, 4
+    >>> brain._stage_stats(0.5)
+    {'fidelity': 0.75, 'loss': 0.5}
+    """
+
+    def on_fit_start(self):
+        """Recover (as every Brain) and the training time spent before this run."""
+        super().on_fit_start()
+        self.train_seconds = recorded_train_seconds(self.checkpointer)
+
+    def on_stage_start(self, stage, epoch=None):
+        """Reset the per-stage sums; start the epoch clock."""
+        self.stage_sums = {}
+        self.stage_count = 0
+        if stage == sb.Stage.TRAIN:
+            self.epoch_start = time.perf_counter()
+
+    def _stage_stats(self, stage_loss):
+        count = max(self.stage_count, 1)
+        stats = {name: total / count for name, total in self.stage_sums.items()}
+        stats["loss"] = stage_loss
+        return stats
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log every epoch, checkpoint the best by validation loss, log the test stage."""
+        stats = self._stage_stats(stage_loss)
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        if stage == sb.Stage.VALID:
+            self.train_seconds += time.perf_counter() - self.epoch_start
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta={"loss": stage_loss, "train_seconds": self.train_seconds},
+                min_keys=["loss"],
+            )
+        elif stage == sb.Stage.TEST:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+                test_stats=stats,
+            )
+            self.test_stats = stats

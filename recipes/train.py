@@ -25,7 +25,6 @@ Authors
  * focalnet-audio contributors
 """
 
-import functools
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ from speechbrain.utils.distributed import ddp_init_group, if_main_process, run_o
 
 from classification_report import ClassificationReport
 from esc50_prepare import DownloadError, ESC50NotFoundError, prepare_esc50
-from focalnet_lobes.audio import fix_length, load_audio
+from focalnet_lobes.posthoc import classifier_datasets
 from focalnet_lobes.training import (
     TrainingPlanError,
     build_step_schedule,
@@ -191,32 +190,17 @@ def mean_over_processes(value, device="cpu"):
 
 
 def dataio_prep(hparams):
-    """Datasets for the train/valid/test manifests, with cached 16 kHz audio."""
-    num_samples = int(hparams["sample_rate"] * hparams["clip_seconds"])
+    """Datasets for the train/valid/test manifests, with cached 16 kHz audio.
 
-    @functools.lru_cache(maxsize=hparams["audio_cache_size"])
-    def read_clip(path):
-        return fix_length(load_audio(path, hparams["sample_rate"]), num_samples)
-
-    @sb.utils.data_pipeline.takes("wav")
-    @sb.utils.data_pipeline.provides("sig")
-    def audio_pipeline(wav):
-        return read_clip(wav)
-
-    @sb.utils.data_pipeline.takes("label")
-    @sb.utils.data_pipeline.provides("label")
-    def label_pipeline(label):
-        return torch.tensor(int(label))
-
-    datasets = {}
-    for split in ("train", "valid", "test"):
-        with open(os.path.join(hparams["save_folder"], f"{split}.json"), encoding="utf-8") as fin:
-            manifest = json.load(fin)
-        # An empty split (e.g. no fold 5 in a development copy) has no dataset.
-        datasets[split] = sb.dataio.dataset.DynamicItemDataset(
-            manifest, dynamic_items=[audio_pipeline, label_pipeline], output_keys=["id", "sig", "label"]
-        ) if manifest else None
-    return datasets
+    An empty split (e.g. no fold 5 in a development copy) has no dataset (None);
+    see :func:`focalnet_lobes.posthoc.classifier_datasets`.
+    """
+    return classifier_datasets(
+        hparams["save_folder"],
+        hparams["sample_rate"],
+        hparams["clip_seconds"],
+        hparams["audio_cache_size"],
+    )
 
 
 def run_option(name, run_opts, hparams):

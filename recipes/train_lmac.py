@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import speechbrain as sb
@@ -38,6 +37,7 @@ from hyperpyyaml import load_hyperpyyaml
 from focalnet_lobes.lmac import TRAINING_COST_FILE
 from focalnet_lobes.piq import representation_channels
 from focalnet_lobes.posthoc import (
+    PostHocBrain,
     classifier_datasets,
     classifier_folder_from,
     count_parameters,
@@ -49,7 +49,7 @@ from trained_classifier import load_trained_classifier
 logger = logging.getLogger(__name__)
 
 
-class LMACBrain(sb.Brain):
+class LMACBrain(PostHocBrain):
     """Trains a :class:`~focalnet_lobes.lmac.LMACInterpreter` on a frozen classifier.
 
     ``self.classifier`` and ``self.frontend`` (set before ``fit``) are not Brain
@@ -115,46 +115,6 @@ class LMACBrain(sb.Brain):
         self.stage_count += batch_size
         return terms["loss"]
 
-    def on_fit_start(self):
-        """Recover (as every Brain) and the training time spent before this run."""
-        super().on_fit_start()
-        self.train_seconds = recorded_train_seconds(self.checkpointer)
-
-    def on_stage_start(self, stage, epoch=None):
-        """Reset the per-stage sums; start the epoch clock."""
-        self.stage_sums = {}
-        self.stage_count = 0
-        if stage == sb.Stage.TRAIN:
-            self.epoch_start = time.perf_counter()
-
-    def _stage_stats(self, stage_loss):
-        count = max(self.stage_count, 1)
-        stats = {name: total / count for name, total in self.stage_sums.items()}
-        stats["loss"] = stage_loss
-        return stats
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Log every epoch, checkpoint the best by validation loss, log the test stage."""
-        stats = self._stage_stats(stage_loss)
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
-            return
-        if stage == sb.Stage.VALID:
-            self.train_seconds += time.perf_counter() - self.epoch_start
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
-                train_stats=self.train_stats,
-                valid_stats=stats,
-            )
-            self.checkpointer.save_and_keep_only(
-                meta={"loss": stage_loss, "train_seconds": self.train_seconds},
-                min_keys=["loss"],
-            )
-        elif stage == sb.Stage.TEST:
-            self.hparams.train_logger.log_stats(
-                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
-                test_stats=stats,
-            )
 
 
 def main(argv):

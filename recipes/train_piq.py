@@ -29,23 +29,28 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from ruamel.yaml import YAML
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.distributed import ddp_init_group, if_main_process
 
 from focalnet_lobes.piq import representation_channels
+from focalnet_lobes.posthoc import (
+    PostHocBrain,
+    classifier_datasets,
+    classifier_folder_from,
+    count_parameters,
+    overrides_with_classifier,
+    recorded_train_seconds,
+)
 from focalnet_lobes.training import wrap_distributed
 from trained_classifier import load_trained_classifier
 
 logger = logging.getLogger(__name__)
 
-FILLED_FROM_CLASSIFIER = ("n_classes", "representation_dim")
 
 
 class PIQFolderError(FileNotFoundError):
@@ -81,7 +86,7 @@ class PIQForward(torch.nn.Module):
         return self.interpreter.piq_forward(classifier, features)
 
 
-class PIQBrain(sb.Brain):
+class PIQBrain(PostHocBrain):
     """Trains a :class:`~focalnet_lobes.piq.PIQInterpreter` on a frozen classifier.
 
     ``self.classifier`` and ``self.frontend`` (set before ``fit``) are not Brain
@@ -161,168 +166,18 @@ class PIQBrain(sb.Brain):
         self.stage_count += batch_size
         return terms["loss"]
 
-    def on_fit_start(self):
-        """Recover (as every Brain) and the training time spent before this run."""
-        super().on_fit_start()
-        self.train_seconds = recorded_train_seconds(self.checkpointer)
-
-    def on_stage_start(self, stage, epoch=None):
-        """Reset the per-stage sums; start the epoch clock."""
-        self.stage_sums = {}
-        self.stage_count = 0
-        if stage == sb.Stage.TRAIN:
-            self.epoch_start = time.perf_counter()
-
-    def _stage_stats(self, stage_loss):
-        count = max(self.stage_count, 1)
-        stats = {name: total / count for name, total in self.stage_sums.items()}
-        stats["loss"] = stage_loss
-        return stats
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Log every epoch, checkpoint the best by validation loss, log the test stage."""
-        stats = self._stage_stats(stage_loss)
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
-            return
-        if stage == sb.Stage.VALID:
-            self.train_seconds += time.perf_counter() - self.epoch_start
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
-                train_stats=self.train_stats,
-                valid_stats=stats,
-            )
-            self.checkpointer.save_and_keep_only(
-                meta={"loss": stage_loss, "train_seconds": self.train_seconds},
-                min_keys=["loss"],
-            )
-        elif stage == sb.Stage.TEST:
-            self.hparams.train_logger.log_stats(
-                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
-                test_stats=stats,
-            )
-            self.test_stats = stats
 
 
-def recorded_train_seconds(checkpointer):
-    """Training seconds recorded in the latest end-of-epoch checkpoint (0 if none).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     checkpointer = Checkpointer(folder)
-    ...     before = recorded_train_seconds(checkpointer)
-    ...     _ = checkpointer.save_checkpoint(meta={"loss": 1.0, "train_seconds": 12.5})
-    ...     after = recorded_train_seconds(checkpointer)
-    >>> before, after
-    (0.0, 12.5)
-    """
-    latest = checkpointer.find_checkpoint(ckpt_predicate=lambda c: "train_seconds" in c.meta)
-    return float(latest.meta["train_seconds"]) if latest is not None else 0.0
 
 
-def _yaml_mapping(text):
-    """Top-level mapping of a YAML text without instantiating tags ({} if empty)."""
-    data = YAML(typ="rt").load(text) if text and text.strip() else None
-    return dict(data) if data else {}
 
 
-def classifier_folder_from(hparams_file, overrides):
-    """The ``classifier_folder`` of the command line, else of the YAML file.
-
-    Example
-    -------
-    >>> hparams_file = Path(__file__).resolve().parents[1] / "hparams" / "piq_focalnet_cpu.yaml"
-    >>> classifier_folder_from(hparams_file, "classifier_folder: results/focalnet_cpu/1986")
-    'results/focalnet_cpu/1986'
-    >>> classifier_folder_from(hparams_file, "")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: PIQ needs a trained classifier: pass --classifier_folder ...
-    """
-    folder = _yaml_mapping(overrides).get("classifier_folder")
-    if folder is None:
-        with open(hparams_file, encoding="utf-8") as fin:
-            folder = _yaml_mapping(fin.read()).get("classifier_folder")
-    if not isinstance(folder, str) or not folder:
-        raise ValueError(
-            "PIQ needs a trained classifier: pass --classifier_folder <output folder of "
-            "recipes/train.py> (e.g. results/focalnet_cpu/1986)"
-        )
-    return folder
 
 
-def overrides_with_classifier(overrides, n_classes, representation_dim):
-    """Add the classifier's ``n_classes`` and ``representation_dim`` to the overrides.
-
-    Values given on the command line must match the classifier.
-
-    Example
-    -------
-    >>> print(overrides_with_classifier("lr: 0.01", n_classes=10, representation_dim=256))
-    lr: 0.01
-    n_classes: 10
-    representation_dim: 256
-    >>> overrides_with_classifier("n_classes: 50", 10, 256)
-    Traceback (most recent call last):
-    ...
-    ValueError: --n_classes 50 does not match the classifier (10)
-    """
-    given = _yaml_mapping(overrides)
-    lines = [overrides] if overrides and overrides.strip() else []
-    for key, value in zip(FILLED_FROM_CLASSIFIER, (n_classes, representation_dim)):
-        if key in given:
-            if int(given[key]) != value:
-                raise ValueError(
-                    f"--{key} {given[key]} does not match the classifier ({value})"
-                )
-        else:
-            lines.append(f"{key}: {value}")
-    return "\n".join(lines)
 
 
-def dataio_prep(classifier_hparams, audio_cache_size):
-    """The classifier's train/valid/test datasets (16 kHz clips of its length).
-
-    The manifests ``save_folder/{train,valid,test}.json`` and the audio pipeline
-    of the classification recipe (``recipes/train.py``): items ``id``, ``sig``
-    (the clip at ``sample_rate``, cut or padded to ``clip_seconds``), ``label``.
-
-    Example
-    -------
-    >>> import tempfile, soundfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> soundfile.write(folder / "a.wav", torch.zeros(800).numpy(), 8000)
-    >>> for split in ("train", "valid", "test"):
-    ...     _ = (folder / f"{split}.json").write_text(
-    ...         json.dumps({"a": {"wav": str(folder / "a.wav"), "label": 3}})
-    ...     )
-    >>> data = {"sample_rate": 16000, "clip_seconds": 0.5, "save_folder": str(folder)}
-    >>> clip = dataio_prep(data, audio_cache_size=0)["train"][0]
-    >>> clip["sig"].shape, int(clip["label"])
-    (torch.Size([8000]), 3)
-    """
-    from train import dataio_prep as classification_dataio_prep
-
-    data_hparams = {
-        "sample_rate": classifier_hparams["sample_rate"],
-        "clip_seconds": classifier_hparams["clip_seconds"],
-        "save_folder": classifier_hparams["save_folder"],
-        "audio_cache_size": audio_cache_size,
-    }
-    return classification_dataio_prep(data_hparams)
 
 
-def count_parameters(module):
-    """Number of trainable parameters of a module.
-
-    Example
-    -------
-    >>> count_parameters(torch.nn.Linear(2, 3))
-    9
-    """
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def load_training_cost(folder):
@@ -429,7 +284,7 @@ def main(argv):
     """Load the classifier, train PIQ on its train split, record the cost, test."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     ddp_init_group(run_opts)
-    classifier_folder = classifier_folder_from(hparams_file, overrides)
+    classifier_folder = classifier_folder_from(hparams_file, overrides, "PIQ")
     trained = load_trained_classifier(classifier_folder)
     n_classes = len(trained.class_names)
     overrides = overrides_with_classifier(
@@ -444,7 +299,12 @@ def main(argv):
         overrides=overrides,
     )
 
-    datasets = dataio_prep(trained.hparams, hparams["audio_cache_size"])
+    datasets = classifier_datasets(
+        trained.hparams["save_folder"],
+        trained.hparams["sample_rate"],
+        trained.hparams["clip_seconds"],
+        hparams["audio_cache_size"],
+    )
     if datasets["train"] is None or datasets["valid"] is None:
         raise ValueError(
             f"The classifier in {classifier_folder} has no training or validation clips "
