@@ -702,8 +702,12 @@ class _GradCamForward(nn.Module):
         backbone = classifier.backbone
         normalized = classifier.normalizer(features)
         if classifier.kind == "focalnet":
-            stage_maps = backbone.forward_features(normalized)
-            return classifier.head(backbone.forward_head(self.tap(stage_maps[-1])))
+            # The modulator of this same pass: modulation pooling weighs by it
+            # (the gradient flows through the tapped map and the pooling weights).
+            stage_maps, modulators = backbone.forward_features(normalized, return_modulators=True)
+            return classifier.head(backbone.forward_head(
+                self.tap(stage_maps[-1]), modulator=modulators[-1]
+            ))
         grid_h, grid_w = backbone.grid_size(normalized.shape[-2], normalized.shape[-1])
         tokens = backbone.embed(normalized)
         for block in backbone.blocks[:-1]:

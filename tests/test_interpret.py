@@ -512,6 +512,28 @@ def test_gradcam_on_focalnet_is_the_last_stage_gradcam():
     assert maps.flatten(1).amax(1).min() > 0  # not an all-zero map
 
 
+def test_gradcam_on_a_modulation_pooled_focalnet():
+    """global_pool='modulation' (focalnet_cpu.yaml): Grad-CAM runs the pooling with the
+    modulator of its own pass, and equals Grad-CAM by hand on that forward."""
+    torch.manual_seed(0)
+    backbone = focalnet_lobes.create_model(
+        "focalnet_audio_small", num_classes=0, in_chans=1, global_pool="modulation"
+    )
+    classifier = SpectrogramClassifier(
+        backbone, LinearHead(backbone.num_features, 4), GlobalFeatureNorm(64)
+    ).eval()
+    features = torch.rand(2, 1, 101, 64)
+    stage_maps, modulators = backbone.forward_features(
+        classifier.normalizer(features), return_modulators=True
+    )
+    logits = classifier.head(backbone.forward_head(stage_maps[-1], modulator=modulators[-1]))
+    expected = to_input_grid(manual_gradcam(stage_maps[-1], logits), 101, 64, "bilinear")
+    with torch.no_grad():
+        got_logits, maps = GradCamInterpreter()(classifier, features)
+    torch.testing.assert_close(got_logits, logits.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-6)
+
+
 def test_gradcam_on_vit_uses_the_tokens_entering_the_last_block():
     classifier = real_classifier("vit_audio_small")
     features = torch.rand(2, 1, 101, 64)
