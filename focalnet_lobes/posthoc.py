@@ -228,6 +228,36 @@ def count_parameters(module):
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+class InterpreterForward(torch.nn.Module):
+    """An interpreter's training forward (``piq_forward``, ``lmac_forward``) as ``forward``.
+
+    ``DistributedDataParallel`` synchronises gradients only of computations run
+    through its own ``forward``; the post-hoc interpreters train through a method
+    of their own, which this module exposes as ``forward`` so that DDP can wrap it.
+
+    Example
+    -------
+    >>> class Interpreter(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.scale = torch.nn.Parameter(torch.ones(1))
+    ...     def lmac_forward(self, classifier, features):
+    ...         return self.scale * classifier(features)
+    >>> module = InterpreterForward(Interpreter(), "lmac_forward")
+    >>> module(torch.nn.Identity(), torch.ones(2)).tolist(), sorted(module.state_dict())
+    ([1.0, 1.0], ['interpreter.scale'])
+    """
+
+    def __init__(self, interpreter, method):
+        super().__init__()
+        self.interpreter = interpreter
+        self.method = method
+
+    def forward(self, classifier, features):
+        """``getattr(self.interpreter, self.method)(classifier, features)``."""
+        return getattr(self.interpreter, self.method)(classifier, features)
+
+
 class PostHocBrain(sb.Brain):
     """The epoch bookkeeping that the post-hoc interpreters' Brains share.
 
@@ -249,6 +279,28 @@ class PostHocBrain(sb.Brain):
     >>> brain._stage_stats(0.5)
     {'fidelity': 0.75, 'loss': 0.5}
     """
+
+    #: The interpreter's training forward, ``(classifier, features) -> outputs``.
+    forward_method = "forward"
+
+    def interpreter_forward(self, features):
+        """The interpreter's training forward on ``features``, through DDP under ``torchrun``."""
+        interpreter = self.modules.interpreter
+        if isinstance(interpreter, torch.nn.parallel.DistributedDataParallel):
+            return interpreter(self.classifier, features)
+        return getattr(interpreter, self.forward_method)(self.classifier, features)
+
+    def _wrap_distributed(self):
+        """Under ``torchrun``, DDP-wrap the interpreter's training forward (CPU too)."""
+        if self.distributed_launch:
+            from focalnet_lobes.training import wrap_distributed
+
+            self.modules["interpreter"] = InterpreterForward(
+                self.modules["interpreter"], self.forward_method
+            )
+            wrap_distributed(self)
+        else:
+            super()._wrap_distributed()
 
     def on_fit_start(self):
         """Recover (as every Brain) and the training time spent before this run."""

@@ -33,6 +33,7 @@ from pathlib import Path
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import ddp_init_group, if_main_process
 
 from focalnet_lobes.lmac import TRAINING_COST_FILE
 from focalnet_lobes.piq import representation_channels
@@ -87,6 +88,8 @@ class LMACBrain(PostHocBrain):
     ['fidelity', 'in', 'l1', 'loss', 'masked_in', 'masked_out', 'out']
     """
 
+    forward_method = "lmac_forward"
+
     def compute_forward(self, batch, stage):
         """Waveforms -> magnitude and features -> classifier logits and mask logits."""
         batch = batch.to(self.device)
@@ -94,7 +97,7 @@ class LMACBrain(PostHocBrain):
         with torch.no_grad():
             magnitude = self.frontend.spectrum(wavs).abs()
             features = self.frontend.features_from_magnitude(magnitude)
-        return magnitude, self.modules.interpreter.lmac_forward(self.classifier, features)
+        return magnitude, self.interpreter_forward(features)
 
     def compute_objectives(self, predictions, batch, stage):
         """L-MAC's loss; accumulates its terms, and the fidelity when evaluating."""
@@ -120,6 +123,7 @@ class LMACBrain(PostHocBrain):
 def main(argv):
     """Load the classifier, train L-MAC on its train split, record the cost, test."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    ddp_init_group(run_opts)  # under torchrun (SpeechBrain's convention)
     classifier_folder = classifier_folder_from(hparams_file, overrides, "L-MAC")
     trained = load_trained_classifier(classifier_folder)
     overrides = overrides_with_classifier(
@@ -178,11 +182,12 @@ def main(argv):
         "best_valid_loss": best.meta["loss"] if best is not None else None,
         "device": str(brain.device),
     }
-    with open(os.path.join(hparams["output_folder"], TRAINING_COST_FILE), "w") as fout:
-        json.dump(cost, fout, indent=2)
-    logger.info(
-        "L-MAC trained %d epochs in %.1f s (%d parameters)", epochs, seconds, cost["params"]
-    )
+    if if_main_process():  # one writer
+        with open(os.path.join(hparams["output_folder"], TRAINING_COST_FILE), "w") as fout:
+            json.dump(cost, fout, indent=2)
+        logger.info(
+            "L-MAC trained %d epochs in %.1f s (%d parameters)", epochs, seconds, cost["params"]
+        )
 
     if datasets["test"] is None:
         logger.warning("The test manifest is empty: skipping the test stage")

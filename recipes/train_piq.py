@@ -46,7 +46,6 @@ from focalnet_lobes.posthoc import (
     overrides_with_classifier,
     recorded_train_seconds,
 )
-from focalnet_lobes.training import wrap_distributed
 from trained_classifier import load_trained_classifier
 
 logger = logging.getLogger(__name__)
@@ -63,27 +62,6 @@ class PIQFolderError(FileNotFoundError):
     """
 
 
-class PIQForward(torch.nn.Module):
-    """``interpreter.piq_forward`` as a module's ``forward``, so that DDP can wrap it.
-
-    ``DistributedDataParallel`` synchronises gradients only of computations run
-    through its own ``forward``; PIQ trains through ``piq_forward``.
-
-    Example
-    -------
-    >>> from focalnet_lobes.piq import PIQInterpreter, PIQNetwork
-    >>> module = PIQForward(PIQInterpreter(PIQNetwork(192, 3, codebook_size=6)))
-    >>> sorted(module.state_dict()) == sorted("interpreter." + k for k in module.interpreter.state_dict())
-    True
-    """
-
-    def __init__(self, interpreter):
-        super().__init__()
-        self.interpreter = interpreter
-
-    def forward(self, classifier, features):
-        """``self.interpreter.piq_forward(classifier, features)``."""
-        return self.interpreter.piq_forward(classifier, features)
 
 
 class PIQBrain(PostHocBrain):
@@ -123,24 +101,15 @@ class PIQBrain(PostHocBrain):
     ['codebook', 'commitment', 'fidelity', 'loss', 'mask_mean', 'reconstruction']
     """
 
+    forward_method = "piq_forward"
+
     def compute_forward(self, batch, stage):
         """Waveforms -> classifier features -> PIQ outputs (mask logits, VQ vectors)."""
         batch = batch.to(self.device)
         wavs, _ = batch.sig
         with torch.no_grad():
             features = self.frontend(wavs)
-        interpreter = self.modules.interpreter
-        if isinstance(interpreter, torch.nn.parallel.DistributedDataParallel):
-            return features, interpreter(self.classifier, features)
-        return features, interpreter.piq_forward(self.classifier, features)
-
-    def _wrap_distributed(self):
-        """Under ``torchrun``, DDP-wrap the interpreter's ``piq_forward`` (CPU too)."""
-        if self.distributed_launch:
-            self.modules["interpreter"] = PIQForward(self.modules["interpreter"])
-            wrap_distributed(self)
-        else:
-            super()._wrap_distributed()
+        return features, self.interpreter_forward(features)
 
     def compute_objectives(self, predictions, batch, stage):
         """PIQ's loss; accumulates its terms, and the mask's fidelity when evaluating."""

@@ -327,17 +327,19 @@ def test_configurations_that_cannot_train_stop_with_one_line(fake_esc10, tmp_pat
 
 
 @pytest.mark.slow
-def test_piq_trains_under_torchrun(trained_runs, tmp_path):
-    """recipes/train_piq.py with 2 gloo processes: DDP through piq_forward, one writer."""
+@pytest.mark.parametrize("method", ["piq", "lmac"])
+def test_posthoc_interpreter_trains_under_torchrun(trained_runs, tmp_path, method):
+    """recipes/train_{piq,lmac}.py with 2 gloo processes: DDP through the interpreter's
+    training forward (posthoc.InterpreterForward), one writer."""
     classifier = trained_runs("focalnet_cpu.yaml")
-    output = tmp_path / "piq"
+    output = tmp_path / method
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               "--master_port", str(_free_port()), str(REPO / "recipes" / "train_piq.py"),
-               str(REPO / "hparams" / "piq_focalnet_cpu.yaml"),
+               "--master_port", str(_free_port()), str(REPO / "recipes" / f"train_{method}.py"),
+               str(REPO / "hparams" / f"{method}_focalnet_cpu.yaml"),
                "--classifier_folder", str(classifier), "--output_folder", str(output),
                "--number_of_epochs", "1", "--batch_size", "8", "--distributed_backend", "gloo"]
     result = run_torchrun(command)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert logged(output / "train_log.txt", "epoch") == ["1"]
-    assert json.loads((output / "piq_training.json").read_text())["epochs"] == 1
+    assert json.loads((output / f"{method}_training.json").read_text())["epochs"] == 1
     assert len(list((output / "save").glob("CKPT+*"))) == 1
