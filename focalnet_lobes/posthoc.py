@@ -8,12 +8,16 @@ resumed runs in the checkpoints' meta.
 """
 
 import functools
+import logging
 import json
 import os
+import pathlib
 import time
 
 import speechbrain as sb
 import torch
+
+logger = logging.getLogger(__name__)
 
 FILLED_FROM_CLASSIFIER = ("n_classes", "representation_dim")
 
@@ -343,3 +347,89 @@ class PostHocBrain(sb.Brain):
                 test_stats=stats,
             )
             self.test_stats = stats
+
+
+def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cost_file):
+    """Train a post-hoc interpreter on a frozen classifier, record its cost, test it.
+
+    The shared body of ``recipes/train_lmac.py`` and ``recipes/train_piq.py``: the
+    Brain (``brain_class``, a :class:`PostHocBrain`) gets the YAML's
+    ``interpreter`` as its only module and the frozen classifier and front end as
+    plain attributes; it trains on ``datasets["train"]``, keeps the best
+    checkpoint by validation loss, then the main process writes ``cost_file`` in
+    ``output_folder`` (``method``, ``classifier_folder``, ``seconds`` of training
+    summed over resumed runs, ``epochs``, ``seconds_per_epoch``, ``params``,
+    ``best_valid_loss``, ``device``), and the test split (when not empty) is
+    evaluated with the best checkpoint.
+
+    Arguments
+    ---------
+    brain_class : type
+        A :class:`PostHocBrain` subclass.
+    hparams : dict
+        The loaded YAML (``interpreter``, ``opt_class``, ``checkpointer``,
+        ``epoch_counter``, ``output_folder``, ``train_dataloader_opts``,
+        ``valid_dataloader_opts``).
+    run_opts : dict
+        SpeechBrain's run options.
+    trained : object
+        The trained classifier (``recipes/trained_classifier.py``): ``model``,
+        ``frontend``, ``folder``, ``to(device)``.
+    datasets : dict
+        :func:`classifier_datasets` of that classifier (train and valid not None).
+    method : str
+        Name written in the cost file (``"lmac"``, ``"piq"``).
+    cost_file : str
+        File name of the training cost in ``output_folder``.
+
+    Returns
+    -------
+    PostHocBrain
+        The trained Brain.
+    """
+    from speechbrain.utils.distributed import if_main_process
+
+    brain = brain_class(
+        modules={"interpreter": hparams["interpreter"]},
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    trained.to(brain.device)
+    brain.classifier = trained.model.eval().requires_grad_(False)
+    brain.frontend = trained.frontend.eval()
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+
+    epochs = int(hparams["epoch_counter"].current)
+    best = hparams["checkpointer"].find_checkpoint(min_key="loss")
+    seconds = recorded_train_seconds(hparams["checkpointer"])
+    cost = {
+        "method": method,
+        "classifier_folder": str(pathlib.Path(trained.folder).resolve()),
+        "seconds": seconds,
+        "epochs": epochs,
+        "seconds_per_epoch": seconds / epochs if epochs else None,
+        "params": count_parameters(hparams["interpreter"]),
+        "best_valid_loss": best.meta["loss"] if best is not None else None,
+        "device": str(brain.device),
+    }
+    if if_main_process():  # one writer
+        with open(os.path.join(hparams["output_folder"], cost_file), "w") as fout:
+            json.dump(cost, fout, indent=2)
+        logger.info("%s trained %d epochs in %.1f s (%d parameters)",
+                    method, epochs, seconds, cost["params"])
+
+    if datasets["test"] is None:
+        logger.warning("The test manifest is empty: skipping the test stage")
+        return brain
+    brain.evaluate(
+        datasets["test"], min_key="loss", test_loader_kwargs=hparams["valid_dataloader_opts"]
+    )
+    return brain

@@ -27,7 +27,6 @@ Authors
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -35,16 +34,15 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
-from speechbrain.utils.distributed import ddp_init_group, if_main_process
+from speechbrain.utils.distributed import ddp_init_group
 
 from focalnet_lobes.piq import representation_channels
 from focalnet_lobes.posthoc import (
     PostHocBrain,
     classifier_datasets,
     classifier_folder_from,
-    count_parameters,
     overrides_with_classifier,
-    recorded_train_seconds,
+    train_posthoc,
 )
 from trained_classifier import load_trained_classifier
 
@@ -280,53 +278,7 @@ def main(argv):
             f"in its manifests ({trained.manifest('train')})"
         )
 
-    brain = PIQBrain(
-        modules={"interpreter": hparams["interpreter"]},
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    trained.to(brain.device)
-    brain.classifier = trained.model.eval().requires_grad_(False)
-    brain.frontend = trained.frontend.eval()
-
-    brain.fit(
-        brain.hparams.epoch_counter,
-        datasets["train"],
-        datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
-    )
-
-    epochs = int(hparams["epoch_counter"].current)
-    best = hparams["checkpointer"].find_checkpoint(min_key="loss")
-    seconds = recorded_train_seconds(hparams["checkpointer"])
-    cost = {
-        "method": "piq",
-        "classifier_folder": str(Path(classifier_folder).resolve()),
-        "seconds": seconds,
-        "epochs": epochs,
-        "seconds_per_epoch": seconds / epochs if epochs else None,
-        "params": count_parameters(hparams["interpreter"]),
-        "best_valid_loss": best.meta["loss"] if best is not None else None,
-        "device": str(brain.device),
-    }
-    if if_main_process():  # one writer
-        with open(os.path.join(hparams["output_folder"], "piq_training.json"), "w") as fout:
-            json.dump(cost, fout, indent=2)
-        logger.info(
-            "PIQ trained %d epochs in %.1f s (%d parameters)", epochs, cost["seconds"], cost["params"]
-        )
-
-    if datasets["test"] is None:
-        logger.warning("The test manifest is empty: skipping the test stage")
-        return
-    brain.evaluate(
-        datasets["test"],
-        min_key="loss",
-        test_loader_kwargs=hparams["valid_dataloader_opts"],
-    )
+    train_posthoc(PIQBrain, hparams, run_opts, trained, datasets, "piq", "piq_training.json")
 
 
 if __name__ == "__main__":
