@@ -388,7 +388,8 @@ def load_lmac_interpreter(folder, classifier_folder=None, device="cpu"):
     focalnet_lobes.lmac.LMACFolderError: /nonexistent is not an L-MAC training output folder: ...
     """
     from hyperpyyaml import load_hyperpyyaml
-    from speechbrain.utils.checkpoints import Checkpointer
+
+    from focalnet_lobes.posthoc import load_best_interpreter
 
     folder = Path(folder)
     hparams_file = folder / "hyperparams.yaml"
@@ -404,21 +405,7 @@ def load_lmac_interpreter(folder, classifier_folder=None, device="cpu"):
     interpreter = hparams.get("interpreter")
     if not isinstance(interpreter, LMACInterpreter):
         raise LMACFolderError(f"{hparams_file} does not define an L-MAC interpreter")
-    checkpoint = Checkpointer(folder / "save").find_checkpoint(min_key="loss")
-    if checkpoint is None:
-        raise LMACFolderError(
-            f"No checkpoint in {folder / 'save'}: has the L-MAC training run finished at "
-            "least one epoch?"
-        )
-    trained_on = hparams.get("classifier_folder")
-    if classifier_folder is not None and trained_on is not None:
-        if Path(classifier_folder).resolve() != Path(trained_on).resolve():
-            logger.warning(
-                "L-MAC in %s was trained on the classifier in %s, not %s",
-                folder, trained_on, classifier_folder,
-            )
-    state = torch.load(
-        checkpoint.paramfiles["interpreter"], map_location="cpu", weights_only=True
+    return load_best_interpreter(
+        interpreter, folder / "save", folder, classifier_folder,
+        hparams.get("classifier_folder"), "L-MAC", LMACFolderError, device,
     )
-    interpreter.load_state_dict(state)
-    return interpreter.eval().to(device)

@@ -433,3 +433,73 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
         datasets["test"], min_key="loss", test_loader_kwargs=hparams["valid_dataloader_opts"]
     )
     return brain
+
+
+def load_best_interpreter(interpreter, checkpoints_dir, folder, classifier_folder=None,
+                          trained_on=None, method="The interpreter", error=FileNotFoundError,
+                          device="cpu"):
+    """Load the checkpoint with the lowest validation loss into a post-hoc interpreter.
+
+    Shared by :func:`focalnet_lobes.lmac.load_lmac_interpreter` and PIQ's loader
+    (``recipes/train_piq.py``). The weights are read with ``weights_only=True``.
+
+    Arguments
+    ---------
+    interpreter : torch.nn.Module
+        The interpreter built from the run's YAML.
+    checkpoints_dir : str or pathlib.Path
+        The run's checkpoint folder (``save/``).
+    folder : str or pathlib.Path
+        The run's output folder (named in the warning).
+    classifier_folder : str or pathlib.Path or None
+        The classifier it is about to interpret; a warning is logged when it is
+        not ``trained_on`` (the classifier the run was trained on).
+    trained_on : str or None
+        ``classifier_folder`` of the run's YAML.
+    method : str
+        Named in the messages (``"L-MAC"``, ``"PIQ"``).
+    error : type
+        Exception raised when there is no checkpoint.
+    device : str or torch.device
+        Where the interpreter goes.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``interpreter`` with the best weights, in evaluation mode.
+
+    Raises
+    ------
+    error
+        When ``checkpoints_dir`` holds no checkpoint.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.utils.checkpoints import Checkpointer
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> trained = torch.nn.Linear(2, 2)
+    >>> _ = Checkpointer(folder, {"interpreter": trained}).save_checkpoint(meta={"loss": 0.1})
+    >>> loaded = load_best_interpreter(torch.nn.Linear(2, 2), folder, folder)
+    >>> torch.equal(loaded.weight, trained.weight), loaded.training
+    (True, False)
+    """
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    checkpoint = Checkpointer(checkpoints_dir).find_checkpoint(min_key="loss")
+    if checkpoint is None:
+        raise error(
+            f"No checkpoint in {checkpoints_dir}: has the {method} training run finished at "
+            "least one epoch?"
+        )
+    if classifier_folder is not None and trained_on is not None:
+        if pathlib.Path(classifier_folder).resolve() != pathlib.Path(trained_on).resolve():
+            logger.warning(
+                "%s in %s was trained on the classifier in %s, not %s",
+                method, folder, trained_on, classifier_folder,
+            )
+    state = torch.load(
+        checkpoint.paramfiles["interpreter"], map_location="cpu", weights_only=True
+    )
+    interpreter.load_state_dict(state)
+    return interpreter.eval().to(device)

@@ -33,7 +33,6 @@ from pathlib import Path
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.distributed import ddp_init_group
 
 from focalnet_lobes.piq import representation_channels
@@ -41,6 +40,7 @@ from focalnet_lobes.posthoc import (
     PostHocBrain,
     classifier_datasets,
     classifier_folder_from,
+    load_best_interpreter,
     overrides_with_classifier,
     train_posthoc,
 )
@@ -226,25 +226,10 @@ def load_piq_interpreter(folder, device="cpu", classifier_folder=None):
     checkpoints_dir = Path(hparams["checkpointer"].checkpoints_dir)
     if not checkpoints_dir.is_dir() and (folder / "save").is_dir():
         checkpoints_dir = folder / "save"  # the output folder was moved
-    checkpoint = Checkpointer(checkpoints_dir).find_checkpoint(min_key="loss")
-    if checkpoint is None:
-        raise PIQFolderError(
-            f"No checkpoint in {checkpoints_dir}: has the PIQ training run finished at "
-            "least one epoch?"
-        )
-    trained_on = hparams.get("classifier_folder")
-    if classifier_folder is not None and trained_on is not None:
-        if Path(classifier_folder).resolve() != Path(trained_on).resolve():
-            logger.warning(
-                "PIQ in %s was trained on the classifier in %s, not %s",
-                folder, trained_on, classifier_folder,
-            )
-    state = torch.load(
-        checkpoint.paramfiles["interpreter"], map_location="cpu", weights_only=True
+    return load_best_interpreter(
+        hparams["interpreter"], checkpoints_dir, folder, classifier_folder,
+        hparams.get("classifier_folder"), "PIQ", PIQFolderError, device,
     )
-    interpreter = hparams["interpreter"]
-    interpreter.load_state_dict(state)
-    return interpreter.eval().to(device)
 
 
 def main(argv):
