@@ -20,6 +20,13 @@ To run this recipe, do the following:
 >     [--cv_hparams hparams/cross_validation.yaml] [--interpret "[by_design, interpret_energy.yaml]"]
 >     [--interpret_override num_examples=0] [--folds "[1, 2, 3, 4]"] [train.py overrides ...]
 
+Post-hoc interpreters (L-MAC, PIQ) are trained per fold on that fold's classifier
+when their name is in the list (``posthoc_hparams`` in the YAML names their
+training YAMLs), e.g. ``--interpret "[by_design, interpret_energy.yaml, lmac]"``;
+rerunning a finished cross-validation with more methods trains no classifier again.
+Two cross-validations of the same folds (FocalNet and ViT) are compared clip by
+clip with ``recipes/compare_cv.py``.
+
 Authors
  * focalnet-audio contributors
 """
@@ -92,6 +99,8 @@ def main(argv=None):
             device=args.device,
             n_resamples=int(config.get("bootstrap_resamples", 9999)),
             seed=int(config.get("bootstrap_seed", 0)),
+            posthoc_hparams=config.get("posthoc_hparams"),
+            posthoc_overrides=[str(a) for a in config.get("posthoc_overrides") or []],
         )
     except (ValueError, FileNotFoundError) as error:
         logger.debug("cross-validation failed", exc_info=True)
