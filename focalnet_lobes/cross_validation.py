@@ -53,6 +53,14 @@ logger = logging.getLogger(__name__)
 DONE_MARKER = "fold_done.json"
 #: A fold whose classifier is trained, with the methods interpreted so far.
 PROGRESS_FILE = "fold_progress.json"
+#: Per split interpreted: (finished marker, progress file, interpretation folder,
+#: results name). "valid" interprets each fold's validation split: data to choose
+#: on (a map, a quantile), never to report.
+SPLIT_FILES = {
+    "test": (DONE_MARKER, PROGRESS_FILE, "interpretation", "cv_results"),
+    "valid": ("fold_done_valid.json", "fold_progress_valid.json", "interpretation_valid",
+              "cv_selection"),
+}
 #: Placeholder in the list of interpretation YAMLs for the backbone's own map.
 BY_DESIGN = "by_design"
 #: The by-design interpretation YAML of each backbone kind.
@@ -272,7 +280,7 @@ def _resolve_yaml(name, hparams_dir, what="interpretation"):
 def _interpret_fold(
     prefix, fold_folder, model_folder, interpret_hparams, methods, progress, record,
     recipes_dir, hparams_dir, python, device, interpret_overrides,
-    posthoc_hparams, posthoc_overrides,
+    posthoc_hparams, posthoc_overrides, split="test",
 ):
     """Interpret one fold's held-out clips with every method not in ``methods`` yet.
 
@@ -284,7 +292,7 @@ def _interpret_fold(
     posthoc_hparams = posthoc_hparams or {}
     for name in interpret_hparams:
         method = _method_name(name, kind)
-        folder = fold_folder / "interpretation" / method
+        folder = fold_folder / SPLIT_FILES[split][2] / method
         if method in methods and (Path(methods[method]) / "per_clip.json").is_file():
             continue
         extra = []
@@ -317,12 +325,13 @@ def _interpret_fold(
             extra = [option, str(posthoc_folder)]
         else:
             path = _resolve_yaml(name, hparams_dir)
-        print(f"{prefix} interpreting the held-out fold with {path.name} ({method})", flush=True)
+        what = "the held-out fold" if split == "test" else "the validation fold"
+        print(f"{prefix} interpreting {what} with {path.name} ({method})", flush=True)
         command = [
             python, str(Path(recipes_dir) / "interpret.py"), str(path),
             "--classifier_folder", str(model_folder),
             "--output_folder", str(folder),
-            "--split", "test",
+            "--split", split,
             "--device", device,
             *extra,
         ]  # fmt: skip
@@ -356,6 +365,7 @@ def run_cross_validation(
     seed=SEED,
     posthoc_hparams=None,
     posthoc_overrides=(),
+    split="test",
 ):
     """Train and interpret one model per held-out fold, then pool and write ``cv_results``.
 
@@ -402,6 +412,12 @@ def run_cross_validation(
         interpreter goes to ``fold_<k>/posthoc/<method>``.
     posthoc_overrides : sequence of str
         Command-line overrides for every post-hoc training recipe.
+    split : str
+        ``"test"``: interpret each held-out fold (``cv_results``, the figures to
+        report). ``"valid"``: interpret each fold's validation split instead
+        (``fold_<k>/interpretation_valid``, ``cv_selection.{json,md,png}``):
+        where to choose between maps or quantiles without touching the
+        held-out folds. The classifiers are shared.
 
     Returns
     -------
@@ -433,12 +449,19 @@ def run_cross_validation(
     for number, fold in enumerate(plan, start=1):
         prefix = f"[fold {number}/{len(plan)}, held out {fold['test_fold']}]"
         fold_folder = output_folder / f"fold_{fold['test_fold']}"
-        marker = fold_folder / DONE_MARKER
-        progress = fold_folder / PROGRESS_FILE
+        marker, progress = (fold_folder / name for name in SPLIT_FILES[split][:2])
         previous = next(
             (json.loads(p.read_text(encoding="utf-8")) for p in (marker, progress) if p.is_file()),
             None,
         )
+        if previous is None and split != "test":
+            # the classifier trained for the held-out fold serves every split
+            trained = [fold_folder / DONE_MARKER, fold_folder / PROGRESS_FILE]
+            previous = next(
+                (json.loads(p.read_text(encoding="utf-8")) | {"methods": {}}
+                 for p in trained if p.is_file()),
+                None,
+            )
         model_folder = fold_folder / "model"
         done = dict(previous["methods"]) if previous else {}
         if previous:
@@ -454,7 +477,7 @@ def run_cross_validation(
             _interpret_fold(
                 prefix, fold_folder, model_folder, interpret_hparams, done, progress, previous,
                 recipes_dir, hparams_dir, python, device, interpret_overrides,
-                posthoc_hparams, posthoc_overrides,
+                posthoc_hparams, posthoc_overrides, split,
             )
             marker.write_text(
                 json.dumps({**previous, "methods": done}, indent=2) + "\n", encoding="utf-8"
@@ -489,7 +512,7 @@ def run_cross_validation(
         _interpret_fold(
             prefix, fold_folder, model_folder, interpret_hparams, methods, progress, record,
             recipes_dir, hparams_dir, python, device, interpret_overrides,
-            posthoc_hparams, posthoc_overrides,
+            posthoc_hparams, posthoc_overrides, split,
         )
         marker.write_text(json.dumps({**record, "methods": methods}, indent=2) + "\n", encoding="utf-8")
         print(f"{prefix} done", flush=True)
@@ -498,7 +521,8 @@ def run_cross_validation(
     results["train_hparams"] = str(train_hparams)
     results["train_overrides"] = train_overrides
     results["data_folder"] = str(data_folder)
-    write_cv_results(output_folder, results)
+    results["split"] = split
+    write_cv_results(output_folder, results, SPLIT_FILES[split][3])
     return results
 
 
@@ -808,9 +832,15 @@ def markdown_cv(results):
     """
     accuracy = results["accuracy"]
     pooled = accuracy["pooled"]
-    lines = [
-        "# Cross-validation",
-        "",
+    lines = ["# Cross-validation", ""]
+    if results.get("split") == "valid":
+        lines += [
+            "**Selection data**: each fold's *validation* split (the clips that chose its "
+            "checkpoint), interpreted by that fold's model; the columns below named "
+            "held-out / accuracy refer to it. Choose here, report `cv_results.md`.",
+            "",
+        ]
+    lines += [
         f"- training: `{results.get('train_hparams', '?')}` "
         f"{' '.join(results.get('train_overrides', []))}",
         f"- data: `{results.get('data_folder', '?')}`, {len(results['folds'])} folds, "
@@ -935,8 +965,8 @@ def plot_cv(path, results):
     plt.close(figure)
 
 
-def write_cv_results(folder, results):
-    """Write ``cv_results.json``, ``cv_results.md`` and ``cv_results.png``; return their paths.
+def write_cv_results(folder, results, name="cv_results"):
+    """Write ``<name>.json``, ``<name>.md`` and ``<name>.png``; return their paths.
 
     Example
     -------
@@ -951,9 +981,9 @@ def write_cv_results(folder, results):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {
-        "json": folder / "cv_results.json",
-        "markdown": folder / "cv_results.md",
-        "plot": folder / "cv_results.png",
+        "json": folder / f"{name}.json",
+        "markdown": folder / f"{name}.md",
+        "plot": folder / f"{name}.png",
     }
     paths["json"].write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown_cv(results), encoding="utf-8")

@@ -54,6 +54,8 @@ value = lambda key: args[args.index(key) + 1]
 log = Path(__file__).with_name("calls.jsonl")
 log.open("a").write(json.dumps({"recipe": Path(__file__).name, "args": sys.argv[1:]}) + "\\n")
 fold = int((Path(value("--classifier_folder")) / "test_fold.txt").read_text())
+if value("--split") == "valid":
+    fold = 100 + fold
 method = Path(sys.argv[1]).stem.replace("interpret_", "")
 score = {"focalnet": 0.8, "vit": 0.6, "energy": 0.5, "lmac": 0.7}[method]
 kind = Path(__file__).with_name("kind.txt").read_text().strip()
@@ -90,7 +92,7 @@ def data_folder(root):
     return root
 
 
-def cross_validate(root, recipes, cv_folder, methods):
+def cross_validate(root, recipes, cv_folder, methods, split="test"):
     return run_cross_validation(
         REPO / "hparams" / "focalnet_cpu.yaml",
         root,
@@ -101,6 +103,7 @@ def cross_validate(root, recipes, cv_folder, methods):
         posthoc_hparams={"lmac": {"focalnet": "lmac_focalnet_cpu.yaml", "vit": "lmac_vit_cpu.yaml"}},
         posthoc_overrides=["--number_of_epochs", "2"],
         n_resamples=99,
+        split=split,
     )
 
 
@@ -202,3 +205,24 @@ def test_two_cross_validations_compared_clip_by_clip(tmp_path):
                                        "--output_folder", str(out)])
     assert broken.returncode != 0 and "no finished fold" in broken.stderr
     assert "Traceback" not in broken.stderr
+
+
+def test_validation_split_for_selection_reuses_the_classifiers(tmp_path):
+    root = data_folder(tmp_path / "data")
+    recipes = fake_recipes(tmp_path / "recipes", "focalnet")
+    cv_folder = tmp_path / "cv"
+    cross_validate(root, recipes, cv_folder, ["by_design"])
+    before = calls(recipes)
+    selection = cross_validate(root, recipes, cv_folder, ["by_design", "interpret_energy.yaml"],
+                               split="valid")
+    new = calls(recipes)[len(before):]
+    assert {c["recipe"] for c in new} == {"interpret.py"}  # no training
+    assert all(c["args"][c["args"].index("--split") + 1] == "valid" for c in new)
+    assert len(new) == 2 * len(FOLDS)
+    assert selection["split"] == "valid" and selection["methods"] == ["focalnet", "energy"]
+    assert (cv_folder / "cv_selection.md").read_text().startswith("# Cross-validation")
+    assert "Selection data" in (cv_folder / "cv_selection.md").read_text()
+    assert (cv_folder / "fold_1" / "interpretation_valid" / "energy" / "per_clip.json").is_file()
+    # the test-split results are untouched
+    assert "Selection data" not in (cv_folder / "cv_results.md").read_text()
+    assert json.loads((cv_folder / "cv_results.json").read_text())["methods"] == ["focalnet"]
