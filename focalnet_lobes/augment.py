@@ -41,10 +41,21 @@ class RandomGain(nn.Module):
         """Apply a random gain to each row of ``wavs`` (B, samples); ``lengths`` is unused."""
         if not self.training:
             return wavs
-        gain_db = torch.empty(wavs.shape[0], 1, device=wavs.device).uniform_(
+        return wavs * self.sample_gains(wavs.shape[0], wavs.device).unsqueeze(1)
+
+    def sample_gains(self, batch_size, device=None):
+        """Linear amplitude gains (batch_size,), uniform in dB over [min_gain_db, max_gain_db].
+
+        Example
+        -------
+        >>> gains = RandomGain(-6.0, 6.0).sample_gains(1000)
+        >>> bool((gains >= 10 ** (-6 / 20) - 1e-6).all() and (gains <= 10 ** (6 / 20) + 1e-6).all())
+        True
+        """
+        gain_db = torch.empty(batch_size, device=device).uniform_(
             self.min_gain_db, self.max_gain_db
         )
-        return wavs * (10.0 ** (gain_db / 20.0))
+        return 10.0 ** (gain_db / 20.0)
 
 
 class RandomTimeShift(nn.Module):

@@ -35,7 +35,6 @@ import logging
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from focalnet_lobes.evaluation import (
@@ -46,16 +45,32 @@ from focalnet_lobes.evaluation import (
     load_per_clip,
     paired_comparison,
 )
-from focalnet_lobes.stats import N_RESAMPLES, SEED, bootstrap_ci
+from focalnet_lobes.stats import N_RESAMPLES, SEED, bootstrap_ci, mcnemar_exact, paired_difference
 
 logger = logging.getLogger(__name__)
 
 #: The marker of a finished fold (training and every interpretation done).
 DONE_MARKER = "fold_done.json"
+#: A fold whose classifier is trained, with the methods interpreted so far.
+PROGRESS_FILE = "fold_progress.json"
+#: Per split interpreted: (finished marker, progress file, interpretation folder,
+#: results name). "valid" interprets each fold's validation split: data to choose
+#: on (a map, a quantile), never to report.
+SPLIT_FILES = {
+    "test": (DONE_MARKER, PROGRESS_FILE, "interpretation", "cv_results"),
+    "valid": ("fold_done_valid.json", "fold_progress_valid.json", "interpretation_valid",
+              "cv_selection"),
+}
 #: Placeholder in the list of interpretation YAMLs for the backbone's own map.
 BY_DESIGN = "by_design"
 #: The by-design interpretation YAML of each backbone kind.
 BY_DESIGN_YAMLS = {"focalnet": "interpret_focalnet.yaml", "vit": "interpret_vit.yaml"}
+#: Post-hoc methods trained per fold: training recipe, interpretation YAML, the
+#: interpretation's option naming the trained interpreter's folder.
+POSTHOC_RECIPES = {
+    "lmac": ("train_lmac.py", "interpret_lmac.yaml", "--lmac_folder"),
+    "piq": ("train_piq.py", "interpret_piq.yaml", "--piq_folder"),
+}
 
 
 class CrossValidationError(ValueError):
@@ -219,8 +234,12 @@ def run_command(command, log_file, progress_file=None, prefix="", poll_s=1.0):
     with open(log_file, "w", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            while process.poll() is None:
-                time.sleep(poll_s)
+            while True:
+                try:
+                    process.wait(timeout=poll_s)  # returns as soon as the command ends
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
                 if progress_file is not None:
                     position = _stream_log(progress_file, position, prefix)
         except BaseException:
@@ -234,6 +253,94 @@ def run_command(command, log_file, progress_file=None, prefix="", poll_s=1.0):
         raise CrossValidationError(
             f"{Path(command[1]).name if len(command) > 1 else command[0]} failed "
             f"(exit {process.returncode}): {lines[-1] if lines else ''} (full output: {log_file})"
+        )
+
+
+def _method_name(name, kind):
+    """The method name of an ``interpret_hparams`` entry for a ``kind`` classifier.
+
+    ``by_design`` is named after its YAML (``focalnet``, ``vit``), the others
+    after theirs (``interpret_energy.yaml`` -> ``energy``) or are the post-hoc
+    method's name (``lmac``).
+    """
+    if name == BY_DESIGN:
+        if kind not in BY_DESIGN_YAMLS:
+            raise CrossValidationError(f"no by-design interpretation for a '{kind}' model")
+        name = BY_DESIGN_YAMLS[kind]
+    return Path(str(name)).stem.replace("interpret_", "", 1)
+
+
+def _resolve_yaml(name, hparams_dir, what="interpretation"):
+    path = Path(name) if Path(name).is_file() else Path(hparams_dir) / name
+    if not path.is_file():
+        raise CrossValidationError(f"no {what} YAML {name} (nor {path})")
+    return path
+
+
+def _interpret_fold(
+    prefix, fold_folder, model_folder, interpret_hparams, methods, progress, record,
+    recipes_dir, hparams_dir, python, device, interpret_overrides,
+    posthoc_hparams, posthoc_overrides, split="test",
+):
+    """Interpret one fold's held-out clips with every method not in ``methods`` yet.
+
+    ``methods`` (method name -> interpretation folder) is updated in place and
+    ``progress`` (the fold's :data:`PROGRESS_FILE`) rewritten after each method,
+    so an interruption loses at most the method in progress.
+    """
+    kind = record["kind"]
+    posthoc_hparams = posthoc_hparams or {}
+    for name in interpret_hparams:
+        method = _method_name(name, kind)
+        folder = fold_folder / SPLIT_FILES[split][2] / method
+        if method in methods and (Path(methods[method]) / "per_clip.json").is_file():
+            continue
+        extra = []
+        if name == BY_DESIGN:
+            path = _resolve_yaml(BY_DESIGN_YAMLS[kind], hparams_dir)
+        elif name in posthoc_hparams:
+            if name not in POSTHOC_RECIPES:
+                raise CrossValidationError(
+                    f"unknown post-hoc method '{name}' (known: {sorted(POSTHOC_RECIPES)})"
+                )
+            recipe, interpret_yaml, option = POSTHOC_RECIPES[name]
+            training = posthoc_hparams[name]
+            if kind not in training:
+                raise CrossValidationError(f"no {name} training YAML for a '{kind}' classifier")
+            posthoc_folder = fold_folder / "posthoc" / name
+            print(f"{prefix} training {name} on the fold's classifier", flush=True)
+            command = [
+                python, str(Path(recipes_dir) / recipe),
+                str(_resolve_yaml(training[kind], hparams_dir, "post-hoc training")),
+                "--classifier_folder", str(model_folder),
+                "--output_folder", str(posthoc_folder),
+                "--device", device,
+                *[str(a) for a in posthoc_overrides],
+            ]  # fmt: skip
+            run_command(
+                command, fold_folder / f"{name}_train_output.txt",
+                posthoc_folder / "train_log.txt", prefix,
+            )
+            path = _resolve_yaml(interpret_yaml, hparams_dir)
+            extra = [option, str(posthoc_folder)]
+        else:
+            path = _resolve_yaml(name, hparams_dir)
+        what = "the held-out fold" if split == "test" else "the validation fold"
+        print(f"{prefix} interpreting {what} with {path.name} ({method})", flush=True)
+        command = [
+            python, str(Path(recipes_dir) / "interpret.py"), str(path),
+            "--classifier_folder", str(model_folder),
+            "--output_folder", str(folder),
+            "--split", split,
+            "--device", device,
+            *extra,
+        ]  # fmt: skip
+        for key, value in (interpret_overrides or {}).items():
+            command += [f"--{key}", _yaml_value(value)]
+        run_command(command, folder.parent / f"{method}_output.txt", prefix=prefix)
+        methods[method] = str(folder)
+        progress.write_text(
+            json.dumps({**record, "methods": methods}, indent=2) + "\n", encoding="utf-8"
         )
 
 
@@ -256,6 +363,9 @@ def run_cross_validation(
     device="cpu",
     n_resamples=N_RESAMPLES,
     seed=SEED,
+    posthoc_hparams=None,
+    posthoc_overrides=(),
+    split="test",
 ):
     """Train and interpret one model per held-out fold, then pool and write ``cv_results``.
 
@@ -271,8 +381,11 @@ def run_cross_validation(
     interpret_hparams : sequence of str
         Interpretation YAMLs (paths, or names in ``hparams_dir``); ``"by_design"``
         stands for ``interpret_focalnet.yaml`` or ``interpret_vit.yaml`` as the
-        trained backbone requires. The first is the reference of the paired
-        differences.
+        trained backbone requires; a key of ``posthoc_hparams`` (``"lmac"``,
+        ``"piq"``) is a post-hoc interpreter trained on the fold's classifier
+        (its training folds; best checkpoint on its validation fold) and then
+        interpreted with ``interpret_<name>.yaml``. The first is the reference
+        of the paired differences.
     train_overrides : sequence of str
         Command-line overrides for ``train.py`` (``["--number_of_epochs", "10"]``);
         the folds and the output folder are set here and may not be overridden.
@@ -292,11 +405,25 @@ def run_cross_validation(
         Passed to both recipes.
     n_resamples, seed :
         Of the bootstrap.
+    posthoc_hparams : dict or None
+        ``{method: {classifier kind: training YAML}}`` for the post-hoc methods
+        (:data:`POSTHOC_RECIPES`), e.g. ``{"lmac": {"focalnet":
+        "lmac_focalnet_cpu.yaml", "vit": "lmac_vit_cpu.yaml"}}``; the trained
+        interpreter goes to ``fold_<k>/posthoc/<method>``.
+    posthoc_overrides : sequence of str
+        Command-line overrides for every post-hoc training recipe.
+    split : str
+        ``"test"``: interpret each held-out fold (``cv_results``, the figures to
+        report). ``"valid"``: interpret each fold's validation split instead
+        (``fold_<k>/interpretation_valid``, ``cv_selection.{json,md,png}``):
+        where to choose between maps or quantiles without touching the
+        held-out folds. The classifiers are shared.
 
     Returns
     -------
     dict
-        The ``cv_results.json`` content.
+        The ``cv_results.json`` content. A rerun with more methods trains no
+        classifier again and interprets only what is missing.
 
     Raises
     ------
@@ -322,12 +449,42 @@ def run_cross_validation(
     for number, fold in enumerate(plan, start=1):
         prefix = f"[fold {number}/{len(plan)}, held out {fold['test_fold']}]"
         fold_folder = output_folder / f"fold_{fold['test_fold']}"
-        marker = fold_folder / DONE_MARKER
-        if marker.is_file():
-            print(f"{prefix} finished earlier ({marker}): skipped", flush=True)
-            fold_results.append(json.loads(marker.read_text(encoding="utf-8")))
-            continue
+        marker, progress = (fold_folder / name for name in SPLIT_FILES[split][:2])
+        previous = next(
+            (json.loads(p.read_text(encoding="utf-8")) for p in (marker, progress) if p.is_file()),
+            None,
+        )
+        if previous is None and split != "test":
+            # the classifier trained for the held-out fold serves every split
+            trained = [fold_folder / DONE_MARKER, fold_folder / PROGRESS_FILE]
+            previous = next(
+                (json.loads(p.read_text(encoding="utf-8")) | {"methods": {}}
+                 for p in trained if p.is_file()),
+                None,
+            )
         model_folder = fold_folder / "model"
+        done = dict(previous["methods"]) if previous else {}
+        if previous:
+            wanted = [_method_name(name, previous["kind"]) for name in interpret_hparams]
+        if previous and all(
+            name in done and (Path(done[name]) / "per_clip.json").is_file() for name in wanted
+        ):
+            print(f"{prefix} finished earlier ({marker}): skipped", flush=True)
+            fold_results.append({**previous, "methods": {name: done[name] for name in wanted}})
+            continue
+        if previous:
+            print(f"{prefix} classifier trained earlier: interpreting what is missing", flush=True)
+            _interpret_fold(
+                prefix, fold_folder, model_folder, interpret_hparams, done, progress, previous,
+                recipes_dir, hparams_dir, python, device, interpret_overrides,
+                posthoc_hparams, posthoc_overrides, split,
+            )
+            marker.write_text(
+                json.dumps({**previous, "methods": done}, indent=2) + "\n", encoding="utf-8"
+            )
+            print(f"{prefix} done", flush=True)
+            fold_results.append({**previous, "methods": {name: done[name] for name in wanted}})
+            continue
         print(
             f"{prefix} training on folds {fold['train_folds']}, validating on "
             f"{fold['valid_fold']}",
@@ -348,39 +505,24 @@ def run_cross_validation(
         run_command(
             command, fold_folder / "train_output.txt", model_folder / "train_log.txt", prefix
         )
-        kind = classifier_kind(model_folder)
+        record = {**fold, "model_folder": str(model_folder), "kind": classifier_kind(model_folder)}
+        wanted = [_method_name(name, record["kind"]) for name in interpret_hparams]
         methods = {}
-        for name in interpret_hparams:
-            if name == BY_DESIGN:
-                if kind not in BY_DESIGN_YAMLS:
-                    raise CrossValidationError(f"no by-design interpretation for a '{kind}' model")
-                name = BY_DESIGN_YAMLS[kind]
-            path = Path(name) if Path(name).is_file() else hparams_dir / name
-            if not path.is_file():
-                raise CrossValidationError(f"no interpretation YAML {name} (nor {path})")
-            method = path.stem.replace("interpret_", "", 1)
-            folder = fold_folder / "interpretation" / method
-            print(f"{prefix} interpreting the held-out fold with {path.name}", flush=True)
-            command = [
-                python, str(recipes_dir / "interpret.py"), str(path),
-                "--classifier_folder", str(model_folder),
-                "--output_folder", str(folder),
-                "--split", "test",
-                "--device", device,
-            ]  # fmt: skip
-            for key, value in (interpret_overrides or {}).items():
-                command += [f"--{key}", _yaml_value(value)]
-            run_command(command, folder.parent / f"{method}_output.txt", prefix=prefix)
-            methods[method] = str(folder)
-        record = {**fold, "model_folder": str(model_folder), "kind": kind, "methods": methods}
-        marker.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        progress.write_text(json.dumps({**record, "methods": methods}, indent=2) + "\n", encoding="utf-8")
+        _interpret_fold(
+            prefix, fold_folder, model_folder, interpret_hparams, methods, progress, record,
+            recipes_dir, hparams_dir, python, device, interpret_overrides,
+            posthoc_hparams, posthoc_overrides, split,
+        )
+        marker.write_text(json.dumps({**record, "methods": methods}, indent=2) + "\n", encoding="utf-8")
         print(f"{prefix} done", flush=True)
-        fold_results.append(record)
+        fold_results.append({**record, "methods": {name: methods[name] for name in wanted}})
     results = pool_folds(fold_results, n_resamples=n_resamples, seed=seed)
     results["train_hparams"] = str(train_hparams)
     results["train_overrides"] = train_overrides
     results["data_folder"] = str(data_folder)
-    write_cv_results(output_folder, results)
+    results["split"] = split
+    write_cv_results(output_folder, results, SPLIT_FILES[split][3])
     return results
 
 
@@ -427,6 +569,47 @@ def pool_folds(fold_results, n_resamples=N_RESAMPLES, seed=SEED):
     >>> round(pooled["paired_differences"][0]["quantiles"]["0.9"]["fid_i"]["mean"], 6)
     -0.4
     """
+    pooled, folds, methods = _pool_per_clip(fold_results)
+    reference = pooled[methods[0]]
+    right = [int(p == y) for p, y in zip(reference["predicted"], reference["labels"])]
+    accuracies = [fold["accuracy"] for fold in folds]
+    metrics = {
+        method: {
+            q: {
+                name: bootstrap_ci(values, n_resamples=n_resamples, seed=seed)
+                for name, values in columns.items()
+                if name in TABLE_KEYS
+            }
+            for q, columns in sorted(data["quantiles"].items(), key=lambda item: float(item[0]))
+        }
+        for method, data in pooled.items()
+    }
+    differences = []
+    for method in methods[1:]:
+        difference = paired_comparison(
+            pooled[method], reference, n_resamples=n_resamples, seed=seed
+        )
+        differences.append({"label": method, "reference": methods[0], **difference})
+    return {
+        "folds": folds,
+        "accuracy": {
+            "mean": statistics.fmean(accuracies),
+            "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+            "pooled": bootstrap_ci(right, n_resamples=n_resamples, seed=seed),
+        },
+        "methods": methods,
+        "metrics": metrics,
+        "paired_differences": differences,
+        "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": 0.95},
+    }
+
+
+def _pool_per_clip(fold_results):
+    """Concatenate the per-clip results of every fold, method by method.
+
+    Returns ``(pooled, folds, methods)``: ``{method: per-clip dict}``, one
+    summary per fold (from the first method's predictions) and the method names.
+    """
     if not fold_results:
         raise CrossValidationError("no fold to pool")
     methods = list(fold_results[0]["methods"])
@@ -468,37 +651,169 @@ def pool_folds(fold_results, n_resamples=N_RESAMPLES, seed=SEED):
     reference = pooled[methods[0]]
     if len(set(reference["ids"])) != len(reference["ids"]):
         raise CrossValidationError("a clip id appears in two folds: the folds overlap")
-    right = [int(p == y) for p, y in zip(reference["predicted"], reference["labels"])]
-    accuracies = [fold["accuracy"] for fold in folds]
-    metrics = {
-        method: {
-            q: {
-                name: bootstrap_ci(values, n_resamples=n_resamples, seed=seed)
-                for name, values in columns.items()
-                if name in TABLE_KEYS
-            }
-            for q, columns in sorted(data["quantiles"].items(), key=lambda item: float(item[0]))
-        }
-        for method, data in pooled.items()
-    }
-    differences = []
-    for method in methods[1:]:
-        difference = paired_comparison(
-            pooled[method], reference, n_resamples=n_resamples, seed=seed
+    return pooled, folds, methods
+
+
+def load_fold_records(cv_folder):
+    """The ``fold_done.json`` records of a cross-validation folder, in fold order.
+
+    Raises
+    ------
+    CrossValidationError
+        No finished fold in ``cv_folder``.
+    """
+    markers = sorted(
+        Path(cv_folder).glob(f"fold_*/{DONE_MARKER}"),
+        key=lambda path: int(path.parent.name.split("_", 1)[1]),
+    )
+    if not markers:
+        raise CrossValidationError(f"{cv_folder}: no finished fold (no fold_*/{DONE_MARKER})")
+    return [json.loads(path.read_text(encoding="utf-8")) for path in markers]
+
+
+def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED):
+    """Paired comparison of two cross-validations on the same clips (e.g. FocalNet vs ViT).
+
+    Every clip was held out once in each cross-validation, so the two pooled
+    results are paired clip by clip: accuracy by the exact McNemar test and the
+    bootstrap CI of the difference in accuracy, and every interpretation metric
+    of the by-design maps (the first method of each) and of each method that
+    both ran (energy, saliency, L-MAC, ...) as a paired difference with its CI
+    (:func:`focalnet_lobes.evaluation.paired_comparison`).
+
+    Arguments
+    ---------
+    first, second : str or pathlib.Path
+        Cross-validation folders (``fold_<k>/fold_done.json``); differences are
+        ``first - second``.
+    n_resamples, seed :
+        Of the bootstrap.
+
+    Returns
+    -------
+    dict
+        ``{"first", "second", "clips", "accuracy": {"first", "second",
+        "difference" (CI dict), "mcnemar"}, "pairs": [{"label", "quantiles"}]}``.
+
+    Raises
+    ------
+    CrossValidationError
+        A folder without finished folds, or clips that differ between the two.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from focalnet_lobes.evaluation import write_per_clip
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name, right, value in (("a", [1, 1, 1, 1], 0.8), ("b", [1, 0, 0, 1], 0.5)):
+    ...     for fold in (1, 2):
+    ...         folder = root / name / f"fold_{fold}"
+    ...         methods = {}
+    ...         for method in ("by_design", "energy"):
+    ...             per_clip = {"ids": [f"{fold}-{i}" for i in range(4)], "labels": [0] * 4,
+    ...                         "predicted": [1 - r for r in right],
+    ...                         "quantiles": {"0.9": {"fid_i": [value] * 4}}}
+    ...             methods[method] = str(write_per_clip(folder / method, per_clip)["json"].parent)
+    ...         _ = (folder / DONE_MARKER).write_text(json.dumps(
+    ...             {"test_fold": fold, "methods": methods}))
+    >>> result = compare_cross_validations(root / "a", root / "b", n_resamples=99)
+    >>> result["clips"], result["accuracy"]["first"], result["accuracy"]["second"]
+    (8, 1.0, 0.5)
+    >>> [p["label"] for p in result["pairs"]]
+    ['by_design − by_design', 'energy − energy']
+    >>> round(result["pairs"][0]["quantiles"]["0.9"]["fid_i"]["mean"], 6)
+    0.3
+    """
+    pooled_first, _, methods_first = _pool_per_clip(load_fold_records(first))
+    pooled_second, _, methods_second = _pool_per_clip(load_fold_records(second))
+    ids_first = sorted(pooled_first[methods_first[0]]["ids"])
+    ids_second = sorted(pooled_second[methods_second[0]]["ids"])
+    if ids_first != ids_second:
+        raise CrossValidationError(
+            f"{first} and {second} held out different clips: not comparable clip by clip"
         )
-        differences.append({"label": method, "reference": methods[0], **difference})
+    pairs = [(methods_first[0], methods_second[0])]
+    pairs += [(m, m) for m in methods_first[1:] if m in methods_second[1:]]
+    compared = []
+    for left, right in pairs:
+        difference = paired_comparison(
+            pooled_first[left], pooled_second[right], n_resamples=n_resamples, seed=seed
+        )
+        compared.append({"label": f"{left} − {right}", **difference})
+    reference_first = pooled_first[methods_first[0]]
+    index = {clip: i for i, clip in enumerate(pooled_second[methods_second[0]]["ids"])}
+    reference_second = pooled_second[methods_second[0]]
+    right_first, right_second = [], []
+    for i, clip in enumerate(reference_first["ids"]):
+        j = index[clip]
+        right_first.append(int(reference_first["predicted"][i] == reference_first["labels"][i]))
+        right_second.append(int(reference_second["predicted"][j] == reference_second["labels"][j]))
     return {
-        "folds": folds,
+        "first": str(first),
+        "second": str(second),
+        "clips": len(ids_first),
         "accuracy": {
-            "mean": statistics.fmean(accuracies),
-            "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-            "pooled": bootstrap_ci(right, n_resamples=n_resamples, seed=seed),
+            "first": statistics.fmean(right_first),
+            "second": statistics.fmean(right_second),
+            "difference": paired_difference(
+                right_first, right_second, n_resamples=n_resamples, seed=seed
+            ),
+            "mcnemar": mcnemar_exact(right_first, right_second),
         },
-        "methods": methods,
-        "metrics": metrics,
-        "paired_differences": differences,
+        "pairs": compared,
         "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": 0.95},
     }
+
+
+def markdown_comparison(result):
+    """The markdown report of :func:`compare_cross_validations`.
+
+    Example
+    -------
+    >>> d = {"mean": 0.1, "low": 0.05, "high": 0.2, "significant": True}
+    >>> result = {"first": "A", "second": "B", "clips": 8,
+    ...           "accuracy": {"first": 0.9, "second": 0.8, "difference": d,
+    ...                        "mcnemar": {"p_value": 0.03, "first_only": 3, "second_only": 0}},
+    ...           "pairs": [{"label": "x − y", "quantiles": {"0.9": {"fid_i": d}}}]}
+    >>> print(markdown_comparison(result).splitlines()[-1])
+    | x − y | **+0.100 [+0.050, +0.200]** |
+    """
+    accuracy = result["accuracy"]
+    d = accuracy["difference"]
+    mcnemar = accuracy["mcnemar"]
+    lines = [
+        "# Two cross-validations, clip by clip",
+        "",
+        f"- first: `{result['first']}`; second: `{result['second']}`; {result['clips']} clips, "
+        "each held out once in both",
+        f"- accuracy: {100 * accuracy['first']:.1f}% vs {100 * accuracy['second']:.1f}%, "
+        f"difference {100 * d['mean']:+.1f} points [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] "
+        f"(95% bootstrap CI{', excludes 0' if d['significant'] else ', includes 0'}); "
+        f"exact McNemar p = {mcnemar['p_value']:.3g} "
+        f"({mcnemar.get('first_only', '?')} clips right only in the first, "
+        f"{mcnemar.get('second_only', '?')} only in the second)",
+    ]
+    quantiles = sorted({q for pair in result["pairs"] for q in pair["quantiles"]}, key=float)
+    for q in quantiles:
+        names = [n for n in TABLE_KEYS if any(n in p["quantiles"].get(q, {}) for p in result["pairs"])]
+        lines += [
+            "",
+            f"## q = {q}: paired differences (first − second; **bold**: the 95% CI excludes 0)",
+            "",
+            "| Pair | " + " | ".join(METRIC_TITLES[n] for n in names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        for pair in result["pairs"]:
+            row = pair["quantiles"].get(q, {})
+            cells = []
+            for n in names:
+                if n not in row:
+                    cells.append("-")
+                    continue
+                text = f"{row[n]['mean']:+.3f} [{row[n]['low']:+.3f}, {row[n]['high']:+.3f}]"
+                cells.append(f"**{text}**" if row[n]["significant"] else text)
+            lines.append(f"| {pair['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_cv(results):
@@ -517,9 +832,15 @@ def markdown_cv(results):
     """
     accuracy = results["accuracy"]
     pooled = accuracy["pooled"]
-    lines = [
-        "# Cross-validation",
-        "",
+    lines = ["# Cross-validation", ""]
+    if results.get("split") == "valid":
+        lines += [
+            "**Selection data**: each fold's *validation* split (the clips that chose its "
+            "checkpoint), interpreted by that fold's model; the columns below named "
+            "held-out / accuracy refer to it. Choose here, report `cv_results.md`.",
+            "",
+        ]
+    lines += [
         f"- training: `{results.get('train_hparams', '?')}` "
         f"{' '.join(results.get('train_overrides', []))}",
         f"- data: `{results.get('data_folder', '?')}`, {len(results['folds'])} folds, "
@@ -644,8 +965,8 @@ def plot_cv(path, results):
     plt.close(figure)
 
 
-def write_cv_results(folder, results):
-    """Write ``cv_results.json``, ``cv_results.md`` and ``cv_results.png``; return their paths.
+def write_cv_results(folder, results, name="cv_results"):
+    """Write ``<name>.json``, ``<name>.md`` and ``<name>.png``; return their paths.
 
     Example
     -------
@@ -660,9 +981,9 @@ def write_cv_results(folder, results):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {
-        "json": folder / "cv_results.json",
-        "markdown": folder / "cv_results.md",
-        "plot": folder / "cv_results.png",
+        "json": folder / f"{name}.json",
+        "markdown": folder / f"{name}.md",
+        "plot": folder / f"{name}.png",
     }
     paths["json"].write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown_cv(results), encoding="utf-8")

@@ -9,6 +9,8 @@ the ISTFT to the input's length).
 Masks act on ``log1p`` features, so a masked-out bin is 0: the feature of silence.
 """
 
+from collections import OrderedDict
+
 import torch
 import torchaudio
 from speechbrain.processing.features import ISTFT, STFT
@@ -160,9 +162,33 @@ class SpectrogramFrontend(nn.Module):
         >>> SpectrogramFrontend(n_mels=8).features_from_magnitude(torch.ones(1, 3, 513)).shape
         torch.Size([1, 1, 3, 8])
         """
+        return self.compress(self.project(magnitude))
+
+    def project(self, magnitude):
+        """The magnitude on the feature grid, before compression: (B, T, F_linear) -> (B, T, F).
+
+        The mel projection (or the identity for linear features). Linear in the
+        magnitude, so a gain g on the waveform scales its result by g exactly.
+
+        Example
+        -------
+        >>> frontend = SpectrogramFrontend(n_mels=8)
+        >>> frontend.project(torch.ones(1, 3, 513)).shape
+        torch.Size([1, 3, 8])
+        """
         if self.mel_filters is not None:
             magnitude = magnitude @ self.mel_filters
-        return torch.log1p(magnitude).unsqueeze(1)
+        return magnitude
+
+    def compress(self, projected):
+        """``log1p`` features (B, 1, T, F) of a projected magnitude (B, T, F).
+
+        Example
+        -------
+        >>> SpectrogramFrontend().compress(torch.zeros(2, 3, 513)).shape
+        torch.Size([2, 1, 3, 513])
+        """
+        return torch.log1p(projected).unsqueeze(1)
 
     def forward(self, wavs):
         """Features (B, 1, T, F) of waveforms (B, samples)."""
@@ -248,3 +274,101 @@ def _mel_to_linear_weights(filters):
         nearest = covered[(covered - index).abs().argmin()]
         weights[index] = weights[nearest]
     return weights.T.contiguous()
+
+
+class FeatureCache:
+    """Per-clip cache of a front end's projected magnitudes, reused across epochs.
+
+    Training recomputes the STFT of every clip at every epoch although the clip
+    does not change; only a random waveform gain does, and the STFT and the mel
+    projection are linear, so a gain g on the waveform scales the projected
+    magnitude M by g exactly: the features ``log1p(g * M)`` come from a cached M.
+    The cache therefore serves evaluation (no augmentation) and training with a
+    :class:`~focalnet_lobes.augment.RandomGain` waveform augmentation (or none);
+    any other waveform augmentation changes the signal, and those batches are
+    computed by the front end as before. Entries are keyed by clip id and the
+    (padded) batch length, so a clip padded differently is a different entry;
+    the least recently used entry goes first when ``max_items`` are held.
+
+    Arguments
+    ---------
+    frontend : SpectrogramFrontend
+        The front end whose :meth:`~SpectrogramFrontend.project` output is cached.
+    max_items : int
+        Most clips held (each T x F float32 values: 110 KB for a 5 s clip on 64
+        mel bands); 0 disables the cache.
+
+    Raises
+    ------
+    ValueError
+        ``max_items`` negative.
+
+    Example
+    -------
+    >>> frontend = SpectrogramFrontend(n_mels=16)
+    >>> cache = FeatureCache(frontend, max_items=8)
+    >>> wavs = torch.randn(2, 4000)
+    >>> first = cache(["a", "b"], wavs)
+    >>> torch.allclose(first, frontend(wavs)), len(cache)
+    (True, 2)
+    >>> gains = torch.tensor([0.5, 2.0])
+    >>> torch.allclose(cache(["a", "b"], wavs, gains=gains), frontend(wavs * gains[:, None]), atol=1e-5)
+    True
+    """
+
+    def __init__(self, frontend, max_items=4096):
+        if int(max_items) < 0:
+            raise ValueError(f"max_items must be >= 0, got {max_items}")
+        self.frontend = frontend
+        self.max_items = int(max_items)
+        self._entries = OrderedDict()
+
+    def __len__(self):
+        return len(self._entries)
+
+    def clear(self):
+        """Drop every entry."""
+        self._entries.clear()
+
+    def __call__(self, ids, wavs, gains=None):
+        """Features (B, 1, T, F) of ``wavs`` (B, samples) scaled by ``gains`` (B,) or 1.
+
+        Arguments
+        ---------
+        ids : sequence of str
+            One id per row of ``wavs`` (the clip's id in the manifest).
+        wavs : torch.Tensor
+            Unaugmented waveforms (B, samples), padded to one length.
+        gains : torch.Tensor or None
+            Linear amplitude gains (B,) applied to the waveforms, or None.
+
+        Returns
+        -------
+        torch.Tensor
+            ``frontend(wavs * gains[:, None])`` up to float rounding.
+        """
+        if len(ids) != wavs.shape[0]:
+            raise ValueError(f"{len(ids)} ids for {wavs.shape[0]} waveforms")
+        if self.max_items == 0:
+            projected = self.frontend.project(self.frontend.spectrum(wavs).abs())
+        else:
+            projected = self._projected(list(ids), wavs)
+        if gains is not None:
+            projected = projected * gains.to(projected).reshape(-1, 1, 1)
+        return self.frontend.compress(projected)
+
+    def _projected(self, ids, wavs):
+        length = wavs.shape[-1]
+        keys = [(clip_id, length) for clip_id in ids]
+        missing = [i for i, key in enumerate(keys) if key not in self._entries]
+        if missing:
+            fresh = self.frontend.project(self.frontend.spectrum(wavs[missing]).abs())
+            for row, i in enumerate(missing):
+                self._entries[keys[i]] = fresh[row].detach()
+        rows = []
+        for key in keys:
+            self._entries.move_to_end(key)
+            rows.append(self._entries[key])
+        while len(self._entries) > self.max_items:
+            self._entries.popitem(last=False)
+        return torch.stack(rows)

@@ -974,6 +974,52 @@ class FocalNet(nn.Module):
         >>> pooled.forward_head(stage_maps[-1], modulator=modulators[-1]).shape
         torch.Size([2, 5])
         """
+        tokens, weights = self.pooling_terms(last_stage_map, modulator)
+        if self.global_pool == "avg":
+            pooled = tokens.mean((1, 2))
+        else:
+            pooled = (tokens * weights.unsqueeze(-1).to(tokens.dtype)).sum((1, 2))
+        if pre_logits:
+            return pooled
+        return self.head(pooled)
+
+    def pooling_terms(self, last_stage_map, modulator=None):
+        """The final-norm tokens and the global pooling's weights over positions.
+
+        The pooled features are ``sum over positions of weights * tokens``: with
+        ``global_pool="avg"`` every weight is 1 / (h w); with ``"modulation"``
+        the weights are :func:`modulation_pool_weights` of ``modulator``. With a
+        linear head the logit of class c therefore splits exactly into one term
+        per position, ``weights * (tokens @ W_c)``, plus the bias (the class
+        activation map of Zhou et al., CVPR 2016, generalised to weighted pooling).
+
+        Arguments
+        ---------
+        last_stage_map : torch.Tensor
+            (B, num_features, h, w), as from :meth:`forward_features`.
+        modulator : torch.Tensor or None
+            The last layer's modulator of the same pass; needed by
+            ``global_pool="modulation"``.
+
+        Returns
+        -------
+        tokens : torch.Tensor
+            (B, h, w, num_features), after the final norm.
+        weights : torch.Tensor
+            (B, h, w), non-negative, summing to 1 over positions.
+
+        Raises
+        ------
+        ValueError
+            A map of the wrong shape, or a missing / mismatched modulator.
+
+        Example
+        -------
+        >>> model = FocalNet(num_classes=0, embed_dim=8, depths=(1, 1))
+        >>> tokens, weights = model.pooling_terms(torch.randn(2, 16, 3, 4))
+        >>> tokens.shape, weights.shape, round(float(weights[0].sum()), 6)
+        (torch.Size([2, 3, 4, 16]), torch.Size([2, 3, 4]), 1.0)
+        """
         if last_stage_map.ndim != 4 or last_stage_map.shape[1] != self.num_features:
             raise ValueError(
                 f"forward_head expects (B, {self.num_features}, h, w), "
@@ -981,20 +1027,16 @@ class FocalNet(nn.Module):
             )
         tokens = self.norm(last_stage_map.permute(0, 2, 3, 1))
         if self.global_pool == "avg":
-            pooled = tokens.mean((1, 2))
-        else:
-            if modulator is None or modulator.shape != last_stage_map.shape:
-                got = None if modulator is None else tuple(modulator.shape)
-                raise ValueError(
-                    "global_pool='modulation' needs modulator=, the last layer's modulator of "
-                    f"the same forward pass (forward_features(x, return_modulators=True)), "
-                    f"shape {tuple(last_stage_map.shape)}; got {got}"
-                )
-            weights = modulation_pool_weights(modulator, self.pool_temperature)
-            pooled = (tokens * weights.unsqueeze(-1).to(tokens.dtype)).sum((1, 2))
-        if pre_logits:
-            return pooled
-        return self.head(pooled)
+            size = tokens.shape[1] * tokens.shape[2]
+            return tokens, tokens.new_full(tokens.shape[:3], 1.0 / size)
+        if modulator is None or modulator.shape != last_stage_map.shape:
+            got = None if modulator is None else tuple(modulator.shape)
+            raise ValueError(
+                "global_pool='modulation' needs modulator=, the last layer's modulator of "
+                f"the same forward pass (forward_features(x, return_modulators=True)), "
+                f"shape {tuple(last_stage_map.shape)}; got {got}"
+            )
+        return tokens, modulation_pool_weights(modulator, self.pool_temperature)
 
     def forward(self, x):
         """Logits (B, num_classes), or pooled features when ``num_classes == 0``."""

@@ -509,6 +509,87 @@ class ModulationInterpreter(MapInterpreter):
         return logits, input_map
 
 
+class ModulationContributionInterpreter(MapInterpreter):
+    """FocalNet by design, class-specific: each position's share of the predicted logit.
+
+    The last stage is pooled as ``sum_p w_p t_p`` (final-norm tokens ``t_p``,
+    weights ``w_p`` from the modulation map with ``global_pool="modulation"``,
+    1 / (h w) with ``"avg"``; :meth:`~focalnet_lobes.FocalNet.pooling_terms`)
+    and a linear head gives ``logit_c = sum_p w_p (W_c . t_p) + b_c``. The map
+    of a clip is ``w_p (W_c . t_p)`` for its predicted class c: an exact
+    decomposition of the logit over the last stage's grid, computed from the
+    forward pass itself (no gradient, no training). It is the class activation
+    map (Zhou et al., "Learning Deep Features for Discriminative Localization",
+    CVPR 2016) with the modulation weights in place of the uniform mean; the
+    class-agnostic modulation map is :class:`ModulationInterpreter`. Signed: it
+    is shifted by its per-clip minimum on the input grid (the ranking, hence
+    every quantile mask, is unchanged).
+
+    Arguments
+    ---------
+    upsampling : str
+        See :func:`to_input_grid`.
+    stride : int or tuple of int or None
+        Total stride of the last stage; ``None`` infers it from the grid size.
+
+    Raises
+    ------
+    ValueError
+        A backbone other than a FocalNet, or a head without a single linear
+        layer ``fc`` (the decomposition needs a linear head).
+
+    Example
+    -------
+    >>> import focalnet_lobes
+    >>> from focalnet_lobes.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.heads import LinearHead
+    >>> backbone = focalnet_lobes.create_model(
+    ...     "focalnet_audio_small", num_classes=0, in_chans=1, global_pool="modulation"
+    ... )
+    >>> classifier = SpectrogramClassifier(backbone, LinearHead(backbone.num_features, 5)).eval()
+    >>> features = torch.rand(2, 1, 101, 64)
+    >>> logits, maps = ModulationContributionInterpreter()(classifier, features)
+    >>> maps.shape, bool((maps >= 0).all())
+    (torch.Size([2, 1, 101, 64]), True)
+    >>> grid = ModulationContributionInterpreter.contributions(classifier, features)[1]
+    >>> bias = classifier.head.fc.bias[logits.argmax(1)]
+    >>> torch.allclose(grid.sum((1, 2)) + bias, logits.max(1).values, atol=1e-4)
+    True
+    """
+
+    name = "modulation_contribution"
+
+    def __init__(self, upsampling="bilinear", stride=None):
+        super().__init__(upsampling)
+        self.stride = stride
+
+    @staticmethod
+    def contributions(classifier, features):
+        """Logits (B, K) and the predicted class's per-position logit terms (B, h, w)."""
+        logits, maps = _forward_with_maps(
+            classifier, features, ["modulators", "stage_maps"], "ModulationContributionInterpreter"
+        )
+        fc = getattr(getattr(classifier, "head", None), "fc", None)
+        if not isinstance(fc, nn.Linear):
+            raise ValueError(
+                "ModulationContributionInterpreter needs a linear head (LinearHead, with .fc), got "
+                f"{type(getattr(classifier, 'head', None)).__name__}"
+            )
+        tokens, weights = classifier.backbone.pooling_terms(
+            maps["stage_maps"][-1], maps["modulators"][-1]
+        )
+        class_weights = fc.weight[logits.argmax(dim=1)]  # (B, C)
+        terms = torch.einsum("bhwc,bc->bhw", tokens.float(), class_weights.float())
+        return logits, weights.float() * terms
+
+    def compute_maps(self, classifier, features):
+        """Logits and the upsampled, min-shifted contribution maps of one forward pass."""
+        logits, grid = self.contributions(classifier, features)
+        input_map = self._to_input_grid(grid, features, self.stride)
+        input_map = input_map - input_map.flatten(1).amin(dim=1)[:, None, None, None]
+        return logits, input_map
+
+
 class AttentionInterpreter(MapInterpreter):
     """ViT: class-token attention to the patches (or its rollout) on the input grid.
 

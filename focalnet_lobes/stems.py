@@ -64,6 +64,11 @@ class ConvStem(nn.Module):
     embed_dim : int
         Channels of the output; a 1x1 convolution projects to it when it differs
         from ``channels[-1]``.
+    channels_last : bool
+        Run the blocks on the ``channels_last`` memory layout (weights and
+        activations): the same values in another memory order, and a faster
+        training step on CPU (``benchmarks/train_speed.py``). False keeps the
+        default layout (the reference of that benchmark).
 
     Example
     -------
@@ -74,7 +79,7 @@ class ConvStem(nn.Module):
     torch.Size([2, 48, 108, 16])
     """
 
-    def __init__(self, in_chans=1, channels=(32, 64), embed_dim=64):
+    def __init__(self, in_chans=1, channels=(32, 64), embed_dim=64, channels_last=True):
         super().__init__()
         blocks = []
         previous = in_chans
@@ -87,9 +92,10 @@ class ConvStem(nn.Module):
         )
         self.stride = 2 ** len(channels)
         self.embed_dim = embed_dim
-        # Weights in the channels_last layout too (see forward); loading a state
-        # dict copies into these tensors and keeps the layout.
-        self.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
+        if channels_last:
+            # Loading a state dict copies into these tensors and keeps the layout.
+            self.to(memory_format=torch.channels_last)
 
     def output_size(self, height, width):
         """Return the (height, width) of the output grid for an input grid.
@@ -117,9 +123,10 @@ class ConvStem(nn.Module):
     def forward(self, x):
         """Map (B, in_chans, H, W) to (B, embed_dim, H / stride, W / stride).
 
-        The blocks run on the ``channels_last`` layout (same values, another
-        memory order): oneDNN's convolutions, batch norms and poolings are about
-        1.4x faster on it for a training step on CPU (``benchmarks/train_speed.py``),
-        and the focal stages that follow use that layout anyway.
+        With ``channels_last`` the blocks run on that layout (same values, another
+        memory order), on which oneDNN's convolutions, batch norms and poolings
+        are faster on CPU; the focal stages that follow use it anyway.
         """
-        return self.proj(self.blocks(x.contiguous(memory_format=torch.channels_last)))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.proj(self.blocks(x))

@@ -424,3 +424,60 @@ def check_schedule(factory, total_steps):
             "pct_start * total steps must not be 1; change --number_of_epochs, --batch_size "
             "or pct_start"
         ) from None
+
+
+def batch_features(frontend, ids, wavs, wav_lens=None, wav_augment=None, cache=None):
+    """Features (B, 1, T, F) of a batch, waveform-augmented, from ``cache`` when that is exact.
+
+    Without a cache, or with a waveform augmentation other than
+    :class:`~focalnet_lobes.augment.RandomGain`, this is
+    ``frontend(wav_augment(wavs, wav_lens))``. With a
+    :class:`~focalnet_lobes.features.FeatureCache` and a random gain (or no
+    augmentation) the gains are drawn from the augmentation and applied to the
+    cached projected magnitudes, which is the same up to float rounding (see
+    :class:`~focalnet_lobes.features.FeatureCache`).
+
+    Arguments
+    ---------
+    frontend : focalnet_lobes.features.SpectrogramFrontend
+        The front end (the cache's own when a cache is given).
+    ids : sequence of str
+        Clip ids of the rows (cache keys).
+    wavs : torch.Tensor
+        Waveforms (B, samples).
+    wav_lens : torch.Tensor or None
+        Relative lengths (B,), passed to the augmentation.
+    wav_augment : torch.nn.Module or None
+        Waveform augmentation, taking ``(wavs, wav_lens)`` and returning waveforms
+        or ``(wavs, lens)`` (SpeechBrain's convention); None when evaluating.
+    cache : focalnet_lobes.features.FeatureCache or None
+
+    Returns
+    -------
+    torch.Tensor
+        Features (B, 1, T, F).
+
+    Example
+    -------
+    >>> from focalnet_lobes.augment import RandomGain
+    >>> from focalnet_lobes.features import FeatureCache, SpectrogramFrontend
+    >>> frontend = SpectrogramFrontend(n_mels=16)
+    >>> cache = FeatureCache(frontend)
+    >>> wavs = torch.randn(2, 4000)
+    >>> _ = torch.manual_seed(0)
+    >>> cached = batch_features(frontend, ["a", "b"], wavs, None, RandomGain(), cache)
+    >>> _ = torch.manual_seed(0)
+    >>> direct = batch_features(frontend, ["a", "b"], wavs, None, RandomGain(), None)
+    >>> torch.allclose(cached, direct, atol=1e-5), len(cache)
+    (True, 2)
+    """
+    from focalnet_lobes.augment import RandomGain
+
+    exact = wav_augment is None or (isinstance(wav_augment, RandomGain) and wav_augment.training)
+    if cache is None or not exact:
+        if wav_augment is not None:
+            augmented = wav_augment(wavs, wav_lens)
+            wavs = augmented[0] if isinstance(augmented, tuple) else augmented
+        return frontend(wavs)
+    gains = None if wav_augment is None else wav_augment.sample_gains(wavs.shape[0], wavs.device)
+    return cache(ids, wavs, gains)

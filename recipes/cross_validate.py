@@ -20,6 +20,15 @@ To run this recipe, do the following:
 >     [--cv_hparams hparams/cross_validation.yaml] [--interpret "[by_design, interpret_energy.yaml]"]
 >     [--interpret_override num_examples=0] [--folds "[1, 2, 3, 4]"] [train.py overrides ...]
 
+Post-hoc interpreters (L-MAC, PIQ) are trained per fold on that fold's classifier
+when their name is in the list (``posthoc_hparams`` in the YAML names their
+training YAMLs), e.g. ``--interpret "[by_design, interpret_energy.yaml, lmac]"``;
+rerunning a finished cross-validation with more methods trains no classifier again.
+``--interpret_split valid`` interprets each fold's validation split instead
+(``cv_selection.{json,md,png}``): choose a map or a quantile there, report
+``cv_results``. Two cross-validations of the same folds (FocalNet and ViT) are compared clip by
+clip with ``recipes/compare_cv.py``.
+
 Authors
  * focalnet-audio contributors
 """
@@ -60,6 +69,11 @@ def parse_arguments(argv):
     parser.add_argument("--interpret_override", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--folds", help="YAML list of folds (default: the YAML's, else all)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--interpret_split", default="test", choices=["test", "valid"],
+        help="valid: interpret each fold's validation split into cv_selection.* (to choose "
+        "a map or quantile on), sharing the trained classifiers",
+    )
     return parser.parse_known_args(argv)
 
 
@@ -92,11 +106,15 @@ def main(argv=None):
             device=args.device,
             n_resamples=int(config.get("bootstrap_resamples", 9999)),
             seed=int(config.get("bootstrap_seed", 0)),
+            posthoc_hparams=config.get("posthoc_hparams"),
+            posthoc_overrides=[str(a) for a in config.get("posthoc_overrides") or []],
+            split=args.interpret_split,
         )
     except (ValueError, FileNotFoundError) as error:
         logger.debug("cross-validation failed", exc_info=True)
         sys.exit(f"cross_validate.py: error: {error}")
-    print((Path(args.cv_folder) / "cv_results.md").read_text(encoding="utf-8"))
+    name = "cv_results" if args.interpret_split == "test" else "cv_selection"
+    print((Path(args.cv_folder) / f"{name}.md").read_text(encoding="utf-8"))
     print(f"Cross-validation results in {args.cv_folder}")
     return results
 

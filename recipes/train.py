@@ -40,6 +40,7 @@ from esc50_prepare import DownloadError, ESC50NotFoundError, prepare_esc50
 from focalnet_lobes.posthoc import classifier_datasets
 from focalnet_lobes.training import (
     TrainingPlanError,
+    batch_features,
     build_step_schedule,
     check_folds,
     check_schedule,
@@ -65,11 +66,11 @@ class ESC50Brain(sb.Brain):
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
         targets = torch.nn.functional.one_hot(batch.label, self.hparams.n_classes).float()
-        if stage == sb.Stage.TRAIN and self.hparams.wav_augment is not None:
-            # SpeechBrain augmenters take and return (wavs, lengths).
-            augmented = self.hparams.wav_augment(wavs, wav_lens)
-            wavs = augmented[0] if isinstance(augmented, tuple) else augmented
-        features = self.hparams.compute_features(wavs)
+        wav_augment = self.hparams.wav_augment if stage == sb.Stage.TRAIN else None
+        features = batch_features(
+            self.hparams.compute_features, batch.id, wavs, wav_lens, wav_augment,
+            getattr(self.hparams, "feature_cache", None),
+        )
         if stage == sb.Stage.TRAIN:
             if self.hparams.feature_augment is not None:
                 features = self.hparams.feature_augment(features)

@@ -1,0 +1,228 @@
+"""The cross-validation loop with stand-in recipes: post-hoc methods trained per fold,
+methods added to a finished cross-validation, and two cross-validations compared.
+
+The stand-ins record their command lines and write what the real recipes write
+(``hyperparams.yaml``, ``per_clip.json``), so these tests check the orchestration
+in seconds; ``test_cross_validate.py`` runs the real recipes end to end.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_recipe
+from focalnet_lobes.cross_validation import (
+    CrossValidationError,
+    compare_cross_validations,
+    run_cross_validation,
+)
+
+FOLDS = [1, 2, 3, 4]
+
+FAKE_TRAIN = '''
+import json, sys
+from pathlib import Path
+args = sys.argv[2:]
+value = lambda key: args[args.index(key) + 1]
+out = Path(value("--output_folder")); out.mkdir(parents=True, exist_ok=True)
+log = Path(__file__).with_name("calls.jsonl")
+log.open("a").write(json.dumps({"recipe": Path(__file__).name, "args": sys.argv[1:]}) + "\\n")
+kind = Path(__file__).with_name("kind.txt").read_text().strip()
+(out / "hyperparams.yaml").write_text(
+    "model: !new:types.SimpleNamespace\\n    kind: %s\\n" % kind)
+(out / "test_fold.txt").write_text(json.loads(value("--test_folds"))[0].__str__())
+(out / "train_log.txt").write_text("epoch: 1, lr: 1e-3 - train loss: 1.0\\n")
+'''
+
+FAKE_POSTHOC = '''
+import json, sys
+from pathlib import Path
+args = sys.argv[2:]
+out = Path(args[args.index("--output_folder") + 1]); out.mkdir(parents=True, exist_ok=True)
+log = Path(__file__).with_name("calls.jsonl")
+log.open("a").write(json.dumps({"recipe": Path(__file__).name, "args": sys.argv[1:]}) + "\\n")
+(out / "train_log.txt").write_text("epoch: 1 - train loss: 1.0\\n")
+'''
+
+FAKE_INTERPRET = '''
+import json, sys
+from pathlib import Path
+args = sys.argv[2:]
+value = lambda key: args[args.index(key) + 1]
+log = Path(__file__).with_name("calls.jsonl")
+log.open("a").write(json.dumps({"recipe": Path(__file__).name, "args": sys.argv[1:]}) + "\\n")
+fold = int((Path(value("--classifier_folder")) / "test_fold.txt").read_text())
+if value("--split") == "valid":
+    fold = 100 + fold
+method = Path(sys.argv[1]).stem.replace("interpret_", "")
+score = {"focalnet": 0.8, "vit": 0.6, "energy": 0.5, "lmac": 0.7}[method]
+kind = Path(__file__).with_name("kind.txt").read_text().strip()
+right = [1, 1, 1, 0] if kind == "focalnet" else [1, 0, 1, 0]
+out = Path(value("--output_folder")); out.mkdir(parents=True, exist_ok=True)
+(out / "per_clip.json").write_text(json.dumps({
+    "ids": [f"{fold}-{i}" for i in range(4)], "labels": [0] * 4,
+    "predicted": [1 - r for r in right],
+    "quantiles": {"0.9": {"fid_i": [score + 0.01 * i for i in range(4)]}},
+}))
+'''
+
+
+def fake_recipes(folder, kind):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kind.txt").write_text(kind)
+    (folder / "train.py").write_text(FAKE_TRAIN)
+    for name in ("train_lmac.py", "train_piq.py"):
+        (folder / name).write_text(FAKE_POSTHOC)
+    (folder / "interpret.py").write_text(FAKE_INTERPRET)
+    return folder
+
+
+def calls(recipes):
+    path = recipes / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def data_folder(root):
+    rows = ["filename,fold,target,category,esc10,src_file,take"]
+    rows += [f"{f}-1-A-0.wav,{f},0,dog,True,1,A" for f in FOLDS]
+    (root / "meta").mkdir(parents=True)
+    (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def cross_validate(root, recipes, cv_folder, methods, split="test"):
+    return run_cross_validation(
+        REPO / "hparams" / "focalnet_cpu.yaml",
+        root,
+        cv_folder,
+        methods,
+        train_overrides=["--number_of_epochs", "1"],
+        recipes_dir=recipes,
+        posthoc_hparams={"lmac": {"focalnet": "lmac_focalnet_cpu.yaml", "vit": "lmac_vit_cpu.yaml"}},
+        posthoc_overrides=["--number_of_epochs", "2"],
+        n_resamples=99,
+        split=split,
+    )
+
+
+def test_posthoc_methods_train_per_fold_on_that_folds_classifier(tmp_path):
+    root = data_folder(tmp_path / "data")
+    recipes = fake_recipes(tmp_path / "recipes", "focalnet")
+    results = cross_validate(root, recipes, tmp_path / "cv", ["by_design", "lmac"])
+    assert results["methods"] == ["focalnet", "lmac"]
+    posthoc = [c for c in calls(recipes) if c["recipe"] == "train_lmac.py"]
+    assert len(posthoc) == len(FOLDS)
+    for call, fold in zip(posthoc, FOLDS):
+        args = call["args"]
+        assert Path(args[0]).name == "lmac_focalnet_cpu.yaml"
+        model = Path(args[args.index("--classifier_folder") + 1])
+        assert model == tmp_path / "cv" / f"fold_{fold}" / "model"
+        assert args[-2:] == ["--number_of_epochs", "2"]
+    interprets = [c["args"] for c in calls(recipes) if c["recipe"] == "interpret.py"]
+    lmac = [a for a in interprets if Path(a[0]).name == "interpret_lmac.yaml"]
+    assert len(lmac) == len(FOLDS)
+    assert all(a[a.index("--lmac_folder") + 1].endswith("posthoc/lmac") for a in lmac)
+    assert all(a[a.index("--split") + 1] == "test" for a in lmac)
+    (difference,) = results["paired_differences"]
+    assert difference["label"] == "lmac"
+    assert difference["quantiles"]["0.9"]["fid_i"]["mean"] == pytest.approx(0.7 - 0.8)
+
+
+def test_more_methods_on_a_finished_cross_validation_train_nothing_again(tmp_path):
+    root = data_folder(tmp_path / "data")
+    recipes = fake_recipes(tmp_path / "recipes", "vit")
+    cv_folder = tmp_path / "cv"
+    cross_validate(root, recipes, cv_folder, ["by_design", "interpret_energy.yaml"])
+    first = calls(recipes)
+    assert sum(c["recipe"] == "train.py" for c in first) == len(FOLDS)
+    assert sum(c["recipe"] == "interpret.py" for c in first) == 2 * len(FOLDS)
+
+    results = cross_validate(root, recipes, cv_folder, ["by_design", "interpret_energy.yaml", "lmac"])
+    new = calls(recipes)[len(first):]
+    assert {c["recipe"] for c in new} == {"train_lmac.py", "interpret.py"}
+    assert [Path(c["args"][0]).name for c in new if c["recipe"] == "interpret.py"] == [
+        "interpret_lmac.yaml"
+    ] * len(FOLDS)
+    assert results["methods"] == ["vit", "energy", "lmac"]
+
+    # the same command once more: nothing runs; a subset of the methods pools only those
+    results = cross_validate(root, recipes, cv_folder, ["by_design", "lmac"])
+    assert len(calls(recipes)) == len(first) + len(new)
+    assert results["methods"] == ["vit", "lmac"]
+
+
+def test_interrupted_fold_keeps_its_classifier_and_finished_methods(tmp_path):
+    root = data_folder(tmp_path / "data")
+    recipes = fake_recipes(tmp_path / "recipes", "focalnet")
+    cv_folder = tmp_path / "cv"
+    (recipes / "interpret_broken.yaml").write_text("x: 1\n")
+    (recipes / "interpret.py").write_text(
+        FAKE_INTERPRET.replace("method = ", "assert 'broken' not in sys.argv[1], 'stop'\nmethod = ")
+    )
+    with pytest.raises(CrossValidationError):
+        cross_validate(
+            root, recipes, cv_folder,
+            ["by_design", "interpret_energy.yaml", str(recipes / "interpret_broken.yaml")],
+        )
+    progress = json.loads((cv_folder / "fold_1" / "fold_progress.json").read_text())
+    assert sorted(progress["methods"]) == ["energy", "focalnet"]
+    assert not (cv_folder / "fold_1" / "fold_done.json").exists()
+    before = calls(recipes)
+    cross_validate(root, recipes, cv_folder, ["by_design", "interpret_energy.yaml"])
+    after = calls(recipes)[len(before):]
+    # fold 1: no training, no interpretation again; folds 2-4 run in full
+    assert sum(c["recipe"] == "train.py" for c in after) == len(FOLDS) - 1
+    assert sum(c["recipe"] == "interpret.py" for c in after) == 2 * (len(FOLDS) - 1)
+
+
+def test_two_cross_validations_compared_clip_by_clip(tmp_path):
+    root = data_folder(tmp_path / "data")
+    cross_validate(root, fake_recipes(tmp_path / "rf", "focalnet"), tmp_path / "a",
+                   ["by_design", "interpret_energy.yaml"])
+    cross_validate(root, fake_recipes(tmp_path / "rv", "vit"), tmp_path / "b",
+                   ["by_design", "interpret_energy.yaml"])
+    result = compare_cross_validations(tmp_path / "a", tmp_path / "b", n_resamples=99)
+    assert result["clips"] == 4 * len(FOLDS)
+    assert result["accuracy"]["first"] == pytest.approx(0.75)
+    assert result["accuracy"]["second"] == pytest.approx(0.5)
+    assert result["accuracy"]["mcnemar"]["first_only"] == len(FOLDS)
+    assert result["accuracy"]["mcnemar"]["second_only"] == 0
+    labels = [pair["label"] for pair in result["pairs"]]
+    assert labels == ["focalnet − vit", "energy − energy"]
+    assert result["pairs"][0]["quantiles"]["0.9"]["fid_i"]["mean"] == pytest.approx(0.2)
+    assert result["pairs"][0]["quantiles"]["0.9"]["fid_i"]["significant"]
+
+    out = tmp_path / "cmp"
+    command = [sys.executable, str(REPO / "recipes" / "compare_cv.py"), str(tmp_path / "a"),
+               str(tmp_path / "b"), "--output_folder", str(out), "--bootstrap_resamples", "99"]
+    finished = run_recipe(command)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "| focalnet − vit | **+0.200" in finished.stdout
+    assert json.loads((out / "cv_comparison.json").read_text())["clips"] == 16
+    broken = run_recipe(command[:2] + [str(tmp_path / "a"), str(tmp_path / "nothing"),
+                                       "--output_folder", str(out)])
+    assert broken.returncode != 0 and "no finished fold" in broken.stderr
+    assert "Traceback" not in broken.stderr
+
+
+def test_validation_split_for_selection_reuses_the_classifiers(tmp_path):
+    root = data_folder(tmp_path / "data")
+    recipes = fake_recipes(tmp_path / "recipes", "focalnet")
+    cv_folder = tmp_path / "cv"
+    cross_validate(root, recipes, cv_folder, ["by_design"])
+    before = calls(recipes)
+    selection = cross_validate(root, recipes, cv_folder, ["by_design", "interpret_energy.yaml"],
+                               split="valid")
+    new = calls(recipes)[len(before):]
+    assert {c["recipe"] for c in new} == {"interpret.py"}  # no training
+    assert all(c["args"][c["args"].index("--split") + 1] == "valid" for c in new)
+    assert len(new) == 2 * len(FOLDS)
+    assert selection["split"] == "valid" and selection["methods"] == ["focalnet", "energy"]
+    assert (cv_folder / "cv_selection.md").read_text().startswith("# Cross-validation")
+    assert "Selection data" in (cv_folder / "cv_selection.md").read_text()
+    assert (cv_folder / "fold_1" / "interpretation_valid" / "energy" / "per_clip.json").is_file()
+    # the test-split results are untouched
+    assert "Selection data" not in (cv_folder / "cv_results.md").read_text()
+    assert json.loads((cv_folder / "cv_results.json").read_text())["methods"] == ["focalnet"]
