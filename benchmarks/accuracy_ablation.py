@@ -109,7 +109,7 @@ def parse_train_log(path):
 
 def count_parameters(output_folder):
     """Parameters of the trained classifier in ``output_folder``."""
-    from trained_classifier import load_trained_classifier
+    from focalnet_lobes.trained import load_trained_classifier
 
     model = load_trained_classifier(output_folder).model
     return sum(p.numel() for p in model.parameters())

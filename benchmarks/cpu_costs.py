@@ -2,7 +2,7 @@
 
 For every model given (by default the two CPU recipes, ``hparams/focalnet_cpu.yaml``
 and ``hparams/vit_cpu.yaml``, built from the YAML with random weights; or trained
-classifiers, ``--classifier_folder``, loaded by ``recipes/trained_classifier.py``),
+classifiers, ``--classifier_folder``, loaded by :mod:`focalnet_lobes.trained`),
 on random 5 s clips (80000 samples at 16 kHz) with ``--threads`` torch threads:
 
 1. **parameters** of the classifier (normalisation + backbone + head);
@@ -204,7 +204,7 @@ def build_model(source, workdir=None):
     A YAML is loaded with ``load_hyperpyyaml(f, {"data_folder": "unused",
     "esc10": True})`` plus ``output_folder`` redirected to ``workdir`` (so that
     building does not create ``results/`` folders); a folder with
-    :func:`trained_classifier.load_trained_classifier` (best checkpoint).
+    :func:`focalnet_lobes.trained.load_trained_classifier` (best checkpoint).
 
     Arguments
     ---------
@@ -245,7 +245,7 @@ def build_model(source, workdir=None):
             hparams,
         )
     if source["type"] == "classifier_folder":
-        from trained_classifier import load_trained_classifier
+        from focalnet_lobes.trained import load_trained_classifier
 
         trained = load_trained_classifier(path)
         hparams = trained.hparams

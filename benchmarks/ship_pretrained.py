@@ -202,7 +202,7 @@ def main(argv=None):
         "--esc10 True  # seed 1986, 80 epochs, folds 1-3 train, fold 4 valid"))
     args = parser.parse_args(argv)
 
-    from export import export_classifier
+    from focalnet_lobes.export import export_classifier
 
     from focalnet_lobes.inference import AudioClassifier
 
