@@ -256,7 +256,7 @@ def test_recipe_trains_resumes_and_is_evaluated_by_interpret(trained_runs, tmp_p
         assert soft["quantiles"][q]["mask_area"] <= values["mask_area"] + 1e-6
 
     # ... and the comparison table gains PIQ rows (one per quantile, binary and soft).
-    from compare import load_result, write_comparison
+    from focalnet_lobes.comparison import load_result, write_comparison
 
     write_comparison(
         [load_result(tmp_path / kind / "metrics.json") for kind in ("binary", "soft")],
