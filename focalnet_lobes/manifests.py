@@ -398,13 +398,13 @@ def disjoint_folds(folds_by_split, allowed):
         if bad:
             raise ValueError(f"{split}_folds must be fold numbers in {allowed}, got {bad}")
         folds[split] = tuple(sorted(set(value)))
-    splits = list(folds)
-    for index, first in enumerate(splits):
-        for second in splits[index + 1 :]:
-            common = sorted(set(folds[first]) & set(folds[second]))
-            if common:
-                raise ValueError(
-                    f"{first}_folds {list(folds[first])} and {second}_folds {list(folds[second])} "
-                    f"overlap (fold {', '.join(map(str, common))}); the splits must be disjoint"
-                )
+    from focalnet_lobes.training import shared_folds
+
+    shared = shared_folds(folds)
+    if shared:
+        first, second, common = shared
+        raise ValueError(
+            f"{first}_folds {list(folds[first])} and {second}_folds {list(folds[second])} "
+            f"overlap (fold {', '.join(map(str, common))}); the splits must be disjoint"
+        )
     return folds

@@ -4,25 +4,10 @@
 > python recipes/export.py --classifier_folder results/focalnet_cpu/1986 \\
 >     --output_folder hub/focalnet-cpu-esc10 [--hub_id owner/focalnet-cpu-esc10]
 
-The output folder holds what ``AudioClassifier.from_hparams`` loads and what the
-Hugging Face hub shows:
-
-* ``hyperparams.yaml``: the inference YAML (``hparams/inference/template.yaml``)
-  with the run's own front end and classifier definition (the blocks of the run's
-  ``hyperparams.yaml`` that ``compute_features`` and ``model`` are built from),
-  the interpreter that fits the backbone (modulation maps for FocalNet, class-token
-  attention for ViT) and the mask quantile;
-* ``model.ckpt``: the best (lowest validation error) checkpoint of the classifier;
-* ``label_encoder.txt``: the class names in label order (SpeechBrain
-  ``CategoricalEncoder``);
-* ``README.md``: a model card with the run's test metrics
-  (``<classifier_folder>/test_results.json``) and interpretation metrics
-  (``<classifier_folder>/interpretation/*/metrics.json``) when present.
-
-After writing, the folder is loaded back and its logits are checked against the
-trained classifier's on a test waveform (``--no_verify`` skips this).
-
-The work is :mod:`focalnet_lobes.export`; this script parses the command line.
+The folder holds ``hyperparams.yaml`` (the inference YAML), ``model.ckpt`` (the
+best checkpoint), ``label_encoder.txt`` and a model card ``README.md``; it is
+loaded back and its logits checked against the trained classifier's
+(``--no_verify`` skips this). The work is :mod:`focalnet_lobes.export`; this script parses the command line.
 
 Authors
  * focalnet-audio contributors
