@@ -16,29 +16,33 @@ setup(
     include_package_data=True,
     python_requires=">=3.10",
     entry_points={"console_scripts": ["focalnet-audio=focalnet_lobes.cli:main"]},
+    # Version ranges known to work: the versions tested (installed in the CI
+    # environment) as lower bounds, the next major version excluded. torch,
+    # torchaudio and torchvision are released together and only work as a set:
+    # torchaudio decides torch, so those stay pinned.
     install_requires=[
         # torchaudio 2.11 works with torch 2.11 only: pin the pair.
         "torch==2.11.0",
         "torchaudio==2.11.0",
-        "speechbrain==1.1.2",
-        "hyperpyyaml>=1.2",
-        "numpy",
-        "soundfile",
-        "matplotlib",
+        "speechbrain>=1.1.2,<2",  # download_file, Brain, Pretrained, PIQ blocks
+        "hyperpyyaml>=1.2.3,<2",
+        "numpy>=2.4.6,<3",
+        "soundfile>=0.14.0,<1",
+        "matplotlib>=3.11.2,<4",
         # bounded-cost resampling at any sample rate (focalnet_lobes.audio.resample),
-        # streamed for long recordings (focalnet_lobes.longform); 1.1.0 tested
-        "soxr>=0.3,<2",
-        "scipy>=1.11,<2",  # bootstrap CIs and the exact McNemar test
-        "captum>=0.7,<0.10",  # saliency and Grad-CAM controls
+        # streamed for long recordings (focalnet_lobes.longform)
+        "soxr>=1.1.0,<2",
+        "scipy>=1.17.1,<2",  # bootstrap CIs and the exact McNemar test
+        "captum>=0.9.0,<1",  # saliency and Grad-CAM controls
     ],
     extras_require={
         # timm and transformers are references for the parity tests only;
-        # torchvision is pinned so that timm does not replace torch.
+        # torchvision is pinned with torch so that timm does not replace torch.
         "test": [
-            "pytest",
-            "timm==1.0.31",
+            "pytest>=9.2.0,<10",
+            "timm>=1.0.31,<2",
             "torchvision==0.26.0",
-            "transformers==5.23.0",
+            "transformers>=5.23.0,<6",
         ],
     },
 )

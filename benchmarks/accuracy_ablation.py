@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "recipes")]
+sys.path[:0] = [str(REPO)]  # the library of this checkout (never recipes/)
 
 # name -> (training YAML, overrides). Overrides are recipe command-line arguments; every
 # variant spells out its architecture and epochs, so that it does not change when the
@@ -98,18 +98,15 @@ def variant_spec(name):
 
 
 def parse_train_log(path):
-    """Validation accuracies per epoch from a recipe's ``train_log.txt``."""
-    accuracies = []
-    for line in Path(path).read_text().splitlines():
-        if line.startswith("epoch: ") and "valid error: " in line:
-            error = float(line.split("valid error: ")[1].split(",")[0].split(" ")[0])
-            accuracies.append(1.0 - error)
-    return accuracies
+    """Validation accuracies per epoch from a recipe's ``train_log.txt`` (:func:`focalnet_lobes.logs.read_train_log`)."""
+    from focalnet_lobes.logs import read_train_log
+
+    return [1.0 - row["valid error"] for row in read_train_log(path) if "valid error" in row]
 
 
 def count_parameters(output_folder):
     """Parameters of the trained classifier in ``output_folder``."""
-    from trained_classifier import load_trained_classifier
+    from focalnet_lobes.trained import load_trained_classifier
 
     model = load_trained_classifier(output_folder).model
     return sum(p.numel() for p in model.parameters())

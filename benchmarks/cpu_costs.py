@@ -2,7 +2,7 @@
 
 For every model given (by default the two CPU recipes, ``hparams/focalnet_cpu.yaml``
 and ``hparams/vit_cpu.yaml``, built from the YAML with random weights; or trained
-classifiers, ``--classifier_folder``, loaded by ``recipes/trained_classifier.py``),
+classifiers, ``--classifier_folder``, loaded by :mod:`focalnet_lobes.trained`),
 on random 5 s clips (80000 samples at 16 kHz) with ``--threads`` torch threads:
 
 1. **parameters** of the classifier (normalisation + backbone + head);
@@ -23,11 +23,11 @@ on random 5 s clips (80000 samples at 16 kHz) with ``--threads`` torch threads:
    plus :func:`~focalnet_lobes.interpret.quantile_mask` at ``--quantile``, versus
    :class:`~focalnet_lobes.interpret.GradientSaliencyInterpreter` (the post-hoc
    reference) plus the mask, versus the classifier's forward alone; with
-   ``--piq_folder``, PIQ (``recipes/train_piq.py``) too, on the model it fits;
+   ``--piq_folder``, PIQ (``recipes/train_piq.py``, loaded by :func:`focalnet_lobes.piq.load_piq_interpreter`) too, on the model it fits;
 6. **wall time of full training runs** (``--training_folder``): parsed from each
    recipe's ``log.txt`` ("Going into epoch 1" to the last end-of-epoch
    checkpoint, or to the "Test accuracy" line after it; see
-   :func:`parse_training_log`), with the number of epochs, the median epoch and
+   :func:`focalnet_lobes.logs.parse_training_log`), with the number of epochs, the median epoch and
    PIQ's ``piq_training.json`` seconds when present.
 
 The timed loops alternate the models (and precisions / methods) within each
@@ -58,7 +58,6 @@ entry per ``--training_folder``), ``training_run_ratios`` and ``tables``.
 import argparse
 import contextlib
 import copy
-import datetime
 import gc
 import json
 import os
@@ -77,10 +76,10 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
-for _path in (REPO, REPO / "recipes"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+if str(REPO) not in sys.path:  # the library of this checkout (never recipes/)
+    sys.path.insert(0, str(REPO))
 
+from focalnet_lobes.logs import parse_training_log  # noqa: E402
 from focalnet_lobes.interpret import (  # noqa: E402
     AttentionInterpreter,
     GradientSaliencyInterpreter,
@@ -97,15 +96,6 @@ PROBE_MARKER = "CPU_COSTS_MEMORY_PROBE "
 LATENCY_ROUNDS_PER_REPEAT = 3
 MIB = 1024.0 * 1024.0
 
-# The log lines of a SpeechBrain run that delimit the training (recipes/train.py).
-LOG_LINE = re.compile(
-    r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) - .+? - "
-    r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) - (.*)$"
-)
-EPOCH_START = re.compile(r"Going into epoch (\d+)")
-EPOCH_END = "Saved an end-of-epoch checkpoint"
-TEST_ACCURACY = re.compile(r"Test accuracy: ([0-9.]+)%")
-SESSION_START = "Beginning experiment!"
 
 
 def precision_context(precision):
@@ -204,7 +194,7 @@ def build_model(source, workdir=None):
     A YAML is loaded with ``load_hyperpyyaml(f, {"data_folder": "unused",
     "esc10": True})`` plus ``output_folder`` redirected to ``workdir`` (so that
     building does not create ``results/`` folders); a folder with
-    :func:`trained_classifier.load_trained_classifier` (best checkpoint).
+    :func:`focalnet_lobes.trained.load_trained_classifier` (best checkpoint).
 
     Arguments
     ---------
@@ -245,7 +235,7 @@ def build_model(source, workdir=None):
             hparams,
         )
     if source["type"] == "classifier_folder":
-        from trained_classifier import load_trained_classifier
+        from focalnet_lobes.trained import load_trained_classifier
 
         trained = load_trained_classifier(path)
         hparams = trained.hparams
@@ -806,138 +796,6 @@ def measure_peak_memory(bundles, batch_size, num_samples, threads, jobs=2):
     return results
 
 
-def parse_training_log(text):
-    """Wall time, epochs and epoch durations of a training run from its SpeechBrain ``log.txt``.
-
-    Lines look like ``2024-01-01 10:00:00,123 - logger - INFO - message``; lines
-    without a timestamp (multi-line messages) are skipped. The run starts at the
-    "Going into epoch 1" line (the last one before the last end-of-epoch
-    checkpoint, should the log hold a restart from scratch; the first "Going into
-    epoch" when the log has no epoch 1) and ends at the last "Saved an
-    end-of-epoch checkpoint", or at the "Test accuracy" line that follows it in
-    the same session (later sessions that only re-test a finished run do not
-    count). An epoch lasts from its "Going into epoch N" to the next end-of-epoch
-    checkpoint (epochs cut short by an interruption are not counted; a resumed
-    epoch counts once, its last complete run). A resumed run spans several
-    sessions ("Beginning experiment!" lines); ``active_seconds`` leaves out the
-    time between them.
-
-    Arguments
-    ---------
-    text : str
-        Content of ``log.txt``.
-
-    Returns
-    -------
-    dict
-        ``wall_seconds`` (start to end), ``training_seconds`` (start to the last
-        end-of-epoch checkpoint), ``test_seconds`` (last checkpoint to the test
-        accuracy, ``None`` without test), ``active_seconds``, ``sessions`` (with
-        epochs of this run),
-        ``epochs`` (completed epochs), ``first_epoch``, ``last_epoch``,
-        ``epoch_seconds`` ({epoch: seconds}), ``epoch_seconds_median``,
-        ``test_accuracy`` (percent or ``None``), ``start``, ``end`` (ISO times).
-
-    Example
-    -------
-    >>> log = '''2024-05-01 10:00:00,000 - speechbrain.core - INFO - Beginning experiment!
-    ... 2024-05-01 10:00:05,000 - speechbrain.utils.epoch_loop - INFO - Going into epoch 1
-    ... 2024-05-01 10:00:35,000 - sb - INFO - Saved an end-of-epoch checkpoint in x
-    ... 2024-05-01 10:00:35,500 - speechbrain.utils.epoch_loop - INFO - Going into epoch 2
-    ... 2024-05-01 10:01:15,500 - sb - INFO - Saved an end-of-epoch checkpoint in y
-    ... 2024-05-01 10:01:20,000 - train - INFO - Test accuracy: 87.50%'''
-    >>> summary = parse_training_log(log)
-    >>> summary["wall_seconds"], summary["epochs"], summary["epoch_seconds_median"]
-    (75.0, 2, 35.0)
-    >>> summary["test_accuracy"], summary["test_seconds"]
-    (87.5, 4.5)
-    """
-    events = []
-    for line in text.splitlines():
-        match = LOG_LINE.match(line.strip())
-        if match:
-            stamp = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
-            stamp += datetime.timedelta(milliseconds=int(match.group(2)))
-            events.append((stamp, match.group(3)))
-    epoch_starts = [
-        (index, stamp, int(m.group(1)))
-        for index, (stamp, message) in enumerate(events)
-        if (m := EPOCH_START.search(message))
-    ]
-    if not epoch_starts:
-        raise ValueError("no 'Going into epoch N' line in the log: not a SpeechBrain training log")
-    session_starts = [i for i, (_, message) in enumerate(events) if SESSION_START in message]
-    epoch_ends = [i for i, (_, message) in enumerate(events) if EPOCH_END in message]
-    tests = [
-        (i, float(m.group(1)))
-        for i, (_, message) in enumerate(events)
-        if (m := TEST_ACCURACY.search(message))
-    ]
-    if not epoch_ends:
-        raise ValueError("no end-of-epoch checkpoint in the log: no epoch finished")
-
-    last_end = epoch_ends[-1]
-    # The run: the last "Going into epoch 1" before the last end-of-epoch checkpoint
-    # (a run restarted from scratch in the same folder counts from its restart).
-    candidates = [start for start in epoch_starts if start[0] < last_end]
-    if not candidates:
-        raise ValueError("no epoch start before the last end-of-epoch checkpoint")
-    ones = [start for start in candidates if start[2] == 1]
-    start_index, start, first_epoch = ones[-1] if ones else candidates[0]
-
-    def session_of(index):
-        return sum(1 for s in session_starts if s <= index)
-
-    # The test of the run: the first "Test accuracy" after the last checkpoint, in
-    # the same session (later sessions that only re-test are not training time).
-    test = next(
-        (
-            (i, accuracy)
-            for i, accuracy in tests
-            if i > last_end and session_of(i) == session_of(last_end)
-        ),
-        None,
-    )
-    end_index = test[0] if test else last_end
-    end = events[end_index][0]
-    last_checkpoint = events[last_end][0]
-
-    run_starts = [x for x in epoch_starts if start_index <= x[0] <= end_index]
-    boundaries = sorted({i for i, _, _ in epoch_starts} | set(session_starts))
-    epoch_seconds = {}
-    for index, stamp, epoch in run_starts:
-        limit = next((b for b in boundaries if b > index), len(events))
-        ends = [i for i in epoch_ends if index < i < limit]
-        if ends:
-            epoch_seconds[epoch] = (events[ends[0]][0] - stamp).total_seconds()
-
-    # Active time: per session, from its first epoch start to its last end line.
-    active_seconds = 0.0
-    sessions = sorted({session_of(i) for i, _, _ in run_starts})
-    for session in sessions:
-        starts = [i for i, _, _ in run_starts if session_of(i) == session]
-        ends = [i for i in epoch_ends + [end_index] if i <= end_index and session_of(i) == session]
-        if ends and max(ends) > starts[0]:
-            active_seconds += (events[max(ends)][0] - events[starts[0]][0]).total_seconds()
-
-    durations = list(epoch_seconds.values())
-    return {
-        "wall_seconds": (end - start).total_seconds(),
-        "training_seconds": (last_checkpoint - start).total_seconds(),
-        "test_seconds": (end - last_checkpoint).total_seconds() if test else None,
-        "active_seconds": active_seconds,
-        "sessions": len(sessions),
-        "epochs": len(epoch_seconds),
-        "first_epoch": first_epoch,
-        "last_epoch": max(epoch_seconds) if epoch_seconds else None,
-        "epoch_seconds": {str(k): v for k, v in sorted(epoch_seconds.items())},
-        "epoch_seconds_median": statistics.median(durations) if durations else None,
-        "test_accuracy": test[1] if test else None,
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-    }
-
-
 def summarize_training_folder(folder):
     """:func:`parse_training_log` of ``folder/log.txt`` plus the planned epochs and PIQ's cost.
 
@@ -1262,7 +1120,7 @@ def attach_piq(bundles, piq_folders, features_of):
     >>> attach_piq([], [], lambda bundle: None)
     []
     """
-    from train_piq import load_piq_interpreter
+    from focalnet_lobes.piq import load_piq_interpreter
 
     from focalnet_lobes.piq import representation_channels
 

@@ -4,7 +4,7 @@
 > python benchmarks/ship_pretrained.py --classifier_folder RUN --data_folder ESC-50-dev \\
 >     [--output_folder focalnet_lobes/pretrained/focalnet-cpu-esc10]
 
-1. ``recipes/export.py`` exports the run (its best checkpoint by validation error)
+1. :func:`focalnet_lobes.export.export_classifier` (``recipes/export.py``'s library) exports the run (its best checkpoint by validation error)
    to a temporary folder and checks the exported logits against the trained
    classifier's;
 2. the weights are stored in float16 (half the size; loading casts them back to
@@ -31,8 +31,7 @@ import numpy as np
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "recipes"))
+sys.path.insert(0, str(REPO))  # the library of this checkout (never recipes/)
 
 DEFAULT_OUTPUT = REPO / "focalnet_lobes" / "pretrained" / "focalnet-cpu-esc10"
 RESULTS = REPO / "benchmarks" / "results" / "shipped_model_fold4.json"
@@ -93,15 +92,9 @@ def evaluate(classifier, clips, quantile):
 
 def best_valid_error(train_log):
     """(epoch, valid error) of the lowest validation error in a train_log.txt (first if tied)."""
-    best = None
-    for line in pathlib.Path(train_log).read_text().splitlines():
-        if "valid error:" not in line:
-            continue
-        epoch = int(line.split("epoch:")[1].split(",")[0])
-        error = float(line.split("valid error:")[1].strip())
-        if best is None or error < best[1]:
-            best = (epoch, error)
-    return best
+    from focalnet_lobes.logs import best_epoch, read_train_log
+
+    return best_epoch(read_train_log(train_log), "valid error")
 
 
 def model_card(summary, command):
@@ -202,7 +195,7 @@ def main(argv=None):
         "--esc10 True  # seed 1986, 80 epochs, folds 1-3 train, fold 4 valid"))
     args = parser.parse_args(argv)
 
-    from export import export_classifier
+    from focalnet_lobes.export import export_classifier
 
     from focalnet_lobes.inference import AudioClassifier
 

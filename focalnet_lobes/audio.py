@@ -21,8 +21,13 @@ threshold (:data:`DEFAULT_SILENCE_DBFS`), so that near-silent input (a dither
 floor) is reported as silent instead of being amplified to full scale and
 classified.
 
-The tensor functions are pure (no I/O); only :func:`load_audio` and
-:func:`load_audio_with_level` read files.
+:func:`inspect_audio_file` checks a file from its header without decoding it
+(missing, unreadable, empty, a WAV cut short of the data its header declares,
+:func:`wav_truncation`, or implausibly short): dataset preparation skips such
+files and lists why.
+
+The tensor functions are pure (no I/O); only :func:`load_audio`,
+:func:`load_audio_with_level` and :func:`inspect_audio_file` read files.
 """
 
 import math
@@ -45,6 +50,10 @@ MAX_SAMPLE_RATE = 768000
 DEFAULT_SILENCE_DBFS = -60.0
 #: The label reported for a silent clip.
 SILENT_LABEL = "silence"
+#: Default shortest usable file for :func:`inspect_audio_file` (seconds): a
+#: fiftieth of an ESC-50 clip, 8 frames of the 11.6 ms hop. A shorter file is a
+#: truncated copy (a valid header and a few samples), not a recording.
+DEFAULT_MIN_SECONDS = 0.1
 
 
 class AudioError(ValueError):
@@ -478,6 +487,122 @@ def audio_format_problem(path, error=None):
     if extension in (".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".mp3", ".caf"):
         return f"unreadable or corrupt audio (no valid {extension[1:].upper()} header{detail})"
     return f"not a recognised audio format (readable formats: WAV, FLAC, Ogg, AIFF, MP3; {CONVERT_HINT})"
+
+
+def wav_truncation(path):
+    """Bytes a RIFF/WAVE file's ``data`` chunk declares beyond the end of the file.
+
+    libsndfile reads a truncated WAV without complaint (it returns the samples
+    present), so a copy cut short after its header looks like a valid, short
+    clip. This walks the RIFF chunks (``fmt ``, ``LIST``, ... ``data``) and
+    compares the ``data`` chunk's declared size with the bytes that follow it.
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        Any file; only RIFF/WAVE files are examined.
+
+    Returns
+    -------
+    tuple of int or None
+        ``(declared, present)`` data bytes when the file is a WAV whose data
+        chunk is cut short; ``None`` otherwise (complete, not a WAV, or a
+        streamed WAV whose size field is 0 or 0xFFFFFFFF, which means "unknown").
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.wav"
+    >>> soundfile.write(path, np.zeros(8000), 16000, subtype="PCM_16")
+    >>> wav_truncation(path) is None
+    True
+    >>> _ = path.write_bytes(path.read_bytes()[:100])  # header + 28 samples
+    >>> wav_truncation(path)
+    (16000, 56)
+    """
+    with open(path, "rb") as file:
+        header = file.read(12)
+        if len(header) < 12 or header[:4] not in (b"RIFF", b"RIFX") or header[8:12] != b"WAVE":
+            return None
+        byteorder = "little" if header[:4] == b"RIFF" else "big"
+        size = Path(path).stat().st_size
+        position = 12
+        while position + 8 <= size:
+            file.seek(position)
+            chunk = file.read(8)
+            declared = int.from_bytes(chunk[4:8], byteorder)
+            if chunk[:4] == b"data":
+                present = size - position - 8
+                if declared in (0, 0xFFFFFFFF) or declared <= present:
+                    return None
+                return declared, present
+            position += 8 + declared + (declared & 1)
+    return None
+
+
+def inspect_audio_file(path, min_seconds=DEFAULT_MIN_SECONDS):
+    """Duration of an audio file from its header, or why it cannot be used.
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        The audio file.
+    min_seconds : float
+        Shortest usable duration (seconds, >= 0, default
+        :data:`DEFAULT_MIN_SECONDS`); a shorter file is reported as
+        implausibly short.
+
+    Used by ``recipes/esc50_prepare.py`` to list the clips it skips; the WAV
+    walk is :func:`wav_truncation`.
+
+    Returns
+    -------
+    duration : float or None
+        Seconds; None when the file cannot be used.
+    reason : str or None
+        What is wrong (file not found, unreadable or corrupt, empty, truncated,
+        shorter than ``min_seconds``); None when usable.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.wav"
+    >>> soundfile.write(path, np.zeros(8000), 16000)
+    >>> inspect_audio_file(path)
+    (0.5, None)
+    >>> inspect_audio_file(path, min_seconds=2.5)
+    (None, 'implausibly short: 0.5 s, under min_seconds = 2.5 s')
+    >>> inspect_audio_file(path.with_name("missing.wav"))
+    (None, 'file not found')
+    """
+    path = Path(path)
+    if not path.exists():
+        return None, "file not found"
+    if not path.is_file():
+        return None, "not a regular file"
+    try:
+        info = soundfile.info(str(path))
+    except Exception as error:  # noqa: BLE001  (libsndfile raises several types)
+        # "unsupported format ..." (with the ffmpeg way out) or "unreadable or corrupt audio ..."
+        return None, audio_format_problem(path, error)
+    if info.frames <= 0:
+        return None, "empty audio (0 frames)"
+    if info.samplerate <= 0:
+        return None, f"invalid sample rate {info.samplerate}"
+    try:
+        truncation = wav_truncation(path)
+    except OSError as error:
+        return None, f"unreadable ({error})"
+    if truncation is not None:
+        declared, present = truncation
+        return None, (
+            f"truncated: the header declares {declared} bytes of audio, the file holds "
+            f"{present} ({info.frames} frames, {info.frames / info.samplerate:.3f} s)"
+        )
+    duration = info.frames / info.samplerate
+    if duration < min_seconds:
+        return None, f"implausibly short: {duration:.3g} s, under min_seconds = {min_seconds:g} s"
+    return duration, None
 
 
 def _read_file(path):

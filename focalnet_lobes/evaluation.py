@@ -1,6 +1,6 @@
 """One evaluator for every interpretation method: maps -> quantile masks -> metrics per clip.
 
-Used by ``recipes/interpret.py``, ``recipes/compare.py`` and ``recipes/cross_validate.py``.
+Used by ``recipes/interpret.py``, :mod:`focalnet_lobes.comparison` and ``recipes/cross_validate.py``.
 For every clip of a split the interpreter runs once (logits of the full input and
 a map on the input grid, see :class:`~focalnet_lobes.interpret.MapInterpreter`);
 the map is thresholded at each quantile q (:func:`~focalnet_lobes.interpret.quantile_mask`)

@@ -52,10 +52,9 @@ its L1 term as ``(mean|M| * reg_w_l1 * ones(B)).sum()``, i.e. multiplied by the
 batch size; here ``l1_weight`` multiplies the mean, independent of the batch size.
 """
 
-import json
 import logging
 from collections import namedtuple
-from pathlib import Path
+from pathlib import Path  # noqa: F401  (the doctests use it)
 
 import torch
 import torch.nn.functional as F
@@ -345,12 +344,9 @@ def load_training_cost(folder):
     ...
     focalnet_lobes.lmac.LMACFolderError: .../missing/lmac_training.json is missing: ...
     """
-    path = Path(folder) / TRAINING_COST_FILE
-    if not path.is_file():
-        raise LMACFolderError(
-            f"{path} is missing: has recipes/train_lmac.py finished in {folder}?"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
+    from focalnet_lobes.posthoc import load_training_cost_file
+
+    return load_training_cost_file(folder, TRAINING_COST_FILE, "recipes/train_lmac.py", LMACFolderError)
 
 
 def load_lmac_interpreter(folder, classifier_folder=None, device="cpu"):
@@ -387,25 +383,9 @@ def load_lmac_interpreter(folder, classifier_folder=None, device="cpu"):
     ...
     focalnet_lobes.lmac.LMACFolderError: /nonexistent is not an L-MAC training output folder: ...
     """
-    from hyperpyyaml import load_hyperpyyaml
+    from focalnet_lobes.posthoc import load_trained_interpreter
 
-    from focalnet_lobes.posthoc import load_best_interpreter
-
-    folder = Path(folder)
-    hparams_file = folder / "hyperparams.yaml"
-    if not hparams_file.is_file():
-        raise LMACFolderError(
-            f"{folder} is not an L-MAC training output folder: {hparams_file} is missing "
-            "(expected the output_folder of recipes/train_lmac.py)"
-        )
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(
-            fin, {"output_folder": str(folder), "save_folder": str(folder / "save")}
-        )
-    interpreter = hparams.get("interpreter")
-    if not isinstance(interpreter, LMACInterpreter):
-        raise LMACFolderError(f"{hparams_file} does not define an L-MAC interpreter")
-    return load_best_interpreter(
-        interpreter, folder / "save", folder, classifier_folder,
-        hparams.get("classifier_folder"), "L-MAC", LMACFolderError, device,
+    return load_trained_interpreter(
+        folder, LMACInterpreter, "L-MAC", "recipes/train_lmac.py", LMACFolderError,
+        classifier_folder, device, article="an",
     )

@@ -26,7 +26,11 @@ lacks:
   VQ -> decoder, compact enough for CPU training when configured so;
 * :class:`PIQLoss`: PIQ's objective;
 * :class:`PIQInterpreter`: the :class:`~focalnet_lobes.interpret.MapInterpreter`
-  that gives (logits, mask in [0, 1]) for the common evaluator.
+  that gives (logits, mask in [0, 1]) for the common evaluator;
+* :func:`load_piq_interpreter` and :func:`load_training_cost`: a run of
+  ``recipes/train_piq.py`` back as an interpreter and its training cost (used by
+  ``hparams/interpret_piq.yaml``; shared with L-MAC through
+  :mod:`focalnet_lobes.posthoc`).
 """
 
 from collections import namedtuple
@@ -43,6 +47,9 @@ from speechbrain.lobes.models.PIQ import (
 from torch import nn
 
 from focalnet_lobes.interpret import MapInterpreter, _pair, infer_stride
+
+#: The training-cost file ``recipes/train_piq.py`` writes in its output folder.
+TRAINING_COST_FILE = "piq_training.json"
 
 PIQOutput = namedtuple("PIQOutput", ["logits", "mask_logits", "encoded", "quantized"])
 PIQOutput.__doc__ = """What :meth:`PIQInterpreter.piq_forward` returns.
@@ -580,3 +587,90 @@ class PIQInterpreter(MapInterpreter):
         """Logits of the full input and the PIQ mask (B, 1, T, F) in [0, 1]."""
         output = self.piq_forward(classifier, features)
         return output.logits, torch.sigmoid(output.mask_logits)
+
+
+class PIQFolderError(FileNotFoundError):
+    """The folder is not the output folder of a finished PIQ training run.
+
+    Example
+    -------
+    >>> issubclass(PIQFolderError, FileNotFoundError)
+    True
+    """
+
+
+def load_training_cost(folder):
+    """The ``piq_training.json`` of a PIQ output folder: the cost of training PIQ.
+
+    Arguments
+    ---------
+    folder : str or pathlib.Path
+        Output folder of ``recipes/train_piq.py``.
+
+    Returns
+    -------
+    dict
+        ``seconds`` (wall time of the training and validation epochs, summed
+        over resumed runs), ``epochs``, ``seconds_per_epoch``, ``params``
+        (trainable parameters of PIQ), ``best_valid_loss``, ``device``,
+        ``classifier_folder``, ``method`` (``"piq"``).
+
+    Raises
+    ------
+    PIQFolderError
+        When the file is missing.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "piq_training.json").write_text('{"seconds": 12.5, "epochs": 2}')
+    >>> load_training_cost(folder)["seconds"]
+    12.5
+    """
+    from focalnet_lobes.posthoc import load_training_cost_file
+
+    return load_training_cost_file(folder, TRAINING_COST_FILE, "recipes/train_piq.py", PIQFolderError)
+
+
+def load_piq_interpreter(folder, device="cpu", classifier_folder=None):
+    """The trained :class:`PIQInterpreter` of a PIQ output folder.
+
+    Rebuilds the interpreter from the folder's ``hyperparams.yaml`` and loads the
+    checkpoint with the lowest validation loss (``torch.load(weights_only=True)``;
+    :func:`focalnet_lobes.posthoc.load_trained_interpreter`).
+
+    Arguments
+    ---------
+    folder : str or pathlib.Path
+        Output folder of ``recipes/train_piq.py``.
+    device : str
+        Where to put the interpreter.
+    classifier_folder : str or pathlib.Path or None
+        The classifier it will interpret; a warning is logged when PIQ was trained
+        on another one.
+
+    Returns
+    -------
+    PIQInterpreter
+        In evaluation mode.
+
+    Raises
+    ------
+    PIQFolderError
+        When the folder has no ``hyperparams.yaml``, no PIQ interpreter in it,
+        or no checkpoint.
+
+    Example
+    -------
+    >>> load_piq_interpreter("/nonexistent")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.piq.PIQFolderError: /nonexistent is not a PIQ training output folder: ...
+    """
+    from focalnet_lobes.posthoc import load_trained_interpreter
+
+    return load_trained_interpreter(
+        folder, PIQInterpreter, "PIQ", "recipes/train_piq.py", PIQFolderError,
+        classifier_folder, device,
+    )

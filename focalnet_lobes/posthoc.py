@@ -373,7 +373,7 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
     run_opts : dict
         SpeechBrain's run options.
     trained : object
-        The trained classifier (``recipes/trained_classifier.py``): ``model``,
+        The trained classifier (:mod:`focalnet_lobes.trained`): ``model``,
         ``frontend``, ``folder``, ``to(device)``.
     datasets : dict
         :func:`classifier_datasets` of that classifier (train and valid not None).
@@ -440,8 +440,9 @@ def load_best_interpreter(interpreter, checkpoints_dir, folder, classifier_folde
                           device="cpu"):
     """Load the checkpoint with the lowest validation loss into a post-hoc interpreter.
 
-    Shared by :func:`focalnet_lobes.lmac.load_lmac_interpreter` and PIQ's loader
-    (``recipes/train_piq.py``). The weights are read with ``weights_only=True``.
+    Shared by :func:`focalnet_lobes.lmac.load_lmac_interpreter` and
+    :func:`focalnet_lobes.piq.load_piq_interpreter` (through
+    :func:`load_trained_interpreter`). The weights are read with ``weights_only=True``.
 
     Arguments
     ---------
@@ -503,3 +504,107 @@ def load_best_interpreter(interpreter, checkpoints_dir, folder, classifier_folde
     )
     interpreter.load_state_dict(state)
     return interpreter.eval().to(device)
+
+
+def load_training_cost_file(folder, filename, recipe, error=FileNotFoundError):
+    """The training-cost JSON a post-hoc training run wrote (``piq_training.json``, ``lmac_training.json``).
+
+    Shared by :func:`focalnet_lobes.piq.load_training_cost` and
+    :func:`focalnet_lobes.lmac.load_training_cost`.
+
+    Arguments
+    ---------
+    folder : str or pathlib.Path
+        The run's output folder.
+    filename : str
+        The file written by :func:`train_posthoc`.
+    recipe : str
+        The training recipe, named in the error (``"recipes/train_piq.py"``).
+    error : type
+        Exception raised when the file is missing.
+
+    Returns
+    -------
+    dict
+        ``seconds``, ``epochs``, ``seconds_per_epoch``, ``params``,
+        ``best_valid_loss``, ``device``, ``classifier_folder``, ``method``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "cost.json").write_text('{"seconds": 12.5}')
+    >>> load_training_cost_file(folder, "cost.json", "recipes/train_x.py")
+    {'seconds': 12.5}
+    """
+    path = pathlib.Path(folder) / filename
+    if not path.is_file():
+        raise error(f"{path} is missing: has {recipe} finished in {folder}?")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_trained_interpreter(folder, interpreter_type, method, recipe, error=FileNotFoundError,
+                             classifier_folder=None, device="cpu", article="a"):
+    """The trained post-hoc interpreter of an output folder, with its best weights.
+
+    Rebuilds the interpreter from the folder's ``hyperparams.yaml`` (with
+    ``output_folder`` and ``save_folder`` pointed at this folder, which may have
+    been moved) and loads the checkpoint of ``save/`` with the lowest validation
+    loss (:func:`load_best_interpreter`, ``weights_only=True``). Shared by
+    :func:`focalnet_lobes.piq.load_piq_interpreter` and
+    :func:`focalnet_lobes.lmac.load_lmac_interpreter`.
+
+    Arguments
+    ---------
+    folder : str or pathlib.Path
+        Output folder of the training recipe.
+    interpreter_type : type
+        What the YAML's ``interpreter`` must be.
+    method, recipe, article : str
+        Named in the messages: ``"an" "L-MAC"`` run of ``"recipes/train_lmac.py"``.
+    error : type
+        Exception raised for a folder that is not a finished run.
+    classifier_folder : str or pathlib.Path or None
+        The classifier it will interpret; a warning is logged when the
+        interpreter was trained on another one.
+    device : str
+        Where to put the interpreter.
+
+    Returns
+    -------
+    torch.nn.Module
+        In evaluation mode.
+
+    Raises
+    ------
+    error
+        No ``hyperparams.yaml``, no interpreter of ``interpreter_type`` in it, or
+        no checkpoint.
+
+    Example
+    -------
+    >>> load_trained_interpreter("/nonexistent", torch.nn.Module, "PIQ", "recipes/train_piq.py")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: /nonexistent is not a PIQ training output folder: /nonexistent/hyperparams.yaml is missing (expected the output_folder of recipes/train_piq.py)
+    """
+    from hyperpyyaml import load_hyperpyyaml
+
+    folder = pathlib.Path(folder)
+    hparams_file = folder / "hyperparams.yaml"
+    if not hparams_file.is_file():
+        raise error(
+            f"{folder} is not {article} {method} training output folder: {hparams_file} is missing "
+            f"(expected the output_folder of {recipe})"
+        )
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(
+            fin, {"output_folder": str(folder), "save_folder": str(folder / "save")}
+        )
+    interpreter = hparams.get("interpreter")
+    if not isinstance(interpreter, interpreter_type):
+        raise error(f"{hparams_file} does not define {article} {method} interpreter")
+    return load_best_interpreter(
+        interpreter, folder / "save", folder, classifier_folder,
+        hparams.get("classifier_folder"), method, error, device,
+    )

@@ -162,15 +162,45 @@ def check_folds(train_folds, valid_folds, test_folds, valid_folds_required=True)
             "valid_folds is empty: the validation fold selects the checkpoint, "
             "give one, e.g. --valid_folds \"[4]\""
         )
-    names = list(splits)
+    shared = shared_folds(splits)
+    if shared:
+        first, second, common = shared
+        raise TrainingPlanError(
+            f"{first} {splits[first]} and {second} {splits[second]} share fold "
+            f"{', '.join(map(str, common))}: a clip must be in one split only"
+        )
+
+
+def shared_folds(folds_by_split):
+    """The first two splits (in order) that share a fold, with the folds they share.
+
+    Used by :func:`check_folds` and :func:`focalnet_lobes.manifests.disjoint_folds`.
+
+    Arguments
+    ---------
+    folds_by_split : dict
+        Split name -> sequence of fold numbers.
+
+    Returns
+    -------
+    tuple or None
+        ``(first name, second name, sorted shared folds)``; None when the
+        splits are disjoint.
+
+    Example
+    -------
+    >>> shared_folds({"train": [1, 2, 3], "valid": [4], "test": [3, 4]})
+    ('train', 'test', [3])
+    >>> shared_folds({"train": [1], "valid": [2]}) is None
+    True
+    """
+    names = list(folds_by_split)
     for i, first in enumerate(names):
         for second in names[i + 1:]:
-            common = sorted(set(splits[first]) & set(splits[second]))
+            common = sorted(set(folds_by_split[first]) & set(folds_by_split[second]))
             if common:
-                raise TrainingPlanError(
-                    f"{first} {splits[first]} and {second} {splits[second]} share fold "
-                    f"{', '.join(map(str, common))}: a clip must be in one split only"
-                )
+                return first, second, common
+    return None
 
 
 def check_training_numbers(number_of_epochs, batch_size, grad_accumulation_factor=1):

@@ -178,11 +178,11 @@ def run_interpretation(hparams_file, overrides=None, device="cpu"):
     >>> run_interpretation(hparams_file, overrides)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    trained_classifier.TrainedClassifierError: /nonexistent is not a training output folder: ...
+    focalnet_lobes.trained.TrainedClassifierError: /nonexistent is not a training output folder: ...
     """
     from hyperpyyaml import load_hyperpyyaml, resolve_references
 
-    from trained_classifier import load_trained_classifier
+    from focalnet_lobes.trained import load_trained_classifier
 
     hparams_file = Path(hparams_file)
     if not hparams_file.is_file():

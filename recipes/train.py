@@ -35,7 +35,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import ddp_init_group, if_main_process, run_on_main
 
-from classification_report import ClassificationReport
+from focalnet_lobes.report import ClassificationReport
 from esc50_prepare import DownloadError, ESC50NotFoundError, prepare_esc50
 from focalnet_lobes.posthoc import classifier_datasets
 from focalnet_lobes.training import (

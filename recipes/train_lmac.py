@@ -41,7 +41,7 @@ from focalnet_lobes.posthoc import (
     overrides_with_classifier,
     train_posthoc,
 )
-from trained_classifier import load_trained_classifier
+from focalnet_lobes.trained import load_trained_classifier
 
 logger = logging.getLogger(__name__)
 

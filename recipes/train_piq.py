@@ -19,47 +19,31 @@ process trains on its share of the training clips, every process evaluates the
 whole validation and test splits, and only the main process writes. The trained
 interpreter is evaluated like every other method by
 ``recipes/interpret.py hparams/interpret_piq.yaml --classifier_folder C --piq_folder P``,
-which loads it with :func:`load_piq_interpreter`.
+which loads it with :func:`focalnet_lobes.piq.load_piq_interpreter`.
 
 Authors
  * focalnet-audio contributors
 """
 
-import json
 import logging
 import sys
-from pathlib import Path
 
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import ddp_init_group
 
-from focalnet_lobes.piq import representation_channels
+from focalnet_lobes.piq import TRAINING_COST_FILE, representation_channels
 from focalnet_lobes.posthoc import (
     PostHocBrain,
     classifier_datasets,
     classifier_folder_from,
-    load_best_interpreter,
     overrides_with_classifier,
     train_posthoc,
 )
-from trained_classifier import load_trained_classifier
+from focalnet_lobes.trained import load_trained_classifier
 
 logger = logging.getLogger(__name__)
-
-
-
-class PIQFolderError(FileNotFoundError):
-    """The folder is not the output folder of a finished PIQ training run.
-
-    Example
-    -------
-    >>> issubclass(PIQFolderError, FileNotFoundError)
-    True
-    """
-
-
 
 
 class PIQBrain(PostHocBrain):
@@ -134,104 +118,6 @@ class PIQBrain(PostHocBrain):
         return terms["loss"]
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-def load_training_cost(folder):
-    """The ``piq_training.json`` of a PIQ output folder: the cost of training PIQ.
-
-    Arguments
-    ---------
-    folder : str or pathlib.Path
-        Output folder of this recipe.
-
-    Returns
-    -------
-    dict
-        ``seconds`` (wall time of the training and validation epochs, summed
-        over resumed runs), ``epochs``, ``seconds_per_epoch``, ``params``
-        (trainable parameters of PIQ), ``best_valid_loss``, ``device``,
-        ``classifier_folder``, ``method`` (``"piq"``).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> _ = (folder / "piq_training.json").write_text('{"seconds": 12.5, "epochs": 2}')
-    >>> load_training_cost(folder)["seconds"]
-    12.5
-    """
-    path = Path(folder) / "piq_training.json"
-    if not path.is_file():
-        raise PIQFolderError(
-            f"{path} is missing: has recipes/train_piq.py finished in {folder}?"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def load_piq_interpreter(folder, device="cpu", classifier_folder=None):
-    """The trained :class:`~focalnet_lobes.piq.PIQInterpreter` of a PIQ output folder.
-
-    Rebuilds the interpreter from the folder's ``hyperparams.yaml`` and loads the
-    checkpoint with the lowest validation loss (``torch.load(weights_only=True)``).
-
-    Arguments
-    ---------
-    folder : str or pathlib.Path
-        Output folder of this recipe.
-    device : str
-        Where to put the interpreter.
-    classifier_folder : str or pathlib.Path or None
-        The classifier it will interpret; a warning is logged when PIQ was trained
-        on another one.
-
-    Returns
-    -------
-    focalnet_lobes.piq.PIQInterpreter
-        In evaluation mode.
-
-    Raises
-    ------
-    PIQFolderError
-        When the folder has no ``hyperparams.yaml`` or no checkpoint.
-
-    Example
-    -------
-    >>> load_piq_interpreter("/nonexistent")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    train_piq.PIQFolderError: /nonexistent is not a PIQ training output folder: ...
-    """
-    folder = Path(folder)
-    hparams_file = folder / "hyperparams.yaml"
-    if not hparams_file.is_file():
-        raise PIQFolderError(
-            f"{folder} is not a PIQ training output folder: {hparams_file} is missing "
-            "(expected the output_folder of recipes/train_piq.py)"
-        )
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, {"output_folder": str(folder)})
-    if "interpreter" not in hparams or "checkpointer" not in hparams:
-        raise PIQFolderError(f"{hparams_file} does not define a PIQ interpreter")
-    checkpoints_dir = Path(hparams["checkpointer"].checkpoints_dir)
-    if not checkpoints_dir.is_dir() and (folder / "save").is_dir():
-        checkpoints_dir = folder / "save"  # the output folder was moved
-    return load_best_interpreter(
-        hparams["interpreter"], checkpoints_dir, folder, classifier_folder,
-        hparams.get("classifier_folder"), "PIQ", PIQFolderError, device,
-    )
-
-
 def main(argv):
     """Load the classifier, train PIQ on its train split, record the cost, test."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
@@ -263,7 +149,7 @@ def main(argv):
             f"in its manifests ({trained.manifest('train')})"
         )
 
-    train_posthoc(PIQBrain, hparams, run_opts, trained, datasets, "piq", "piq_training.json")
+    train_posthoc(PIQBrain, hparams, run_opts, trained, datasets, "piq", TRAINING_COST_FILE)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""benchmarks/cpu_costs.py: a tiny end-to-end run on the two CPU YAMLs, and its log parser."""
+"""benchmarks/cpu_costs.py: a tiny end-to-end run on the two CPU YAMLs, and the log parser it uses (focalnet_lobes.logs)."""
 
 import importlib.util
 import json
@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from focalnet_lobes.logs import parse_training_log
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +49,7 @@ torch==2.11.0
 
 
 def test_parse_training_log_resumed_run_hand_computed():
-    summary = cpu_costs.parse_training_log(RESUMED_LOG)
+    summary = parse_training_log(RESUMED_LOG)
     # 10:00:00.000 -> 10:33:20.100 (the test of the training session, not the re-test)
     assert summary["wall_seconds"] == pytest.approx(2000.1)
     assert summary["training_seconds"] == pytest.approx(1995.1)  # -> 10:33:15.100
@@ -74,7 +76,7 @@ def test_parse_training_log_restart_from_scratch_counts_the_last_run():
             f"{STAMP} 09:00:42,000 - sb - INFO - Saved an end-of-epoch checkpoint in b",
         ]
     )
-    summary = cpu_costs.parse_training_log(log)
+    summary = parse_training_log(log)
     assert summary["wall_seconds"] == pytest.approx(40.0)
     assert summary["epochs"] == 1 and summary["test_accuracy"] is None
     assert summary["test_seconds"] is None
@@ -82,9 +84,9 @@ def test_parse_training_log_restart_from_scratch_counts_the_last_run():
 
 def test_parse_training_log_errors():
     with pytest.raises(ValueError, match="Going into epoch"):
-        cpu_costs.parse_training_log(f"{STAMP} 10:00:00,000 - sb - INFO - Beginning experiment!")
+        parse_training_log(f"{STAMP} 10:00:00,000 - sb - INFO - Beginning experiment!")
     with pytest.raises(ValueError, match="end-of-epoch checkpoint"):
-        cpu_costs.parse_training_log(f"{STAMP} 10:00:00,000 - sb - INFO - Going into epoch 1")
+        parse_training_log(f"{STAMP} 10:00:00,000 - sb - INFO - Going into epoch 1")
 
 
 def test_summarize_training_folder(tmp_path):

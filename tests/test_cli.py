@@ -18,7 +18,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def model_folder(trained_runs, tmp_path_factory):
-    from export import export_classifier
+    from focalnet_lobes.export import export_classifier
 
     folder = tmp_path_factory.mktemp("cli_model") / "focalnet-cpu-esc10"
     export_classifier(trained_runs("focalnet_cpu.yaml"), folder, verify=False)

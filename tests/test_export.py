@@ -1,4 +1,4 @@
-"""recipes/export.py: a training run -> hub-ready folder -> AudioClassifier.from_hparams."""
+"""recipes/export.py and focalnet_lobes.export: a training run -> hub-ready folder -> AudioClassifier.from_hparams."""
 
 import json
 import pathlib
@@ -7,18 +7,18 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 
-from export import (
+from export import main
+from focalnet_lobes.export import (
     ExportError,
     drop_pretrained_initialisation,
     export_classifier,
     extract_definitions,
-    main,
     render_inference_yaml,
     write_label_encoder,
 )
 from focalnet_lobes.audio import fix_length, load_audio
 from focalnet_lobes.inference import AudioClassifier
-from trained_classifier import load_trained_classifier
+from focalnet_lobes.trained import load_trained_classifier
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

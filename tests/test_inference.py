@@ -32,7 +32,7 @@ def _write_clip(path, seconds, sample_rate=44100, channels=2, seed=0):
 @pytest.fixture(scope="module")
 def exported(trained_runs, tmp_path_factory):
     """(run folder, exported folder) of the shared FocalNet run."""
-    from export import export_classifier
+    from focalnet_lobes.export import export_classifier
 
     run = trained_runs("focalnet_cpu.yaml")
     folder = tmp_path_factory.mktemp("export") / "focalnet-cpu-esc10"
@@ -49,7 +49,7 @@ def classifier(exported, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(exported):
-    from trained_classifier import load_trained_classifier
+    from focalnet_lobes.trained import load_trained_classifier
 
     return load_trained_classifier(exported[0])
 

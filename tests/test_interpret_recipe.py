@@ -275,16 +275,16 @@ def test_compare_adds_any_further_result(comparison, tmp_path):
     piq_file = tmp_path / "piq" / "metrics.json"
     piq_file.parent.mkdir()
     piq_file.write_text(json.dumps(piq))
-    import compare
+    from focalnet_lobes import comparison as library
 
-    results = compare.collect_results(
+    results = library.collect_results(
         [str(piq_file)],
         {"focalnet": comparison["runs"]["focalnet"], "vit": comparison["runs"]["vit"]},
         overrides={"split": "test"},
         include_other_methods=False,
     )
     assert [r["label"] for r in results] == ["focalnet", "vit", "piq"]
-    compare.write_comparison(results, tmp_path / "table")
+    library.write_comparison(results, tmp_path / "table")
     rows = list(csv.DictReader(open(tmp_path / "table" / "comparison.csv")))
     assert sum(row["label"] == "piq" for row in rows) == len(QUANTILES)
 

@@ -36,7 +36,7 @@ from focalnet_lobes.piq import representation_channels
 @pytest.fixture(scope="module")
 def classifiers(trained_runs):
     """The trained FocalNet and ViT classifiers of the shared 2-epoch runs."""
-    from trained_classifier import load_trained_classifier
+    from focalnet_lobes.trained import load_trained_classifier
 
     return {
         name: load_trained_classifier(trained_runs(f"{name}_cpu.yaml"))
@@ -281,7 +281,7 @@ def test_recipe_resumes_after_a_kill_and_is_evaluated_by_interpret(trained_runs,
         assert 0.0 <= values["fid_i"] <= 1.0
     assert list((tmp_path / "interpretation" / "lmac").rglob("*_interpretation.wav"))
 
-    from compare import find_metrics_files, load_result, write_comparison
+    from focalnet_lobes.comparison import find_metrics_files, load_result, write_comparison
 
     write_comparison(
         [load_result(path) for path in find_metrics_files(tmp_path / "interpretation")],
@@ -291,9 +291,8 @@ def test_recipe_resumes_after_a_kill_and_is_evaluated_by_interpret(trained_runs,
     assert [row["method"] for row in table["rows"]] == ["lmac"] * 6
 
     # AudioClassifier and the command line can use the trained L-MAC.
-    from export import export_classifier
-
     from focalnet_lobes.cli import main
+    from focalnet_lobes.export import export_classifier
     from focalnet_lobes.inference import AudioClassifier
 
     model_folder = tmp_path / "model"

@@ -1,5 +1,6 @@
-"""Tests of recipes/esc50_prepare.py on generated data and a local HTTP server."""
+"""Tests of recipes/esc50_prepare.py and focalnet_lobes.download on generated data and a local HTTP server."""
 
+import hashlib
 import json
 import re
 import socket
@@ -13,15 +14,9 @@ import pytest
 import soundfile
 
 import esc50_prepare
-from esc50_prepare import (
-    DownloadError,
-    ESC50NotFoundError,
-    UnsafeArchiveError,
-    download_file,
-    main,
-    prepare_esc50,
-    safe_extract_zip,
-)
+from esc50_prepare import ESC50NotFoundError, main, prepare_esc50
+from focalnet_lobes import download
+from focalnet_lobes.download import DownloadError, UnsafeArchiveError, download_file, safe_extract_zip
 from helpers_data import ESC50_CLASSES, make_esc50_zip, make_fake_esc50
 
 # Three ESC-10 classes and one that is not (pig, target 2).
@@ -248,8 +243,9 @@ def test_silent_server_times_out(tmp_path):
     try:
         start = time.monotonic()
         with pytest.raises(DownloadError, match="timed out"):
-            download_file(f"http://127.0.0.1:{port}/a.zip", tmp_path / "a.zip", connect_timeout=5, read_timeout=0.3)
+            download_file(f"http://127.0.0.1:{port}/a.zip", tmp_path / "a.zip", timeout=0.3, max_attempts=1)
         assert time.monotonic() - start < 3
+        assert not (tmp_path / "a.zip").exists() and not (tmp_path / "a.zip.part").exists()
     finally:
         listener.close()
 
@@ -329,23 +325,23 @@ def server():
 
 @pytest.fixture
 def no_retry_wait(monkeypatch):
-    monkeypatch.setattr(esc50_prepare, "RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr(download, "RETRY_WAIT_S", 0.0)
 
 
-def test_download_interrupted_then_resumed(server, tmp_path):
+def test_download_cut_short_is_never_the_destination(server, tmp_path):
+    """SpeechBrain's downloader does not resume: a transfer cut short is deleted, the next call starts over."""
     payload = bytes(range(256)) * 400
     server.state = ServerState(payload)
     server.state.drops, server.state.drop_after = 1, 30000
     destination = tmp_path / "archive.zip"
-    with pytest.raises(DownloadError, match="run again to resume"):
+    with pytest.raises(DownloadError, match="after 30000 of 102400 bytes; run again"):
         download_file(server.url + "/ESC-50-master.zip", destination, max_attempts=1)
-    part = tmp_path / "archive.zip.part"
-    assert part.stat().st_size == 30000
     assert not destination.exists()
+    assert not (tmp_path / "archive.zip.part").exists()
     download_file(server.url + "/ESC-50-master.zip", destination, max_attempts=1)
-    assert server.state.ranges == [None, "bytes=30000-"]
+    assert server.state.ranges == [None, None]  # no Range request: the second transfer is whole
     assert destination.read_bytes() == payload
-    assert not part.exists()
+    assert not (tmp_path / "archive.zip.part").exists()
 
 
 def test_download_retries_within_one_call(server, tmp_path, no_retry_wait):
@@ -353,26 +349,17 @@ def test_download_retries_within_one_call(server, tmp_path, no_retry_wait):
     server.state = ServerState(payload)
     server.state.drops, server.state.drop_after = 2, 5000
     download_file(server.url + "/redirect.zip", tmp_path / "a.zip", max_attempts=3)
-    assert server.state.ranges == [None, "bytes=5000-", "bytes=10000-"]
-    assert (tmp_path / "a.zip").read_bytes() == payload
+    assert server.state.ranges == [None, None, None]
+    assert (tmp_path / "a.zip").read_bytes() == payload  # not 5000 bytes three times
 
 
-def test_download_without_range_support_restarts(server, tmp_path, no_retry_wait):
-    payload = bytes(range(256)) * 100
-    server.state = ServerState(payload)
-    server.state.support_range = False
-    server.state.drops, server.state.drop_after = 1, 7000
-    download_file(server.url + "/ESC-50-master.zip", tmp_path / "a.zip", max_attempts=2)
-    assert server.state.ranges == [None, "bytes=7000-"]
-    assert (tmp_path / "a.zip").read_bytes() == payload  # not 7000 bytes twice
-
-
-def test_download_complete_part_is_accepted(server, tmp_path):
+def test_download_stale_part_is_replaced(server, tmp_path):
+    """A .part file left by an earlier run (even a complete-looking one) is never taken as the download."""
     payload = b"x" * 1000
     server.state = ServerState(payload)
-    (tmp_path / "a.zip.part").write_bytes(payload)
+    (tmp_path / "a.zip.part").write_bytes(b"stale" * 300)
     download_file(server.url + "/ESC-50-master.zip", tmp_path / "a.zip")
-    assert server.state.ranges == ["bytes=1000-"]
+    assert server.state.ranges == [None]
     assert (tmp_path / "a.zip").read_bytes() == payload
 
 
@@ -383,13 +370,14 @@ def test_download_size_mismatch_detected(server, tmp_path, no_retry_wait):
     with pytest.raises(DownloadError, match="after 4000 of 4100 bytes"):
         download_file(server.url + "/ESC-50-master.zip", tmp_path / "a.zip", max_attempts=2)
     assert not (tmp_path / "a.zip").exists()
+    assert not (tmp_path / "a.zip.part").exists()
     assert len(server.state.ranges) == 2
 
 
 def test_download_checksum(server, tmp_path):
     payload = b"checked content"
     server.state = ServerState(payload)
-    good = esc50_prepare.hashlib.sha256(payload).hexdigest()
+    good = hashlib.sha256(payload).hexdigest()
     download_file(server.url + "/ESC-50-master.zip", tmp_path / "good.zip", expected_sha256=good.upper())
     assert (tmp_path / "good.zip").read_bytes() == payload
     with pytest.raises(DownloadError, match="checksum mismatch"):
@@ -415,17 +403,19 @@ def esc50_zip(tmp_path):
     return make_esc50_zip(tmp_path / "ESC-50-master.zip", source).read_bytes(), rows
 
 
-def test_prepare_downloads_resumes_and_extracts(server, tmp_path, esc50_zip):
+def test_prepare_downloads_retries_and_extracts(server, tmp_path, esc50_zip):
     payload, rows = esc50_zip
     server.state = ServerState(payload)
     server.state.drops, server.state.drop_after = 1, len(payload) // 3
     data, save = tmp_path / "data", tmp_path / "save"
     url = server.url + "/redirect.zip"
-    with pytest.raises(ESC50NotFoundError, match="run again to resume"):
+    with pytest.raises(ESC50NotFoundError, match="incomplete after 1 attempt.*run again") as info:
         prepare_esc50(data, save, url=url, download_attempts=1)
-    assert (data / "ESC-50-master.zip.part").stat().st_size == len(payload) // 3
+    first_line = str(info.value).splitlines()[0]
+    assert url in first_line and "1. download" in str(info.value)
+    assert list(data.iterdir()) == []  # nothing half-written left to be taken for the archive
     paths = prepare_esc50(data, save, url=url, download_attempts=1)
-    assert server.state.ranges == [None, f"bytes={len(payload) // 3}-"]
+    assert server.state.ranges == [None, None]
     assert sorted(path.name for path in data.iterdir()) == ["audio", "meta"]  # archive and temp removed
     assert len(list((data / "audio").glob("*.wav"))) == len(rows) == 15
     assert (data / "meta" / "esc50.csv").is_file()

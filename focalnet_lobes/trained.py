@@ -5,7 +5,12 @@ with the command-line overrides applied), ``save/CKPT+*/model.ckpt`` (checkpoint
 of the :class:`~focalnet_lobes.classifier.SpectrogramClassifier`, the best kept
 by validation error), ``save/{train,valid,test}.json`` manifests and
 ``save/classes.json``. :func:`load_trained_classifier` rebuilds the front end and
-the classifier from them, for interpretation, PIQ training and export.
+the classifier from them, for interpretation, PIQ and L-MAC training, export and
+the benchmarks (moved here from ``recipes/trained_classifier.py``: recipes and
+benchmarks import the library, not each other).
+
+Authors
+ * focalnet-audio contributors
 """
 
 import json
@@ -79,6 +84,13 @@ def load_trained_classifier(folder, device="cpu", overrides=None):
     ------
     TrainedClassifierError
         When the folder has no ``hyperparams.yaml`` or no checkpoint.
+
+    Example
+    -------
+    >>> load_trained_classifier("/nonexistent")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.trained.TrainedClassifierError: /nonexistent is not a training output folder: ...
     """
     folder = Path(folder)
     hparams_file = folder / "hyperparams.yaml"

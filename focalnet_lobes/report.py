@@ -1,7 +1,11 @@
 """Accuracy, per-class accuracy and confusion matrix of a classifier's predictions.
 
 :class:`ClassificationReport` collects logits and labels batch by batch and writes
-the summary as JSON, as text and as a PNG of the confusion matrix.
+the summary as JSON, as text and as a PNG of the confusion matrix (the test
+report of ``recipes/train.py``; moved here from ``recipes/classification_report.py``).
+
+Authors
+ * focalnet-audio contributors
 """
 
 import json
