@@ -320,3 +320,48 @@ def load_pretrained_backbone(model, path, source, adapt_in_chans=True):
         logger.info("load_pretrained_backbone: %s", note)
     logger.info("Loaded %s weights from %s", source, path)
     return model
+
+
+def initialise_new_run(pretrained_init, model, checkpointer=None):
+    """Apply an ImageNet initialisation to ``model`` when a run starts, not when it resumes.
+
+    The training YAMLs name the loader with ``!name:`` (``pretrained_init``), so
+    reading a YAML, or a trained run's saved ``hyperparams.yaml``, never opens the
+    ImageNet file; ``recipes/train.py`` calls this once, before training. A run
+    that resumes from a checkpoint gets its weights from the checkpoint instead.
+
+    Arguments
+    ---------
+    pretrained_init : callable or None
+        ``pretrained_init(model)`` loads the weights (e.g. ``functools.partial`` of
+        :func:`load_pretrained_backbone` with ``path`` and ``source``); None: nothing.
+    model : torch.nn.Module
+        The backbone.
+    checkpointer : speechbrain.utils.checkpoints.Checkpointer or None
+        The run's checkpointer; when it holds a checkpoint, nothing is loaded.
+
+    Returns
+    -------
+    bool
+        True when the initialisation ran.
+
+    Raises
+    ------
+    ValueError
+        From the loader: an unreadable file or one that does not fit the model.
+
+    Example
+    -------
+    >>> import torch
+    >>> calls = []
+    >>> initialise_new_run(calls.append, torch.nn.Linear(2, 2)), len(calls)
+    (True, 1)
+    >>> initialise_new_run(None, torch.nn.Linear(2, 2))
+    False
+    """
+    if pretrained_init is None:
+        return False
+    if checkpointer is not None and checkpointer.find_checkpoint() is not None:
+        return False
+    pretrained_init(model)
+    return True

@@ -38,6 +38,7 @@ from speechbrain.utils.distributed import ddp_init_group, if_main_process, run_o
 from focalnet_lobes.report import ClassificationReport
 from esc50_prepare import DownloadError, ESC50NotFoundError, prepare_esc50
 from focalnet_lobes.posthoc import classifier_datasets
+from focalnet_lobes.pretrained_init import initialise_new_run
 from focalnet_lobes.training import (
     TrainingPlanError,
     batch_features,
@@ -301,6 +302,13 @@ def main(argv):
         where=f"train_folds {list(hparams['train_folds'])}",
     )
     check_schedule(hparams.get("lr_scheduler"), hparams["number_of_epochs"] * steps_per_epoch)
+
+    try:  # ImageNet weights for a new run (pretrained_init in the full-size YAMLs)
+        initialise_new_run(
+            hparams.get("pretrained_init"), hparams["backbone"], hparams["checkpointer"]
+        )
+    except ValueError as error:
+        raise RecipeError(f"pretrained_backbone: {error}") from None
 
     brain = ESC50Brain(
         modules=hparams["modules"],

@@ -125,7 +125,7 @@ def test_mismatches_are_reported(transformers_focalnet, tmp_path):
 
 
 def test_paper_yaml_starts_from_imagenet_weights(tmp_path):
-    """hparams/focalnet.yaml's pretrained_backbone loads a timm checkpoint into the backbone."""
+    """hparams/focalnet.yaml's pretrained_init (as train.py runs it) loads a timm checkpoint."""
     import timm
     from hyperpyyaml import load_hyperpyyaml
 
@@ -140,6 +140,9 @@ def test_paper_yaml_starts_from_imagenet_weights(tmp_path):
             "data_folder": str(tmp_path), "backbone_name": "focalnet_tiny_srf",
             "pretrained_backbone": str(path), "pretrained_source": "timm",
         })
+    from focalnet_lobes.pretrained_init import initialise_new_run
+
+    assert initialise_new_run(hparams["pretrained_init"], hparams["backbone"], hparams["checkpointer"])
     expected = convert_state_dict(reference.state_dict(), "timm")
     loaded = hparams["model"].backbone.state_dict()
     deep_keys = [k for k in loaded if "modulation" in k and k in expected]
@@ -149,3 +152,61 @@ def test_paper_yaml_starts_from_imagenet_weights(tmp_path):
     # The RGB patch embedding is summed into the single input channel.
     stem = [k for k in loaded if loaded[k].dim() == 4 and loaded[k].shape[1] == 1][0]
     assert torch.allclose(loaded[stem], expected[stem].sum(1, keepdim=True))
+
+
+def test_pretrained_init_runs_when_a_run_starts_not_when_the_yaml_is_read(
+    transformers_focalnet, tmp_path
+):
+    """The YAML names the loader (!name:); train.py applies it to a new run only, so a
+    trained run's hyperparams.yaml reloads after the ImageNet file is gone."""
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    from focalnet_lobes.pretrained_init import initialise_new_run
+
+    _, path = transformers_focalnet
+    imagenet = tmp_path / "imagenet.bin"
+    imagenet.write_bytes(path.read_bytes())
+    text = f"""
+pretrained_backbone: {imagenet}
+backbone: !new:focalnet_lobes.focalnet.FocalNet
+    in_chans: 1
+    num_classes: 0
+    embed_dim: 16
+    depths: [1, 2]
+    focal_levels: [2, 2]
+    focal_windows: [3, 3]
+pretrained_init: !name:focalnet_lobes.pretrained_init.load_pretrained_backbone
+    path: !ref <pretrained_backbone>
+    source: transformers
+"""
+    direct = load_pretrained_backbone(FocalNet(in_chans=1, num_classes=0, **FOCALNET), path,
+                                      "transformers")
+    hparams = load_hyperpyyaml(text)
+    key = next(iter(direct.state_dict()))
+    assert not torch.equal(hparams["backbone"].state_dict()[key], direct.state_dict()[key])
+    checkpointer = Checkpointer(tmp_path / "save", {"backbone": hparams["backbone"]})
+    assert initialise_new_run(hparams["pretrained_init"], hparams["backbone"], checkpointer)
+    for name, value in direct.state_dict().items():
+        assert torch.equal(hparams["backbone"].state_dict()[name], value), name
+    checkpointer.save_checkpoint()
+
+    imagenet.unlink()  # the trained run no longer needs it
+    reloaded = load_hyperpyyaml(text)
+    checkpointer = Checkpointer(tmp_path / "save", {"backbone": reloaded["backbone"]})
+    assert not initialise_new_run(reloaded["pretrained_init"], reloaded["backbone"], checkpointer)
+    checkpointer.recover_if_possible()
+    assert torch.equal(reloaded["backbone"].state_dict()[key], direct.state_dict()[key])
+    # a new run with the file gone: the loader's one-line error
+    fresh = load_hyperpyyaml(text)
+    with pytest.raises((ValueError, FileNotFoundError)):
+        initialise_new_run(fresh["pretrained_init"], fresh["backbone"], None)
+
+
+@pytest.mark.parametrize("config", ["focalnet", "vit"])
+def test_full_size_yamls_read_without_their_imagenet_file(config, tmp_path):
+    with open(Path(__file__).resolve().parents[1] / "hparams" / f"{config}.yaml") as fin:
+        hparams = load_hyperpyyaml(fin, {
+            "data_folder": str(tmp_path), "pretrained_backbone": str(tmp_path / "missing.bin"),
+        })
+    assert callable(hparams["pretrained_init"])
+    assert "load_pretrained_backbone" not in str(type(hparams["backbone"]))
