@@ -442,6 +442,14 @@ def run_cross_validation(
         raise CrossValidationError(f"{clash} are set by the cross-validation, not overridable")
     if not interpret_hparams:
         raise CrossValidationError("no interpretation YAML configured (interpret_hparams is empty)")
+    if isinstance(interpret_hparams, str):
+        raise CrossValidationError(
+            f"interpret_hparams must be a list, got the string '{interpret_hparams}' "
+            f'(write --interpret "[{interpret_hparams}]")'
+        )
+    for name in interpret_hparams:  # typos stop here, before any training
+        if name != BY_DESIGN and name not in (posthoc_hparams or {}):
+            _resolve_yaml(name, hparams_dir)
     folds = list(folds) if folds else data_folds(data_folder, esc10)
     plan = fold_plan(folds)
     output_folder.mkdir(parents=True, exist_ok=True)

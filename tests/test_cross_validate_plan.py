@@ -226,3 +226,13 @@ def test_validation_split_for_selection_reuses_the_classifiers(tmp_path):
     # the test-split results are untouched
     assert "Selection data" not in (cv_folder / "cv_results.md").read_text()
     assert json.loads((cv_folder / "cv_results.json").read_text())["methods"] == ["focalnet"]
+
+
+def test_bad_method_lists_stop_before_any_training(tmp_path):
+    root = data_folder(tmp_path / "data")
+    recipes = fake_recipes(tmp_path / "recipes", "focalnet")
+    with pytest.raises(CrossValidationError, match="interpret_enrgy.yaml"):
+        cross_validate(root, recipes, tmp_path / "cv", ["by_design", "interpret_enrgy.yaml"])
+    with pytest.raises(CrossValidationError, match="must be a list"):
+        cross_validate(root, recipes, tmp_path / "cv", "by_design")
+    assert calls(recipes) == []
