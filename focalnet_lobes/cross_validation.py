@@ -773,6 +773,12 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED)
     }
 
 
+def _difference_cell(difference):
+    """``mean [low, high]`` of a paired difference, bold when its CI excludes 0."""
+    text = f"{difference['mean']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}]"
+    return f"**{text}**" if difference["significant"] else text
+
+
 def markdown_comparison(result):
     """The markdown report of :func:`compare_cross_validations`.
 
@@ -818,8 +824,7 @@ def markdown_comparison(result):
                 if n not in row:
                     cells.append("-")
                     continue
-                text = f"{row[n]['mean']:+.3f} [{row[n]['low']:+.3f}, {row[n]['high']:+.3f}]"
-                cells.append(f"**{text}**" if row[n]["significant"] else text)
+                cells.append(_difference_cell(row[n]))
             lines.append(f"| {pair['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -905,9 +910,7 @@ def markdown_cv(results):
                     if n not in row:
                         cells.append("-")
                         continue
-                    d = row[n]
-                    text = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
-                    cells.append(f"**{text}**" if d["significant"] else text)
+                    cells.append(_difference_cell(row[n]))
                 lines.append(
                     f"| {difference['label']} − {difference['reference']} | "
                     + " | ".join(cells)
