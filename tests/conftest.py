@@ -74,6 +74,32 @@ def run_recipe(command, **kwargs):
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, **kwargs)
 
 
+def kept_checkpoints(save_folder):
+    """The recipe's checkpoints in ``save_folder``, most recent first, checking the keep rule.
+
+    ``save_and_keep_only(min_keys=["error"])`` keeps the checkpoint of lowest validation
+    error and the most recent one (SpeechBrain's ``keep_recent``): one checkpoint when the
+    last epoch is the best, two otherwise (or on a tie). Each is a complete, distinct epoch.
+
+    Returns
+    -------
+    list of (Path, dict)
+        Each checkpoint folder with its ``CKPT.yaml`` metadata, newest first.
+    """
+    import yaml
+
+    kept = [(path, yaml.safe_load((path / "CKPT.yaml").read_text()))
+            for path in Path(save_folder).glob("CKPT+*")]
+    kept.sort(key=lambda item: item[1]["unixtime"], reverse=True)
+    assert 1 <= len(kept) <= 2, [path.name for path, _ in kept]
+    assert all((path / "model.ckpt").is_file() for path, _ in kept)
+    lowest = min(meta["error"] for _, meta in kept)
+    assert all(meta["error"] == lowest for _, meta in kept[1:]), kept  # older one: the best
+    if len(kept) == 2:
+        assert kept[0][1]["unixtime"] > kept[1][1]["unixtime"]
+    return kept
+
+
 @pytest.fixture(scope="session")
 def trained_runs(fake_esc10, tmp_path_factory):
     """Output folders of 2-epoch training runs on the generated data, trained once per session.

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import REPO, run_recipe, training_command
+from conftest import REPO, kept_checkpoints, run_recipe, training_command
 from focalnet_lobes.training import (
     TrainingPlanError,
     build_step_schedule,
@@ -224,8 +224,8 @@ def test_two_process_gloo_training_matches_its_checkpoint_in_one_process(fake_es
     assert logged(output / "train_log.txt", "epoch") == ["1", "2"]
     # 60 training clips: 30 per process, 3 batches of 8 (drop_last): 6 steps in all.
     assert float(logged(output / "train_log.txt", "lr")[-1]) == pytest.approx(END_LR, rel=0.01)
-    checkpoints = list((output / "save").glob("CKPT+*"))
-    assert len(checkpoints) == 1
+    # One writer: the best and the most recent epoch at most, no partial or duplicate one.
+    kept_checkpoints(output / "save")
     assert not list((output / "save").glob(".staging-*"))
     assert (output / "log.txt").read_text().count("Test accuracy") == 1
     summary = json.loads((output / "test_results.json").read_text())
@@ -276,7 +276,7 @@ def test_final_lr_with_gradient_accumulation_is_the_schedules_end(fake_esc10, tm
     result = run_recipe(command)
     assert result.returncode == 0, result.stderr[-4000:]
     assert float(logged(output / "train_log.txt", "lr")[-1]) == pytest.approx(END_LR, rel=0.01)
-    (checkpoint,) = (output / "save").glob("CKPT+*")
+    checkpoint = kept_checkpoints(output / "save")[0][0]  # the last epoch's
     optimizer = torch.load(checkpoint / "optimizer.ckpt", weights_only=True)
     assert optimizer["param_groups"][0]["lr"] == pytest.approx(END_LR)
     assert optimizer["state"][0]["step"] == 2 * math.floor(7 / 2)  # optimiser steps taken
