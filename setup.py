@@ -10,12 +10,12 @@ setup(
         "with Focal Modulation Networks"
     ),
     packages=find_packages(include=["focalnet_lobes", "focalnet_lobes.*"]),
-    # The model shipped with the package (focalnet_lobes.inference.default_source()).
+    # The model shipped with the package (focalnet_lobes.inference.classifiers.default_source()).
     package_data={"focalnet_lobes": ["pretrained/*/*.yaml", "pretrained/*/*.ckpt",
                                      "pretrained/*/*.txt", "pretrained/*/*.md"]},
     include_package_data=True,
     python_requires=">=3.10",
-    entry_points={"console_scripts": ["focalnet-audio=focalnet_lobes.cli:main"]},
+    entry_points={"console_scripts": ["focalnet-audio=focalnet_lobes.inference.cli:main"]},
     # Version ranges known to work: the versions tested (installed in the CI
     # environment) as lower bounds, the next major version excluded. torch,
     # torchaudio and torchvision are released together and only work as a set:
@@ -29,8 +29,8 @@ setup(
         "numpy>=2.4.6,<3",
         "soundfile>=0.14.0,<1",
         "matplotlib>=3.11.2,<4",
-        # bounded-cost resampling at any sample rate (focalnet_lobes.audio.resample),
-        # streamed for long recordings (focalnet_lobes.longform)
+        # bounded-cost resampling at any sample rate (focalnet_lobes.data.audio.resample),
+        # streamed for long recordings (focalnet_lobes.inference.longform)
         "soxr>=1.1.0,<2",
         "scipy>=1.17.1,<2",  # bootstrap CIs and the exact McNemar test
         "captum>=0.9.0,<1",  # saliency and Grad-CAM controls

@@ -98,15 +98,15 @@ def variant_spec(name):
 
 
 def parse_train_log(path):
-    """Validation accuracies per epoch from a recipe's ``train_log.txt`` (:func:`focalnet_lobes.logs.read_train_log`)."""
-    from focalnet_lobes.logs import read_train_log
+    """Validation accuracies per epoch from a recipe's ``train_log.txt`` (:func:`focalnet_lobes.training.logs.read_train_log`)."""
+    from focalnet_lobes.training.logs import read_train_log
 
     return [1.0 - row["valid error"] for row in read_train_log(path) if "valid error" in row]
 
 
 def count_parameters(output_folder):
     """Parameters of the trained classifier in ``output_folder``."""
-    from focalnet_lobes.trained import load_trained_classifier
+    from focalnet_lobes.inference.trained import load_trained_classifier
 
     model = load_trained_classifier(output_folder).model
     return sum(p.numel() for p in model.parameters())

@@ -2,7 +2,7 @@
 
 For every model given (by default the two CPU recipes, ``hparams/focalnet_cpu.yaml``
 and ``hparams/vit_cpu.yaml``, built from the YAML with random weights; or trained
-classifiers, ``--classifier_folder``, loaded by :mod:`focalnet_lobes.trained`),
+classifiers, ``--classifier_folder``, loaded by :mod:`focalnet_lobes.inference.trained`),
 on random 5 s clips (80000 samples at 16 kHz) with ``--threads`` torch threads:
 
 1. **parameters** of the classifier (normalisation + backbone + head);
@@ -18,16 +18,16 @@ on random 5 s clips (80000 samples at 16 kHz) with ``--threads`` torch threads:
    subprocess's ``ru_maxrss`` is floored by its parent's RSS; see
    :func:`peak_rss_bytes`), so no measurement inherits another one's memory;
 5. **interpretation latency** per clip (float32, batch 1, features given): the
-   by-design map (:class:`~focalnet_lobes.interpret.ModulationInterpreter` for a
-   FocalNet, :class:`~focalnet_lobes.interpret.AttentionInterpreter` for a ViT)
-   plus :func:`~focalnet_lobes.interpret.quantile_mask` at ``--quantile``, versus
-   :class:`~focalnet_lobes.interpret.GradientSaliencyInterpreter` (the post-hoc
+   by-design map (:class:`~focalnet_lobes.interpretation.interpret.ModulationInterpreter` for a
+   FocalNet, :class:`~focalnet_lobes.interpretation.interpret.AttentionInterpreter` for a ViT)
+   plus :func:`~focalnet_lobes.interpretation.interpret.quantile_mask` at ``--quantile``, versus
+   :class:`~focalnet_lobes.interpretation.interpret.GradientSaliencyInterpreter` (the post-hoc
    reference) plus the mask, versus the classifier's forward alone; with
-   ``--piq_folder``, PIQ (``recipes/train_piq.py``, loaded by :func:`focalnet_lobes.piq.load_piq_interpreter`) too, on the model it fits;
+   ``--piq_folder``, PIQ (``recipes/train_piq.py``, loaded by :func:`focalnet_lobes.interpretation.piq.load_piq_interpreter`) too, on the model it fits;
 6. **wall time of full training runs** (``--training_folder``): parsed from each
    recipe's ``log.txt`` ("Going into epoch 1" to the last end-of-epoch
    checkpoint, or to the "Test accuracy" line after it; see
-   :func:`focalnet_lobes.logs.parse_training_log`), with the number of epochs, the median epoch and
+   :func:`focalnet_lobes.training.logs.parse_training_log`), with the number of epochs, the median epoch and
    PIQ's ``piq_training.json`` seconds when present.
 
 The timed loops alternate the models (and precisions / methods) within each
@@ -79,8 +79,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the library of this checkout (never recipes/)
     sys.path.insert(0, str(REPO))
 
-from focalnet_lobes.logs import parse_training_log  # noqa: E402
-from focalnet_lobes.interpret import (  # noqa: E402
+from focalnet_lobes.training.logs import parse_training_log  # noqa: E402
+from focalnet_lobes.interpretation.interpret import (  # noqa: E402
     AttentionInterpreter,
     GradientSaliencyInterpreter,
     ModulationInterpreter,
@@ -139,7 +139,7 @@ class BenchmarkModel:
         ``{"type": "hparams" | "classifier_folder", "path": str}``: enough for a
         subprocess to rebuild it (:func:`build_model`).
     model : torch.nn.Module
-        The :class:`~focalnet_lobes.classifier.SpectrogramClassifier`.
+        The :class:`~focalnet_lobes.models.classifier.SpectrogramClassifier`.
     frontend : torch.nn.Module
         Waveforms (B, samples) -> features (B, 1, T, F).
     sample_rate : int
@@ -151,7 +151,7 @@ class BenchmarkModel:
 
     Example
     -------
-    >>> from focalnet_lobes.features import SpectrogramFrontend
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
     >>> bundle = BenchmarkModel(
     ...     "tiny", {"type": "hparams", "path": "tiny.yaml"}, torch.nn.Identity(),
     ...     SpectrogramFrontend(n_mels=8), 16000, {},
@@ -194,7 +194,7 @@ def build_model(source, workdir=None):
     A YAML is loaded with ``load_hyperpyyaml(f, {"data_folder": "unused",
     "esc10": True})`` plus ``output_folder`` redirected to ``workdir`` (so that
     building does not create ``results/`` folders); a folder with
-    :func:`focalnet_lobes.trained.load_trained_classifier` (best checkpoint).
+    :func:`focalnet_lobes.inference.trained.load_trained_classifier` (best checkpoint).
 
     Arguments
     ---------
@@ -235,7 +235,7 @@ def build_model(source, workdir=None):
             hparams,
         )
     if source["type"] == "classifier_folder":
-        from focalnet_lobes.trained import load_trained_classifier
+        from focalnet_lobes.inference.trained import load_trained_classifier
 
         trained = load_trained_classifier(path)
         hparams = trained.hparams
@@ -352,7 +352,7 @@ def measure_training_throughput(bundles, batch_size, num_samples, repeats, warmu
 
     Example
     -------
-    >>> from focalnet_lobes.features import SpectrogramFrontend
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
     >>> model = torch.nn.Sequential(
     ...     torch.nn.AdaptiveAvgPool2d((1, 8)), torch.nn.Flatten(), torch.nn.Linear(8, 3)
     ... )
@@ -413,7 +413,7 @@ def measure_inference_latency(bundles, num_samples, rounds, warmup):
 
     Example
     -------
-    >>> from focalnet_lobes.features import SpectrogramFrontend
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
     >>> model = torch.nn.Sequential(
     ...     torch.nn.AdaptiveAvgPool2d((1, 8)), torch.nn.Flatten(), torch.nn.Linear(8, 3)
     ... )
@@ -497,9 +497,9 @@ def measure_interpretation_latency(bundles, num_samples, rounds, warmup, quantil
     Example
     -------
     >>> import focalnet_lobes
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.features import SpectrogramFrontend
-    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
+    >>> from focalnet_lobes.models.heads import LinearHead
     >>> backbone = focalnet_lobes.create_model("vit_audio_small", num_classes=0, in_chans=1)
     >>> model = SpectrogramClassifier(backbone, LinearHead(backbone.num_features, 3))
     >>> bundle = BenchmarkModel("vit", {}, model, SpectrogramFrontend(n_mels=64), 16000, {})
@@ -617,7 +617,7 @@ def save_for_probe(bundle, path):
     Example
     -------
     >>> import tempfile
-    >>> from focalnet_lobes.features import SpectrogramFrontend
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
     >>> bundle = BenchmarkModel(
     ...     "lin", {}, torch.nn.Linear(2, 2), SpectrogramFrontend(n_mels=8), 16000, {"lr": 0.1}
     ... )
@@ -666,7 +666,7 @@ def memory_probe(spec):
     Example
     -------
     >>> import tempfile
-    >>> from focalnet_lobes.features import SpectrogramFrontend
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
     >>> model = torch.nn.Sequential(
     ...     torch.nn.AdaptiveAvgPool2d((1, 8)), torch.nn.Flatten(), torch.nn.Linear(8, 3)
     ... )
@@ -1120,9 +1120,9 @@ def attach_piq(bundles, piq_folders, features_of):
     >>> attach_piq([], [], lambda bundle: None)
     []
     """
-    from focalnet_lobes.piq import load_piq_interpreter
+    from focalnet_lobes.interpretation.piq import load_piq_interpreter
 
-    from focalnet_lobes.piq import representation_channels
+    from focalnet_lobes.interpretation.piq import representation_channels
 
     report = []
     for folder in piq_folders:

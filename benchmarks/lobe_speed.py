@@ -3,7 +3,7 @@
 The three models hold the SAME weights: ours is randomly initialised and its
 parameters are copied into timm's ``focalnet_tiny_srf`` and transformers'
 ``FocalNetForImageClassification`` through the name mapping of
-:func:`focalnet_lobes.convert.convert_focalnet`. Each model is timed on the same
+:func:`focalnet_lobes.models.convert.convert_focalnet`. Each model is timed on the same
 input for the forward pass (``torch.no_grad``) and for forward + backward (cross
 entropy on random labels), in eval mode (no dropout / stochastic depth), with a
 fixed number of torch threads. Timings are medians over ``--repeats`` rounds after
@@ -15,7 +15,7 @@ one run only. A default run takes about 4 minutes on 2 idle cores.
 The output check column is the largest absolute logit difference to ours. On
 431 x 513 timm differs: its strided convolutions drop the last rows/columns that do
 not fill a patch, whereas ours and transformers zero-pad them (see
-:mod:`focalnet_lobes.focalnet`); on 224 x 224 all three agree.
+:mod:`focalnet_lobes.models.focalnet`); on 224 x 224 all three agree.
 
 Usage::
 
@@ -38,8 +38,8 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from focalnet_lobes.convert import convert_focalnet  # noqa: E402
-from focalnet_lobes.focalnet import FocalNet  # noqa: E402
+from focalnet_lobes.models.convert import convert_focalnet  # noqa: E402
+from focalnet_lobes.models.focalnet import FocalNet  # noqa: E402
 
 TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), focal_levels=(2, 2, 2, 2), focal_windows=(3, 3, 3, 3))
 

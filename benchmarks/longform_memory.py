@@ -5,7 +5,7 @@
 >     [--source MODEL] [--hop 2.5]
 
 For each length, writes a 44.1 kHz stereo 16-bit WAV (in blocks: the generator
-holds one block), then runs ``python -m focalnet_lobes.cli interpret FILE --out
+holds one block), then runs ``python -m focalnet_lobes.inference.cli interpret FILE --out
 OUT`` (the shipped model unless ``--source``) in a fresh process and measures its
 peak resident memory (``ru_maxrss`` of ``os.wait4``: that process alone) and wall time. It
 checks that the interpretation WAV is as long as the input (at 16 kHz) and that
@@ -70,7 +70,7 @@ def write_recording(path, minutes, data_folder=None, seed=0):
 
 
 def run_cli(path, out_dir, source=None, hop=None):
-    command = [sys.executable, "-m", "focalnet_lobes.cli", "interpret", str(path), "--out", str(out_dir)]
+    command = [sys.executable, "-m", "focalnet_lobes.inference.cli", "interpret", str(path), "--out", str(out_dir)]
     if source:
         command += ["--source", str(source)]
     if hop:

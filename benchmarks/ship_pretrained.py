@@ -4,7 +4,7 @@
 > python benchmarks/ship_pretrained.py --classifier_folder RUN --data_folder ESC-50-dev \\
 >     [--output_folder focalnet_lobes/pretrained/focalnet-cpu-esc10]
 
-1. :func:`focalnet_lobes.export.export_classifier` (``recipes/export.py``'s library) exports the run (its best checkpoint by validation error)
+1. :func:`focalnet_lobes.inference.export.export_classifier` (``recipes/export.py``'s library) exports the run (its best checkpoint by validation error)
    to a temporary folder and checks the exported logits against the trained
    classifier's;
 2. the weights are stored in float16 (half the size; loading casts them back to
@@ -70,8 +70,8 @@ def fold_clips(data_folder, folds, esc10=True):
 
 def evaluate(classifier, clips, quantile):
     """Logits, predictions and interpretation metrics per clip."""
-    from focalnet_lobes.metrics import interpretation_metrics
-    from focalnet_lobes.interpret import quantile_mask
+    from focalnet_lobes.interpretation.metrics import interpretation_metrics
+    from focalnet_lobes.interpretation.interpret import quantile_mask
 
     logits, fid_i, fa = [], [], []
     for path, _ in clips:
@@ -92,7 +92,7 @@ def evaluate(classifier, clips, quantile):
 
 def best_valid_error(train_log):
     """(epoch, valid error) of the lowest validation error in a train_log.txt (first if tied)."""
-    from focalnet_lobes.logs import best_epoch, read_train_log
+    from focalnet_lobes.training.logs import best_epoch, read_train_log
 
     return best_epoch(read_train_log(train_log), "valid error")
 
@@ -131,8 +131,8 @@ focalnet-audio classify recordings/ --out out/   # folders, globs, long files (s
 ```
 
 ```python
-from focalnet_lobes.inference import AudioClassifier
-classifier = AudioClassifier.from_hparams()      # this model (focalnet_lobes.inference.default_source())
+from focalnet_lobes.inference.classifiers import AudioClassifier
+classifier = AudioClassifier.from_hparams()      # this model (focalnet_lobes.inference.classifiers.default_source())
 probabilities, score, index, labels = classifier.classify_file("clip.wav")
 ```
 
@@ -195,9 +195,9 @@ def main(argv=None):
         "--esc10 True  # seed 1986, 80 epochs, folds 1-3 train, fold 4 valid"))
     args = parser.parse_args(argv)
 
-    from focalnet_lobes.export import export_classifier
+    from focalnet_lobes.inference.export import export_classifier
 
-    from focalnet_lobes.inference import AudioClassifier
+    from focalnet_lobes.inference.classifiers import AudioClassifier
 
     output = pathlib.Path(args.output_folder)
     with tempfile.TemporaryDirectory() as tmp:

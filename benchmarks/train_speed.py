@@ -10,9 +10,9 @@ AdamW step; and one evaluation batch (features + forward). Variants:
 - ``reference``: the convolutional stem on the default memory layout, features
   computed from the waveforms at every step (the recipe before this benchmark);
 - ``channels_last``: the stem's weights and activations on the ``channels_last``
-  layout (:class:`focalnet_lobes.stems.ConvStem`, the default now);
+  layout (:class:`focalnet_lobes.models.stems.ConvStem`, the default now);
 - ``channels_last+feature_cache``: and the projected magnitudes of each clip
-  cached across epochs (:class:`focalnet_lobes.features.FeatureCache`, the YAML
+  cached across epochs (:class:`focalnet_lobes.data.features.FeatureCache`, the YAML
   default now).
 
 Every variant computes the same function: the script reports the largest logit
@@ -39,9 +39,9 @@ import torch
 import torch.utils.benchmark as benchmark
 from hyperpyyaml import load_hyperpyyaml
 
-from focalnet_lobes.features import FeatureCache
-from focalnet_lobes.stems import ConvStem
-from focalnet_lobes.training import batch_features
+from focalnet_lobes.data.features import FeatureCache
+from focalnet_lobes.models.stems import ConvStem
+from focalnet_lobes.training.plan import batch_features
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("reference", "channels_last", "channels_last+feature_cache")

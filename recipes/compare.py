@@ -36,7 +36,7 @@ Every metric is shown with its 95% bootstrap CI over clips (from the
 map of the same classifier (``per_clip.json``; mean difference with its 95%
 bootstrap CI, in bold when the CI excludes 0), the two by-design maps with each
 other, and the two classifiers' accuracies with the exact McNemar test
-(:func:`focalnet_lobes.comparison.paired_differences`, also in ``comparison.json`` under
+(:func:`focalnet_lobes.interpretation.comparison.paired_differences`, also in ``comparison.json`` under
 ``"paired_differences"``).
 
 > python recipes/compare.py results/focalnet_cpu/1986/interpretation \\
@@ -51,13 +51,13 @@ import logging
 import sys
 from pathlib import Path
 
-from focalnet_lobes.comparison import (
+from focalnet_lobes.interpretation.comparison import (
     ComparisonError,
     collect_results,
     named_runs,
     write_comparison,
 )
-from focalnet_lobes.stats import N_RESAMPLES
+from focalnet_lobes.interpretation.stats import N_RESAMPLES
 
 logger = logging.getLogger(__name__)
 #: This recipe's folder: ``interpret.py`` runs from here.

@@ -5,7 +5,7 @@ Both cross-validations (``recipes/cross_validate.py``) held out every clip of th
 same folds once, so their pooled results pair up clip by clip: accuracy with the
 exact McNemar test and the 95% bootstrap CI of the difference, and the paired
 differences of every interpretation metric for the two by-design maps and for
-each method both ran (:func:`focalnet_lobes.cross_validation.compare_cross_validations`).
+each method both ran (:func:`focalnet_lobes.training.cross_validation.compare_cross_validations`).
 Writes ``cv_comparison.{json,md}`` to the output folder and prints the table.
 
 To run this recipe, do the following:
@@ -21,12 +21,12 @@ import json
 import sys
 from pathlib import Path
 
-from focalnet_lobes.cross_validation import (
+from focalnet_lobes.training.cross_validation import (
     CrossValidationError,
     compare_cross_validations,
     markdown_comparison,
 )
-from focalnet_lobes.stats import N_RESAMPLES, SEED
+from focalnet_lobes.interpretation.stats import N_RESAMPLES, SEED
 
 
 def main(argv=None):

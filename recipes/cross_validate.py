@@ -9,7 +9,7 @@ the per-clip results are pooled over folds and ``cv_results.{json,md,png}`` is
 written: accuracy as mean +- std over folds and pooled with its 95% CI, every
 interpretation metric at every quantile with its 95% CI, and the paired
 differences of every method against the first. The fold loop and the pooling
-live in :mod:`focalnet_lobes.cross_validation`; ``train.py`` and ``interpret.py``
+live in :mod:`focalnet_lobes.training.cross_validation`; ``train.py`` and ``interpret.py``
 run as subprocesses. Progress shows the fold and each epoch; a rerun after an
 interruption skips finished folds (``fold_<k>/fold_done.json``) and resumes a
 half-trained one from its last checkpoint.
@@ -41,7 +41,7 @@ from pathlib import Path
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 
-from focalnet_lobes.cross_validation import run_cross_validation
+from focalnet_lobes.training.cross_validation import run_cross_validation
 
 HPARAMS_DIR = Path(__file__).resolve().parents[1] / "hparams"
 logger = logging.getLogger(__name__)

@@ -9,10 +9,10 @@ release is laid out as::
     DATA/meta/esc50.csv      filename,fold,target,category,esc10,src_file,take
 
 :func:`prepare_esc50` downloads and extracts the official archive when
-``DATA/meta/esc50.csv`` is missing (:mod:`focalnet_lobes.download`: SpeechBrain's
+``DATA/meta/esc50.csv`` is missing (:mod:`focalnet_lobes.data.download`: SpeechBrain's
 downloader, size- and optionally checksum-verified, path-traversal-safe
 extraction), checks the metadata and every audio file it lists
-(:mod:`focalnet_lobes.manifests`), and writes in ``save_folder``:
+(:mod:`focalnet_lobes.data.manifests`), and writes in ``save_folder``:
 
 - ``train.json``, ``valid.json``, ``test.json``: ``{clip_id: {"wav": absolute
   path, "class_name": str, "label": int, "esc50_target": int, "fold": int,
@@ -44,9 +44,9 @@ import os
 import sys
 from pathlib import Path
 
-from focalnet_lobes.audio import inspect_audio_file
-from focalnet_lobes.download import DownloadError, UnsafeArchiveError, download_and_extract
-from focalnet_lobes.manifests import (
+from focalnet_lobes.data.audio import inspect_audio_file
+from focalnet_lobes.data.download import DownloadError, UnsafeArchiveError, download_and_extract
+from focalnet_lobes.data.manifests import (
     PreparationRecord,
     check_listed_files,
     disjoint_folds,
@@ -70,7 +70,7 @@ PREPARE_VERSION = 2
 #: Length of every ESC-50 clip, seconds.
 ESC50_CLIP_SECONDS = 5.0
 #: Default shortest usable clip: a fiftieth of an ESC-50 clip (0.1 s, as
-#: focalnet_lobes.audio.DEFAULT_MIN_SECONDS); the recipes set it from their clip
+#: focalnet_lobes.data.audio.DEFAULT_MIN_SECONDS); the recipes set it from their clip
 #: length (YAML ``min_clip_seconds: !ref <clip_seconds> / 10``).
 DEFAULT_MIN_SECONDS = ESC50_CLIP_SECONDS / 50
 
@@ -104,7 +104,7 @@ def manual_download_steps(data_folder, url=ESC50_URL):
 def install_esc50(data_folder, download=True, url=ESC50_URL, expected_sha256=None, max_attempts=3):
     """Make sure ``data_folder/meta/esc50.csv`` exists, downloading the official archive if allowed.
 
-    The download is :func:`focalnet_lobes.download.download_and_extract`
+    The download is :func:`focalnet_lobes.data.download.download_and_extract`
     (SpeechBrain's downloader, retried from the start when cut short, SHA-256
     checked when ``expected_sha256`` is given, safe extraction); ``audio/`` then
     ``meta/`` are moved into ``data_folder`` (``meta/esc50.csv`` last, so its
@@ -150,7 +150,7 @@ def install_esc50(data_folder, download=True, url=ESC50_URL, expected_sha256=Non
 
 
 def read_esc50_metadata(csv_path):
-    """Read and check ``meta/esc50.csv`` (:func:`focalnet_lobes.manifests.read_csv_table`).
+    """Read and check ``meta/esc50.csv`` (:func:`focalnet_lobes.data.manifests.read_csv_table`).
 
     Returns
     -------

@@ -7,7 +7,7 @@
 The folder holds ``hyperparams.yaml`` (the inference YAML), ``model.ckpt`` (the
 best checkpoint), ``label_encoder.txt`` and a model card ``README.md``; it is
 loaded back and its logits checked against the trained classifier's
-(``--no_verify`` skips this). The work is :mod:`focalnet_lobes.export`; this script parses the command line.
+(``--no_verify`` skips this). The work is :mod:`focalnet_lobes.inference.export`; this script parses the command line.
 
 Authors
  * focalnet-audio contributors
@@ -18,8 +18,8 @@ import json
 import pathlib
 import sys
 
-from focalnet_lobes.export import ExportError, export_classifier
-from focalnet_lobes.trained import TrainedClassifierError
+from focalnet_lobes.inference.export import ExportError, export_classifier
+from focalnet_lobes.inference.trained import TrainedClassifierError
 
 #: This repository's inference template.
 TEMPLATE = pathlib.Path(__file__).resolve().parents[1] / "hparams" / "inference" / "template.yaml"

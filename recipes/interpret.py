@@ -3,13 +3,13 @@
 
 A classifier trained by ``recipes/train.py`` is loaded from its output folder; the
 interpretation method (FocalNet modulation maps, ViT attention, a random baseline,
-or any :class:`~focalnet_lobes.interpret.MapInterpreter`) comes from the YAML.
+or any :class:`~focalnet_lobes.interpretation.interpret.MapInterpreter`) comes from the YAML.
 For every clip of a split (the test fold by default) the maps are computed once
 and thresholded at each quantile q of the YAML (binary masks keep the bins at or
-above the clip's q-quantile, see :func:`~focalnet_lobes.interpret.quantile_mask`);
-every metric of :mod:`focalnet_lobes.metrics` is computed per clip and averaged
+above the clip's q-quantile, see :func:`~focalnet_lobes.interpretation.interpret.quantile_mask`);
+every metric of :mod:`focalnet_lobes.interpretation.metrics` is computed per clip and averaged
 over the clips with a 95% bootstrap CI. The evaluation, the overlap test and the
-report writers live in :mod:`focalnet_lobes.evaluation`; this script only loads
+report writers live in :mod:`focalnet_lobes.interpretation.evaluation`; this script only loads
 the YAML and the classifier and calls them.
 
 To run this recipe, do the following:
@@ -70,7 +70,7 @@ Overlap test (the paper's overlapping sources): pairs (s1, s2) of clips of
 different classes are mixed as x = w1 s1 + w2 s2 (w = ``overlap_weights``,
 0.8 / 0.2) and x is interpreted; the mask M at ``overlap_quantile`` is brought to
 the linear STFT grid and compared with the power spectra P_k = |STFT(w_k s_k)|^2
-of the two weighted sources (:func:`focalnet_lobes.evaluation.source_attribution`):
+of the two weighted sources (:func:`focalnet_lobes.interpretation.evaluation.source_attribution`):
 
 * ``s1_kept`` = sum M^2 P_1 / sum P_1, ``s2_kept`` likewise: the fraction of each
   source's energy that passes the mask;
@@ -98,7 +98,7 @@ from pathlib import Path
 
 import torch
 
-from focalnet_lobes.evaluation import (
+from focalnet_lobes.interpretation.evaluation import (
     SPLITS,
     InterpretationError,
     evaluate_split,
@@ -112,7 +112,7 @@ from focalnet_lobes.evaluation import (
     write_overlap,
     write_per_clip,
 )
-from focalnet_lobes.stats import CONFIDENCE, METHOD, N_RESAMPLES, SEED
+from focalnet_lobes.interpretation.stats import CONFIDENCE, METHOD, N_RESAMPLES, SEED
 
 logger = logging.getLogger(__name__)
 
@@ -178,11 +178,11 @@ def run_interpretation(hparams_file, overrides=None, device="cpu"):
     >>> run_interpretation(hparams_file, overrides)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.trained.TrainedClassifierError: /nonexistent is not a training output folder: ...
+    focalnet_lobes.inference.trained.TrainedClassifierError: /nonexistent is not a training output folder: ...
     """
     from hyperpyyaml import load_hyperpyyaml, resolve_references
 
-    from focalnet_lobes.trained import load_trained_classifier
+    from focalnet_lobes.inference.trained import load_trained_classifier
 
     hparams_file = Path(hparams_file)
     if not hparams_file.is_file():

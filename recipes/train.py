@@ -35,11 +35,11 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import ddp_init_group, if_main_process, run_on_main
 
-from focalnet_lobes.report import ClassificationReport
+from focalnet_lobes.training.report import ClassificationReport
 from esc50_prepare import DownloadError, ESC50NotFoundError, prepare_esc50
-from focalnet_lobes.posthoc import classifier_datasets
-from focalnet_lobes.pretrained_init import initialise_new_run
-from focalnet_lobes.training import (
+from focalnet_lobes.interpretation.posthoc import classifier_datasets
+from focalnet_lobes.models.pretrained_init import initialise_new_run
+from focalnet_lobes.training.plan import (
     TrainingPlanError,
     batch_features,
     build_step_schedule,
@@ -60,7 +60,7 @@ class RecipeError(ValueError):
 
 
 class ESC50Brain(sb.Brain):
-    """Trains a :class:`~focalnet_lobes.classifier.SpectrogramClassifier` on clips."""
+    """Trains a :class:`~focalnet_lobes.models.classifier.SpectrogramClassifier` on clips."""
 
     def compute_forward(self, batch, stage):
         """Waveforms -> features (augmented when training) -> logits."""
@@ -130,7 +130,7 @@ class ESC50Brain(sb.Brain):
         """Create the optimiser and the per-step scheduler, both checkpointed.
 
         ``self.steps_per_epoch`` (optimiser steps per process and epoch, see
-        :func:`focalnet_lobes.training.optimizer_steps_per_epoch`) is set by
+        :func:`focalnet_lobes.training.plan.optimizer_steps_per_epoch`) is set by
         :func:`main`; the schedule spans ``number_of_epochs`` such epochs.
         """
         super().init_optimizers()
@@ -156,7 +156,7 @@ class ESC50Brain(sb.Brain):
         batch size or number of processes) holds a schedule of another total; it
         is rebuilt for this run's total and set at the optimiser steps the
         completed epochs take in this run, so training continues on the new curve
-        (:func:`focalnet_lobes.training.build_step_schedule`).
+        (:func:`focalnet_lobes.training.plan.build_step_schedule`).
         """
         super().on_fit_start()
         scheduler = self.lr_scheduler
@@ -195,7 +195,7 @@ def dataio_prep(hparams):
     """Datasets for the train/valid/test manifests, with cached 16 kHz audio.
 
     An empty split (e.g. no fold 5 in a development copy) has no dataset (None);
-    see :func:`focalnet_lobes.posthoc.classifier_datasets`.
+    see :func:`focalnet_lobes.interpretation.posthoc.classifier_datasets`.
     """
     return classifier_datasets(
         hparams["save_folder"],

@@ -5,7 +5,7 @@ L-MAC (Paissan, Della Libera, Ravanelli, Subakan, ICML 2024, "Listenable Maps fo
 Audio Classifiers"; SpeechBrain's ``recipes/ESC50/interpret/train_lmac.py``)
 learns a decoder from the classifier's last-stage representation to a mask whose
 masked-in spectrogram keeps the classifier's prediction and whose masked-out
-spectrogram loses it, with an L1 penalty (``focalnet_lobes.lmac``). The
+spectrogram loses it, with an L1 penalty (``focalnet_lobes.interpretation.lmac``). The
 classifier comes from the output folder of ``recipes/train.py`` and stays frozen
 (evaluation mode, no parameter gradients); L-MAC trains on the classifier's own
 train split and front end, keeps the checkpoint with the lowest validation loss
@@ -32,22 +32,22 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import ddp_init_group
 
-from focalnet_lobes.lmac import TRAINING_COST_FILE
-from focalnet_lobes.piq import representation_channels
-from focalnet_lobes.posthoc import (
+from focalnet_lobes.interpretation.lmac import TRAINING_COST_FILE
+from focalnet_lobes.interpretation.piq import representation_channels
+from focalnet_lobes.interpretation.posthoc import (
     PostHocBrain,
     classifier_datasets,
     classifier_folder_from,
     overrides_with_classifier,
     train_posthoc,
 )
-from focalnet_lobes.trained import load_trained_classifier
+from focalnet_lobes.inference.trained import load_trained_classifier
 
 logger = logging.getLogger(__name__)
 
 
 class LMACBrain(PostHocBrain):
-    """Trains a :class:`~focalnet_lobes.lmac.LMACInterpreter` on a frozen classifier.
+    """Trains a :class:`~focalnet_lobes.interpretation.lmac.LMACInterpreter` on a frozen classifier.
 
     ``self.classifier`` and ``self.frontend`` (set before ``fit``) are not Brain
     modules: they are neither trained, nor checkpointed, nor put in train mode.
@@ -62,10 +62,10 @@ class LMACBrain(PostHocBrain):
     Example
     -------
     >>> import focalnet_lobes
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.features import SpectrogramFrontend
-    >>> from focalnet_lobes.heads import LinearHead
-    >>> from focalnet_lobes.lmac import LMACInterpreter, LMACLoss
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
+    >>> from focalnet_lobes.models.heads import LinearHead
+    >>> from focalnet_lobes.interpretation.lmac import LMACInterpreter, LMACLoss
     >>> from speechbrain.dataio.batch import PaddedBatch
     >>> backbone = focalnet_lobes.create_model("vit_audio_small", num_classes=0, in_chans=1)
     >>> brain = LMACBrain(

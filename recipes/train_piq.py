@@ -4,7 +4,7 @@
 PIQ (Paissan, Subakan, Ravanelli 2023, "Posthoc Interpretation via Quantization")
 learns, after the fact, to map the classifier's last-stage representation through
 a class-partitioned vector-quantised codebook to a mask over the spectrogram
-(``focalnet_lobes.piq``). The classifier comes from the output folder of
+(``focalnet_lobes.interpretation.piq``). The classifier comes from the output folder of
 ``recipes/train.py`` and stays frozen (evaluation mode, no gradient); PIQ trains
 on the classifier's own train split and features, keeps the checkpoint with the
 lowest validation loss and records its training time in ``piq_training.json``.
@@ -19,7 +19,7 @@ process trains on its share of the training clips, every process evaluates the
 whole validation and test splits, and only the main process writes. The trained
 interpreter is evaluated like every other method by
 ``recipes/interpret.py hparams/interpret_piq.yaml --classifier_folder C --piq_folder P``,
-which loads it with :func:`focalnet_lobes.piq.load_piq_interpreter`.
+which loads it with :func:`focalnet_lobes.interpretation.piq.load_piq_interpreter`.
 
 Authors
  * focalnet-audio contributors
@@ -33,21 +33,21 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import ddp_init_group
 
-from focalnet_lobes.piq import TRAINING_COST_FILE, representation_channels
-from focalnet_lobes.posthoc import (
+from focalnet_lobes.interpretation.piq import TRAINING_COST_FILE, representation_channels
+from focalnet_lobes.interpretation.posthoc import (
     PostHocBrain,
     classifier_datasets,
     classifier_folder_from,
     overrides_with_classifier,
     train_posthoc,
 )
-from focalnet_lobes.trained import load_trained_classifier
+from focalnet_lobes.inference.trained import load_trained_classifier
 
 logger = logging.getLogger(__name__)
 
 
 class PIQBrain(PostHocBrain):
-    """Trains a :class:`~focalnet_lobes.piq.PIQInterpreter` on a frozen classifier.
+    """Trains a :class:`~focalnet_lobes.interpretation.piq.PIQInterpreter` on a frozen classifier.
 
     ``self.classifier`` and ``self.frontend`` (set before ``fit``) are not Brain
     modules: they are neither trained, nor checkpointed, nor put in train mode.
@@ -60,10 +60,10 @@ class PIQBrain(PostHocBrain):
     Example
     -------
     >>> import focalnet_lobes
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.features import SpectrogramFrontend
-    >>> from focalnet_lobes.heads import LinearHead
-    >>> from focalnet_lobes.piq import PIQInterpreter, PIQLoss, PIQNetwork
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
+    >>> from focalnet_lobes.models.heads import LinearHead
+    >>> from focalnet_lobes.interpretation.piq import PIQInterpreter, PIQLoss, PIQNetwork
     >>> from speechbrain.dataio.batch import PaddedBatch
     >>> backbone = focalnet_lobes.create_model("vit_audio_small", num_classes=0, in_chans=1)
     >>> network = PIQNetwork(192, 3, codebook_size=6, decoder_channels=(8,))

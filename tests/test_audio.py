@@ -1,4 +1,4 @@
-"""Tests of focalnet_lobes.audio: reading clips and preparing waveforms."""
+"""Tests of focalnet_lobes.data.audio: reading clips and preparing waveforms."""
 
 import math
 
@@ -8,7 +8,7 @@ import soundfile
 import torch
 
 from helpers_data import class_frequency, make_fake_esc50
-from focalnet_lobes.audio import (
+from focalnet_lobes.data.audio import (
     AudioError,
     fix_length,
     load_audio,

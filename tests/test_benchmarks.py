@@ -1,4 +1,4 @@
-"""benchmarks/cpu_costs.py: a tiny end-to-end run on the two CPU YAMLs, and the log parser it uses (focalnet_lobes.logs)."""
+"""benchmarks/cpu_costs.py: a tiny end-to-end run on the two CPU YAMLs, and the log parser it uses (focalnet_lobes.training.logs)."""
 
 import importlib.util
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from focalnet_lobes.logs import parse_training_log
+from focalnet_lobes.training.logs import parse_training_log
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from focalnet_lobes.checkpoints import STAGING_PREFIX, AtomicCheckpointer
+from focalnet_lobes.training.checkpoints import STAGING_PREFIX, AtomicCheckpointer
 
 
 class FailingSave(torch.nn.Module):

@@ -1,4 +1,4 @@
-"""The focalnet-audio command line (focalnet_lobes.cli)."""
+"""The focalnet-audio command line (focalnet_lobes.inference.cli)."""
 
 import json
 import os
@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from focalnet_lobes.audio import load_audio
-from focalnet_lobes.cli import main
+from focalnet_lobes.data.audio import load_audio
+from focalnet_lobes.inference.cli import main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def model_folder(trained_runs, tmp_path_factory):
-    from focalnet_lobes.export import export_classifier
+    from focalnet_lobes.inference.export import export_classifier
 
     folder = tmp_path_factory.mktemp("cli_model") / "focalnet-cpu-esc10"
     export_classifier(trained_runs("focalnet_cpu.yaml"), folder, verify=False)
@@ -32,10 +32,10 @@ def clip(fake_esc10):
 
 
 def _cli(*args):
-    """Run ``python -m focalnet_lobes.cli`` in a fresh process."""
+    """Run ``python -m focalnet_lobes.inference.cli`` in a fresh process."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
     return subprocess.run(
-        [sys.executable, "-m", "focalnet_lobes.cli", *map(str, args)],
+        [sys.executable, "-m", "focalnet_lobes.inference.cli", *map(str, args)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
 
@@ -65,7 +65,7 @@ def test_interpret_writes_wav_png_and_json(model_folder, clip, tmp_path, capsys)
 
 
 def test_classify_prints_the_top_k(model_folder, clip, capsys):
-    from focalnet_lobes.inference import AudioClassifier
+    from focalnet_lobes.inference.classifiers import AudioClassifier
 
     assert main(["classify", str(clip), "--source", str(model_folder), "--json"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
@@ -102,7 +102,7 @@ def test_errors_are_one_line(problem, model_folder, clip, tmp_path, capsys):
 
 
 def test_module_entry_point_fails_cleanly(tmp_path):
-    """``python -m focalnet_lobes.cli``: a bad source ends with one line, no traceback."""
+    """``python -m focalnet_lobes.inference.cli``: a bad source ends with one line, no traceback."""
     result = _cli("classify", tmp_path / "missing.wav", "--source", tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr

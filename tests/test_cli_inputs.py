@@ -11,9 +11,9 @@ import pytest
 import soundfile
 import torch
 
-from focalnet_lobes import cli
-from focalnet_lobes.cli import main
-from focalnet_lobes.inference import AudioClassifier, default_source, write_demo_model
+from focalnet_lobes.inference import cli
+from focalnet_lobes.inference.cli import main
+from focalnet_lobes.inference.classifiers import AudioClassifier, default_source, write_demo_model
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_loading_copies_where_symlinks_are_not_allowed(demo, tmp_path, monkeypat
 
 
 def test_missing_shipped_model_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("focalnet_lobes.inference.default_source", lambda: tmp_path / "gone")
+    monkeypatch.setattr("focalnet_lobes.inference.classifiers.default_source", lambda: tmp_path / "gone")
     clip = _clip(tmp_path / "x.wav")
     assert main(["classify", str(clip)]) == 1
     error = capsys.readouterr().err

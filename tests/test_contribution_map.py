@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import focalnet_lobes
-from focalnet_lobes.classifier import SpectrogramClassifier
-from focalnet_lobes.heads import CosineHead, LinearHead
-from focalnet_lobes.interpret import ModulationContributionInterpreter
+from focalnet_lobes.models.classifier import SpectrogramClassifier
+from focalnet_lobes.models.heads import CosineHead, LinearHead
+from focalnet_lobes.interpretation.interpret import ModulationContributionInterpreter
 
 
 @pytest.mark.parametrize("pool", ["avg", "modulation"])

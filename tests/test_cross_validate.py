@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_recipe
-from focalnet_lobes.cross_validation import fold_plan
+from focalnet_lobes.training.cross_validation import fold_plan
 
 pytestmark = pytest.mark.slow
 

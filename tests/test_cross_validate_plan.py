@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_recipe
-from focalnet_lobes.cross_validation import (
+from focalnet_lobes.training.cross_validation import (
     CrossValidationError,
     compare_cross_validations,
     run_cross_validation,

@@ -20,7 +20,7 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import REPO, kept_checkpoints, run_recipe, training_command
-from focalnet_lobes.training import (
+from focalnet_lobes.training.plan import (
     TrainingPlanError,
     build_step_schedule,
     check_folds,
@@ -119,7 +119,7 @@ def _init(rank, world, port):
 
 
 def _norm_worker(rank, world, port, batches, folder):
-    from focalnet_lobes.classifier import GlobalFeatureNorm
+    from focalnet_lobes.models.classifier import GlobalFeatureNorm
 
     _init(rank, world, port)
     torch.set_num_threads(1)
@@ -139,7 +139,7 @@ def _free_port():
 
 
 def test_global_feature_norm_statistics_are_those_of_all_processes(tmp_path):
-    from focalnet_lobes.classifier import GlobalFeatureNorm
+    from focalnet_lobes.models.classifier import GlobalFeatureNorm
 
     generator = torch.Generator().manual_seed(0)
     batches = [torch.randn(6, 1, 5, 4, generator=generator) * (i + 1) + i for i in range(3)]
@@ -157,7 +157,7 @@ def test_global_feature_norm_statistics_are_those_of_all_processes(tmp_path):
 def _checkpoint_worker(rank, world, port, folder):
     import random
 
-    from focalnet_lobes.checkpoints import AtomicCheckpointer
+    from focalnet_lobes.training.checkpoints import AtomicCheckpointer
 
     _init(rank, world, port)
     model = torch.nn.Linear(2, 2)

@@ -1,4 +1,4 @@
-"""The library evaluator (focalnet_lobes.evaluation): per-clip results, pairing, overlap test."""
+"""The library evaluator (focalnet_lobes.interpretation.evaluation): per-clip results, pairing, overlap test."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import soundfile
 import torch
 
-from focalnet_lobes.evaluation import (
+from focalnet_lobes.interpretation.evaluation import (
     InterpretationError,
     evaluate_split,
     load_per_clip,
@@ -14,8 +14,8 @@ from focalnet_lobes.evaluation import (
     paired_comparison,
     write_per_clip,
 )
-from focalnet_lobes.features import SpectrogramFrontend
-from focalnet_lobes.interpret import EnergyInterpreter, RandomInterpreter
+from focalnet_lobes.data.features import SpectrogramFrontend
+from focalnet_lobes.interpretation.interpret import EnergyInterpreter, RandomInterpreter
 
 
 def tiny_model(num_classes=3, bins=8):

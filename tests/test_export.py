@@ -1,4 +1,4 @@
-"""recipes/export.py and focalnet_lobes.export: a training run -> hub-ready folder -> AudioClassifier.from_hparams."""
+"""recipes/export.py and focalnet_lobes.inference.export: a training run -> hub-ready folder -> AudioClassifier.from_hparams."""
 
 import json
 import pathlib
@@ -8,7 +8,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 
 from export import main
-from focalnet_lobes.export import (
+from focalnet_lobes.inference.export import (
     ExportError,
     drop_pretrained_initialisation,
     export_classifier,
@@ -16,9 +16,9 @@ from focalnet_lobes.export import (
     render_inference_yaml,
     write_label_encoder,
 )
-from focalnet_lobes.audio import fix_length, load_audio
-from focalnet_lobes.inference import AudioClassifier
-from focalnet_lobes.trained import load_trained_classifier
+from focalnet_lobes.data.audio import fix_length, load_audio
+from focalnet_lobes.inference.classifiers import AudioClassifier
+from focalnet_lobes.inference.trained import load_trained_classifier
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -128,7 +128,7 @@ def test_extract_definitions_follows_aliases_and_references():
         "channels: &id001 [8, 16]\n"
         "width: 4\n"
         "# the front end\n"
-        "compute_features: !new:focalnet_lobes.features.SpectrogramFrontend\n"
+        "compute_features: !new:focalnet_lobes.data.features.SpectrogramFrontend\n"
         "    sample_rate: !ref <sample_rate>\n"
         "\n"
         "unused: !new:torch.nn.ReLU\n"
@@ -151,7 +151,7 @@ def test_extract_definitions_follows_aliases_and_references():
 def test_template_keys_cannot_be_redefined():
     train_yaml = (
         "sample_rate: 16000\nquantile: 0.5\n"
-        "compute_features: !new:focalnet_lobes.features.SpectrogramFrontend\n"
+        "compute_features: !new:focalnet_lobes.data.features.SpectrogramFrontend\n"
         "model: !new:torch.nn.Linear [!ref <quantile>, 2]\n"
     )
     with pytest.raises(ExportError, match="quantile"):
@@ -160,7 +160,7 @@ def test_template_keys_cannot_be_redefined():
 
 def test_imagenet_initialisation_is_not_exported():
     text = (
-        "backbone: !apply:focalnet_lobes.pretrained_init.load_pretrained_backbone\n"
+        "backbone: !apply:focalnet_lobes.models.pretrained_init.load_pretrained_backbone\n"
         "  model: !new:torch.nn.Linear [2, 2]\n"
         "  path: /somewhere/imagenet.pth\n"
         "  source: timm\n"

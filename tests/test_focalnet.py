@@ -15,10 +15,10 @@ import math
 import pytest
 import torch
 
-import focalnet_lobes.focalnet  # noqa: F401  (registers the focalnet_* configs)
-from focalnet_lobes.convert import convert_focalnet, convert_state_dict
-from focalnet_lobes.focalnet import FocalModulation, FocalNet
-from focalnet_lobes.registry import create_model, list_models
+import focalnet_lobes.models.focalnet  # noqa: F401  (registers the focalnet_* configs)
+from focalnet_lobes.models.convert import convert_focalnet, convert_state_dict
+from focalnet_lobes.models.focalnet import FocalModulation, FocalNet
+from focalnet_lobes.models.registry import create_model, list_models
 
 TOL = 1e-4
 SMALL = dict(embed_dim=16, depths=(1, 1, 2, 1))
@@ -434,8 +434,8 @@ def test_modulation_pooling_weights_positions_by_the_modulation_map():
     """global_pool="modulation": the pooled vector is the mean of the normed last-stage
     positions weighted by the last layer's modulation map (L2 over channels), the map
     the interpretation thresholds; the map's layer receives the pooling's gradient."""
-    from focalnet_lobes.focalnet import modulation_pool_weights
-    from focalnet_lobes.interpret import modulation_map
+    from focalnet_lobes.models.focalnet import modulation_pool_weights
+    from focalnet_lobes.interpretation.interpret import modulation_map
 
     torch.manual_seed(0)
     model = _perturb(

@@ -5,7 +5,7 @@ import pytest
 import torch
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 
-from focalnet_lobes.heads import CosineHead, LinearHead
+from focalnet_lobes.models.heads import CosineHead, LinearHead
 
 
 def _randomise_batchnorm(module, generator):

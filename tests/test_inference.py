@@ -1,4 +1,4 @@
-"""AudioClassifier (focalnet_lobes.inference) and the compatibility YAMLs of SpeechBrain's
+"""AudioClassifier (focalnet_lobes.inference.classifiers) and the compatibility YAMLs of SpeechBrain's
 published ESC-50 models (hparams/inference/{focalnet,vit}-base-esc50).
 
 No network: models come from the shared trained run (exported to a folder) or from
@@ -12,8 +12,8 @@ import pytest
 import soundfile
 import torch
 
-from focalnet_lobes.audio import AudioError, fix_length, load_audio
-from focalnet_lobes.inference import AudioClassifier, ModelSourceError, top_k
+from focalnet_lobes.data.audio import AudioError, fix_length, load_audio
+from focalnet_lobes.inference.classifiers import AudioClassifier, ModelSourceError, top_k
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 COMPAT = REPO / "hparams" / "inference"
@@ -32,7 +32,7 @@ def _write_clip(path, seconds, sample_rate=44100, channels=2, seed=0):
 @pytest.fixture(scope="module")
 def exported(trained_runs, tmp_path_factory):
     """(run folder, exported folder) of the shared FocalNet run."""
-    from focalnet_lobes.export import export_classifier
+    from focalnet_lobes.inference.export import export_classifier
 
     run = trained_runs("focalnet_cpu.yaml")
     folder = tmp_path_factory.mktemp("export") / "focalnet-cpu-esc10"
@@ -49,7 +49,7 @@ def classifier(exported, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(exported):
-    from focalnet_lobes.trained import load_trained_classifier
+    from focalnet_lobes.inference.trained import load_trained_classifier
 
     return load_trained_classifier(exported[0])
 

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 import focalnet_lobes
-from focalnet_lobes.classifier import GlobalFeatureNorm, SpectrogramClassifier
-from focalnet_lobes.heads import LinearHead
-from focalnet_lobes.interpret import (
+from focalnet_lobes.models.classifier import GlobalFeatureNorm, SpectrogramClassifier
+from focalnet_lobes.models.heads import LinearHead
+from focalnet_lobes.interpretation.interpret import (
     AttentionInterpreter,
     EnergyInterpreter,
     GradCamInterpreter,
@@ -307,7 +307,7 @@ def test_modulation_pooled_classifier_is_interpreted_by_its_pooling_weights():
     """With global_pool="modulation" the by-design map is the classifier's own pooling
     weights: the interpreter's map on the last grid is proportional to them, and
     forward_with_maps gives the logits of forward."""
-    from focalnet_lobes.focalnet import modulation_pool_weights
+    from focalnet_lobes.models.focalnet import modulation_pool_weights
 
     torch.manual_seed(0)
     backbone = focalnet_lobes.create_model(
@@ -474,7 +474,7 @@ def test_modulation_interpreter_refuses_a_vit():
 
 def test_random_cells_share_values_and_keep_the_mask_area():
     """Cell-level random maps: one value per cell, mask area ~ 1 - q up to one cell."""
-    from focalnet_lobes.interpret import RandomInterpreter, quantile_mask
+    from focalnet_lobes.interpretation.interpret import RandomInterpreter, quantile_mask
 
     classifier = nn.Sequential(nn.Flatten(), nn.Linear(431 * 64, 3))
     features = torch.rand(3, 1, 431, 64)

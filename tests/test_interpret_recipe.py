@@ -275,7 +275,7 @@ def test_compare_adds_any_further_result(comparison, tmp_path):
     piq_file = tmp_path / "piq" / "metrics.json"
     piq_file.parent.mkdir()
     piq_file.write_text(json.dumps(piq))
-    from focalnet_lobes import comparison as library
+    from focalnet_lobes.interpretation import comparison as library
 
     results = library.collect_results(
         [str(piq_file)],
@@ -344,7 +344,7 @@ def test_compare_without_results_exits_with_a_clear_message(tmp_path):
 
 
 def test_empty_test_split_suggests_the_valid_split(tmp_path):
-    from focalnet_lobes.evaluation import InterpretationError, split_entries
+    from focalnet_lobes.interpretation.evaluation import InterpretationError, split_entries
 
     (tmp_path / "save").mkdir()
     (tmp_path / "save" / "test.json").write_text("{}")
@@ -359,8 +359,8 @@ def test_empty_test_split_suggests_the_valid_split(tmp_path):
 
 def test_source_attribution_hand_values():
     """Two tones in separate bands: a mask on the low band keeps all of s1 and none of s2."""
-    from focalnet_lobes.features import SpectrogramFrontend
-    from focalnet_lobes.evaluation import source_attribution
+    from focalnet_lobes.data.features import SpectrogramFrontend
+    from focalnet_lobes.interpretation.evaluation import source_attribution
 
     frontend = SpectrogramFrontend()
     time_axis = torch.arange(16000) / 16000
@@ -386,7 +386,7 @@ def test_source_attribution_hand_values():
 
 
 def test_overlap_pairs_have_different_classes_and_are_seeded():
-    from focalnet_lobes.evaluation import choose_overlap_pairs
+    from focalnet_lobes.interpretation.evaluation import choose_overlap_pairs
 
     labels = [0, 0, 1, 1, 2, 2, 3]
     pairs = choose_overlap_pairs(labels, num_pairs=5, seed=3)

@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from conftest import REPO, run_recipe
-from focalnet_lobes.features import SpectrogramFrontend
-from focalnet_lobes.lmac import (
+from focalnet_lobes.data.features import SpectrogramFrontend
+from focalnet_lobes.interpretation.lmac import (
     LMACFolderError,
     LMACInterpreter,
     LMACLoss,
@@ -30,13 +30,13 @@ from focalnet_lobes.lmac import (
     load_training_cost,
     masked_features,
 )
-from focalnet_lobes.piq import representation_channels
+from focalnet_lobes.interpretation.piq import representation_channels
 
 
 @pytest.fixture(scope="module")
 def classifiers(trained_runs):
     """The trained FocalNet and ViT classifiers of the shared 2-epoch runs."""
-    from focalnet_lobes.trained import load_trained_classifier
+    from focalnet_lobes.inference.trained import load_trained_classifier
 
     return {
         name: load_trained_classifier(trained_runs(f"{name}_cpu.yaml"))
@@ -281,7 +281,7 @@ def test_recipe_resumes_after_a_kill_and_is_evaluated_by_interpret(trained_runs,
         assert 0.0 <= values["fid_i"] <= 1.0
     assert list((tmp_path / "interpretation" / "lmac").rglob("*_interpretation.wav"))
 
-    from focalnet_lobes.comparison import find_metrics_files, load_result, write_comparison
+    from focalnet_lobes.interpretation.comparison import find_metrics_files, load_result, write_comparison
 
     write_comparison(
         [load_result(path) for path in find_metrics_files(tmp_path / "interpretation")],
@@ -291,9 +291,9 @@ def test_recipe_resumes_after_a_kill_and_is_evaluated_by_interpret(trained_runs,
     assert [row["method"] for row in table["rows"]] == ["lmac"] * 6
 
     # AudioClassifier and the command line can use the trained L-MAC.
-    from focalnet_lobes.cli import main
-    from focalnet_lobes.export import export_classifier
-    from focalnet_lobes.inference import AudioClassifier
+    from focalnet_lobes.inference.cli import main
+    from focalnet_lobes.inference.export import export_classifier
+    from focalnet_lobes.inference.classifiers import AudioClassifier
 
     model_folder = tmp_path / "model"
     export_classifier(classifier_folder, model_folder, verify=False)
@@ -328,7 +328,7 @@ def test_recipe_resumes_after_a_kill_and_is_evaluated_by_interpret(trained_runs,
 def test_cli_lmac_options_are_checked_before_loading(tmp_path, capsys):
     import soundfile
 
-    from focalnet_lobes.cli import main
+    from focalnet_lobes.inference.cli import main
 
     audio = tmp_path / "clip.wav"
     soundfile.write(audio, torch.zeros(1600).numpy(), 16000)

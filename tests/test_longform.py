@@ -1,4 +1,4 @@
-"""Long recordings over sliding windows, streamed (focalnet_lobes.longform)."""
+"""Long recordings over sliding windows, streamed (focalnet_lobes.inference.longform)."""
 
 import json
 import tracemalloc
@@ -8,9 +8,9 @@ import pytest
 import soundfile
 import torch
 
-from focalnet_lobes.audio import AudioError
-from focalnet_lobes.inference import AudioClassifier, write_demo_model
-from focalnet_lobes.longform import (
+from focalnet_lobes.data.audio import AudioError
+from focalnet_lobes.inference.classifiers import AudioClassifier, write_demo_model
+from focalnet_lobes.inference.longform import (
     OverlapAddWriter,
     classify_long_file,
     interpret_long_file,

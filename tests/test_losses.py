@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
-from focalnet_lobes.heads import CosineHead
-from focalnet_lobes.losses import AdditiveAngularMarginLoss, SoftTargetCrossEntropy
+from focalnet_lobes.models.heads import CosineHead
+from focalnet_lobes.training.losses import AdditiveAngularMarginLoss, SoftTargetCrossEntropy
 
 SCALE = 30.0
 

@@ -1,4 +1,4 @@
-"""Interpretation metrics on hand-computed values (focalnet_lobes.metrics).
+"""Interpretation metrics on hand-computed values (focalnet_lobes.interpretation.metrics).
 
 The fake classifier is linear on 2 x 2 features: logits = (x_00, x_01 + ln 2), so
 every probability below is a ratio of small integers computed by hand.
@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from focalnet_lobes.evaluation import evaluate_split
-from focalnet_lobes.interpret import MapInterpreter, RandomInterpreter, quantile_mask
-from focalnet_lobes.metrics import (
+from focalnet_lobes.interpretation.evaluation import evaluate_split
+from focalnet_lobes.interpretation.interpret import MapInterpreter, RandomInterpreter, quantile_mask
+from focalnet_lobes.interpretation.metrics import (
     METRIC_KEYS,
     MetricAccumulator,
     average_drop,

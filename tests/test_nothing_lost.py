@@ -16,7 +16,7 @@ import pytest
 import soundfile
 import torch
 
-from focalnet_lobes.audio import (
+from focalnet_lobes.data.audio import (
     DEFAULT_SILENCE_DBFS,
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
@@ -27,7 +27,7 @@ from focalnet_lobes.audio import (
     load_audio_with_level,
     resample,
 )
-from focalnet_lobes.inference import AudioClassifier, write_demo_model
+from focalnet_lobes.inference.classifiers import AudioClassifier, write_demo_model
 
 AWKWARD_RATES = [1000, 1001, 7919, 8000, 11025, 22050, 44100, 44101, 48000, 96001, 176400, 192000]
 
@@ -55,7 +55,7 @@ _CLASSIFY_SCRIPT = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
     import numpy as np, soundfile, torch
     torch.set_num_threads(2)
-    from focalnet_lobes.inference import AudioClassifier
+    from focalnet_lobes.inference.classifiers import AudioClassifier
     folder, clip_folder = sys.argv[1], sys.argv[2]
     rates = json.loads(sys.argv[3])
     classifier = AudioClassifier.from_hparams(source=folder)
@@ -326,9 +326,9 @@ def test_real_esc10_folder_with_a_truncated_clip(esc50_dev, tmp_path):
 
 
 def _modulation_pooled_classifier():
-    from focalnet_lobes.classifier import GlobalFeatureNorm, SpectrogramClassifier
-    from focalnet_lobes.focalnet import FocalNet
-    from focalnet_lobes.heads import LinearHead
+    from focalnet_lobes.models.classifier import GlobalFeatureNorm, SpectrogramClassifier
+    from focalnet_lobes.models.focalnet import FocalNet
+    from focalnet_lobes.models.heads import LinearHead
 
     torch.manual_seed(0)
     backbone = FocalNet(in_chans=1, num_classes=0, embed_dim=8, depths=(1, 1), global_pool="modulation")
@@ -355,20 +355,54 @@ def test_forward_does_not_depend_on_a_previous_call():
 
 
 def test_model_code_does_not_import_interpretation_code():
+    """Every module of focalnet_lobes.models imports only from focalnet_lobes.models."""
     import ast
     import pathlib
 
     import focalnet_lobes
 
-    package = pathlib.Path(focalnet_lobes.__file__).parent
-    for name in ("focalnet.py", "vit.py", "classifier.py", "layers.py", "stems.py", "heads.py"):
-        tree = ast.parse((package / name).read_text())
+    models = pathlib.Path(focalnet_lobes.__file__).parent / "models"
+    checked = sorted(models.glob("*.py"))
+    assert {"focalnet.py", "vit.py", "classifier.py", "layers.py"} <= {p.name for p in checked}
+    for path in checked:
+        tree = ast.parse(path.read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-        assert "focalnet_lobes.interpret" not in imported, name
-    from focalnet_lobes.interpret import modulation_map
-    from focalnet_lobes.layers import modulation_map as shared
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                     for alias in node.names}
+        ours = {name for name in imported if name and name.split(".")[0] == "focalnet_lobes"}
+        assert all(name.startswith("focalnet_lobes.models") for name in ours), (path.name, ours)
+    from focalnet_lobes.interpretation.interpret import modulation_map
+    from focalnet_lobes.models.layers import modulation_map as shared
 
     assert modulation_map is shared
+
+
+def test_the_flat_module_names_of_earlier_versions_still_import():
+    """An exported folder or YAML written before the subpackages names e.g.
+    focalnet_lobes.heads.LinearHead: it resolves, with a DeprecationWarning, to the
+    module that holds the code now (one module object, its own spec)."""
+    import importlib
+    import warnings
+
+    import focalnet_lobes
+    from hyperpyyaml import load_hyperpyyaml
+
+    for old, new in focalnet_lobes.MOVED_MODULES.items():
+        module = importlib.import_module(f"focalnet_lobes.{old}")
+        if old in ("training", "inference"):  # now subpackages that forward their old names
+            continue
+        assert module is importlib.import_module(f"focalnet_lobes.{new}"), old
+        assert module.__spec__.name == f"focalnet_lobes.{new}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = load_hyperpyyaml(
+            "head: !new:focalnet_lobes.heads.LinearHead\n    in_features: 4\n    num_classes: 3\n"
+            "load: !name:focalnet_lobes.inference.load_state_dict_strict\n"
+        )
+    from focalnet_lobes.inference.classifiers import load_state_dict_strict
+    from focalnet_lobes.models.heads import LinearHead
+
+    assert type(loaded["head"]) is LinearHead and loaded["load"] is load_state_dict_strict
 
 
 def test_two_threads_sharing_one_classifier_get_their_sequential_results(tmp_path):
@@ -380,7 +414,7 @@ def test_two_threads_sharing_one_classifier_get_their_sequential_results(tmp_pat
     text = (folder / "hyperparams.yaml").read_text()
     text = text.replace("    depths: [1, 1]\n", "    depths: [1, 1]\n    global_pool: modulation\n")
     (folder / "hyperparams.yaml").write_text(text)
-    import focalnet_lobes.focalnet as focalnet_module
+    import focalnet_lobes.models.focalnet as focalnet_module
     from hyperpyyaml import load_hyperpyyaml
 
     model = load_hyperpyyaml(text, {"pretrained_path": str(folder)})["model"]
@@ -430,7 +464,7 @@ def test_two_threads_sharing_one_classifier_get_their_sequential_results(tmp_pat
 def namespace_checkpoint(tmp_path):
     import argparse
 
-    from focalnet_lobes.focalnet import FocalNet
+    from focalnet_lobes.models.focalnet import FocalNet
 
     model = FocalNet(in_chans=1, num_classes=0, embed_dim=8, depths=(1, 1))
     path = tmp_path / "other_codebase.pth"
@@ -446,8 +480,8 @@ def _assert_blocked_object_message(message, path):
 
 
 def test_pretrained_backbone_with_a_namespace_is_one_clear_line(namespace_checkpoint):
-    from focalnet_lobes.focalnet import FocalNet
-    from focalnet_lobes.pretrained_init import load_pretrained_backbone
+    from focalnet_lobes.models.focalnet import FocalNet
+    from focalnet_lobes.models.pretrained_init import load_pretrained_backbone
 
     _, path = namespace_checkpoint
     model = FocalNet(in_chans=1, num_classes=0, embed_dim=8, depths=(1, 1))
@@ -458,8 +492,8 @@ def test_pretrained_backbone_with_a_namespace_is_one_clear_line(namespace_checkp
 
 def test_every_user_checkpoint_loader_names_the_blocked_object(namespace_checkpoint, tmp_path):
     """The Pretrainer hooks of the inference YAMLs read user files too."""
-    from focalnet_lobes.inference import load_state_dict_strict, load_transformers_backbone
-    from focalnet_lobes.pretrained_init import load_weights_file
+    from focalnet_lobes.inference.classifiers import load_state_dict_strict, load_transformers_backbone
+    from focalnet_lobes.models.pretrained_init import load_weights_file
 
     model, path = namespace_checkpoint
     for load in (
@@ -490,8 +524,8 @@ def test_focalnet_checkpoint_with_other_focal_levels_and_conv_embed_names_the_se
     into a 3-level patch-embedding model: the message names both settings."""
     from transformers import FocalNetConfig, FocalNetModel
 
-    from focalnet_lobes.focalnet import FocalNet
-    from focalnet_lobes.pretrained_init import load_pretrained_backbone
+    from focalnet_lobes.models.focalnet import FocalNet
+    from focalnet_lobes.models.pretrained_init import load_pretrained_backbone
 
     config = FocalNetConfig(embed_dim=16, depths=[1, 1, 1, 1], focal_levels=[4] * 4, focal_windows=[3] * 4,
                             use_conv_embed=True, hidden_sizes=[32, 64, 128, 128])
@@ -519,9 +553,9 @@ def test_focalnet_checkpoint_with_other_focal_levels_and_conv_embed_names_the_se
     ],
 )
 def test_vit_checkpoint_of_another_size_names_the_setting(tmp_path, checkpoint_kwargs, model_kwargs, expected):
-    from focalnet_lobes.inference import load_state_dict_strict
-    from focalnet_lobes.pretrained_init import load_pretrained_backbone
-    from focalnet_lobes.vit import VisionTransformer
+    from focalnet_lobes.inference.classifiers import load_state_dict_strict
+    from focalnet_lobes.models.pretrained_init import load_pretrained_backbone
+    from focalnet_lobes.models.vit import VisionTransformer
 
     base = dict(in_chans=1, num_classes=0, patch_size=8, embed_dim=16, depth=2, num_heads=2, pos_embed_grid=4)
     path = tmp_path / "vit.pth"
@@ -536,10 +570,10 @@ def test_vit_checkpoint_of_another_size_names_the_setting(tmp_path, checkpoint_k
 
 def test_trained_classifier_checkpoint_into_another_architecture_names_the_setting(tmp_path):
     """Our own exported checkpoints (SpectrogramClassifier, 'backbone.' prefix) too."""
-    from focalnet_lobes.classifier import SpectrogramClassifier
-    from focalnet_lobes.focalnet import FocalNet
-    from focalnet_lobes.heads import LinearHead
-    from focalnet_lobes.inference import load_state_dict_strict
+    from focalnet_lobes.models.classifier import SpectrogramClassifier
+    from focalnet_lobes.models.focalnet import FocalNet
+    from focalnet_lobes.models.heads import LinearHead
+    from focalnet_lobes.inference.classifiers import load_state_dict_strict
 
     def build(**kwargs):
         backbone = FocalNet(in_chans=1, num_classes=0, embed_dim=8, depths=(1, 2), **kwargs)
@@ -557,7 +591,7 @@ def test_trained_classifier_checkpoint_into_another_architecture_names_the_setti
 def test_command_line_shows_silence_rates_and_formats_in_one_line(tmp_path, capsys):
     """focalnet-audio classify: dither gets no confident class (every score 1/K); a rate
     it cannot honour and an .m4a end with one line and exit status 1."""
-    from focalnet_lobes.cli import main
+    from focalnet_lobes.inference.cli import main
 
     model = write_demo_model(tmp_path / "model")
     dither = tmp_path / "dither.wav"

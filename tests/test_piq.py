@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import REPO, run_recipe
-from focalnet_lobes.piq import (
+from focalnet_lobes.interpretation.piq import (
     GridMaskDecoder,
     PIQInterpreter,
     PIQLoss,
@@ -31,7 +31,7 @@ QUANTILE_KEYS = ("fid_i", "fa", "ff", "ai", "ad", "ag", "sparsity", "complexity"
 @pytest.fixture(scope="module")
 def classifiers(trained_runs):
     """The trained FocalNet and ViT classifiers of the shared 2-epoch runs."""
-    from focalnet_lobes.trained import load_trained_classifier
+    from focalnet_lobes.inference.trained import load_trained_classifier
 
     return {
         name: load_trained_classifier(trained_runs(f"{name}_cpu.yaml"))
@@ -181,7 +181,7 @@ def epochs_logged(train_log):
 
 
 def test_recipe_trains_resumes_and_is_evaluated_by_interpret(trained_runs, tmp_path):
-    from focalnet_lobes.piq import PIQFolderError, load_piq_interpreter, load_training_cost
+    from focalnet_lobes.interpretation.piq import PIQFolderError, load_piq_interpreter, load_training_cost
 
     classifier_folder = trained_runs("focalnet_cpu.yaml")
     output = tmp_path / "piq"
@@ -256,7 +256,7 @@ def test_recipe_trains_resumes_and_is_evaluated_by_interpret(trained_runs, tmp_p
         assert soft["quantiles"][q]["mask_area"] <= values["mask_area"] + 1e-6
 
     # ... and the comparison table gains PIQ rows (one per quantile, binary and soft).
-    from focalnet_lobes.comparison import load_result, write_comparison
+    from focalnet_lobes.interpretation.comparison import load_result, write_comparison
 
     write_comparison(
         [load_result(tmp_path / kind / "metrics.json") for kind in ("binary", "soft")],

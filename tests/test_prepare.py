@@ -1,4 +1,4 @@
-"""Tests of recipes/esc50_prepare.py and focalnet_lobes.download on generated data and a local HTTP server."""
+"""Tests of recipes/esc50_prepare.py and focalnet_lobes.data.download on generated data and a local HTTP server."""
 
 import hashlib
 import json
@@ -15,8 +15,8 @@ import soundfile
 
 import esc50_prepare
 from esc50_prepare import ESC50NotFoundError, main, prepare_esc50
-from focalnet_lobes import download
-from focalnet_lobes.download import DownloadError, UnsafeArchiveError, download_file, safe_extract_zip
+from focalnet_lobes.data import download
+from focalnet_lobes.data.download import DownloadError, UnsafeArchiveError, download_file, safe_extract_zip
 from helpers_data import ESC50_CLASSES, make_esc50_zip, make_fake_esc50
 
 # Three ESC-10 classes and one that is not (pig, target 2).

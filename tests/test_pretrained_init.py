@@ -1,4 +1,4 @@
-"""Starting from ImageNet weights: focalnet_lobes.pretrained_init (no download: the
+"""Starting from ImageNet weights: focalnet_lobes.models.pretrained_init (no download: the
 reference models are built with random weights and saved to disk)."""
 
 from pathlib import Path
@@ -7,9 +7,9 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from focalnet_lobes.focalnet import FocalNet
-from focalnet_lobes.pretrained_init import load_pretrained_backbone
-from focalnet_lobes.vit import VisionTransformer, resample_position_embedding
+from focalnet_lobes.models.focalnet import FocalNet
+from focalnet_lobes.models.pretrained_init import load_pretrained_backbone
+from focalnet_lobes.models.vit import VisionTransformer, resample_position_embedding
 
 FOCALNET = dict(embed_dim=16, depths=(1, 2), focal_levels=(2, 2), focal_windows=(3, 3))
 
@@ -82,8 +82,8 @@ def test_wrapped_checkpoint_and_yaml_usage(transformers_focalnet, tmp_path):
     torch.save({"model": torch.load(path, weights_only=True), "epoch": 300}, wrapped)
     hparams = load_hyperpyyaml(f"""
 pretrained_backbone: {wrapped}
-backbone: !apply:focalnet_lobes.pretrained_init.load_pretrained_backbone
-    model: !new:focalnet_lobes.focalnet.FocalNet
+backbone: !apply:focalnet_lobes.models.pretrained_init.load_pretrained_backbone
+    model: !new:focalnet_lobes.models.focalnet.FocalNet
         in_chans: 1
         num_classes: 0
         embed_dim: 16
@@ -140,7 +140,7 @@ def test_paper_yaml_starts_from_imagenet_weights(tmp_path):
             "data_folder": str(tmp_path), "backbone_name": "focalnet_tiny_srf",
             "pretrained_backbone": str(path), "pretrained_source": "timm",
         })
-    from focalnet_lobes.pretrained_init import initialise_new_run
+    from focalnet_lobes.models.pretrained_init import initialise_new_run
 
     assert initialise_new_run(hparams["pretrained_init"], hparams["backbone"], hparams["checkpointer"])
     expected = convert_state_dict(reference.state_dict(), "timm")
@@ -161,21 +161,21 @@ def test_pretrained_init_runs_when_a_run_starts_not_when_the_yaml_is_read(
     trained run's hyperparams.yaml reloads after the ImageNet file is gone."""
     from speechbrain.utils.checkpoints import Checkpointer
 
-    from focalnet_lobes.pretrained_init import initialise_new_run
+    from focalnet_lobes.models.pretrained_init import initialise_new_run
 
     _, path = transformers_focalnet
     imagenet = tmp_path / "imagenet.bin"
     imagenet.write_bytes(path.read_bytes())
     text = f"""
 pretrained_backbone: {imagenet}
-backbone: !new:focalnet_lobes.focalnet.FocalNet
+backbone: !new:focalnet_lobes.models.focalnet.FocalNet
     in_chans: 1
     num_classes: 0
     embed_dim: 16
     depths: [1, 2]
     focal_levels: [2, 2]
     focal_windows: [3, 3]
-pretrained_init: !name:focalnet_lobes.pretrained_init.load_pretrained_backbone
+pretrained_init: !name:focalnet_lobes.models.pretrained_init.load_pretrained_backbone
     path: !ref <pretrained_backbone>
     source: transformers
 """

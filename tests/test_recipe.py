@@ -44,8 +44,8 @@ def test_train_and_test_end_to_end(trained_runs, hparams):
 
 def test_trained_classifier_reloads_with_the_recipe_accuracy(trained_runs):
     """The best checkpoint rebuilt from the output folder reproduces the test accuracy."""
-    from focalnet_lobes.audio import fix_length, load_audio
-    from focalnet_lobes.trained import load_trained_classifier
+    from focalnet_lobes.data.audio import fix_length, load_audio
+    from focalnet_lobes.inference.trained import load_trained_classifier
 
     output = trained_runs("focalnet_cpu.yaml")
     trained = load_trained_classifier(output)
@@ -60,7 +60,7 @@ def test_trained_classifier_reloads_with_the_recipe_accuracy(trained_runs):
 
 
 def test_not_a_training_folder_is_a_clear_error(tmp_path):
-    from focalnet_lobes.trained import TrainedClassifierError, load_trained_classifier
+    from focalnet_lobes.inference.trained import TrainedClassifierError, load_trained_classifier
 
     with pytest.raises(TrainedClassifierError, match="hyperparams.yaml is missing"):
         load_trained_classifier(tmp_path)

@@ -1,11 +1,11 @@
-"""Confidence intervals and paired tests (focalnet_lobes.stats) on hand-checkable samples."""
+"""Confidence intervals and paired tests (focalnet_lobes.interpretation.stats) on hand-checkable samples."""
 
 import math
 
 import numpy as np
 import pytest
 
-from focalnet_lobes.stats import bootstrap_ci, mcnemar_exact, paired_difference
+from focalnet_lobes.interpretation.stats import bootstrap_ci, mcnemar_exact, paired_difference
 
 
 def test_ci_of_a_hand_checkable_case():

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from focalnet_lobes.augment import RandomGain
-from focalnet_lobes.features import FeatureCache, SpectrogramFrontend
-from focalnet_lobes.stems import ConvStem
-from focalnet_lobes.training import batch_features
+from focalnet_lobes.data.augment import RandomGain
+from focalnet_lobes.data.features import FeatureCache, SpectrogramFrontend
+from focalnet_lobes.models.stems import ConvStem
+from focalnet_lobes.training.plan import batch_features
 
 REPO = Path(__file__).resolve().parents[1]
 

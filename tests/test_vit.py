@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import focalnet_lobes.vit  # noqa: F401  (registers the vit_* configs)
-from focalnet_lobes.convert import convert_state_dict, convert_vit
-from focalnet_lobes.registry import create_model
-from focalnet_lobes.vit import VisionTransformer
+import focalnet_lobes.models.vit  # noqa: F401  (registers the vit_* configs)
+from focalnet_lobes.models.convert import convert_state_dict, convert_vit
+from focalnet_lobes.models.registry import create_model
+from focalnet_lobes.models.vit import VisionTransformer
 
 SMALL = dict(patch_size=16, embed_dim=64, depth=2, num_heads=4)
 

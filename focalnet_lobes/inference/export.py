@@ -34,10 +34,10 @@ import re
 
 import torch
 
-from focalnet_lobes.trained import load_trained_classifier
+from focalnet_lobes.inference.trained import load_trained_classifier
 
 #: The repository's inference template (source checkout; ``template=`` to use another).
-TEMPLATE = pathlib.Path(__file__).resolve().parents[1] / "hparams" / "inference" / "template.yaml"
+TEMPLATE = pathlib.Path(__file__).resolve().parents[2] / "hparams" / "inference" / "template.yaml"
 # Keys of the training YAML that the inference YAML is built from.
 ROOT_KEYS = ("sample_rate", "compute_features", "model")
 OPTIONAL_ROOT_KEYS = ("n_classes",)
@@ -54,16 +54,16 @@ TEMPLATE_KEYS = (
 )
 INTERPRETERS = {
     "focalnet": (
-        "!new:focalnet_lobes.interpret.ModulationInterpreter  # last stage, L2 over channels\n"
+        "!new:focalnet_lobes.interpretation.interpret.ModulationInterpreter  # last stage, L2 over channels\n"
         "    stage: -1\n"
         "    reduction: l2"
     ),
     "vit": (
-        "!new:focalnet_lobes.interpret.AttentionInterpreter  # last layer's class token\n"
+        "!new:focalnet_lobes.interpretation.interpret.AttentionInterpreter  # last layer's class token\n"
         "    method: cls\n"
         "    layer: -1"
     ),
-    "other": "!new:focalnet_lobes.interpret.GradientSaliencyInterpreter",
+    "other": "!new:focalnet_lobes.interpretation.interpret.GradientSaliencyInterpreter",
 }
 
 _KEY_LINE = re.compile(r"^([A-Za-z_][\w\-]*)\s*:")
@@ -187,17 +187,17 @@ def extract_definitions(yaml_text, roots, optional_roots=()):
 def drop_pretrained_initialisation(text):
     """Neutralise ImageNet initialisation in a model definition.
 
-    ``focalnet_lobes.pretrained_init.load_pretrained_backbone`` reads its ``path``
+    ``focalnet_lobes.models.pretrained_init.load_pretrained_backbone`` reads its ``path``
     when the YAML is loaded; the exported ``model.ckpt`` already holds the trained
     weights, so the exported YAML sets ``path: null``.
 
     Example
     -------
-    >>> text = ("backbone: !apply:focalnet_lobes.pretrained_init.load_pretrained_backbone\\n"
+    >>> text = ("backbone: !apply:focalnet_lobes.models.pretrained_init.load_pretrained_backbone\\n"
     ...         "    model: !new:torch.nn.Linear [2, 2]\\n    path: /data/imagenet.pth\\n"
     ...         "    source: timm\\n")
     >>> print(drop_pretrained_initialisation(text), end="")
-    backbone: !apply:focalnet_lobes.pretrained_init.load_pretrained_backbone
+    backbone: !apply:focalnet_lobes.models.pretrained_init.load_pretrained_backbone
         model: !new:torch.nn.Linear [2, 2]
         path: null  # trained weights are in model.ckpt
         source: timm
@@ -500,7 +500,7 @@ def model_card(trained, metrics, repo_name, hub_id=None, quantile=0.9):
         "## Usage",
         "",
         "```python",
-        "from focalnet_lobes.inference import AudioClassifier",
+        "from focalnet_lobes.inference.classifiers import AudioClassifier",
         "",
         "classifier = AudioClassifier.from_hparams(",
         f'    source="{source}", savedir="pretrained/{repo_name}"',
@@ -543,7 +543,7 @@ def verify_export(trained, output_folder, tolerance=1e-5):
     float
         The largest absolute logit difference on a test waveform.
     """
-    from focalnet_lobes.inference import AudioClassifier
+    from focalnet_lobes.inference.classifiers import AudioClassifier
 
     loaded = AudioClassifier.from_hparams(source=str(output_folder), run_opts={"device": "cpu"})
     sample_rate = int(trained.hparams["sample_rate"])
@@ -568,7 +568,7 @@ def export_classifier(
 
     ``template`` is the inference template (:func:`render_inference_yaml`).
     Raises :class:`ExportError` (bad settings, logits that differ after
-    reloading) or :class:`~focalnet_lobes.trained.TrainedClassifierError` (not a
+    reloading) or :class:`~focalnet_lobes.inference.trained.TrainedClassifierError` (not a
     finished training run).
     """
     classifier_folder = pathlib.Path(classifier_folder)

@@ -21,9 +21,9 @@ checkpoint, which ``train.py`` does by itself). :func:`pool_folds` and
 * accuracy as mean +- standard deviation over folds (sample standard deviation,
   ddof = 1) and pooled over all clips with its 95% bootstrap CI;
 * every interpretation metric at every quantile, pooled over all clips, with its
-  95% bootstrap CI (:func:`focalnet_lobes.stats.bootstrap_ci`);
+  95% bootstrap CI (:func:`focalnet_lobes.interpretation.stats.bootstrap_ci`);
 * paired differences of every method against the first (the by-design map), clip
-  by clip, with their CIs (:func:`focalnet_lobes.evaluation.paired_comparison`).
+  by clip, with their CIs (:func:`focalnet_lobes.interpretation.evaluation.paired_comparison`).
 
 Authors
  * focalnet-audio contributors
@@ -37,7 +37,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from focalnet_lobes.evaluation import (
+from focalnet_lobes.interpretation.evaluation import (
     METRIC_TITLES,
     TABLE_KEYS,
     InterpretationError,
@@ -45,7 +45,7 @@ from focalnet_lobes.evaluation import (
     load_per_clip,
     paired_comparison,
 )
-from focalnet_lobes.stats import N_RESAMPLES, SEED, bootstrap_ci, mcnemar_exact, paired_difference
+from focalnet_lobes.interpretation.stats import N_RESAMPLES, SEED, bootstrap_ci, mcnemar_exact, paired_difference
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def classifier_kind(run_folder):
     >>> classifier_kind("/nonexistent")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.cross_validation.CrossValidationError: no hyperparams.yaml in /nonexistent...
+    focalnet_lobes.training.cross_validation.CrossValidationError: no hyperparams.yaml in /nonexistent...
     """
     from hyperpyyaml import load_hyperpyyaml
 
@@ -431,7 +431,7 @@ def run_cross_validation(
         Bad folds or overrides, a failed training or interpretation (the finished
         folds are kept; a rerun continues).
     """
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     recipes_dir = Path(recipes_dir or root / "recipes")
     hparams_dir = Path(hparams_dir or root / "hparams")
     output_folder = Path(output_folder)
@@ -558,7 +558,7 @@ def pool_folds(fold_results, n_resamples=N_RESAMPLES, seed=SEED):
     Example
     -------
     >>> import tempfile
-    >>> from focalnet_lobes.evaluation import write_per_clip
+    >>> from focalnet_lobes.interpretation.evaluation import write_per_clip
     >>> root, folds = Path(tempfile.mkdtemp()), []
     >>> for fold in (1, 2, 3):
     ...     methods = {}
@@ -687,7 +687,7 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED)
     bootstrap CI of the difference in accuracy, and every interpretation metric
     of the by-design maps (the first method of each) and of each method that
     both ran (energy, saliency, L-MAC, ...) as a paired difference with its CI
-    (:func:`focalnet_lobes.evaluation.paired_comparison`).
+    (:func:`focalnet_lobes.interpretation.evaluation.paired_comparison`).
 
     Arguments
     ---------
@@ -711,7 +711,7 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED)
     Example
     -------
     >>> import tempfile
-    >>> from focalnet_lobes.evaluation import write_per_clip
+    >>> from focalnet_lobes.interpretation.evaluation import write_per_clip
     >>> root = Path(tempfile.mkdtemp())
     >>> for name, right, value in (("a", [1, 1, 1, 1], 0.8), ("b", [1, 0, 0, 1], 0.5)):
     ...     for fold in (1, 2):

@@ -229,7 +229,7 @@ def convert_focalnet(state_dict, source):
     Example
     -------
     >>> import torch
-    >>> from focalnet_lobes.focalnet import FocalNet
+    >>> from focalnet_lobes.models.focalnet import FocalNet
     >>> ours = FocalNet(num_classes=0, embed_dim=8, depths=(1, 1))
     >>> microsoft = {"layers.0.blocks.0.modulation.h.weight": torch.zeros(8, 8, 1, 1),
     ...              "layers.0.downsample.proj.bias": torch.zeros(16)}
@@ -347,12 +347,12 @@ def convert_vit(state_dict, source):
     Returns
     -------
     dict
-        Parameters for :class:`focalnet_lobes.vit.VisionTransformer`, loadable
+        Parameters for :class:`focalnet_lobes.models.vit.VisionTransformer`, loadable
         with ``strict=True`` into a model of the same configuration.
 
     Example
     -------
-    >>> from focalnet_lobes.vit import VisionTransformer
+    >>> from focalnet_lobes.models.vit import VisionTransformer
     >>> model = VisionTransformer(patch_size=4, embed_dim=8, depth=1, num_heads=2,
     ...                           num_classes=3, pos_embed_grid=2)
     >>> converted = convert_vit(model.state_dict(), "timm")
@@ -494,7 +494,7 @@ def architecture_settings(state_dict):
 
     Example
     -------
-    >>> from focalnet_lobes.focalnet import FocalNet
+    >>> from focalnet_lobes.models.focalnet import FocalNet
     >>> model = FocalNet(embed_dim=8, depths=(1, 2), focal_levels=(3, 2), use_conv_embed=True)
     >>> settings = architecture_settings(model.state_dict())
     >>> settings["depths"], settings["focal_levels"], settings["use_conv_embed"]
@@ -592,7 +592,7 @@ def architecture_differences(checkpoint_state, model_state, ignore=()):
         State dicts in our parameter names (see :func:`architecture_settings`).
     ignore : sequence of str
         Settings not to compare (e.g. ``"position_embeddings"``, which
-        :func:`focalnet_lobes.pretrained_init.adapt_state_dict` resamples).
+        :func:`focalnet_lobes.models.pretrained_init.adapt_state_dict` resamples).
 
     Returns
     -------
@@ -602,7 +602,7 @@ def architecture_differences(checkpoint_state, model_state, ignore=()):
 
     Example
     -------
-    >>> from focalnet_lobes.focalnet import FocalNet
+    >>> from focalnet_lobes.models.focalnet import FocalNet
     >>> checkpoint = FocalNet(embed_dim=8, depths=(1, 1), focal_levels=4, use_conv_embed=True)
     >>> model = FocalNet(embed_dim=8, depths=(1, 1), focal_levels=3)
     >>> architecture_differences(checkpoint.state_dict(), model.state_dict())

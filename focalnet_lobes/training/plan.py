@@ -138,7 +138,7 @@ def check_folds(train_folds, valid_folds, test_folds, valid_folds_required=True)
     >>> check_folds([1, 2], [2], [5])
     Traceback (most recent call last):
     ...
-    focalnet_lobes.training.TrainingPlanError: train_folds [1, 2] and valid_folds [2] share fold 2: a clip must be in one split only
+    focalnet_lobes.training.plan.TrainingPlanError: train_folds [1, 2] and valid_folds [2] share fold 2: a clip must be in one split only
     """
     splits = {}
     for name, folds in (("train_folds", train_folds), ("valid_folds", valid_folds),
@@ -174,7 +174,7 @@ def check_folds(train_folds, valid_folds, test_folds, valid_folds_required=True)
 def shared_folds(folds_by_split):
     """The first two splits (in order) that share a fold, with the folds they share.
 
-    Used by :func:`check_folds` and :func:`focalnet_lobes.manifests.disjoint_folds`.
+    Used by :func:`check_folds` and :func:`focalnet_lobes.data.manifests.disjoint_folds`.
 
     Arguments
     ---------
@@ -217,7 +217,7 @@ def check_training_numbers(number_of_epochs, batch_size, grad_accumulation_facto
     >>> check_training_numbers(80, 0)
     Traceback (most recent call last):
     ...
-    focalnet_lobes.training.TrainingPlanError: batch_size must be a positive integer, got 0
+    focalnet_lobes.training.plan.TrainingPlanError: batch_size must be a positive integer, got 0
     """
     for name, value in (("number_of_epochs", number_of_epochs), ("batch_size", batch_size),
                         ("grad_accumulation_factor", grad_accumulation_factor)):
@@ -253,7 +253,7 @@ def check_steps(num_clips, batch_size, drop_last, num_processes, grad_accumulati
     >>> check_steps(40, 128, True, 1, 1, where="train_folds [1]")
     Traceback (most recent call last):
     ...
-    focalnet_lobes.training.TrainingPlanError: train_folds [1]: 40 training clips (40 per process over 1) make no full batch of batch_size 128 with drop_last and grad_accumulation_factor 1: use --batch_size 40 or less, or more training folds
+    focalnet_lobes.training.plan.TrainingPlanError: train_folds [1]: 40 training clips (40 per process over 1) make no full batch of batch_size 128 with drop_last and grad_accumulation_factor 1: use --batch_size 40 or less, or more training folds
     """
     steps = optimizer_steps_per_epoch(
         num_clips, batch_size, drop_last, num_processes, grad_accumulation_factor
@@ -440,7 +440,7 @@ def check_schedule(factory, total_steps):
     >>> check_schedule(factory, 10)
     Traceback (most recent call last):
     ...
-    focalnet_lobes.training.TrainingPlanError: the learning-rate schedule cannot be built for 10 optimiser steps (ZeroDivisionError: float division by zero): with OneCycleLR pct_start * total steps must not be 1; change --number_of_epochs, --batch_size or pct_start
+    focalnet_lobes.training.plan.TrainingPlanError: the learning-rate schedule cannot be built for 10 optimiser steps (ZeroDivisionError: float division by zero): with OneCycleLR pct_start * total steps must not be 1; change --number_of_epochs, --batch_size or pct_start
     """
     if factory is None:
         return
@@ -460,16 +460,16 @@ def batch_features(frontend, ids, wavs, wav_lens=None, wav_augment=None, cache=N
     """Features (B, 1, T, F) of a batch, waveform-augmented, from ``cache`` when that is exact.
 
     Without a cache, or with a waveform augmentation other than
-    :class:`~focalnet_lobes.augment.RandomGain`, this is
+    :class:`~focalnet_lobes.data.augment.RandomGain`, this is
     ``frontend(wav_augment(wavs, wav_lens))``. With a
-    :class:`~focalnet_lobes.features.FeatureCache` and a random gain (or no
+    :class:`~focalnet_lobes.data.features.FeatureCache` and a random gain (or no
     augmentation) the gains are drawn from the augmentation and applied to the
     cached projected magnitudes, which is the same up to float rounding (see
-    :class:`~focalnet_lobes.features.FeatureCache`).
+    :class:`~focalnet_lobes.data.features.FeatureCache`).
 
     Arguments
     ---------
-    frontend : focalnet_lobes.features.SpectrogramFrontend
+    frontend : focalnet_lobes.data.features.SpectrogramFrontend
         The front end (the cache's own when a cache is given).
     ids : sequence of str
         Clip ids of the rows (cache keys).
@@ -480,7 +480,7 @@ def batch_features(frontend, ids, wavs, wav_lens=None, wav_augment=None, cache=N
     wav_augment : torch.nn.Module or None
         Waveform augmentation, taking ``(wavs, wav_lens)`` and returning waveforms
         or ``(wavs, lens)`` (SpeechBrain's convention); None when evaluating.
-    cache : focalnet_lobes.features.FeatureCache or None
+    cache : focalnet_lobes.data.features.FeatureCache or None
 
     Returns
     -------
@@ -489,8 +489,8 @@ def batch_features(frontend, ids, wavs, wav_lens=None, wav_augment=None, cache=N
 
     Example
     -------
-    >>> from focalnet_lobes.augment import RandomGain
-    >>> from focalnet_lobes.features import FeatureCache, SpectrogramFrontend
+    >>> from focalnet_lobes.data.augment import RandomGain
+    >>> from focalnet_lobes.data.features import FeatureCache, SpectrogramFrontend
     >>> frontend = SpectrogramFrontend(n_mels=16)
     >>> cache = FeatureCache(frontend)
     >>> wavs = torch.randn(2, 4000)
@@ -501,7 +501,7 @@ def batch_features(frontend, ids, wavs, wav_lens=None, wav_augment=None, cache=N
     >>> torch.allclose(cached, direct, atol=1e-5), len(cache)
     (True, 2)
     """
-    from focalnet_lobes.augment import RandomGain
+    from focalnet_lobes.data.augment import RandomGain
 
     exact = wav_augment is None or (isinstance(wav_augment, RandomGain) and wav_augment.training)
     if cache is None or not exact:

@@ -1,10 +1,10 @@
 """One evaluator for every interpretation method: maps -> quantile masks -> metrics per clip.
 
-Used by ``recipes/interpret.py``, :mod:`focalnet_lobes.comparison` and ``recipes/cross_validate.py``.
+Used by ``recipes/interpret.py``, :mod:`focalnet_lobes.interpretation.comparison` and ``recipes/cross_validate.py``.
 For every clip of a split the interpreter runs once (logits of the full input and
-a map on the input grid, see :class:`~focalnet_lobes.interpret.MapInterpreter`);
-the map is thresholded at each quantile q (:func:`~focalnet_lobes.interpret.quantile_mask`)
-and every metric of :mod:`focalnet_lobes.metrics` is computed **per clip**
+a map on the input grid, see :class:`~focalnet_lobes.interpretation.interpret.MapInterpreter`);
+the map is thresholded at each quantile q (:func:`~focalnet_lobes.interpretation.interpret.quantile_mask`)
+and every metric of :mod:`focalnet_lobes.interpretation.metrics` is computed **per clip**
 (:func:`evaluate_split` keeps the per-clip values with clip ids, labels and
 predictions, so that methods can be paired clip by clip and confidence intervals
 computed over clips, :mod:`focalnet_lobes.statistics`). Also here: the overlap
@@ -34,16 +34,16 @@ from pathlib import Path
 
 import torch
 
-from focalnet_lobes.audio import fix_length, load_audio
-from focalnet_lobes.interpret import quantile_mask
-from focalnet_lobes.metrics import (
+from focalnet_lobes.data.audio import fix_length, load_audio
+from focalnet_lobes.interpretation.interpret import quantile_mask
+from focalnet_lobes.interpretation.metrics import (
     METRIC_KEYS,
     MetricAccumulator,
     gini_index,
     interpretation_metrics,
     map_entropy,
 )
-from focalnet_lobes.stats import (
+from focalnet_lobes.interpretation.stats import (
     N_RESAMPLES,
     SEED,
     bootstrap_ci,
@@ -138,7 +138,7 @@ def split_entries(manifest_file, split="test", max_clips=None):
 def iterate_batches(entries, batch_size, sample_rate, num_samples):
     """Yield ``(ids, wavs (B, num_samples), labels (B,))`` batches of manifest entries.
 
-    Clips are read with :func:`~focalnet_lobes.audio.load_audio` (mono, resampled,
+    Clips are read with :func:`~focalnet_lobes.data.audio.load_audio` (mono, resampled,
     peak-normalised) and cropped or zero-padded to ``num_samples``, as in training.
 
     Arguments
@@ -200,13 +200,13 @@ def run_interpreter(interpreter, model, features, context=""):
 
     Example
     -------
-    >>> from focalnet_lobes.interpret import ModulationInterpreter
+    >>> from focalnet_lobes.interpretation.interpret import ModulationInterpreter
     >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
     >>> features = torch.rand(1, 1, 2, 2)
     >>> run_interpreter(ModulationInterpreter(), model, features, "demo")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.evaluation.InterpretationError: ModulationInterpreter cannot interpret demo: ...
+    focalnet_lobes.interpretation.evaluation.InterpretationError: ModulationInterpreter cannot interpret demo: ...
     """
     try:
         with torch.no_grad():
@@ -235,16 +235,16 @@ def evaluate_split(
 
     For each batch the interpreter runs once (logits of the full input, maps on the
     input grid); for each q the mask ``quantile_mask(maps, q, soft)`` is evaluated
-    with :func:`~focalnet_lobes.metrics.interpretation_metrics` on every clip. The
+    with :func:`~focalnet_lobes.interpretation.metrics.interpretation_metrics` on every clip. The
     per-clip values are kept (with clip ids, labels and predictions) and each
     metric's mean over clips gets a 95% bootstrap CI over clips
-    (:func:`focalnet_lobes.stats.bootstrap_ci`); so does the accuracy.
+    (:func:`focalnet_lobes.interpretation.stats.bootstrap_ci`); so does the accuracy.
 
     Arguments
     ---------
     model : torch.nn.Module
         The classifier (B, 1, T, F) -> (B, K), in eval mode.
-    frontend : focalnet_lobes.features.SpectrogramFrontend or None
+    frontend : focalnet_lobes.data.features.SpectrogramFrontend or None
         Waveforms -> features; ``None``: the batches hold features (B, 1, T, F).
     interpreter : callable
         ``interpreter(model, features) -> (logits, maps)``.
@@ -277,7 +277,7 @@ def evaluate_split(
     -------
     dict
         ``num_clips``, ``accuracy`` (float), ``accuracy_ci`` (dict of
-        :func:`~focalnet_lobes.stats.bootstrap_ci`), ``quantiles``
+        :func:`~focalnet_lobes.interpretation.stats.bootstrap_ci`), ``quantiles``
         (``{format_quantile(q): {metric: mean, "clips": int}}``), ``ci``
         (``{format_quantile(q): {metric: ci dict}}``) and ``per_clip``
         (``{"ids", "labels", "predicted": lists, "quantiles": {q: {metric: list}}}``,
@@ -291,8 +291,8 @@ def evaluate_split(
 
     Example
     -------
-    >>> from focalnet_lobes.features import SpectrogramFrontend
-    >>> from focalnet_lobes.interpret import RandomInterpreter
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
+    >>> from focalnet_lobes.interpretation.interpret import RandomInterpreter
     >>> frontend = SpectrogramFrontend(n_mels=8)
     >>> model = torch.nn.Sequential(
     ...     torch.nn.AdaptiveAvgPool2d((1, 8)), torch.nn.Flatten(), torch.nn.Linear(8, 3)
@@ -495,7 +495,7 @@ def load_per_clip(path):
     >>> load_per_clip("/nonexistent")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.evaluation.InterpretationError: no per_clip.json at /nonexistent...
+    focalnet_lobes.interpretation.evaluation.InterpretationError: no per_clip.json at /nonexistent...
     """
     path = Path(path)
     if path.is_dir() or path.suffix != ".json":
@@ -518,10 +518,10 @@ def paired_comparison(first, second, keys=None, n_resamples=N_RESAMPLES, seed=SE
     """Paired differences ``first - second`` of two per-clip results, on their common clips.
 
     Clips are matched by id; every metric at every quantile both hold gets
-    :func:`focalnet_lobes.stats.paired_difference` (mean, 95% CI, ``significant``
+    :func:`focalnet_lobes.interpretation.stats.paired_difference` (mean, 95% CI, ``significant``
     when the CI excludes 0). When the two results come from different classifiers
     (their predictions differ) the accuracies are compared with the exact McNemar
-    test (:func:`focalnet_lobes.stats.mcnemar_exact`).
+    test (:func:`focalnet_lobes.interpretation.stats.mcnemar_exact`).
 
     Arguments
     ---------
@@ -598,7 +598,7 @@ def measure_latency(model, frontend, interpreter, wavs, quantile=0.9, soft=False
     ---------
     model : torch.nn.Module
         The classifier.
-    frontend : focalnet_lobes.features.SpectrogramFrontend
+    frontend : focalnet_lobes.data.features.SpectrogramFrontend
         The front end.
     interpreter : callable
         ``interpreter(model, features) -> (logits, maps)``.
@@ -623,8 +623,8 @@ def measure_latency(model, frontend, interpreter, wavs, quantile=0.9, soft=False
 
     Example
     -------
-    >>> from focalnet_lobes.features import SpectrogramFrontend
-    >>> from focalnet_lobes.interpret import RandomInterpreter
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
+    >>> from focalnet_lobes.interpretation.interpret import RandomInterpreter
     >>> model = torch.nn.Sequential(
     ...     torch.nn.AdaptiveAvgPool2d((1, 8)), torch.nn.Flatten(), torch.nn.Linear(8, 3)
     ... ).eval()
@@ -732,7 +732,7 @@ def source_attribution(frontend, masks, source1, source2):
     """How much of each (weighted) source's energy a mask on the mixture keeps.
 
     With M the mask brought to the linear STFT grid
-    (:meth:`~focalnet_lobes.features.SpectrogramFrontend.mask_to_linear`) and
+    (:meth:`~focalnet_lobes.data.features.SpectrogramFrontend.mask_to_linear`) and
     P_k = |STFT(source_k)|^2: ``s1_kept`` = sum M^2 P_1 / sum P_1, ``s2_kept``
     likewise, ``s1_share`` = sum M^2 P_1 / (sum M^2 P_1 + sum M^2 P_2) and
     ``s1_share_mixture`` = sum P_1 / (sum P_1 + sum P_2). A silent source has a
@@ -740,7 +740,7 @@ def source_attribution(frontend, masks, source1, source2):
 
     Arguments
     ---------
-    frontend : focalnet_lobes.features.SpectrogramFrontend
+    frontend : focalnet_lobes.data.features.SpectrogramFrontend
         The front end whose grid the mask is on.
     masks : torch.Tensor
         (B, 1, T, F) masks of the mixtures.
@@ -754,7 +754,7 @@ def source_attribution(frontend, masks, source1, source2):
 
     Example
     -------
-    >>> from focalnet_lobes.features import SpectrogramFrontend
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
     >>> frontend = SpectrogramFrontend()
     >>> time_axis = torch.arange(16000) / 16000
     >>> low = torch.sin(2 * math.pi * 200 * time_axis)[None]
@@ -852,8 +852,8 @@ def overlap_test(
     Example
     -------
     >>> import tempfile, soundfile
-    >>> from focalnet_lobes.features import SpectrogramFrontend
-    >>> from focalnet_lobes.interpret import RandomInterpreter
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
+    >>> from focalnet_lobes.interpretation.interpret import RandomInterpreter
     >>> folder = Path(tempfile.mkdtemp())
     >>> entries = []
     >>> for label, hertz in enumerate([300, 3000]):
@@ -1130,8 +1130,8 @@ def write_examples(
     Example
     -------
     >>> import tempfile, soundfile
-    >>> from focalnet_lobes.features import SpectrogramFrontend
-    >>> from focalnet_lobes.interpret import RandomInterpreter
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
+    >>> from focalnet_lobes.interpretation.interpret import RandomInterpreter
     >>> folder = Path(tempfile.mkdtemp())
     >>> soundfile.write(folder / "in.wav", torch.randn(1600).numpy() * 0.1, 16000)
     >>> model = torch.nn.Sequential(

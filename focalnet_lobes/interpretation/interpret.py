@@ -2,7 +2,7 @@
 
 Every interpretation method here turns a batch of ``log1p`` features (B, 1, T, F)
 into non-negative maps on the same T x F grid, so that one evaluator
-(:func:`focalnet_lobes.evaluation.evaluate_split`) serves them all:
+(:func:`focalnet_lobes.interpretation.evaluation.evaluate_split`) serves them all:
 
 * :class:`ModulationInterpreter`: by-design interpretation of a FocalNet, from the
   modulator (output of the 1x1 projection ``h`` of the last focal-modulation layer
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # The map reduction lives with the model layers (the FocalNet pools by it); re-exported here.
-from focalnet_lobes.layers import MODULATION_REDUCTIONS, modulation_map  # noqa: F401
+from focalnet_lobes.models.layers import MODULATION_REDUCTIONS, modulation_map  # noqa: F401
 
 ATTENTION_METHODS = ("cls", "rollout")
 UPSAMPLING_MODES = ("bilinear", "nearest")
@@ -472,8 +472,8 @@ class ModulationInterpreter(MapInterpreter):
     Example
     -------
     >>> import focalnet_lobes
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.models.heads import LinearHead
     >>> backbone = focalnet_lobes.create_model(
     ...     "focalnet_audio_small", num_classes=0, in_chans=1
     ... )
@@ -541,8 +541,8 @@ class ModulationContributionInterpreter(MapInterpreter):
     Example
     -------
     >>> import focalnet_lobes
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.models.heads import LinearHead
     >>> backbone = focalnet_lobes.create_model(
     ...     "focalnet_audio_small", num_classes=0, in_chans=1, global_pool="modulation"
     ... )
@@ -607,8 +607,8 @@ class AttentionInterpreter(MapInterpreter):
     Example
     -------
     >>> import focalnet_lobes
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.models.heads import LinearHead
     >>> backbone = focalnet_lobes.create_model("vit_audio_small", num_classes=0, in_chans=1)
     >>> classifier = SpectrogramClassifier(
     ...     backbone, LinearHead(backbone.num_features, 5)
@@ -820,8 +820,8 @@ class GradCamInterpreter(MapInterpreter):
     Example
     -------
     >>> import focalnet_lobes
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.models.heads import LinearHead
     >>> for name in ("focalnet_audio_small", "vit_audio_small"):
     ...     backbone = focalnet_lobes.create_model(name, num_classes=0, in_chans=1)
     ...     classifier = SpectrogramClassifier(

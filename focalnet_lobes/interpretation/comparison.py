@@ -5,7 +5,7 @@ written by ``recipes/interpret.py`` (or any recipe writing the same schema, e.g.
 PIQ with ``"method": "piq"``), labels them, builds one row per method x quantile
 (:func:`comparison_rows`), compares every method clip by clip with the by-design
 map of the same classifier (:func:`paired_differences`: mean difference with its
-95% bootstrap CI, :func:`focalnet_lobes.evaluation.paired_comparison`; the two
+95% bootstrap CI, :func:`focalnet_lobes.interpretation.evaluation.paired_comparison`; the two
 classifiers' accuracies with the exact McNemar test), lists the controls each
 classifier gets (:func:`named_runs`), runs ``recipes/interpret.py`` where a result
 is missing (:func:`ensure_interpretation`, as a subprocess) and writes
@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from focalnet_lobes.evaluation import (
+from focalnet_lobes.interpretation.evaluation import (
     METRIC_TITLES,
     InterpretationError,
     format_quantile,
@@ -32,7 +32,7 @@ from focalnet_lobes.evaluation import (
     paired_comparison,
     plot_fidelity_faithfulness,
 )
-from focalnet_lobes.stats import N_RESAMPLES, SEED
+from focalnet_lobes.interpretation.stats import N_RESAMPLES, SEED
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ COMPARED_KEYS = (
     ("complexity", "lower"),
 )
 #: The repository's root (source checkout): default folders of the recipes and YAMLs.
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: The repository's hparams folder (interpret_<method>.yaml).
 HPARAMS_DIR = REPO / "hparams"
 #: The repository's recipes folder (interpret.py is run as a subprocess).
@@ -137,7 +137,7 @@ def load_result(metrics_file):
     >>> load_result(path)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.comparison.ComparisonError: .../metrics.json is not an interpretation metrics.json: it lacks [...]
+    focalnet_lobes.interpretation.comparison.ComparisonError: .../metrics.json is not an interpretation metrics.json: it lacks [...]
     """
     metrics_file = Path(metrics_file)
     try:
@@ -269,7 +269,7 @@ def paired_differences(results, n_resamples=N_RESAMPLES, seed=SEED):
 
     For each result whose classifier folder and split also have a by-design result
     (``"focalnet"`` or ``"vit"``), every metric at every quantile is compared clip
-    by clip (:func:`focalnet_lobes.evaluation.paired_comparison`: method minus
+    by clip (:func:`focalnet_lobes.interpretation.evaluation.paired_comparison`: method minus
     by-design map, 95% bootstrap CI, significant when the CI excludes 0). The
     by-design maps of two classifiers on the same split are also compared (first
     minus second), with the exact McNemar test of their accuracies. Results
@@ -641,7 +641,7 @@ def ensure_interpretation(
     >>> ensure_interpretation("nomethod", "runs/a")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.comparison.ComparisonError: no interpretation YAML for method 'nomethod': ...
+    focalnet_lobes.interpretation.comparison.ComparisonError: no interpretation YAML for method 'nomethod': ...
     """
     overrides = dict(overrides or {})
     hparams_file = Path(hparams_dir) / f"interpret_{method}.yaml"

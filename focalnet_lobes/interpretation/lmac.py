@@ -19,7 +19,7 @@ implemented; its total-variation weight is 0 in the published configuration.
 
 Where the mask lives. L-MAC masks the linear STFT magnitude and the classifier
 sees its log-compressed (mel) features, so the masked-in spectrogram is exactly
-what is listened to. Our front end (:mod:`focalnet_lobes.features`) computes
+what is listened to. Our front end (:mod:`focalnet_lobes.data.features`) computes
 features ``log1p(|X| W)`` (W the mel filterbank, or the identity for STFT
 features) and makes every method's mask M on the feature grid (T, F) listenable
 as ``M_lin |X|`` with the original phase, ``M_lin = mask_to_linear(M)`` (each
@@ -41,9 +41,9 @@ The decoder. SpeechBrain's L-MAC decoders (``CNN14PSI_stft``, and
 ``speechbrain.lobes.models.L2I.CNN14PSI_stft_2d``) are hard-wired to the four
 multi-scale outputs of CNN14 (channel ratios 1 : 1/2 : 1/4 : 1/8, a 431 x 513
 output), which neither our FocalNet nor our ViT has; so, as for PIQ, the decoder
-is :class:`~focalnet_lobes.piq.GridMaskDecoder` (SpeechBrain's transposed-conv /
+is :class:`~focalnet_lobes.interpretation.piq.GridMaskDecoder` (SpeechBrain's transposed-conv /
 ReLU / batch-norm blocks) on the last-stage representation given by
-:func:`~focalnet_lobes.piq.classifier_representation` (FocalNet: last stage map;
+:func:`~focalnet_lobes.interpretation.piq.classifier_representation` (FocalNet: last stage map;
 ViT: patch tokens on their grid), aligned with the input grid.
 
 Loss weights. ``hparams/lmac_cnn14.yaml`` uses ``l_in_w: 4``, ``l_out_w: 0.2``,
@@ -60,8 +60,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from focalnet_lobes.interpret import MapInterpreter
-from focalnet_lobes.piq import GridMaskDecoder, classifier_representation
+from focalnet_lobes.interpretation.interpret import MapInterpreter
+from focalnet_lobes.interpretation.piq import GridMaskDecoder, classifier_representation
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def masked_features(frontend, magnitude, mask, domain="magnitude"):
 
     Arguments
     ---------
-    frontend : focalnet_lobes.features.SpectrogramFrontend
+    frontend : focalnet_lobes.data.features.SpectrogramFrontend
         The classifier's front end (gives the filterbank and ``mask_to_linear``).
     magnitude : torch.Tensor
         STFT magnitude |X| (B, T, F_linear), >= 0.
@@ -114,7 +114,7 @@ def masked_features(frontend, magnitude, mask, domain="magnitude"):
 
     Example
     -------
-    >>> from focalnet_lobes.features import SpectrogramFrontend
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
     >>> frontend = SpectrogramFrontend(n_mels=8)
     >>> magnitude = frontend.spectrum(torch.randn(2, 4000)).abs()
     >>> features = frontend.features_from_magnitude(magnitude)
@@ -165,7 +165,7 @@ class LMACLoss(nn.Module):
 
     Example
     -------
-    >>> from focalnet_lobes.features import SpectrogramFrontend
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
     >>> frontend = SpectrogramFrontend(n_mels=8)
     >>> classifier = torch.nn.Sequential(
     ...     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(1, 3)
@@ -203,7 +203,7 @@ class LMACLoss(nn.Module):
         ---------
         classifier : torch.nn.Module
             The frozen classifier (features (B, 1, T, F) -> logits (B, K)).
-        frontend : focalnet_lobes.features.SpectrogramFrontend
+        frontend : focalnet_lobes.data.features.SpectrogramFrontend
             Its front end.
         magnitude : torch.Tensor
             STFT magnitude (B, T, F_linear) of the clips.
@@ -247,12 +247,12 @@ class LMACInterpreter(MapInterpreter):
     """L-MAC as an interpretation method: the decoder's mask sigmoid(mask_logits) is the map.
 
     The frozen classifier runs once without gradients and gives the logits and
-    its last-stage representation (:func:`~focalnet_lobes.piq.classifier_representation`);
-    a :class:`~focalnet_lobes.piq.GridMaskDecoder` turns the representation into
+    its last-stage representation (:func:`~focalnet_lobes.interpretation.piq.classifier_representation`);
+    a :class:`~focalnet_lobes.interpretation.piq.GridMaskDecoder` turns the representation into
     mask logits on the feature grid (B, 1, T, F). The map is the continuous mask
     in [0, 1], which the common evaluator thresholds at each quantile (or uses as
     a soft mask) and makes listenable on the linear STFT grid with the original
-    phase (:meth:`~focalnet_lobes.features.SpectrogramFrontend.listenable`).
+    phase (:meth:`~focalnet_lobes.data.features.SpectrogramFrontend.listenable`).
 
     Arguments
     ---------
@@ -261,13 +261,13 @@ class LMACInterpreter(MapInterpreter):
     num_classes : int
         Number of classes of the classifier (checked when interpreting).
     decoder_channels : sequence of int
-        See :class:`~focalnet_lobes.piq.GridMaskDecoder`.
+        See :class:`~focalnet_lobes.interpretation.piq.GridMaskDecoder`.
 
     Example
     -------
     >>> import focalnet_lobes
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.models.heads import LinearHead
     >>> backbone = focalnet_lobes.create_model("vit_audio_small", num_classes=0, in_chans=1)
     >>> classifier = SpectrogramClassifier(backbone, LinearHead(192, 3)).eval()
     >>> interpreter = LMACInterpreter(192, 3, decoder_channels=(8,)).eval()
@@ -342,9 +342,9 @@ def load_training_cost(folder):
     >>> load_training_cost(folder / "missing")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.lmac.LMACFolderError: .../missing/lmac_training.json is missing: ...
+    focalnet_lobes.interpretation.lmac.LMACFolderError: .../missing/lmac_training.json is missing: ...
     """
-    from focalnet_lobes.posthoc import load_training_cost_file
+    from focalnet_lobes.interpretation.posthoc import load_training_cost_file
 
     return load_training_cost_file(folder, TRAINING_COST_FILE, "recipes/train_lmac.py", LMACFolderError)
 
@@ -381,9 +381,9 @@ def load_lmac_interpreter(folder, classifier_folder=None, device="cpu"):
     >>> load_lmac_interpreter("/nonexistent")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.lmac.LMACFolderError: /nonexistent is not an L-MAC training output folder: ...
+    focalnet_lobes.interpretation.lmac.LMACFolderError: /nonexistent is not an L-MAC training output folder: ...
     """
-    from focalnet_lobes.posthoc import load_trained_interpreter
+    from focalnet_lobes.interpretation.posthoc import load_trained_interpreter
 
     return load_trained_interpreter(
         folder, LMACInterpreter, "L-MAC", "recipes/train_lmac.py", LMACFolderError,

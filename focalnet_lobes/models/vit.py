@@ -2,7 +2,7 @@
 
 :class:`VisionTransformer` is the ViT of Dosovitskiy et al. (2021) with the parameter
 names of timm's ``VisionTransformer`` (so that timm weights load after
-:func:`focalnet_lobes.convert.convert_vit` renames nothing but a few extras), made
+:func:`focalnet_lobes.models.convert.convert_vit` renames nothing but a few extras), made
 for spectrograms:
 
 * inputs of any size (B, in_chans, T, F) are padded right/bottom to a multiple of
@@ -14,7 +14,7 @@ for spectrograms:
   attention-based interpretation. Without them attention runs through
   ``F.scaled_dot_product_attention``; with them through an explicit
   ``softmax(Q K^T / sqrt(d))`` (same numbers up to float rounding);
-* ``stem="cnn"`` puts the :class:`focalnet_lobes.stems.ConvStem` in front of the
+* ``stem="cnn"`` puts the :class:`focalnet_lobes.models.stems.ConvStem` in front of the
   patch embedding, the same convolutional front as the compact audio FocalNet.
 
 Pooling: ``global_pool="token"`` takes the class token (timm, transformers);
@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from focalnet_lobes.layers import DropPath
-from focalnet_lobes.registry import register_model
-from focalnet_lobes.stems import ConvStem
+from focalnet_lobes.models.layers import DropPath
+from focalnet_lobes.models.registry import register_model
+from focalnet_lobes.models.stems import ConvStem
 
 GLOBAL_POOLS = ("token", "avg")
 STEMS = (None, "cnn")

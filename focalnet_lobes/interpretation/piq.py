@@ -16,21 +16,21 @@ fixed 431 x 513-like grid from image-size backbones, so what lives here is what 
 lacks:
 
 * :func:`classifier_representation`: logits and the last-stage representation
-  (B, C, h, w) of a :class:`~focalnet_lobes.classifier.SpectrogramClassifier`
+  (B, C, h, w) of a :class:`~focalnet_lobes.models.classifier.SpectrogramClassifier`
   (FocalNet: the last stage map; ViT: the patch tokens on their (h, w) grid),
   with the stride of that grid on the input;
 * :class:`GridMaskDecoder`: quantised map -> mask logits on ANY (T, F) input grid
   (431 x 64 mel, 431 x 513 STFT, ...), aligned with the input like
-  :func:`focalnet_lobes.interpret.to_input_grid`;
+  :func:`focalnet_lobes.interpretation.interpret.to_input_grid`;
 * :class:`PIQNetwork`: adapter -> (optional 2x grid reduction) -> class-partitioned
   VQ -> decoder, compact enough for CPU training when configured so;
 * :class:`PIQLoss`: PIQ's objective;
-* :class:`PIQInterpreter`: the :class:`~focalnet_lobes.interpret.MapInterpreter`
+* :class:`PIQInterpreter`: the :class:`~focalnet_lobes.interpretation.interpret.MapInterpreter`
   that gives (logits, mask in [0, 1]) for the common evaluator;
 * :func:`load_piq_interpreter` and :func:`load_training_cost`: a run of
   ``recipes/train_piq.py`` back as an interpreter and its training cost (used by
   ``hparams/interpret_piq.yaml``; shared with L-MAC through
-  :mod:`focalnet_lobes.posthoc`).
+  :mod:`focalnet_lobes.interpretation.posthoc`).
 """
 
 from collections import namedtuple
@@ -46,7 +46,7 @@ from speechbrain.lobes.models.PIQ import (
 )
 from torch import nn
 
-from focalnet_lobes.interpret import MapInterpreter, _pair, infer_stride
+from focalnet_lobes.interpretation.interpret import MapInterpreter, _pair, infer_stride
 
 #: The training-cost file ``recipes/train_piq.py`` writes in its output folder.
 TRAINING_COST_FILE = "piq_training.json"
@@ -72,7 +72,7 @@ def representation_channels(classifier):
 
     Arguments
     ---------
-    classifier : focalnet_lobes.classifier.SpectrogramClassifier
+    classifier : focalnet_lobes.models.classifier.SpectrogramClassifier
         With a FocalNet or ViT backbone.
 
     Returns
@@ -82,8 +82,8 @@ def representation_channels(classifier):
     Example
     -------
     >>> import focalnet_lobes
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.models.heads import LinearHead
     >>> backbone = focalnet_lobes.create_model("vit_audio_small", num_classes=0, in_chans=1)
     >>> representation_channels(SpectrogramClassifier(backbone, LinearHead(192, 3)))
     192
@@ -113,7 +113,7 @@ def classifier_representation(classifier, features):
 
     Arguments
     ---------
-    classifier : focalnet_lobes.classifier.SpectrogramClassifier
+    classifier : focalnet_lobes.models.classifier.SpectrogramClassifier
         FocalNet or ViT backbone.
     features : torch.Tensor
         ``log1p`` features (B, 1, T, F).
@@ -126,8 +126,8 @@ def classifier_representation(classifier, features):
     Example
     -------
     >>> import focalnet_lobes
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.models.heads import LinearHead
     >>> backbone = focalnet_lobes.create_model(
     ...     "focalnet_audio_small", num_classes=0, in_chans=1
     ... )
@@ -167,7 +167,7 @@ class GridMaskDecoder(nn.Module):
     is resized (bilinear, ``align_corners=False``) to (h S_t, w S_f), where cell
     (i, j) of the representation covers input rows [i S_t, (i + 1) S_t) and
     columns [j S_f, (j + 1) S_f), and cropped to (T, F), exactly as
-    :func:`focalnet_lobes.interpret.to_input_grid` aligns maps. With
+    :func:`focalnet_lobes.interpretation.interpret.to_input_grid` aligns maps. With
     2 ** len(channels) equal to the stride no resizing is needed.
 
     Arguments
@@ -222,7 +222,7 @@ class GridMaskDecoder(nn.Module):
             (h, w) of the classifier grid the map stands for (default: h', w').
         stride : int or tuple of int or None
             (S_t, S_f) of that grid on the input; ``None`` infers it with
-            :func:`~focalnet_lobes.interpret.infer_stride`.
+            :func:`~focalnet_lobes.interpretation.interpret.infer_stride`.
 
         Returns
         -------
@@ -543,8 +543,8 @@ class PIQInterpreter(MapInterpreter):
     Example
     -------
     >>> import focalnet_lobes
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.models.heads import LinearHead
     >>> backbone = focalnet_lobes.create_model("vit_audio_small", num_classes=0, in_chans=1)
     >>> classifier = SpectrogramClassifier(backbone, LinearHead(192, 3)).eval()
     >>> interpreter = PIQInterpreter(
@@ -628,7 +628,7 @@ def load_training_cost(folder):
     >>> load_training_cost(folder)["seconds"]
     12.5
     """
-    from focalnet_lobes.posthoc import load_training_cost_file
+    from focalnet_lobes.interpretation.posthoc import load_training_cost_file
 
     return load_training_cost_file(folder, TRAINING_COST_FILE, "recipes/train_piq.py", PIQFolderError)
 
@@ -638,7 +638,7 @@ def load_piq_interpreter(folder, device="cpu", classifier_folder=None):
 
     Rebuilds the interpreter from the folder's ``hyperparams.yaml`` and loads the
     checkpoint with the lowest validation loss (``torch.load(weights_only=True)``;
-    :func:`focalnet_lobes.posthoc.load_trained_interpreter`).
+    :func:`focalnet_lobes.interpretation.posthoc.load_trained_interpreter`).
 
     Arguments
     ---------
@@ -666,9 +666,9 @@ def load_piq_interpreter(folder, device="cpu", classifier_folder=None):
     >>> load_piq_interpreter("/nonexistent")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.piq.PIQFolderError: /nonexistent is not a PIQ training output folder: ...
+    focalnet_lobes.interpretation.piq.PIQFolderError: /nonexistent is not a PIQ training output folder: ...
     """
-    from focalnet_lobes.posthoc import load_trained_interpreter
+    from focalnet_lobes.interpretation.posthoc import load_trained_interpreter
 
     return load_trained_interpreter(
         folder, PIQInterpreter, "PIQ", "recipes/train_piq.py", PIQFolderError,

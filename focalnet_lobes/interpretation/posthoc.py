@@ -123,7 +123,7 @@ def classifier_datasets(save_folder, sample_rate, clip_seconds, audio_cache_size
 
     Reads the manifests ``save_folder/{train,valid,test}.json`` written by the
     preparation of ``recipes/train.py``; items ``id``, ``sig`` (the clip read by
-    :func:`focalnet_lobes.audio.load_audio` at ``sample_rate``, cut or padded to
+    :func:`focalnet_lobes.data.audio.load_audio` at ``sample_rate``, cut or padded to
     ``clip_seconds``) and ``label``. An empty manifest gives ``None``.
 
     Arguments
@@ -159,7 +159,7 @@ def classifier_datasets(save_folder, sample_rate, clip_seconds, audio_cache_size
     """
     import speechbrain as sb
 
-    from focalnet_lobes.audio import fix_length, load_audio
+    from focalnet_lobes.data.audio import fix_length, load_audio
 
     num_samples = int(sample_rate * clip_seconds)
 
@@ -297,7 +297,7 @@ class PostHocBrain(sb.Brain):
     def _wrap_distributed(self):
         """Under ``torchrun``, DDP-wrap the interpreter's training forward (CPU too)."""
         if self.distributed_launch:
-            from focalnet_lobes.training import wrap_distributed
+            from focalnet_lobes.training.plan import wrap_distributed
 
             self.modules["interpreter"] = InterpreterForward(
                 self.modules["interpreter"], self.forward_method
@@ -373,7 +373,7 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
     run_opts : dict
         SpeechBrain's run options.
     trained : object
-        The trained classifier (:mod:`focalnet_lobes.trained`): ``model``,
+        The trained classifier (:mod:`focalnet_lobes.inference.trained`): ``model``,
         ``frontend``, ``folder``, ``to(device)``.
     datasets : dict
         :func:`classifier_datasets` of that classifier (train and valid not None).
@@ -440,8 +440,8 @@ def load_best_interpreter(interpreter, checkpoints_dir, folder, classifier_folde
                           device="cpu"):
     """Load the checkpoint with the lowest validation loss into a post-hoc interpreter.
 
-    Shared by :func:`focalnet_lobes.lmac.load_lmac_interpreter` and
-    :func:`focalnet_lobes.piq.load_piq_interpreter` (through
+    Shared by :func:`focalnet_lobes.interpretation.lmac.load_lmac_interpreter` and
+    :func:`focalnet_lobes.interpretation.piq.load_piq_interpreter` (through
     :func:`load_trained_interpreter`). The weights are read with ``weights_only=True``.
 
     Arguments
@@ -509,8 +509,8 @@ def load_best_interpreter(interpreter, checkpoints_dir, folder, classifier_folde
 def load_training_cost_file(folder, filename, recipe, error=FileNotFoundError):
     """The training-cost JSON a post-hoc training run wrote (``piq_training.json``, ``lmac_training.json``).
 
-    Shared by :func:`focalnet_lobes.piq.load_training_cost` and
-    :func:`focalnet_lobes.lmac.load_training_cost`.
+    Shared by :func:`focalnet_lobes.interpretation.piq.load_training_cost` and
+    :func:`focalnet_lobes.interpretation.lmac.load_training_cost`.
 
     Arguments
     ---------
@@ -551,8 +551,8 @@ def load_trained_interpreter(folder, interpreter_type, method, recipe, error=Fil
     ``output_folder`` and ``save_folder`` pointed at this folder, which may have
     been moved) and loads the checkpoint of ``save/`` with the lowest validation
     loss (:func:`load_best_interpreter`, ``weights_only=True``). Shared by
-    :func:`focalnet_lobes.piq.load_piq_interpreter` and
-    :func:`focalnet_lobes.lmac.load_lmac_interpreter`.
+    :func:`focalnet_lobes.interpretation.piq.load_piq_interpreter` and
+    :func:`focalnet_lobes.interpretation.lmac.load_lmac_interpreter`.
 
     Arguments
     ---------

@@ -727,6 +727,6 @@ def load_audio(path, sample_rate=DEFAULT_SAMPLE_RATE):
     >>> load_audio(os.path.join(folder, "missing.wav"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.audio.AudioError: cannot load audio file '...missing.wav': file not found
+    focalnet_lobes.data.audio.AudioError: cannot load audio file '...missing.wav': file not found
     """
     return load_audio_with_level(path, sample_rate)[0]

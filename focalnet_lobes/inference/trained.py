@@ -2,7 +2,7 @@
 
 The training recipe leaves in its output folder ``hyperparams.yaml`` (the YAML
 with the command-line overrides applied), ``save/CKPT+*/model.ckpt`` (checkpoints
-of the :class:`~focalnet_lobes.classifier.SpectrogramClassifier`, the best kept
+of the :class:`~focalnet_lobes.models.classifier.SpectrogramClassifier`, the best kept
 by validation error), ``save/{train,valid,test}.json`` manifests and
 ``save/classes.json``. :func:`load_trained_classifier` rebuilds the front end and
 the classifier from them, for interpretation, PIQ and L-MAC training, export and
@@ -34,9 +34,9 @@ class TrainedClassifier:
         The training output folder.
     hparams : dict
         The training hyperparameters (objects instantiated).
-    model : focalnet_lobes.classifier.SpectrogramClassifier
+    model : focalnet_lobes.models.classifier.SpectrogramClassifier
         The classifier, in eval mode, weights of the best checkpoint.
-    frontend : focalnet_lobes.features.SpectrogramFrontend
+    frontend : focalnet_lobes.data.features.SpectrogramFrontend
         The front end the classifier was trained with.
     class_names : list of str
         Class names in label order.
@@ -90,7 +90,7 @@ def load_trained_classifier(folder, device="cpu", overrides=None):
     >>> load_trained_classifier("/nonexistent")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.trained.TrainedClassifierError: /nonexistent is not a training output folder: ...
+    focalnet_lobes.inference.trained.TrainedClassifierError: /nonexistent is not a training output folder: ...
     """
     folder = Path(folder)
     hparams_file = folder / "hyperparams.yaml"

@@ -125,7 +125,7 @@ class SpectrogramClassifier(nn.Module):
     Example
     -------
     >>> import focalnet_lobes
-    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.models.heads import LinearHead
     >>> backbone = focalnet_lobes.create_model(
     ...     "focalnet_audio_small", num_classes=0, in_chans=1
     ... )
@@ -149,8 +149,8 @@ class SpectrogramClassifier(nn.Module):
     @property
     def kind(self):
         """``"focalnet"``, ``"vit"`` or ``"other"``: which maps the backbone exposes."""
-        from focalnet_lobes.focalnet import FocalNet
-        from focalnet_lobes.vit import VisionTransformer
+        from focalnet_lobes.models.focalnet import FocalNet
+        from focalnet_lobes.models.vit import VisionTransformer
 
         if isinstance(self.backbone, FocalNet):
             return "focalnet"

@@ -284,7 +284,7 @@ class FeatureCache:
     projection are linear, so a gain g on the waveform scales the projected
     magnitude M by g exactly: the features ``log1p(g * M)`` come from a cached M.
     The cache therefore serves evaluation (no augmentation) and training with a
-    :class:`~focalnet_lobes.augment.RandomGain` waveform augmentation (or none);
+    :class:`~focalnet_lobes.data.augment.RandomGain` waveform augmentation (or none);
     any other waveform augmentation changes the signal, and those batches are
     computed by the front end as before. Entries are keyed by clip id and the
     (padded) batch length, so a clip padded differently is a different entry;

@@ -9,7 +9,7 @@ not reach the end, one more window is aligned to the end of the file, so every
 sample is covered by a full window. A file no longer than a window is one window
 (padded as the model pads short clips).
 
-Each window is handled like a clip by :class:`~focalnet_lobes.inference.AudioClassifier`
+Each window is handled like a clip by :class:`~focalnet_lobes.inference.classifiers.AudioClassifier`
 (its own peak normalisation, the model's padding), giving per-window class
 probabilities and top-k. The **aggregate prediction** of the file is the mean of
 the window probabilities (every window counted once), its top-k ranked by that
@@ -28,7 +28,7 @@ Memory is bounded by the window, not the file: the file is read in blocks with
 current window, one block and the overlap-add tail are held; the per-window
 results (a few numbers per window) are the only thing that grows with the length.
 Formats that libsndfile cannot stream fall back to
-:func:`focalnet_lobes.audio.load_audio` (the whole file in memory).
+:func:`focalnet_lobes.data.audio.load_audio` (the whole file in memory).
 
 Functions
 ---------
@@ -48,7 +48,7 @@ import numpy as np
 import soundfile
 import torch
 
-from focalnet_lobes.audio import AudioError
+from focalnet_lobes.data.audio import AudioError
 
 DEFAULT_WINDOW_SECONDS = 5.0
 """Window length (s) when the model's YAML has no ``pad_to_seconds`` (ESC-50's clip)."""
@@ -68,7 +68,7 @@ def model_clip_seconds(classifier):
 
     Arguments
     ---------
-    classifier : focalnet_lobes.inference.AudioClassifier
+    classifier : focalnet_lobes.inference.classifiers.AudioClassifier
         The model.
 
     Returns
@@ -80,7 +80,7 @@ def model_clip_seconds(classifier):
     Example
     -------
     >>> import tempfile
-    >>> from focalnet_lobes.inference import AudioClassifier, write_demo_model
+    >>> from focalnet_lobes.inference.classifiers import AudioClassifier, write_demo_model
     >>> classifier = AudioClassifier.from_hparams(source=write_demo_model(tempfile.mkdtemp()))
     >>> model_clip_seconds(classifier)  # the demo model does not pad
     5.0
@@ -229,7 +229,7 @@ def stream_mono(path, sample_rate, block_frames=BLOCK_FRAMES):
 
 def _fallback_chunks(classifier, path, block_frames):
     """The whole file via ``load_audio`` (formats libsndfile cannot stream), in chunks."""
-    from focalnet_lobes.audio import load_audio
+    from focalnet_lobes.data.audio import load_audio
 
     waveform = load_audio(path, classifier.sample_rate).numpy()
     for start in range(0, waveform.size, block_frames):
@@ -504,7 +504,7 @@ def _scale_of(classifier, window):
 
 def _analyse(classifier, path, window_s, hop_s, k, interpret, quantile, wav_path,
              block_frames, progress):
-    from focalnet_lobes.inference import top_k
+    from focalnet_lobes.inference.classifiers import top_k
 
     rate = classifier.sample_rate
     window_s = model_clip_seconds(classifier) if window_s is None else window_s
@@ -571,7 +571,7 @@ def classify_long_file(classifier, path, window=None, hop=None, top_k=5,
 
     Arguments
     ---------
-    classifier : focalnet_lobes.inference.AudioClassifier
+    classifier : focalnet_lobes.inference.classifiers.AudioClassifier
         The model.
     path : str or pathlib.Path
         The audio file (any rate, any channels, any length).
@@ -602,7 +602,7 @@ def classify_long_file(classifier, path, window=None, hop=None, top_k=5,
     Example
     -------
     >>> import tempfile, os
-    >>> from focalnet_lobes.inference import AudioClassifier, write_demo_model
+    >>> from focalnet_lobes.inference.classifiers import AudioClassifier, write_demo_model
     >>> folder = tempfile.mkdtemp()
     >>> classifier = AudioClassifier.from_hparams(source=write_demo_model(folder))
     >>> path = os.path.join(folder, "long.wav")
@@ -629,7 +629,7 @@ def interpret_long_file(classifier, path, out_dir, name=None, window=None, hop=N
 
     Arguments
     ---------
-    classifier : focalnet_lobes.inference.AudioClassifier
+    classifier : focalnet_lobes.inference.classifiers.AudioClassifier
         The model.
     path : str or pathlib.Path
         The audio file.
@@ -651,7 +651,7 @@ def interpret_long_file(classifier, path, out_dir, name=None, window=None, hop=N
     Example
     -------
     >>> import tempfile, os
-    >>> from focalnet_lobes.inference import AudioClassifier, write_demo_model
+    >>> from focalnet_lobes.inference.classifiers import AudioClassifier, write_demo_model
     >>> folder = tempfile.mkdtemp()
     >>> classifier = AudioClassifier.from_hparams(source=write_demo_model(folder))
     >>> path = os.path.join(folder, "long.wav")

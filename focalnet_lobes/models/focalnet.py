@@ -14,7 +14,7 @@ NeurIPS 2022; ``classification/focalnet.py``) for spectrograms as well as images
   convolution: no grid position of any stage is made of padding alone, hence the
   global context of the focal modulation and the final average pooling only see real
   positions;
-* ``stem="cnn"`` swaps the patch embedding for a small :class:`~focalnet_lobes.stems.ConvStem`
+* ``stem="cnn"`` swaps the patch embedding for a small :class:`~focalnet_lobes.models.stems.ConvStem`
   (for training from scratch on small audio datasets);
 * :meth:`FocalNet.forward_features` returns the per-stage feature maps and, on
   request, the per-stage **modulators** (output of ``h`` in the reference), which are
@@ -32,13 +32,13 @@ convolutions all run on the ``channels_last`` (B, C, H, W) view of that memory, 
 no layout copy, on oneDNN kernels (bias fused). Pointwise projections are
 ``nn.Linear`` parameters, as in microsoft/FocalNet and transformers; the other
 convolutions keep the reference's shapes, so that checkpoints convert by renaming
-(see :func:`focalnet_lobes.convert.convert_focalnet`).
+(see :func:`focalnet_lobes.models.convert.convert_focalnet`).
 Maps handed out (stage maps, modulators, gates) have the NCHW *shape* (B, C, h, w);
 their memory is channels-last, so use ``reshape`` rather than ``view`` on them.
 
 Named configurations ``focalnet_{tiny,small,base}_{srf,lrf}`` (ImageNet) and
 ``focalnet_audio_small`` (CNN stem, 3 stages, for CPU training) are registered on
-import (see :func:`focalnet_lobes.registry.create_model`).
+import (see :func:`focalnet_lobes.models.registry.create_model`).
 """
 
 
@@ -47,9 +47,9 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from focalnet_lobes.layers import DropPath, modulation_map
-from focalnet_lobes.registry import register_model
-from focalnet_lobes.stems import ConvStem
+from focalnet_lobes.models.layers import DropPath, modulation_map
+from focalnet_lobes.models.registry import register_model
+from focalnet_lobes.models.stems import ConvStem
 
 __all__ = [
     "DropPath",
@@ -417,7 +417,7 @@ class PatchEmbed(nn.Module):
     reference's overlapping convolutions (7x7, padding 2 for stride 4; 3x3,
     padding 1 for stride 2). ``projection`` may instead be any
     module mapping NCHW to NCHW with attribute ``stride`` (e.g. a
-    :class:`~focalnet_lobes.stems.ConvStem`).
+    :class:`~focalnet_lobes.models.stems.ConvStem`).
 
     Arguments
     ---------
@@ -613,7 +613,7 @@ def modulation_pool_weights(modulator, temperature=None):
     """Pooling weights over positions from a modulator: its modulation map, normalised.
 
     The modulation map is the L2 norm of the modulator (B, C, h, w) over channels,
-    :func:`focalnet_lobes.layers.modulation_map`, the map the interpretation
+    :func:`focalnet_lobes.models.layers.modulation_map`, the map the interpretation
     thresholds. The weights (B, h, w) sum to 1 per clip:
     proportional to the map (``temperature=None``), or ``softmax(map / temperature)``
     over the positions. They are computed in float32 (also under autocast).
@@ -707,7 +707,7 @@ class FocalNet(nn.Module):
         has no counterpart: any input size is accepted.
     stem : None or str
         ``None`` (or ``"patch"``): patch embedding; ``"cnn"``:
-        :class:`~focalnet_lobes.stems.ConvStem` ``(in_chans, stem_channels, embed_dim)``
+        :class:`~focalnet_lobes.models.stems.ConvStem` ``(in_chans, stem_channels, embed_dim)``
         followed by the patch norm.
     stem_channels : sequence of int
         Block channels of the CNN stem (stride ``2 ** len(stem_channels)``).

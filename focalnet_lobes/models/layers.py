@@ -1,6 +1,6 @@
 """Layers and map helpers shared by the model lobes and the interpreters.
 
-Model code imports from here, never from :mod:`focalnet_lobes.interpret`;
+Model code imports from here, never from :mod:`focalnet_lobes.interpretation.interpret`;
 :func:`modulation_map` lives here because the FocalNet's ``global_pool="modulation"``
 pools by the very map the interpretation thresholds.
 """

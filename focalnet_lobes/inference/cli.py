@@ -9,7 +9,7 @@
 Inputs are audio files, folders (searched recursively for files with an audio
 extension, :data:`AUDIO_EXTENSIONS`) and glob patterns (``"clips/**/*.wav"``).
 Without ``--source`` the model shipped with the package is used
-(:func:`focalnet_lobes.inference.default_source`); ``--source`` is a model folder
+(:func:`focalnet_lobes.inference.classifiers.default_source`); ``--source`` is a model folder
 (``recipes/export.py`` writes one; it holds ``hyperparams.yaml``) or a Hugging
 Face hub id; ``--savedir`` is where the model's files are linked (symbolic
 links, or copies where links are not allowed; ``--local_strategy`` forces one).
@@ -21,7 +21,7 @@ L-MAC trained on the model by ``recipes/train_lmac.py`` (``--method lmac
 **Clips and long recordings.** A file no longer than the model's clip length
 (``pad_to_seconds`` of its YAML, 5 s for the shipped model) is one clip, as in
 training. A longer file, or any file when ``--window`` is given, is analysed
-over sliding windows (:mod:`focalnet_lobes.longform`: window = the model's clip
+over sliding windows (:mod:`focalnet_lobes.inference.longform`: window = the model's clip
 length unless ``--window``, hop = half the window unless ``--hop``; the file is
 streamed, memory is bounded by the window): per-window top-k, and the file's
 prediction is the mean of the probabilities of the windows that are not silent
@@ -46,7 +46,7 @@ the others: each is reported on stderr as one line, listed in the summary, and
 the exit status is 1. Problems with the command itself (no inputs, a source
 that is not a model, a bad option) end it at once with a one-line message and
 exit status 1; usage errors exit with 2. A progress bar is shown on a terminal.
-Also runnable as ``python -m focalnet_lobes.cli``.
+Also runnable as ``python -m focalnet_lobes.inference.cli``.
 """
 
 import argparse
@@ -152,7 +152,7 @@ def _check_args(args):
 
 def _check_windows(args, classifier):
     """Check ``--window``/``--hop`` against the model (its clip length is the default window)."""
-    from focalnet_lobes.longform import model_clip_seconds, window_settings
+    from focalnet_lobes.inference.longform import model_clip_seconds, window_settings
 
     window = model_clip_seconds(classifier) if args.window is None else args.window
     try:
@@ -279,7 +279,7 @@ def load_classifier(source, savedir=None, device="cpu", local_strategy=None):
 
     ``source=None`` loads the model shipped with the package.
     """
-    from focalnet_lobes.inference import (AudioClassifier, ModelSourceError,
+    from focalnet_lobes.inference.classifiers import (AudioClassifier, ModelSourceError,
                                           check_model_source, default_source)
 
     if source is None:
@@ -305,7 +305,7 @@ def load_classifier(source, savedir=None, device="cpu", local_strategy=None):
 
 def _error_line(error):
     """One line for a failed input."""
-    from focalnet_lobes.audio import AudioError
+    from focalnet_lobes.data.audio import AudioError
 
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     if isinstance(error, AudioError):
@@ -319,7 +319,7 @@ def _windowed(args, classifier, path):
         return True
     import soundfile
 
-    from focalnet_lobes.longform import model_clip_seconds
+    from focalnet_lobes.inference.longform import model_clip_seconds
 
     try:
         info = soundfile.info(str(path))
@@ -332,15 +332,15 @@ def _windowed(args, classifier, path):
 def _source_name(args):
     if args.source is not None:
         return str(args.source)
-    from focalnet_lobes.inference import SHIPPED_MODEL
+    from focalnet_lobes.inference.classifiers import SHIPPED_MODEL
 
     return f"{SHIPPED_MODEL} (shipped)"
 
 
 def _process_clip(args, classifier, path, name, out_dir):
     """Classify or interpret one clip; returns its JSON document."""
-    from focalnet_lobes.audio import load_audio_with_level
-    from focalnet_lobes.inference import top_k
+    from focalnet_lobes.data.audio import load_audio_with_level
+    from focalnet_lobes.inference.classifiers import top_k
 
     interpret = args.command == "interpret"
     # Silence is judged on the file's level before peak normalisation.
@@ -389,7 +389,7 @@ def _process_clip(args, classifier, path, name, out_dir):
 
 def _process_long(args, classifier, path, name, out_dir, bar):
     """Classify or interpret one file over sliding windows; returns its JSON document."""
-    from focalnet_lobes import longform
+    from focalnet_lobes.inference import longform
 
     progress = None
     if bar is not None:
@@ -571,7 +571,7 @@ def main(argv=None):
                 f"'{name}': {reason}" for name, reason in problems))
         classifier = load_classifier(args.source, args.savedir, args.device, args.local_strategy)
         if getattr(args, "method", "design") == "lmac":
-            from focalnet_lobes.lmac import LMACFolderError
+            from focalnet_lobes.interpretation.lmac import LMACFolderError
 
             try:
                 classifier.use_lmac(args.lmac_source)

@@ -9,7 +9,7 @@
   ``scale * cosine``, so that ``softmax(logits)`` are the probabilities the model was
   trained with. :meth:`CosineHead.load_ecapa_state_dict` loads a ``Classifier``
   state dict.
-The matching loss is :class:`focalnet_lobes.losses.AdditiveAngularMarginLoss` (on the
+The matching loss is :class:`focalnet_lobes.training.losses.AdditiveAngularMarginLoss` (on the
 logits, numerically SpeechBrain's ``LogSoftmaxWrapper(AdditiveAngularMargin(margin,
 scale))``; the paper's recipe uses margin 0.2, scale 30). SpeechBrain's own loss works
 too, on ``head.cosine(x).unsqueeze(1)`` and targets of shape (B, 1)::

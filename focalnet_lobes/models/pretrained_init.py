@@ -9,7 +9,7 @@ fit. It returns the model, so that a YAML file can wrap the backbone in it::
 
     pretrained_backbone: null  # a timm / microsoft / transformers checkpoint file
     pretrained_source: timm
-    backbone: !apply:focalnet_lobes.pretrained_init.load_pretrained_backbone
+    backbone: !apply:focalnet_lobes.models.pretrained_init.load_pretrained_backbone
         model: !apply:focalnet_lobes.create_model
             name: focalnet_tiny_srf
             num_classes: 0
@@ -26,7 +26,7 @@ import re
 
 import torch
 
-from focalnet_lobes.convert import SOURCES, architecture_differences, convert_state_dict
+from focalnet_lobes.models.convert import SOURCES, architecture_differences, convert_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def adapt_state_dict(model, state_dict, adapt_in_chans=True):
 
     Example
     -------
-    >>> from focalnet_lobes.focalnet import FocalNet
+    >>> from focalnet_lobes.models.focalnet import FocalNet
     >>> rgb = FocalNet(in_chans=3, num_classes=5, embed_dim=8, depths=(1,)).state_dict()
     >>> mono = FocalNet(in_chans=1, num_classes=0, embed_dim=8, depths=(1,))
     >>> adapted, notes = adapt_state_dict(mono, rgb)
@@ -220,7 +220,7 @@ def adapt_state_dict(model, state_dict, adapt_in_chans=True):
         notes.append("dropped the ImageNet classifier (the model has no head)")
     position = adapted.get("pos_embed")
     if position is not None and "pos_embed" in own and position.shape != own["pos_embed"].shape:
-        from focalnet_lobes.vit import resample_position_embedding
+        from focalnet_lobes.models.vit import resample_position_embedding
 
         prefix = getattr(model, "num_prefix_tokens", 1)
         old_grid = _grid_of(position.shape[1] - prefix)
@@ -261,13 +261,13 @@ def load_pretrained_backbone(model, path, source, adapt_in_chans=True):
         the blocked object and how to re-save the file), or it does not fit the
         model: the message names the architecture settings that differ (e.g.
         ``focal_levels: checkpoint has [4, 4, 4, 4], model has [3, 3, 3, 3]``,
-        :func:`focalnet_lobes.convert.architecture_differences`), then the
+        :func:`focalnet_lobes.models.convert.architecture_differences`), then the
         missing, unexpected and mismatched parameters.
 
     Example
     -------
     >>> import tempfile, os
-    >>> from focalnet_lobes.vit import VisionTransformer
+    >>> from focalnet_lobes.models.vit import VisionTransformer
     >>> path = os.path.join(tempfile.mkdtemp(), "vit_imagenet.pth")
     >>> imagenet = VisionTransformer(in_chans=3, num_classes=10, patch_size=8, embed_dim=16,
     ...                              depth=1, num_heads=2, pos_embed_grid=4)

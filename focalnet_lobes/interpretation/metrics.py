@@ -38,7 +38,7 @@ Differences from SpeechBrain's ESC-50 interpretation recipes (speechbrain/speech
   classifies ``interpret_computation_steps(wavs)[0]``, i.e. M * X, the masked-in
   input, so its "faithfulness" is FA here, not FF. It also resizes the
   modulation map straight to the input size rather than aligning the padded
-  grid (:func:`focalnet_lobes.interpret.to_input_grid`).
+  grid (:func:`focalnet_lobes.interpretation.interpret.to_input_grid`).
 * ``interpreter_brain.py``: AD and AG add eps = 1e-10 to the denominators
   (p_full + eps, 1 - p_full + eps); here AG is defined as 0 when p_full = 1 and
   AD needs no guard (p_full >= 1 / K as the largest probability).

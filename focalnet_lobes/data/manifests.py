@@ -14,7 +14,7 @@ dataset's own (layout, metadata, folds, labels) and use these for the rest:
   an interrupted one is redone;
 - :func:`check_listed_files`: every file a metadata table lists is checked
   (listed twice, a path instead of a file name, and what
-  :func:`focalnet_lobes.audio.inspect_audio_file` finds); unusable ones are
+  :func:`focalnet_lobes.data.audio.inspect_audio_file` finds); unusable ones are
   skipped with a reason, logged and written to a ``path<TAB>reason`` list.
 
 Authors
@@ -29,7 +29,7 @@ import operator
 import os
 from pathlib import Path
 
-from focalnet_lobes.audio import DEFAULT_MIN_SECONDS, inspect_audio_file
+from focalnet_lobes.data.audio import DEFAULT_MIN_SECONDS, inspect_audio_file
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def check_listed_files(filenames, folder, min_seconds=DEFAULT_MIN_SECONDS, seen=
         Names already listed (updated here).
     inspect : callable or None
         ``inspect(path, min_seconds) -> (duration, reason)``; default
-        :func:`focalnet_lobes.audio.inspect_audio_file`.
+        :func:`focalnet_lobes.data.audio.inspect_audio_file`.
 
     Returns
     -------
@@ -398,7 +398,7 @@ def disjoint_folds(folds_by_split, allowed):
         if bad:
             raise ValueError(f"{split}_folds must be fold numbers in {allowed}, got {bad}")
         folds[split] = tuple(sorted(set(value)))
-    from focalnet_lobes.training import shared_folds
+    from focalnet_lobes.training.plan import shared_folds
 
     shared = shared_folds(folds)
     if shared:

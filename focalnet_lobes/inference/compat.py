@@ -6,7 +6,7 @@ were trained by ``recipes/ESC50/classification/train_{focalnet,vit}_classifier.p
 from the ``log1p`` STFT magnitude: the (T, F) spectrogram is resized to S x S
 (``torchvision.transforms.functional.resize``: bilinear, antialiased) and repeated
 to 3 channels. :class:`ImageInputAdapter` does the same as the ``normalizer`` of a
-:class:`~focalnet_lobes.classifier.SpectrogramClassifier`, so that the classifier
+:class:`~focalnet_lobes.models.classifier.SpectrogramClassifier`, so that the classifier
 still takes (B, 1, T, F) features and masks stay on the spectrogram grid.
 
 The backbone's maps then live on a grid of the S x S image, which covers the whole
@@ -14,16 +14,16 @@ spectrogram (resized, not padded): :class:`ResizedModulationInterpreter` and
 :class:`ResizedAttentionInterpreter` bring them back to (T, F) by resizing, as the
 published interpretation recipes (``recipes/ESC50/interpret/test_{focalnet,vit}.py``)
 do, instead of the padding-aware alignment of
-:func:`focalnet_lobes.interpret.to_input_grid`.
+:func:`focalnet_lobes.interpretation.interpret.to_input_grid`.
 
 Model code only (no file I/O); the checkpoint loaders are in
-:mod:`focalnet_lobes.inference`.
+:mod:`focalnet_lobes.inference.classifiers`.
 """
 
 import torch.nn.functional as F
 from torch import nn
 
-from focalnet_lobes.interpret import (
+from focalnet_lobes.interpretation.interpret import (
     AttentionInterpreter,
     ModulationInterpreter,
     attention_map,
@@ -106,7 +106,7 @@ def _resize_to_features(grid_map, features, mode):
 def backbone_input_size(classifier, features):
     """(height, width) of what the backbone of ``classifier`` sees for ``features``.
 
-    The ``normalizer`` of a :class:`~focalnet_lobes.classifier.SpectrogramClassifier`
+    The ``normalizer`` of a :class:`~focalnet_lobes.models.classifier.SpectrogramClassifier`
     may change the size (:class:`ImageInputAdapter`); otherwise it is (T, F).
 
     Example
@@ -125,7 +125,7 @@ def backbone_input_size(classifier, features):
 
 
 class ResizedModulationInterpreter(ModulationInterpreter):
-    """:class:`~focalnet_lobes.interpret.ModulationInterpreter` for resized inputs.
+    """:class:`~focalnet_lobes.interpretation.interpret.ModulationInterpreter` for resized inputs.
 
     The modulation map of the chosen stage is resized to the (T, F) feature grid
     (the grid of a backbone fed through :class:`ImageInputAdapter` covers the
@@ -135,9 +135,9 @@ class ResizedModulationInterpreter(ModulationInterpreter):
     Example
     -------
     >>> import torch
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.focalnet import FocalNet
-    >>> from focalnet_lobes.heads import LinearHead
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.models.focalnet import FocalNet
+    >>> from focalnet_lobes.models.heads import LinearHead
     >>> backbone = FocalNet(in_chans=3, num_classes=0, embed_dim=8, depths=(1, 1))
     >>> classifier = SpectrogramClassifier(
     ...     backbone, LinearHead(16, 4), ImageInputAdapter(size=32)
@@ -152,7 +152,7 @@ class ResizedModulationInterpreter(ModulationInterpreter):
 
 
 class ResizedAttentionInterpreter(AttentionInterpreter):
-    """:class:`~focalnet_lobes.interpret.AttentionInterpreter` for resized inputs.
+    """:class:`~focalnet_lobes.interpretation.interpret.AttentionInterpreter` for resized inputs.
 
     The patch grid is the one of the image the ViT sees (e.g. 14 x 14 for 224 x
     224 images and 16 x 16 patches); the class-token attention (mean over heads)
@@ -162,9 +162,9 @@ class ResizedAttentionInterpreter(AttentionInterpreter):
     Example
     -------
     >>> import torch
-    >>> from focalnet_lobes.classifier import SpectrogramClassifier
-    >>> from focalnet_lobes.heads import LinearHead
-    >>> from focalnet_lobes.vit import VisionTransformer
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.models.heads import LinearHead
+    >>> from focalnet_lobes.models.vit import VisionTransformer
     >>> backbone = VisionTransformer(in_chans=3, num_classes=0, patch_size=8, embed_dim=16,
     ...                              depth=1, num_heads=2, pos_embed_grid=4)
     >>> classifier = SpectrogramClassifier(

@@ -2,7 +2,7 @@
 
 :class:`AudioClassifier` is a SpeechBrain ``Pretrained`` interface::
 
-    from focalnet_lobes.inference import AudioClassifier
+    from focalnet_lobes.inference.classifiers import AudioClassifier
 
     classifier = AudioClassifier.from_hparams(source="hub/focalnet-cpu-esc10")
     probabilities, score, index, labels = classifier.classify_file("dog.wav")
@@ -10,15 +10,15 @@
 
 ``source`` is a local folder (as written by ``recipes/export.py``) or a hub id.
 Its ``hyperparams.yaml`` defines ``compute_features`` (the
-:class:`~focalnet_lobes.features.SpectrogramFrontend`), ``model`` (the
-:class:`~focalnet_lobes.classifier.SpectrogramClassifier`), ``interpreter`` (a
-:class:`~focalnet_lobes.interpret.MapInterpreter`), ``quantile``, ``label_encoder``
+:class:`~focalnet_lobes.data.features.SpectrogramFrontend`), ``model`` (the
+:class:`~focalnet_lobes.models.classifier.SpectrogramClassifier`), ``interpreter`` (a
+:class:`~focalnet_lobes.interpretation.interpret.MapInterpreter`), ``quantile``, ``label_encoder``
 (a SpeechBrain ``CategoricalEncoder``), ``sample_rate``, ``pretrained_path`` (set to
 ``source`` by :meth:`AudioClassifier.from_hparams`) and a ``pretrainer`` that
 loads the checkpoints. Audio of any sample rate and channel count is read with
-:func:`focalnet_lobes.audio.load_audio` (16 kHz mono, peak-normalised).
+:func:`focalnet_lobes.data.audio.load_audio` (16 kHz mono, peak-normalised).
 ``silence_threshold_dbfs`` (optional, default
-:data:`focalnet_lobes.audio.DEFAULT_SILENCE_DBFS`, ``null`` disables) is the RMS
+:data:`focalnet_lobes.data.audio.DEFAULT_SILENCE_DBFS`, ``null`` disables) is the RMS
 level, measured before normalisation, under which a clip is reported as silent
 (label ``"silence"``, index -1, uniform probabilities) instead of being
 amplified to full scale and classified.
@@ -40,16 +40,16 @@ import soundfile
 import torch
 from speechbrain.inference.interfaces import Pretrained
 
-from focalnet_lobes.audio import (
+from focalnet_lobes.data.audio import (
     DEFAULT_SILENCE_DBFS,
     SILENT_LABEL,
     level_dbfs,
     load_audio,
     load_audio_with_level,
 )
-from focalnet_lobes.convert import architecture_differences, convert_state_dict
-from focalnet_lobes.interpret import quantile_mask
-from focalnet_lobes.pretrained_init import load_weights_file
+from focalnet_lobes.models.convert import architecture_differences, convert_state_dict
+from focalnet_lobes.interpretation.interpret import quantile_mask
+from focalnet_lobes.models.pretrained_init import load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def load_transformers_backbone(backbone, path, final_norm=True):
     -------
     >>> import tempfile, os
     >>> from transformers import ViTConfig, ViTModel
-    >>> from focalnet_lobes.vit import VisionTransformer
+    >>> from focalnet_lobes.models.vit import VisionTransformer
     >>> config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
     ...                    intermediate_size=32, image_size=16, patch_size=8)
     >>> path = os.path.join(tempfile.mkdtemp(), "embedding_model.ckpt")
@@ -174,7 +174,7 @@ def load_ecapa_classifier(head, path):
 
     Arguments
     ---------
-    head : focalnet_lobes.heads.CosineHead
+    head : focalnet_lobes.models.heads.CosineHead
         Built with the classifier's input size, ``lin_blocks``, ``lin_neurons``
         and number of classes.
     path : str or pathlib.Path
@@ -184,7 +184,7 @@ def load_ecapa_classifier(head, path):
     -------
     >>> import tempfile, os
     >>> from speechbrain.lobes.models.ECAPA_TDNN import Classifier
-    >>> from focalnet_lobes.heads import CosineHead
+    >>> from focalnet_lobes.models.heads import CosineHead
     >>> path = os.path.join(tempfile.mkdtemp(), "classifier.ckpt")
     >>> ecapa = Classifier(input_size=8, lin_blocks=1, lin_neurons=4, out_neurons=3)
     >>> torch.save(ecapa.state_dict(), path)
@@ -357,7 +357,7 @@ class AudioClassifier(Pretrained):
     Example
     -------
     >>> import tempfile
-    >>> from focalnet_lobes.inference import write_demo_model
+    >>> from focalnet_lobes.inference.classifiers import write_demo_model
     >>> folder = write_demo_model(tempfile.mkdtemp())
     >>> classifier = AudioClassifier.from_hparams(source=folder)
     >>> wavs = torch.randn(2, 16000)
@@ -470,7 +470,7 @@ class AudioClassifier(Pretrained):
     def load_audio(self, path):
         """Read ``path`` (any rate, any channels) as a 16 kHz-style mono clip (samples,).
 
-        Raises :class:`focalnet_lobes.audio.AudioError` (naming the file) for a
+        Raises :class:`focalnet_lobes.data.audio.AudioError` (naming the file) for a
         missing, unreadable, corrupt or empty file.
         """
         return load_audio(path, self.sample_rate)
@@ -640,7 +640,7 @@ class AudioClassifier(Pretrained):
     def use_lmac(self, folder):
         """Interpret with a trained L-MAC instead of the YAML's interpreter (the by-design map).
 
-        L-MAC (Paissan et al., ICML 2024; :mod:`focalnet_lobes.lmac`) is a decoder
+        L-MAC (Paissan et al., ICML 2024; :mod:`focalnet_lobes.interpretation.lmac`) is a decoder
         trained by ``recipes/train_lmac.py`` on this classifier; its mask, on the
         same feature grid, goes through the same quantile mask and listenable
         output. Call ``use_lmac(None)`` to go back to the YAML's interpreter.
@@ -657,13 +657,13 @@ class AudioClassifier(Pretrained):
 
         Raises
         ------
-        focalnet_lobes.lmac.LMACFolderError
+        focalnet_lobes.interpretation.lmac.LMACFolderError
             When the folder is not a finished L-MAC training run.
         ValueError
             When the L-MAC was trained for another number of classes or
             representation size (checked on first use).
         """
-        from focalnet_lobes.lmac import load_lmac_interpreter
+        from focalnet_lobes.interpretation.lmac import load_lmac_interpreter
 
         if not hasattr(self, "_design_interpreter"):
             self._design_interpreter = self.mods.interpreter
@@ -679,7 +679,7 @@ class AudioClassifier(Pretrained):
         The interpreter gives a map on the feature grid; the mask keeps the bins
         at or above each clip's ``quantile`` of its map; the listenable waveform
         is the masked magnitude with the input's phase, inverted
-        (:meth:`~focalnet_lobes.features.SpectrogramFrontend.listenable`). Clips
+        (:meth:`~focalnet_lobes.data.features.SpectrogramFrontend.listenable`). Clips
         shorter than ``pad_to_seconds`` are classified padded, as in training,
         but the map, the mask and the audio cover the clip's own frames only.
 
@@ -815,7 +815,7 @@ def default_source():
     >>> default_source().name
     'focalnet-cpu-esc10'
     """
-    return pathlib.Path(__file__).resolve().parent / "pretrained" / SHIPPED_MODEL
+    return pathlib.Path(__file__).resolve().parents[1] / "pretrained" / SHIPPED_MODEL
 
 
 def local_strategy(value):
@@ -864,7 +864,7 @@ def check_model_source(source, hparams_file=HPARAMS_FILE):
     >>> check_model_source(tempfile.mkdtemp())  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.inference.ModelSourceError: ... is not a model folder: it has no hyperparams.yaml
+    focalnet_lobes.inference.classifiers.ModelSourceError: ... is not a model folder: it has no hyperparams.yaml
     """
     text = str(source)
     path = pathlib.Path(text)
@@ -925,29 +925,29 @@ def write_demo_model(folder, num_classes=3):
 
 
 _DEMO_YAML = """\
-# Demo model (random weights) written by focalnet_lobes.inference.write_demo_model
+# Demo model (random weights) written by focalnet_lobes.inference.classifiers.write_demo_model
 sample_rate: 16000
 pretrained_path: null
 quantile: 0.9
 waveform_normalization: peak
 pad_to_seconds: null
 silence_threshold_dbfs: -60.0
-compute_features: !new:focalnet_lobes.features.SpectrogramFrontend
+compute_features: !new:focalnet_lobes.data.features.SpectrogramFrontend
     sample_rate: !ref <sample_rate>
     n_mels: 16
-backbone: !new:focalnet_lobes.focalnet.FocalNet
+backbone: !new:focalnet_lobes.models.focalnet.FocalNet
     in_chans: 1
     num_classes: 0
     embed_dim: 8
     depths: [1, 1]
-model: !new:focalnet_lobes.classifier.SpectrogramClassifier
+model: !new:focalnet_lobes.models.classifier.SpectrogramClassifier
     backbone: !ref <backbone>
-    head: !new:focalnet_lobes.heads.LinearHead
+    head: !new:focalnet_lobes.models.heads.LinearHead
         in_features: 16
         num_classes: {num_classes}
-    normalizer: !new:focalnet_lobes.classifier.GlobalFeatureNorm
+    normalizer: !new:focalnet_lobes.models.classifier.GlobalFeatureNorm
         num_bins: 16
-interpreter: !new:focalnet_lobes.interpret.ModulationInterpreter
+interpreter: !new:focalnet_lobes.interpretation.interpret.ModulationInterpreter
 label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder
 modules:
     compute_features: !ref <compute_features>
@@ -961,5 +961,5 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
         model: !ref <pretrained_path>/model.ckpt
         label_encoder: !ref <pretrained_path>/label_encoder.txt
     custom_hooks:
-        model: !name:focalnet_lobes.inference.load_state_dict_strict
+        model: !name:focalnet_lobes.inference.classifiers.load_state_dict_strict
 """
