@@ -119,9 +119,10 @@ datasets:
 A compact Focal Modulation Network (2.4 M parameters, `hparams/focalnet_cpu.yaml`:
 64 log1p-mel bands, three-block conv stem, focal stages 128-256, modulation pooling)
 trained from scratch on **ESC-10** (10 classes: {", ".join(summary["classes"])}),
-16 kHz mono clips of 5 s. Its decisions are interpretable by design: the modulator of
-the last focal-modulation layer, thresholded at the {q} quantile, is a mask on the
-spectrogram that can be listened to.
+16 kHz mono clips of 5 s. Its decisions are interpretable by design: each last-stage
+position's exact share of the predicted class's logit (the modulation map weighted by the
+class evidence, `interpret_focalnet.yaml`), thresholded at the {q} quantile, is a mask on
+the spectrogram that can be listened to.
 
 ## Use
 

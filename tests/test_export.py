@@ -47,7 +47,7 @@ def test_export_writes_a_hub_ready_folder(exported, run_folder):
     assert f"{100 * accuracy:.2f}%" in card
     assert "AudioClassifier.from_hparams" in card and "focalnet-audio interpret" in card
     text = (folder / "hyperparams.yaml").read_text()
-    assert "ModulationInterpreter" in text and "data_folder" not in text
+    assert "ModulationContributionInterpreter" in text and "data_folder" not in text  # interpret_focalnet.yaml's
     assert "checkpointer" not in text and "epoch_counter" not in text
 
 

@@ -52,19 +52,14 @@ TEMPLATE_KEYS = (
     "modules",
     "pretrainer",
 )
-INTERPRETERS = {
-    "focalnet": (
-        "!new:focalnet_lobes.interpretation.interpret.ModulationInterpreter  # last stage, L2 over channels\n"
-        "    stage: -1\n"
-        "    reduction: l2"
-    ),
-    "vit": (
-        "!new:focalnet_lobes.interpretation.interpret.AttentionInterpreter  # last layer's class token\n"
-        "    method: cls\n"
-        "    layer: -1"
-    ),
-    "other": "!new:focalnet_lobes.interpretation.interpret.GradientSaliencyInterpreter",
+# The interpretation YAML whose ``interpreter`` the exported model uses, by backbone
+# kind: the same map as ``recipes/interpret.py`` with that file (hparams/).
+INTERPRETATION_YAMLS = {
+    "focalnet": "interpret_focalnet.yaml",  # class-specific by-design map
+    "vit": "interpret_vit.yaml",  # last layer's class-token attention
+    "other": "interpret_saliency.yaml",  # gradient saliency, any model
 }
+HPARAMS = pathlib.Path(__file__).resolve().parents[2] / "hparams"
 
 _KEY_LINE = re.compile(r"^([A-Za-z_][\w\-]*)\s*:")
 _ANCHOR = re.compile(r"&([A-Za-z0-9_\-]+)")
@@ -115,6 +110,53 @@ def split_top_level_blocks(yaml_text):
             last -= 1
         blocks.append((key, "".join(lines[first:last])))
     return blocks
+
+
+def interpreter_definition(kind, hparams_folder=HPARAMS):
+    """The ``interpreter`` of the kind's interpretation YAML, as text for the template.
+
+    The exported model interprets with the map that ``recipes/interpret.py``
+    computes with :data:`INTERPRETATION_YAMLS` ``[kind]`` (``interpret_focalnet.yaml``
+    for a FocalNet), so the recipe, the export and the command line agree.
+
+    Arguments
+    ---------
+    kind : str
+        ``"focalnet"``, ``"vit"`` or anything else (gradient saliency).
+    hparams_folder : str or pathlib.Path
+        Where the interpretation YAMLs are.
+
+    Returns
+    -------
+    str
+        The value of the ``interpreter`` key (its tag and indented arguments).
+
+    Raises
+    ------
+    ExportError
+        The YAML is missing, has no ``interpreter``, or its interpreter refers to
+        other keys (``!ref``), which the inference YAML does not have.
+
+    Example
+    -------
+    >>> print(interpreter_definition("vit").splitlines()[0])
+    !new:focalnet_lobes.interpretation.interpret.AttentionInterpreter
+    """
+    path = pathlib.Path(hparams_folder) / INTERPRETATION_YAMLS.get(kind, INTERPRETATION_YAMLS["other"])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ExportError(f"{path}: cannot read the interpretation YAML ({error.strerror})") from None
+    blocks = dict(split_top_level_blocks(text))
+    if "interpreter" not in blocks:
+        raise ExportError(f"{path}: no top-level 'interpreter' key")
+    lines = blocks["interpreter"].splitlines()
+    while lines and not lines[0].startswith("interpreter:"):
+        lines.pop(0)  # the comment lines above the key
+    value = "\n".join([lines[0][len("interpreter:"):].strip()] + lines[1:]).rstrip()
+    if "!ref" in value:
+        raise ExportError(f"{path}: the interpreter refers to other keys; an exported model cannot")
+    return value
 
 
 def extract_definitions(yaml_text, roots, optional_roots=()):
@@ -263,7 +305,7 @@ def render_inference_yaml(
         "@@PRETRAINED_PATH@@": pretrained_path if pretrained_path else "null",
         "@@PAD_TO_SECONDS@@": "null" if not pad_to_seconds else repr(float(pad_to_seconds)),
         "@@QUANTILE@@": repr(float(quantile)),
-        "@@INTERPRETER@@": INTERPRETERS.get(kind, INTERPRETERS["other"]),
+        "@@INTERPRETER@@": interpreter_definition(kind),
         "@@MODEL_DEFINITION@@": definitions.rstrip("\n") + "\n",
     }
     text = pathlib.Path(template).read_text(encoding="utf-8")
@@ -455,7 +497,8 @@ def model_card(trained, metrics, repo_name, hub_id=None, quantile=0.9):
         f"16 kHz mono clips of {hparams.get('clip_seconds', '?')} s. "
         "Its decisions are interpretable by design: "
         + (
-            "the modulator of the last focal-modulation stage, thresholded at a quantile, "
+            "each last-stage position's exact share of the predicted class's logit (the "
+            "modulation map weighted by the class evidence), thresholded at a quantile, "
             "gives a mask on the spectrogram that can be listened to."
             if kind == "focalnet"
             else "the class-token attention of the last layer, thresholded at a quantile, "

@@ -518,7 +518,9 @@ class ModulationContributionInterpreter(MapInterpreter):
     and a linear head gives ``logit_c = sum_p w_p (W_c . t_p) + b_c``. The map
     of a clip is ``w_p (W_c . t_p)`` for its predicted class c: an exact
     decomposition of the logit over the last stage's grid, computed from the
-    forward pass itself (no gradient, no training). It is the class activation
+    forward pass itself (no gradient, no training). A cosine head (the paper's,
+    :class:`~focalnet_lobes.models.heads.CosineHead`) decomposes exactly too, in
+    evaluation mode: each head gives its terms (``logit_terms``). It is the class activation
     map (Zhou et al., "Learning Deep Features for Discriminative Localization",
     CVPR 2016) with the modulation weights in place of the uniform mean; the
     class-agnostic modulation map is :class:`ModulationInterpreter`. Signed: it
@@ -535,8 +537,8 @@ class ModulationContributionInterpreter(MapInterpreter):
     Raises
     ------
     ValueError
-        A backbone other than a FocalNet, or a head without a single linear
-        layer ``fc`` (the decomposition needs a linear head).
+        A backbone other than a FocalNet, or a head without ``logit_terms``
+        (the decomposition needs a head whose logit splits over positions).
 
     Example
     -------
@@ -555,6 +557,11 @@ class ModulationContributionInterpreter(MapInterpreter):
     >>> bias = classifier.head.fc.bias[logits.argmax(1)]
     >>> torch.allclose(grid.sum((1, 2)) + bias, logits.max(1).values, atol=1e-4)
     True
+    >>> from focalnet_lobes.models.heads import CosineHead
+    >>> cosine = SpectrogramClassifier(backbone, CosineHead(backbone.num_features, 5, lin_blocks=1)).eval()
+    >>> logits, grid = ModulationContributionInterpreter.contributions(cosine, features)
+    >>> torch.allclose(grid.sum((1, 2)), logits.max(1).values, atol=1e-4)
+    True
     """
 
     name = "modulation_contribution"
@@ -569,18 +576,16 @@ class ModulationContributionInterpreter(MapInterpreter):
         logits, maps = _forward_with_maps(
             classifier, features, ["modulators", "stage_maps"], "ModulationContributionInterpreter"
         )
-        fc = getattr(getattr(classifier, "head", None), "fc", None)
-        if not isinstance(fc, nn.Linear):
+        head = getattr(classifier, "head", None)
+        if not callable(getattr(head, "logit_terms", None)):
             raise ValueError(
-                "ModulationContributionInterpreter needs a linear head (LinearHead, with .fc), got "
-                f"{type(getattr(classifier, 'head', None)).__name__}"
+                "ModulationContributionInterpreter needs a head whose logit splits over "
+                f"positions (LinearHead or CosineHead), got {type(head).__name__}"
             )
         tokens, weights = classifier.backbone.pooling_terms(
             maps["stage_maps"][-1], maps["modulators"][-1]
         )
-        class_weights = fc.weight[logits.argmax(dim=1)]  # (B, C)
-        terms = torch.einsum("bhwc,bc->bhw", tokens.float(), class_weights.float())
-        return logits, weights.float() * terms
+        return logits, head.logit_terms(tokens.float(), weights.float(), logits.argmax(dim=1))
 
     def compute_maps(self, classifier, features):
         """Logits and the upsampled, min-shifted contribution maps of one forward pass."""

@@ -51,6 +51,17 @@ def _check_features(features, in_features, name):
         )
 
 
+def _check_terms_inputs(tokens, weights, classes, in_features, name):
+    """Raise a ValueError unless tokens (B, ..., D), weights (B, ...) and classes (B,) agree."""
+    if tokens.ndim < 2 or tokens.shape[-1] != in_features or tuple(weights.shape) != tuple(tokens.shape[:-1]):
+        raise ValueError(
+            f"{name}.logit_terms expects tokens (B, ..., {in_features}) and weights of their "
+            f"leading shape, got {tuple(tokens.shape)} and {tuple(weights.shape)}"
+        )
+    if tuple(classes.shape) != (tokens.shape[0],):
+        raise ValueError(f"{name}.logit_terms expects one class per clip, got {tuple(classes.shape)}")
+
+
 class LinearHead(nn.Module):
     """Mean pooling, dropout and a linear layer.
 
@@ -91,6 +102,51 @@ class LinearHead(nn.Module):
         features = _pool(x, "LinearHead")
         _check_features(features, self.in_features, "LinearHead")
         return self.fc(self.dropout(features))
+
+    def logit_terms(self, tokens, weights, classes):
+        """Each position's exact share of a class's logit under weighted pooling.
+
+        With pooled features ``f = sum_p w_p t_p`` (weights summing to 1 over the
+        positions p), the logit of class c is ``W_c . f + b_c = sum_p w_p (W_c . t_p)
+        + b_c``: the class activation map (Zhou et al., CVPR 2016) generalised to
+        weighted pooling. Dropout is the identity here (the decomposition is of the
+        evaluation-mode logit).
+
+        Arguments
+        ---------
+        tokens : torch.Tensor
+            (B, ..., D) per-position features, e.g. (B, h, w, D).
+        weights : torch.Tensor
+            (B, ...) pooling weights, each clip's summing to 1.
+        classes : torch.Tensor
+            (B,) class index per clip (long).
+
+        Returns
+        -------
+        torch.Tensor
+            (B, ...) terms; their sum plus ``fc.bias[c]`` is the logit of class c.
+
+        Raises
+        ------
+        ValueError
+            Shapes that do not agree.
+
+        Example
+        -------
+        >>> head = LinearHead(4, num_classes=3).eval()
+        >>> tokens, weights = torch.randn(2, 5, 4), torch.softmax(torch.randn(2, 5), 1)
+        >>> pooled = (weights[..., None] * tokens).sum(1)
+        >>> classes = torch.tensor([0, 2])
+        >>> terms = head.logit_terms(tokens, weights, classes)
+        >>> logits = head(pooled)[torch.arange(2), classes]
+        >>> torch.allclose(terms.sum(1) + head.fc.bias[classes], logits, atol=1e-6)
+        True
+        """
+        _check_terms_inputs(tokens, weights, classes, self.in_features, "LinearHead")
+        class_weights = self.fc.weight[classes].reshape(
+            (tokens.shape[0],) + (1,) * (tokens.ndim - 2) + (self.in_features,)
+        )
+        return weights * (tokens * class_weights).sum(-1)
 
 
 class CosineHead(nn.Module):
@@ -179,6 +235,62 @@ class CosineHead(nn.Module):
     def forward(self, x):
         """Logits ``scale * cosine(x)`` (B, num_classes)."""
         return self.scale * self.cosine(x)
+
+    def logit_terms(self, tokens, weights, classes):
+        """Each position's exact share of a class's logit under weighted pooling.
+
+        In evaluation mode every ``BatchNorm1d`` + ``Linear`` block is affine, so
+        with ``f = sum_p w_p t_p`` and weights summing to 1 the blocks' output is
+        ``g(f) = sum_p w_p g(t_p)``, and the logit ``scale * W^_c . g(f) / |g(f)|``
+        (``W^_c`` the normalised class weights) is ``sum_p w_p scale W^_c . g(t_p) /
+        |g(f)|``: one term per position, no bias (``|g(f)|`` is the clip's own
+        positive constant, so it does not change a clip's ranking of positions).
+
+        Arguments
+        ---------
+        tokens : torch.Tensor
+            (B, ..., D) per-position features, e.g. (B, h, w, D).
+        weights : torch.Tensor
+            (B, ...) pooling weights, each clip's summing to 1.
+        classes : torch.Tensor
+            (B,) class index per clip (long).
+
+        Returns
+        -------
+        torch.Tensor
+            (B, ...) terms summing to the logit of class c.
+
+        Raises
+        ------
+        ValueError
+            Shapes that do not agree, or the head in training mode (batch
+            statistics make the blocks non-affine over positions).
+
+        Example
+        -------
+        >>> head = CosineHead(4, num_classes=3, lin_blocks=1, lin_neurons=6)
+        >>> _ = head(torch.randn(16, 4))  # training mode: BatchNorm running statistics move
+        >>> head = head.eval()
+        >>> tokens, weights = torch.randn(2, 5, 4), torch.softmax(torch.randn(2, 5), 1)
+        >>> pooled = (weights[..., None] * tokens).sum(1)
+        >>> classes = torch.tensor([1, 0])
+        >>> terms = head.logit_terms(tokens, weights, classes)
+        >>> torch.allclose(terms.sum(1), head(pooled)[torch.arange(2), classes], atol=1e-5)
+        True
+        """
+        _check_terms_inputs(tokens, weights, classes, self.in_features, "CosineHead")
+        if self.training and len(self.blocks):
+            raise ValueError("CosineHead.logit_terms needs evaluation mode (head.eval())")
+        per_position = tokens.reshape(-1, tokens.shape[-1])
+        for block in self.blocks:
+            per_position = block.linear(block.norm(per_position))
+        per_position = per_position.reshape(tokens.shape[:-1] + (-1,))
+        pooled = (weights[..., None] * per_position).flatten(1, -2).sum(1)  # g(f), (B, size)
+        class_weights = F.normalize(self.weight)[classes]
+        scale = self.scale / pooled.norm(dim=-1).clamp_min(1e-12)  # F.normalize's epsilon
+        shape = (tokens.shape[0],) + (1,) * (tokens.ndim - 2)
+        projected = (per_position * class_weights.reshape(shape + (-1,))).sum(-1)
+        return weights * projected * scale.reshape(shape)
 
     def load_ecapa_state_dict(self, state_dict, strict=True):
         """Load the state dict of a ``speechbrain.lobes.models.ECAPA_TDNN.Classifier``.
