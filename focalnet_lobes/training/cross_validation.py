@@ -32,6 +32,7 @@ Authors
 import csv
 import json
 import logging
+import re
 import statistics
 import subprocess
 import sys
@@ -270,6 +271,42 @@ def _method_name(name, kind):
     return Path(str(name)).stem.replace("interpret_", "", 1)
 
 
+def _check_reused_interpretations(interpret_hparams, kind, done, hparams_dir, posthoc=()):
+    """Stop if a finished interpretation was made by another interpreter than its YAML's now.
+
+    A method is reused by name (``fold_<k>/interpretation/<method>``); when a YAML's
+    ``interpreter`` changed since (e.g. ``interpret_focalnet.yaml`` became the
+    class-specific map), reusing the old folder would label old maps with the new
+    name. ``metrics.json`` records the interpreter's class, the YAML names it.
+
+    Raises
+    ------
+    CrossValidationError
+        Naming the folder, the recorded and the configured interpreter.
+    """
+    for name in interpret_hparams:
+        if name in posthoc:
+            continue
+        method = _method_name(name, kind)
+        if method not in done:
+            continue
+        yaml_name = BY_DESIGN_YAMLS[kind] if name == BY_DESIGN else name
+        try:
+            text = _resolve_yaml(yaml_name, hparams_dir).read_text(encoding="utf-8")
+        except CrossValidationError:
+            continue  # reported where the YAML is needed
+        configured = re.search(r"^interpreter:\s*!new:[\w.]*?(\w+)\s*(#.*)?$", text, re.MULTILINE)
+        metrics = Path(done[method]) / "metrics.json"
+        if configured is None or not metrics.is_file():
+            continue
+        recorded = json.loads(metrics.read_text(encoding="utf-8")).get("interpreter")
+        if recorded and recorded != configured.group(1):
+            raise CrossValidationError(
+                f"{Path(done[method])} was made by {recorded}, but {yaml_name} now gives "
+                f"{configured.group(1)}: remove that folder (or use another --cv_folder) to redo it"
+            )
+
+
 def _resolve_yaml(name, hparams_dir, what="interpretation"):
     path = Path(name) if Path(name).is_file() else Path(hparams_dir) / name
     if not path.is_file():
@@ -474,6 +511,9 @@ def run_cross_validation(
         done = dict(previous["methods"]) if previous else {}
         if previous:
             wanted = [_method_name(name, previous["kind"]) for name in interpret_hparams]
+            _check_reused_interpretations(
+                interpret_hparams, previous["kind"], done, hparams_dir, posthoc_hparams or {}
+            )
         if previous and all(
             name in done and (Path(done[name]) / "per_clip.json").is_file() for name in wanted
         ):
