@@ -138,4 +138,5 @@ def test_cross_validation_errors_are_one_line(tmp_path):
     result = run_recipe(command[:-4] + ["--data_folder", str(tmp_path), "--cv_folder",
                                         str(tmp_path / "cv"), "--output_folder", "x"])
     assert result.returncode != 0
-    assert "are set by the cross-validation" in result.stderr and "Traceback" not in result.stderr
+    assert "--output_folder is set by the cross-validation, not overridable" in result.stderr
+    assert "Traceback" not in result.stderr

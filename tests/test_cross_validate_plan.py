@@ -203,8 +203,12 @@ def test_two_cross_validations_compared_clip_by_clip(tmp_path):
     assert json.loads((out / "cv_comparison.json").read_text())["clips"] == 16
     broken = run_recipe(command[:2] + [str(tmp_path / "a"), str(tmp_path / "nothing"),
                                        "--output_folder", str(out)])
-    assert broken.returncode != 0 and "no finished fold" in broken.stderr
+    assert broken.returncode != 0 and "nothing: no such folder" in broken.stderr
     assert "Traceback" not in broken.stderr
+    (tmp_path / "empty").mkdir()
+    empty = run_recipe(command[:2] + [str(tmp_path / "a"), str(tmp_path / "empty"),
+                                      "--output_folder", str(out)])
+    assert empty.returncode != 0 and "empty: no finished fold" in empty.stderr
 
 
 def test_validation_split_for_selection_reuses_the_classifiers(tmp_path):
@@ -222,6 +226,8 @@ def test_validation_split_for_selection_reuses_the_classifiers(tmp_path):
     assert selection["split"] == "valid" and selection["methods"] == ["focalnet", "energy"]
     assert (cv_folder / "cv_selection.md").read_text().startswith("# Cross-validation")
     assert "Selection data" in (cv_folder / "cv_selection.md").read_text()
+    assert "validation clips, each evaluated by the model it selected" in (cv_folder / "cv_selection.md").read_text()
+    assert "held-out clips" not in (cv_folder / "cv_selection.md").read_text()
     assert (cv_folder / "fold_1" / "interpretation_valid" / "energy" / "per_clip.json").is_file()
     # the test-split results are untouched
     assert "Selection data" not in (cv_folder / "cv_results.md").read_text()
@@ -256,4 +262,24 @@ def test_a_finished_interpretation_made_by_another_interpreter_is_not_relabelled
         "interpret_focalnet.yaml now gives ModulationContributionInterpreter"
     )):
         cross_validate(root, recipes, cv_folder, ["by_design"])
+    assert len(calls(recipes)) == runs
+
+
+def test_a_rerun_with_other_training_options_stops_instead_of_mixing_models(tmp_path):
+    root = data_folder(tmp_path / "data")
+    recipes = fake_recipes(tmp_path / "recipes", "vit")
+    cv_folder = tmp_path / "cv"
+    cross_validate(root, recipes, cv_folder, ["by_design"])
+    runs = len(calls(recipes))
+    record = json.loads((cv_folder / "fold_2" / "fold_done.json").read_text())
+    assert record["training"]["train_hparams"] == "focalnet_cpu.yaml"
+    assert record["training"]["train_overrides"] == ["--number_of_epochs", "1"]
+    with pytest.raises(CrossValidationError, match=(
+        r"fold_1 was trained by focalnet_cpu.yaml --number_of_epochs 1 on .*; this command "
+        r"asks for focalnet_cpu.yaml --number_of_epochs 40 on .*: use another --cv_folder"
+    )):
+        run_cross_validation(
+            REPO / "hparams" / "focalnet_cpu.yaml", root, cv_folder, ["by_design"],
+            train_overrides=["--number_of_epochs", "40"], recipes_dir=recipes, n_resamples=99,
+        )
     assert len(calls(recipes)) == runs

@@ -307,6 +307,14 @@ def _check_reused_interpretations(interpret_hparams, kind, done, hparams_dir, po
             )
 
 
+def _describe_training(training):
+    """``focalnet_cpu.yaml --number_of_epochs 40 on /data/ESC-50`` (for messages)."""
+    return " ".join(
+        [training.get("train_hparams", "?"), *training.get("train_overrides", []),
+         "on", training.get("data_folder", "?")]
+    )
+
+
 def _resolve_yaml(name, hparams_dir, what="interpretation"):
     path = Path(name) if Path(name).is_file() else Path(hparams_dir) / name
     if not path.is_file():
@@ -476,7 +484,10 @@ def run_cross_validation(
     reserved = {"--output_folder", "--train_folds", "--valid_folds", "--test_folds", "--data_folder"}
     clash = sorted(reserved & {a.split("=")[0] for a in train_overrides})
     if clash:
-        raise CrossValidationError(f"{clash} are set by the cross-validation, not overridable")
+        raise CrossValidationError(
+            f"{', '.join(clash)} {'is' if len(clash) == 1 else 'are'} set by the "
+            "cross-validation, not overridable"
+        )
     if not interpret_hparams:
         raise CrossValidationError("no interpretation YAML configured (interpret_hparams is empty)")
     if isinstance(interpret_hparams, str):
@@ -490,6 +501,12 @@ def run_cross_validation(
     folds = list(folds) if folds else data_folds(data_folder, esc10)
     plan = fold_plan(folds)
     output_folder.mkdir(parents=True, exist_ok=True)
+    # What a fold's classifier is trained with: a rerun must ask for the same.
+    training = {
+        "train_hparams": Path(train_hparams).name,
+        "train_overrides": train_overrides,
+        "data_folder": str(Path(data_folder).resolve()),
+    }
     fold_results = []
     for number, fold in enumerate(plan, start=1):
         prefix = f"[fold {number}/{len(plan)}, held out {fold['test_fold']}]"
@@ -509,6 +526,11 @@ def run_cross_validation(
             )
         model_folder = fold_folder / "model"
         done = dict(previous["methods"]) if previous else {}
+        if previous and previous.get("training", training) != training:
+            raise CrossValidationError(
+                f"{fold_folder} was trained by {_describe_training(previous['training'])}; this "
+                f"command asks for {_describe_training(training)}: use another --cv_folder"
+            )
         if previous:
             wanted = [_method_name(name, previous["kind"]) for name in interpret_hparams]
             _check_reused_interpretations(
@@ -553,7 +575,10 @@ def run_cross_validation(
         run_command(
             command, fold_folder / "train_output.txt", model_folder / "train_log.txt", prefix
         )
-        record = {**fold, "model_folder": str(model_folder), "kind": classifier_kind(model_folder)}
+        record = {
+            **fold, "model_folder": str(model_folder), "kind": classifier_kind(model_folder),
+            "training": training,
+        }
         wanted = [_method_name(name, record["kind"]) for name in interpret_hparams]
         methods = {}
         progress.write_text(json.dumps({**record, "methods": methods}, indent=2) + "\n", encoding="utf-8")
@@ -714,6 +739,8 @@ def load_fold_records(cv_folder):
         Path(cv_folder).glob(f"fold_*/{DONE_MARKER}"),
         key=lambda path: int(path.parent.name.split("_", 1)[1]),
     )
+    if not Path(cv_folder).is_dir():
+        raise CrossValidationError(f"{cv_folder}: no such folder")
     if not markers:
         raise CrossValidationError(f"{cv_folder}: no finished fold (no fold_*/{DONE_MARKER})")
     return [json.loads(path.read_text(encoding="utf-8")) for path in markers]
@@ -889,15 +916,18 @@ def markdown_cv(results):
     if results.get("split") == "valid":
         lines += [
             "**Selection data**: each fold's *validation* split (the clips that chose its "
-            "checkpoint), interpreted by that fold's model; the columns below named "
-            "held-out / accuracy refer to it. Choose here, report `cv_results.md`.",
+            "checkpoint), interpreted by that fold's model (named by the fold it holds out); "
+            "accuracy and metrics are on those validation clips. Choose here, report "
+            "`cv_results.md`.",
             "",
         ]
     lines += [
         f"- training: `{results.get('train_hparams', '?')}` "
         f"{' '.join(results.get('train_overrides', []))}",
         f"- data: `{results.get('data_folder', '?')}`, {len(results['folds'])} folds, "
-        f"{pooled['n']} held-out clips, each evaluated once by the model that did not see it",
+        + (f"{pooled['n']} validation clips, each evaluated by the model it selected"
+           if results.get("split") == "valid" else
+           f"{pooled['n']} held-out clips, each evaluated once by the model that did not see it"),
         f"- accuracy: **{100 * accuracy['mean']:.1f} ± {100 * accuracy['std']:.1f}%** "
         f"(mean ± std over folds); pooled {100 * pooled['mean']:.1f}% "
         f"[{100 * pooled['low']:.1f}, {100 * pooled['high']:.1f}] (95% bootstrap CI)",
@@ -988,9 +1018,10 @@ def plot_cv(path, results):
     folds = results["folds"]
     left.bar([str(f["test_fold"]) for f in folds], [100 * f["accuracy"] for f in folds])
     left.axhline(100 * results["accuracy"]["mean"], color="k", linestyle="--", label="mean")
-    left.set_xlabel("held-out fold")
+    selection = results.get("split") == "valid"
+    left.set_xlabel("held-out fold (the model)")
     left.set_ylabel("accuracy (%)")
-    left.set_title("Accuracy per held-out fold")
+    left.set_title("Validation accuracy (selection data)" if selection else "Accuracy per held-out fold")
     left.legend()
     for method in results["methods"]:
         rows = results["metrics"][method]
@@ -1008,7 +1039,8 @@ def plot_cv(path, results):
         )
     right.set_xlabel("mask quantile q")
     right.set_ylabel("FID-I (pooled, 95% CI)")
-    right.set_title("FID-I over all held-out clips")
+    right.set_title("FID-I over all validation clips (selection data)" if selection
+                    else "FID-I over all held-out clips")
     right.set_ylim(-0.02, 1.02)
     right.grid(alpha=0.3)
     right.legend()
