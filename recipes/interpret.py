@@ -180,16 +180,16 @@ def run_interpretation(hparams_file, overrides=None, device="cpu"):
     ...
     focalnet_lobes.inference.trained.TrainedClassifierError: /nonexistent is not a training output folder: ...
     """
-    from hyperpyyaml import load_hyperpyyaml, resolve_references
+    from hyperpyyaml import resolve_references
 
     from focalnet_lobes.inference.trained import load_trained_classifier
+    from focalnet_lobes.training.plan import load_recipe_hparams
 
     hparams_file = Path(hparams_file)
     if not hparams_file.is_file():
         raise InterpretationError(f"no interpretation YAML at {hparams_file}")
     overrides = _as_overrides(overrides)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams = load_recipe_hparams(hparams_file, overrides)
     _check_config(hparams)
     classifier_folder = Path(str(hparams["classifier_folder"]))
     trained = load_trained_classifier(

@@ -32,7 +32,6 @@ import sys
 
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import ddp_init_group, if_main_process, run_on_main
 
 from focalnet_lobes.training.report import ClassificationReport
@@ -47,6 +46,7 @@ from focalnet_lobes.training.plan import (
     check_schedule,
     check_steps,
     check_training_numbers,
+    load_recipe_hparams,
     step_schedule,
     world_size,
     wrap_distributed,
@@ -247,8 +247,7 @@ def check_distributed_launch(hparams, run_opts):
 def main(argv):
     """Check the configuration, prepare data, train, and test the best checkpoint."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams = load_recipe_hparams(hparams_file, overrides)
 
     # Everything that cannot train stops here, before any work, on every process.
     loader_opts = hparams["train_dataloader_opts"]
@@ -307,7 +306,7 @@ def main(argv):
         initialise_new_run(
             hparams.get("pretrained_init"), hparams["backbone"], hparams["checkpointer"]
         )
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         raise RecipeError(f"pretrained_backbone: {error}") from None
 
     brain = ESC50Brain(

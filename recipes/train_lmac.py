@@ -29,7 +29,6 @@ import sys
 
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import ddp_init_group
 
 from focalnet_lobes.interpretation.lmac import TRAINING_COST_FILE
@@ -41,7 +40,8 @@ from focalnet_lobes.interpretation.posthoc import (
     overrides_with_classifier,
     train_posthoc,
 )
-from focalnet_lobes.inference.trained import load_trained_classifier
+from focalnet_lobes.inference.trained import TrainedClassifierError, load_trained_classifier
+from focalnet_lobes.training.plan import TrainingPlanError, load_recipe_hparams
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +125,7 @@ def main(argv):
     overrides = overrides_with_classifier(
         overrides, len(trained.class_names), representation_channels(trained.model)
     )
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams = load_recipe_hparams(hparams_file, overrides)
 
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
@@ -150,4 +149,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (TrainingPlanError, TrainedClassifierError) as error:
+        sys.exit(f"error: {error}")

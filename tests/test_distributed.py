@@ -311,6 +311,7 @@ def test_training_longer_or_with_another_batch_size_continues(fake_esc10, tmp_pa
         (("--train_folds", "[]"), "train_folds is empty"),
         (("--number_of_epochs", "0"), "number_of_epochs must be a positive integer"),
         (("--grad_accumulation_factor", "0"), "grad_accumulation_factor must be a positive"),
+        (("--numbr_of_epochs", "3"), "has no option --numbr_of_epochs (did you mean --number_of_epochs?)"),
         # 60 clips, batch 12: 5 steps per epoch, 10 in all; OneCycleLR's warm-up is 1 step.
         (("--batch_size", "12"), "pct_start * total steps must not be 1"),
     ],
@@ -323,6 +324,19 @@ def test_configurations_that_cannot_train_stop_with_one_line(fake_esc10, tmp_pat
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
+    assert not list((output / "save").glob("CKPT+*")) and not (output / "train_log.txt").exists()
+
+
+@pytest.mark.slow
+def test_a_missing_imagenet_file_stops_with_one_line(fake_esc10, tmp_path):
+    """hparams/focalnet.yaml with --pretrained_backbone naming no file: no traceback, no training."""
+    output = tmp_path / "out"
+    command = training_command("focalnet.yaml", fake_esc10, output, "--pretrained_backbone",
+                               str(tmp_path / "missing.pth"))
+    result = run_recipe(command)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: pretrained_backbone:") and "missing.pth" in last
     assert not list((output / "save").glob("CKPT+*")) and not (output / "train_log.txt").exists()
 
 

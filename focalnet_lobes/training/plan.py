@@ -511,3 +511,61 @@ def batch_features(frontend, ids, wavs, wav_lens=None, wav_augment=None, cache=N
         return frontend(wavs)
     gains = None if wav_augment is None else wav_augment.sample_gains(wavs.shape[0], wavs.device)
     return cache(ids, wavs, gains)
+
+
+def load_recipe_hparams(hparams_file, overrides=None):
+    """Load a recipe's HyperPyYAML file with its command-line overrides, or say what is wrong.
+
+    ``hyperpyyaml.load_hyperpyyaml`` raises a ``KeyError`` listing every key of
+    the file when an override names no key (a misspelled option); a recipe would
+    print that as a traceback. Here it is one line naming the file, the option
+    and the closest key (``difflib``).
+
+    Arguments
+    ---------
+    hparams_file : str or pathlib.Path
+        The YAML file.
+    overrides : str or dict or None
+        As from ``speechbrain.parse_arguments``.
+
+    Returns
+    -------
+    dict
+        The loaded hyperparameters.
+
+    Raises
+    ------
+    TrainingPlanError
+        The file is missing, or an override names no key of it.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "demo.yaml"
+    >>> _ = path.write_text("number_of_epochs: 80\\nbatch_size: 16\\n")
+    >>> load_recipe_hparams(path, {"batch_size": 8})["batch_size"]
+    8
+    >>> load_recipe_hparams(path, {"numbr_of_epochs": 8})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.training.plan.TrainingPlanError: ...demo.yaml has no option --numbr_of_epochs (did you mean --number_of_epochs?)
+    """
+    import difflib
+    import re
+
+    from hyperpyyaml import load_hyperpyyaml
+
+    try:
+        with open(hparams_file, encoding="utf-8") as fin:
+            return load_hyperpyyaml(fin, overrides)
+    except FileNotFoundError:
+        raise TrainingPlanError(f"{hparams_file}: no such YAML file") from None
+    except KeyError as error:
+        found = re.match(r"Override '(.+?)' not found in: \[(.*)\]$", str(error.args[0]))
+        if found is None:
+            raise
+        name = found.group(1)
+        keys = re.findall(r"'([^']+)'", found.group(2))
+        close = difflib.get_close_matches(name, keys, n=1)
+        hint = f" (did you mean --{close[0]}?)" if close else ""
+        raise TrainingPlanError(f"{hparams_file} has no option --{name}{hint}") from None
