@@ -498,5 +498,10 @@ def write_report(report, out, tables):
 
 
 def progress(message):
-    """A timestamped progress line on stderr."""
+    """A timestamped progress line on stderr.
+
+    Example
+    -------
+    >>> progress("round 1/3")  # prints "  [HH:MM:SS] round 1/3" to stderr
+    """
     print(f"  [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

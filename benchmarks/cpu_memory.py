@@ -294,7 +294,15 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """Run the probes, print the table, write the JSON; returns the report."""
+    """Run the probes, print the table, write the JSON; returns the report.
+
+    Example
+    -------
+    >>> main(["--batch_size", "0"])
+    Traceback (most recent call last):
+    ...
+    SystemExit: 2
+    """
     args = parse_args(argv)
     if args.memory_probe is not None:
         result = memory_probe(json.loads(args.memory_probe))

@@ -20,7 +20,8 @@ precisions and methods, so that a load drift affects them all alike;
    by-design map (:class:`~focalnet_lobes.interpretation.interpret.ModulationInterpreter`
    for a FocalNet, :class:`~focalnet_lobes.interpretation.interpret.AttentionInterpreter`
    for a ViT) plus :func:`~focalnet_lobes.interpretation.interpret.quantile_mask` at
-   ``--quantile``, versus :class:`~focalnet_lobes.interpretation.interpret.GradientSaliencyInterpreter`
+   ``--quantile``, versus
+   :class:`~focalnet_lobes.interpretation.interpret.GradientSaliencyInterpreter`
    plus the mask, versus the classifier's forward alone; with ``--piq_folder``, PIQ
    (:func:`focalnet_lobes.interpretation.piq.load_piq_interpreter`) on the model it fits.
 
@@ -117,6 +118,18 @@ def measure(bundles, batch_size, num_samples, threads, repeats, min_run_time, qu
     "step_ms", "step_iqr_ms", "times_ms"}}, "inference_latency": {precision: timing},
     "interpretation_latency": {method: timing, "by_design_method", "quantile"}}}``
     with timings as :func:`common.time_rounds` returns.
+
+    Example
+    -------
+    >>> from focalnet_lobes.data.features import SpectrogramFrontend
+    >>> model = torch.nn.Sequential(
+    ...     torch.nn.AdaptiveAvgPool2d((1, 8)), torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    >>> bundle = common.BenchmarkModel("lin", {}, model, SpectrogramFrontend(n_mels=8), 16000, {})
+    >>> result = measure([bundle], 2, 1600, threads=1, repeats=1, min_run_time=0.0, quantile=0.9)
+    >>> sorted(result["lin"]["interpretation_latency"])
+    ['by_design_method', 'forward', 'piq_folder', 'quantile', 'saliency']
+    >>> result["lin"]["training_throughput"]["bf16"]["clips_per_s"] > 0
+    True
     """
     functions = {}
     clip = common.random_clips(1, num_samples, seed=7)
@@ -337,7 +350,15 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """Build the models, time them, print the tables, write the JSON; returns the report."""
+    """Build the models, time them, print the tables, write the JSON; returns the report.
+
+    Example
+    -------
+    >>> main(["--threads", "0"])
+    Traceback (most recent call last):
+    ...
+    SystemExit: 2
+    """
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     env = common.environment(args.threads)

@@ -82,7 +82,9 @@ def summarize_training_folder(folder):
     except ValueError as error:
         raise ValueError(f"{log_file}: {error}") from None
     hparams_file = folder / "hyperparams.yaml"
-    text = hparams_file.read_text(encoding="utf-8", errors="replace") if hparams_file.is_file() else ""
+    text = ""
+    if hparams_file.is_file():
+        text = hparams_file.read_text(encoding="utf-8", errors="replace")
     match = re.search(r"^number_of_epochs:\s*(\d+)\s*(#.*)?$", text, re.MULTILINE)
     planned = int(match.group(1)) if match else None
     match = re.search(r"^experiment_name:\s*(\S+)", text, re.MULTILINE)
@@ -177,7 +179,15 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """Summarize the runs, print the table, write the JSON; returns the report."""
+    """Summarize the runs, print the table, write the JSON; returns the report.
+
+    Example
+    -------
+    >>> main([])
+    Traceback (most recent call last):
+    ...
+    SystemExit: 2
+    """
     args = parse_args(argv)
     runs = [summarize_training_folder(folder) for folder in args.training_folder]
     ratios = {

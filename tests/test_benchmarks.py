@@ -188,7 +188,8 @@ def test_cpu_speed_runs_on_the_two_yamls(tmp_path, capsys, one_thread):
         assert model["parameters"]["total"] > 1_000_000
         timings = [model["training_throughput"][p] for p in ("fp32", "bf16")]
         timings += [model["inference_latency"][p] for p in ("fp32", "bf16")]
-        timings += [model["interpretation_latency"][m] for m in ("forward", "by_design", "saliency")]
+        interpretation = model["interpretation_latency"]
+        timings += [interpretation[m] for m in ("forward", "by_design", "saliency")]
         for timing in timings:
             assert len(timing["times_ms"]) >= 2  # one block per round at least
             assert timing["median_ms"] > 0 and timing["iqr_ms"] >= 0
