@@ -1,7 +1,10 @@
-"""benchmarks/cpu_costs.py: a tiny end-to-end run on the two CPU YAMLs, and the log parser it uses (focalnet_lobes.training.logs)."""
+"""The CPU benchmark scripts (benchmarks/cpu_speed.py, cpu_memory.py, training_runs.py and
+their benchmarks/common.py): tiny end-to-end runs on the two CPU YAMLs, and the log
+parser they use (focalnet_lobes.training.logs)."""
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,17 +15,20 @@ from focalnet_lobes.training.logs import parse_training_log
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_cpu_costs():
-    """Import benchmarks/cpu_costs.py (the benchmarks folder is not a package)."""
+def load_benchmark(name):
+    """Import benchmarks/<name>.py (the benchmarks folder is not a package)."""
     spec = importlib.util.spec_from_file_location(
-        "cpu_costs_under_test", REPO / "benchmarks" / "cpu_costs.py"
+        f"{name}_under_test", REPO / "benchmarks" / f"{name}.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-cpu_costs = load_cpu_costs()
+common = load_benchmark("common")
+cpu_speed = load_benchmark("cpu_speed")
+cpu_memory = load_benchmark("cpu_memory")
+training_runs = load_benchmark("training_runs")
 
 STAMP = "2024-05-01"
 
@@ -91,156 +97,169 @@ def test_parse_training_log_errors():
 
 def test_summarize_training_folder(tmp_path):
     with pytest.raises(ValueError, match="log.txt is missing"):
-        cpu_costs.summarize_training_folder(tmp_path)
+        training_runs.summarize_training_folder(tmp_path)
     run = tmp_path / "focalnet_cpu" / "1986"
     run.mkdir(parents=True)
     (run / "log.txt").write_text(RESUMED_LOG)
     (run / "hyperparams.yaml").write_text("experiment_name: focalnet_cpu\nnumber_of_epochs: 3\n")
     (run / "piq_training.json").write_text(json.dumps({"seconds": 42.0, "epochs": 2}))
-    summary = cpu_costs.summarize_training_folder(run)
+    summary = training_runs.summarize_training_folder(run)
     assert summary["name"] == "focalnet_cpu/1986"
     assert summary["experiment_name"] == "focalnet_cpu"
     assert summary["planned_epochs"] == 3 and summary["complete"] is True
-    assert summary["piq_training"]["seconds"] == 42.0
+    assert summary["piq_training"]["seconds"] == 42.0 and summary["lmac_training"] is None
     assert summary["wall_seconds"] == pytest.approx(2000.1)
+    (run / "lmac_training.json").write_text("{not json")
+    with pytest.raises(ValueError, match="lmac_training.json is not valid JSON"):
+        training_runs.summarize_training_folder(run)
 
 
-MODEL_KEYS = {
-    "name",
-    "source",
-    "kind",
-    "parameters",
-    "training_throughput",
-    "inference_latency",
-    "peak_memory",
-    "interpretation_latency",
-}
-TOP_KEYS = {
-    "benchmark",
-    "command",
-    "settings",
-    "environment",
-    "models",
-    "summary",
-    "ratios",
-    "piq",
-    "training_runs",
-    "training_run_ratios",
-    "tables",
-}
-SUMMARY_KEYS = {
-    "parameters",
-    "train_fp32_clips_per_s",
-    "train_bf16_clips_per_s",
-    "train_bf16_speedup",
-    "inference_fp32_ms",
-    "inference_bf16_ms",
-    "inference_bf16_speedup",
-    "memory_train_fp32_mib",
-    "memory_train_bf16_mib",
-    "memory_inference_fp32_mib",
-    "memory_inference_bf16_mib",
-    "interpretation_forward_ms",
-    "interpretation_by_design_ms",
-    "interpretation_saliency_ms",
-    "interpretation_piq_ms",
-    "interpretation_saliency_over_by_design",
-    "interpretation_by_design_over_forward",
-    "interpretation_by_design_overhead_ms",
-    "interpretation_piq_over_by_design",
-}
+def test_training_runs_end_to_end(tmp_path, capsys):
+    first = tmp_path / "focalnet_cpu"
+    second = tmp_path / "lmac_vit_cpu"
+    for folder in (first, second):
+        folder.mkdir()
+    (first / "log.txt").write_text(RESUMED_LOG)
+    # L-MAC run: epochs of 60 s and 80 s, no test
+    (second / "log.txt").write_text(
+        f"{STAMP} 12:00:00,000 - sb - INFO - Going into epoch 1\n"
+        f"{STAMP} 12:01:00,000 - sb - INFO - Saved an end-of-epoch checkpoint in a\n"
+        f"{STAMP} 12:01:00,000 - sb - INFO - Going into epoch 2\n"
+        f"{STAMP} 12:02:20,000 - sb - INFO - Saved an end-of-epoch checkpoint in b\n"
+    )
+    (second / "lmac_training.json").write_text(json.dumps({"seconds": 140.5}))
+    out = tmp_path / "runs.json"
+    report = training_runs.main([str(first), str(second), "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert written == report
+    assert written["command"].startswith("python benchmarks/training_runs.py ")
+    assert [run["name"] for run in written["runs"]] == ["focalnet_cpu", "lmac_vit_cpu"]
+    assert written["runs"][1]["wall_seconds"] == pytest.approx(140.0)
+    ratios = written["ratios"]["lmac_vit_cpu / focalnet_cpu"]
+    assert ratios["wall_seconds"] == pytest.approx(140.0 / 2000.1)
+    assert ratios["epoch_seconds_median"] == pytest.approx(70.0 / 90.5)
+    table = written["tables"]["training_runs"]
+    assert table in capsys.readouterr().out
+    assert "| wall time (min) | 33.3 | 2.3 | 0.07 |" in table
+    assert "| L-MAC training (s) | - | 140.5 | - |" in table
+    assert "| epoch IQR (s) | 5.0 | 10.0 | 2.00 |" in table  # 90, 90.5, 100: 95.25 - 90.25
+    with pytest.raises(SystemExit):
+        training_runs.main([str(tmp_path / "nowhere")])
+    assert "is not a folder" in capsys.readouterr().err
 
 
-def test_cpu_costs_runs_on_the_two_yamls(tmp_path, capsys):
-    run = tmp_path / "runs" / "vit_cpu"
-    run.mkdir(parents=True)
-    (run / "log.txt").write_text(RESUMED_LOG)
-    out = tmp_path / "cpu_costs.json"
+def test_time_rounds_measures_a_known_duration():
+    result = common.time_rounds(
+        {"sleep": lambda: time.sleep(0.02), "none": lambda: None},
+        threads=1, rounds=3, min_run_time=0.05,
+    )
+    sleep = result["sleep"]
+    assert len(sleep["times_ms"]) >= 3  # at least one block per round
+    assert 20.0 <= sleep["median_ms"] < 60.0
+    assert 0.0 <= sleep["iqr_ms"] < 40.0
+    assert result["none"]["median_ms"] < 1.0
+
+
+@pytest.fixture
+def one_thread():
     threads = torch.get_num_threads()
-    try:
-        report = cpu_costs.main(
-            [
-                "--threads", "1",
-                "--repeats", "2",
-                "--warmup", "0",
-                "--batch_size", "2",
-                "--clip_seconds", "1",
-                "--training_folder", str(run),
-                "--out", str(out),
-            ]
-        )
-    finally:
-        torch.set_num_threads(threads)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cpu_speed_runs_on_the_two_yamls(tmp_path, capsys, one_thread):
+    out = tmp_path / "cpu_speed.json"
+    report = cpu_speed.main([
+        "--threads", "1", "--repeats", "2", "--min_run_time", "0", "--batch_size", "2",
+        "--clip_seconds", "1", "--out", str(out),
+    ])
     printed = capsys.readouterr().out
     written = json.loads(out.read_text())
-    assert set(written) == TOP_KEYS
-    assert written["settings"]["num_samples"] == 16000
-    assert written["settings"]["latency_rounds"] == 6
-    names = [model["name"] for model in written["models"]]
-    assert names == ["focalnet_cpu", "vit_cpu"]
-    assert [model["kind"] for model in written["models"]] == ["focalnet", "vit"]
-    for model in written["models"]:
-        assert set(model) == MODEL_KEYS
+    assert written == json.loads(json.dumps(report))
+    assert set(written) == {
+        "benchmark", "command", "settings", "environment", "models", "piq", "tables"
+    }
+    assert written["command"].startswith("python benchmarks/cpu_speed.py --threads 1")
+    assert written["settings"]["num_samples"] == 16000 and written["piq"] == []
+    models = written["models"]
+    assert [m["name"] for m in models] == ["focalnet_cpu", "vit_cpu"]
+    assert [m["kind"] for m in models] == ["focalnet", "vit"]
+    for model in models:
         assert model["parameters"]["total"] > 1_000_000
+        timings = [model["training_throughput"][p] for p in ("fp32", "bf16")]
+        timings += [model["inference_latency"][p] for p in ("fp32", "bf16")]
+        interpretation = model["interpretation_latency"]
+        timings += [interpretation[m] for m in ("forward", "by_design", "saliency")]
+        for timing in timings:
+            assert len(timing["times_ms"]) >= 2  # one block per round at least
+            assert timing["median_ms"] > 0 and timing["iqr_ms"] >= 0
+            assert min(timing["times_ms"]) <= timing["median_ms"] <= max(timing["times_ms"])
         for precision in ("fp32", "bf16"):
             throughput = model["training_throughput"][precision]
-            assert len(throughput["step_ms"]) == 2 and throughput["clips_per_s"] > 0
-            assert throughput["clips_per_s"] == pytest.approx(
-                2000.0 / throughput["step_ms_median"]
-            )
-            assert len(model["inference_latency"][precision]["ms"]) == 6
-        assert set(model["peak_memory"]) == {
-            "train_fp32", "train_bf16", "inference_fp32", "inference_bf16"
-        }
-        for probe in model["peak_memory"].values():
-            assert probe["peak_mib"] >= probe["baseline_mib"] > 100  # torch alone is more
-            assert probe["delta_mib"] == pytest.approx(probe["peak_mib"] - probe["baseline_mib"])
-            if probe["peak_reset"]:  # Linux: the step's own allocations are seen
-                assert probe["delta_mib"] > 0
-        interpretation = model["interpretation_latency"]
-        assert interpretation["piq_ms"] is None
-        assert interpretation["saliency_over_by_design"] == pytest.approx(
-            interpretation["saliency_ms"] / interpretation["by_design_ms"]
-        )
-        assert interpretation["by_design_overhead_ms"] == pytest.approx(
-            interpretation["by_design_ms"] - interpretation["forward_ms"]
-        )
-    methods = [m["interpretation_latency"]["by_design_method"] for m in written["models"]]
+            assert throughput["clips_per_s"] == pytest.approx(2000.0 / throughput["median_ms"])
+        assert "piq" not in model["interpretation_latency"]
+    methods = [m["interpretation_latency"]["by_design_method"] for m in models]
     assert methods == ["modulation", "attention"]
-    for name in names:
-        assert set(written["summary"][name]) == SUMMARY_KEYS
-    ratios = written["ratios"]["vit_cpu / focalnet_cpu"]
-    summary = written["summary"]
-    assert ratios["parameters"] == pytest.approx(
-        summary["vit_cpu"]["parameters"] / summary["focalnet_cpu"]["parameters"]
-    )
-    assert ratios["train_bf16_clips_per_s"] == pytest.approx(
-        summary["vit_cpu"]["train_bf16_clips_per_s"]
-        / summary["focalnet_cpu"]["train_bf16_clips_per_s"]
-    )
-    (training_run,) = written["training_runs"]
-    assert training_run["wall_seconds"] == pytest.approx(2000.1)
-    assert training_run["epochs"] == 3
     assert set(written["tables"]) == {
-        "parameters",
-        "training_throughput",
-        "inference_latency",
-        "peak_memory",
-        "interpretation_latency",
-        "training_runs",
+        "parameters", "training_throughput", "inference_latency", "interpretation_latency"
     }
     for table in written["tables"].values():
         assert table in printed
-    assert "vit_cpu / focalnet_cpu" in written["tables"]["training_throughput"]
-    assert report["summary"] == written["summary"]
+        assert "| vit_cpu / focalnet_cpu |" in table.splitlines()[1]
+    focalnet, vit = models
+    row = next(
+        line for line in written["tables"]["parameters"].splitlines()
+        if line.startswith("| parameters (M)")
+    )
+    assert row.endswith(f"| {vit['parameters']['total'] / focalnet['parameters']['total']:.2f} |")
 
 
-def test_cpu_costs_rejects_bad_options(tmp_path, capsys):
+def test_cpu_speed_rejects_bad_options(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        cpu_costs.main(["--hparams", str(tmp_path / "missing.yaml")])
+        cpu_speed.main(["--hparams", str(tmp_path / "missing.yaml")])
     assert "missing.yaml does not exist" in capsys.readouterr().err
+    for bad in (["--repeats", "0"], ["--quantile", "2"], ["--clip_seconds", "0"]):
+        with pytest.raises(SystemExit):
+            cpu_speed.main(bad)
     with pytest.raises(SystemExit):
-        cpu_costs.main(["--repeats", "0"])
-    with pytest.raises(SystemExit):
-        cpu_costs.main(["--training_folder", str(tmp_path / "nowhere")])
+        cpu_speed.main(["--piq_folder", str(tmp_path / "nowhere")])
     assert "is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cpu_memory_runs_on_the_two_yamls(tmp_path, capsys):
+    out = tmp_path / "cpu_memory.json"
+    report = cpu_memory.main([
+        "--threads", "1", "--batch_size", "2", "--clip_seconds", "1", "--out", str(out),
+    ])
+    written = json.loads(out.read_text())
+    assert written == json.loads(json.dumps(report))
+    assert written["command"].startswith("python benchmarks/cpu_memory.py --threads 1")
+    assert [m["name"] for m in written["models"]] == ["focalnet_cpu", "vit_cpu"]
+    for model in written["models"]:
+        probes = model["peak_memory"]
+        assert set(probes) == {"train_fp32", "train_bf16", "inference_fp32", "inference_bf16"}
+        for key, probe in probes.items():
+            assert probe["mode"] == key.split("_")[0] and probe["num_samples"] == 16000
+            assert probe["peak_mib"] >= probe["baseline_mib"] > 100  # torch alone is more
+            assert probe["delta_mib"] == pytest.approx(probe["peak_mib"] - probe["baseline_mib"])
+            if probe["peak_reset"]:  # Linux: the steps' own allocations are seen
+                assert probe["delta_mib"] > 0
+    assert written["tables"]["peak_memory"] in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cpu_memory_names_a_failed_probe(tmp_path):
+    source = {"type": "hparams", "path": str(tmp_path / "gone.yaml")}
+    with pytest.raises(RuntimeError, match="memory probe train_fp32 of gone failed"):
+        cpu_memory.measure_peak_memory({"gone": source}, 2, 16000, threads=1, jobs=1)
+
+
+def test_cpu_memory_rejects_bad_options(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cpu_memory.main(["--jobs", "0"])
+    with pytest.raises(SystemExit):
+        cpu_memory.main(["--classifier_folder", str(tmp_path / "nowhere")])
+    assert "is not a folder" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown memory mode 'bogus'"):
+        cpu_memory.memory_probe({"mode": "bogus", "precision": "fp32"})

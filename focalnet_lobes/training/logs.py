@@ -10,7 +10,7 @@ A run of ``recipes/train.py`` (or of the post-hoc training recipes) leaves:
   :func:`parse_training_log` derives the wall time, the epochs and their
   durations, and the test accuracy from it.
 
-Used by the benchmarks (``cpu_costs.py``, ``accuracy_ablation.py``,
+Used by the benchmarks (``training_runs.py``, ``accuracy_ablation.py``,
 ``ship_pretrained.py``).
 
 Authors
