@@ -168,10 +168,8 @@ def checked_representation(classifier, features, num_classes, in_channels, metho
 
     Arguments
     ---------
-    classifier : focalnet_lobes.models.classifier.SpectrogramClassifier
-        FocalNet or ViT backbone.
-    features : torch.Tensor
-        ``log1p`` features (B, 1, T, F).
+    classifier, features :
+        As in :func:`classifier_representation`.
     num_classes : int
         Classes the interpreter was trained for (K of the logits).
     in_channels : int
@@ -192,12 +190,13 @@ def checked_representation(classifier, features, num_classes, in_channels, metho
 
     Example
     -------
-    >>> import focalnet_lobes
+    >>> from focalnet_lobes import create_model
     >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
     >>> from focalnet_lobes.models.heads import LinearHead
-    >>> backbone = focalnet_lobes.create_model("vit_audio_small", num_classes=0, in_chans=1)
-    >>> classifier = SpectrogramClassifier(backbone, LinearHead(192, 3)).eval()
-    >>> features = torch.rand(1, 1, 87, 64)
+    >>> vit = SpectrogramClassifier(
+    ...     create_model("vit_audio_small", num_classes=0, in_chans=1), LinearHead(192, 3)
+    ... )
+    >>> classifier, features = vit.eval(), torch.rand(1, 1, 87, 64)
     >>> checked_representation(classifier, features, 3, 192, "PIQ").representation.shape
     torch.Size([1, 192, 11, 8])
     >>> checked_representation(classifier, features, 5, 192, "L-MAC")
