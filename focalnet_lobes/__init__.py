@@ -49,6 +49,54 @@ __all__ = [
     "register_model",
 ]
 
+
+def _forward_to_submodule(package, module):
+    """A module-level ``__getattr__`` (PEP 562) for ``package``: the names of one submodule.
+
+    ``focalnet_lobes.training.<name>`` keeps the flat layout's
+    ``focalnet_lobes.training`` module (now :mod:`focalnet_lobes.training.plan`),
+    and ``focalnet_lobes.inference.AudioClassifier`` reads as before; the
+    submodule is imported when a name is first asked for, so importing the
+    package stays cheap.
+
+    Arguments
+    ---------
+    package : str
+        Full name of the package, e.g. ``"focalnet_lobes.training"``.
+    module : str
+        Its submodule whose names it answers with, e.g. ``"plan"``.
+
+    Returns
+    -------
+    callable
+        ``__getattr__(name)``: the submodule's ``name``; raises AttributeError
+        (naming ``package``) for a name the submodule lacks and for dunder names,
+        so that ``hasattr`` and the import system see an ordinary module.
+
+    Example
+    -------
+    >>> getattr_ = _forward_to_submodule("focalnet_lobes.training", "plan")
+    >>> getattr_("clips_per_process").__module__
+    'focalnet_lobes.training.plan'
+    >>> getattr_("no_such_name")
+    Traceback (most recent call last):
+    ...
+    AttributeError: module 'focalnet_lobes.training' has no attribute 'no_such_name'
+    """
+
+    def __getattr__(name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        target = importlib.import_module(f"{package}.{module}")
+        try:
+            return getattr(target, name)
+        except AttributeError:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+
+    __getattr__.__doc__ = f"The names of :mod:`{package}.{module}`, imported when first used."
+    return __getattr__
+
+
 # The flat module names of versions before the subpackages, and where each module is now.
 # Exported model folders and user YAMLs written then (``!new:focalnet_lobes.heads...``)
 # still load: the old name imports the new module, with a DeprecationWarning.

@@ -94,6 +94,41 @@ class RandomTimeShift(nn.Module):
         return torch.gather(features, 2, index)
 
 
+def _zero_bands(width, count, dim):
+    """SpeechBrain's ``SpectrogramDrop`` setting random bands of one axis to zero.
+
+    Arguments
+    ---------
+    width : tuple of int
+        (low, high) width of each band, in frames (``dim=1``) or bins (``dim=2``):
+        drawn from low to high - 1 (``drop_length_low`` / ``drop_length_high``); a
+        band that starts near the end is cut there.
+    count : tuple of int
+        (low, high) number of bands, both included.
+    dim : int
+        Axis of the (B, T, F) spectrogram the bands cut across: 1 time, 2 frequency.
+
+    Returns
+    -------
+    speechbrain.augment.freq_domain.SpectrogramDrop
+
+    Example
+    -------
+    >>> dropped = _zero_bands((2, 3), (1, 1), dim=2)(torch.ones(1, 3, 8))
+    >>> zeroed = dropped.eq(0).all(dim=1)  # bins that are zero in every frame
+    >>> bool(dropped.eq(0).any(dim=1).eq(zeroed).all()), 1 <= zeroed.sum().item() <= 2
+    (True, True)
+    """
+    return SpectrogramDrop(
+        drop_length_low=width[0],
+        drop_length_high=width[1],
+        drop_count_low=count[0],
+        drop_count_high=count[1],
+        replace="zeros",
+        dim=dim,
+    )
+
+
 class SpecMasking(nn.Module):
     """SpecAugment-style time and frequency masks (zeros, the log1p of silence).
 
@@ -126,22 +161,8 @@ class SpecMasking(nn.Module):
         num_freq_masks=(1, 1),
     ):
         super().__init__()
-        self.time_drop = SpectrogramDrop(
-            drop_length_low=time_mask_width[0],
-            drop_length_high=time_mask_width[1],
-            drop_count_low=num_time_masks[0],
-            drop_count_high=num_time_masks[1],
-            replace="zeros",
-            dim=1,
-        )
-        self.freq_drop = SpectrogramDrop(
-            drop_length_low=freq_mask_width[0],
-            drop_length_high=freq_mask_width[1],
-            drop_count_low=num_freq_masks[0],
-            drop_count_high=num_freq_masks[1],
-            replace="zeros",
-            dim=2,
-        )
+        self.time_drop = _zero_bands(time_mask_width, num_time_masks, dim=1)
+        self.freq_drop = _zero_bands(freq_mask_width, num_freq_masks, dim=2)
 
     def forward(self, features):
         """Mask features (B, 1, T, F)."""

@@ -84,20 +84,16 @@ class SpectrogramFrontend(nn.Module):
         self.sample_rate = sample_rate
         self.n_fft = n_fft
         self.n_mels = n_mels
-        self.stft = STFT(
+        # One framing for the transform and its inverse (listenable() inverts the STFT).
+        framing = dict(
             sample_rate=sample_rate,
             win_length=win_length,
             hop_length=hop_length,
             n_fft=n_fft,
             window_fn=WINDOWS[window],
         )
-        self.istft = ISTFT(
-            sample_rate=sample_rate,
-            win_length=win_length,
-            hop_length=hop_length,
-            n_fft=n_fft,
-            window_fn=WINDOWS[window],
-        )
+        self.stft = STFT(**framing)
+        self.istft = ISTFT(**framing)
         n_freqs = n_fft // 2 + 1
         if n_mels is None:
             self.register_buffer("mel_filters", None, persistent=False)

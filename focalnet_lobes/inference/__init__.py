@@ -11,15 +11,6 @@
 ``from focalnet_lobes.inference import AudioClassifier`` works as well.
 """
 
-import importlib
+from focalnet_lobes import _forward_to_submodule
 
-
-def __getattr__(name):
-    """The names of :mod:`.classifiers` (e.g. ``AudioClassifier``), imported when first used."""
-    if name.startswith("__"):
-        raise AttributeError(name)
-    module = importlib.import_module(f"{__name__}.classifiers")
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = _forward_to_submodule(__name__, "classifiers")

@@ -47,7 +47,11 @@ from focalnet_lobes.data.audio import (
     load_audio,
     load_audio_with_level,
 )
-from focalnet_lobes.models.convert import architecture_differences, convert_state_dict
+from focalnet_lobes.models.convert import (
+    architecture_differences,
+    convert_state_dict,
+    state_dict_differences,
+)
 from focalnet_lobes.interpretation.interpret import quantile_mask
 from focalnet_lobes.models.pretrained_init import load_weights_file
 
@@ -78,13 +82,7 @@ def _read_state_dict(path):
 def _load_checked(module, state, path):
     """``module.load_state_dict(state, strict=True)`` with a one-paragraph error."""
     own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [
-        f"{key} {tuple(state[key].shape)} vs {tuple(own[key].shape)}"
-        for key in sorted(set(own) & set(state))
-        if tuple(state[key].shape) != tuple(own[key].shape)
-    ]
+    missing, unexpected, mismatched = state_dict_differences(state, own)
     if missing or unexpected or mismatched:
         settings = architecture_differences(state, own)
         raise ValueError(

@@ -28,6 +28,7 @@ from focalnet_lobes.interpretation.evaluation import (
     format_quantile,
     format_value,
     load_per_clip,
+    markdown_table_header,
     metric_rows,
     paired_comparison,
     plot_fidelity_faithfulness,
@@ -371,8 +372,7 @@ def markdown_differences(differences):
             "",
             f"## Differences at q = {key}",
             "",
-            "| Pair | Clips | " + " | ".join(METRIC_TITLES[name] for name in names) + " |",
-            "|---" * (len(names) + 2) + "|",
+            *markdown_table_header(["Pair", "Clips"], names),
         ]
         for d in differences:
             row = d["quantiles"].get(key, {})

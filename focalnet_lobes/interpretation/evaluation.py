@@ -1247,8 +1247,7 @@ def markdown_metrics(metrics):
         "",
     ]
     keys = [key for key in TABLE_KEYS if any(key in row for row in metrics["quantiles"].values())]
-    lines.append("| q | " + " | ".join(METRIC_TITLES[key] for key in keys) + " |")
-    lines.append("|---" * (len(keys) + 1) + "|")
+    lines += markdown_table_header(["q"], keys)
     intervals = metrics.get("ci") or {}
     for row in metric_rows(metrics):
         row_ci = intervals.get(format_quantile(row["quantile"]), {})
@@ -1290,6 +1289,41 @@ def markdown_metrics(metrics):
             f"predicts s1's class in {100 * overlap['predicts_s1_rate']:.0f}% of pairs.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def markdown_table_header(first_columns, keys):
+    """The two header lines of a markdown metric table: leading columns, then one per metric.
+
+    Arguments
+    ---------
+    first_columns : sequence of str
+        Titles of the leading columns (at least one: ``["q"]``, ``["Pair", "Clips"]``).
+    keys : sequence of str
+        Metric keys of :data:`METRIC_TITLES`, in column order.
+
+    Returns
+    -------
+    list of str
+        The title line and the separator line.
+
+    Raises
+    ------
+    KeyError
+        A key without a title in :data:`METRIC_TITLES`.
+
+    Example
+    -------
+    >>> title, separator = markdown_table_header(["Pair", "Clips"], ["fid_i", "ai"])
+    >>> print(title)
+    | Pair | Clips | FID-I | AI (%) |
+    >>> print(separator)
+    |---|---|---|---|
+    """
+    return [
+        "| " + " | ".join(first_columns) + " | "
+        + " | ".join(METRIC_TITLES[key] for key in keys) + " |",
+        "|---" * (len(first_columns) + len(keys)) + "|",
+    ]
 
 
 def _ci_suffix(ci, scale=1.0, digits=None):

@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from focalnet_lobes.interpretation.interpret import MapInterpreter
-from focalnet_lobes.interpretation.piq import GridMaskDecoder, classifier_representation
+from focalnet_lobes.interpretation.piq import GridMaskDecoder, checked_representation
 
 logger = logging.getLogger(__name__)
 
@@ -290,18 +290,9 @@ class LMACInterpreter(MapInterpreter):
 
     def lmac_forward(self, classifier, features):
         """Classifier logits (no gradient) and the mask logits; see :data:`LMACOutput`."""
-        with torch.no_grad():
-            logits, representation, stride = classifier_representation(classifier, features)
-        if logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"L-MAC was trained for {self.num_classes} classes, the classifier has "
-                f"{logits.shape[1]}"
-            )
-        if representation.shape[1] != self.in_channels:
-            raise ValueError(
-                f"L-MAC was trained on {self.in_channels}-channel representations, the "
-                f"classifier's last stage has {representation.shape[1]}"
-            )
+        logits, representation, stride = checked_representation(
+            classifier, features, self.num_classes, self.in_channels, "L-MAC"
+        )
         mask_logits = self.decoder(representation, features.shape[-2:], stride=stride)
         return LMACOutput(logits, mask_logits)
 

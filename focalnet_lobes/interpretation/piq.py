@@ -18,7 +18,8 @@ lacks:
 * :func:`classifier_representation`: logits and the last-stage representation
   (B, C, h, w) of a :class:`~focalnet_lobes.models.classifier.SpectrogramClassifier`
   (FocalNet: the last stage map; ViT: the patch tokens on their (h, w) grid),
-  with the stride of that grid on the input;
+  with the stride of that grid on the input; :func:`checked_representation`, the
+  same without gradient, checked against what a trained interpreter expects;
 * :class:`GridMaskDecoder`: quantised map -> mask logits on ANY (T, F) input grid
   (431 x 64 mel, 431 x 513 STFT, ...), aligned with the input like
   :func:`focalnet_lobes.interpretation.interpret.to_input_grid`;
@@ -156,6 +157,66 @@ def classifier_representation(classifier, features):
     )
     stride = int(backbone.total_stride)
     return Representation(logits, representation, (stride, stride))
+
+
+def checked_representation(classifier, features, num_classes, in_channels, method):
+    """:func:`classifier_representation` without gradient, checked against a trained interpreter.
+
+    A post-hoc interpreter (PIQ, L-MAC) is trained on one classifier's logits and
+    last-stage representation; given another classifier it must stop with a
+    message naming the mismatch, not fail deep inside its network.
+
+    Arguments
+    ---------
+    classifier, features :
+        As in :func:`classifier_representation`.
+    num_classes : int
+        Classes the interpreter was trained for (K of the logits).
+    in_channels : int
+        Channels C of the representation it was trained on.
+    method : str
+        The interpreter's name, in the errors (``"PIQ"``, ``"L-MAC"``).
+
+    Returns
+    -------
+    Representation
+        ``(logits, representation, stride)``, computed under ``torch.no_grad()``.
+
+    Raises
+    ------
+    ValueError
+        When the classifier has another number of classes, or its last stage
+        another number of channels.
+
+    Example
+    -------
+    >>> from focalnet_lobes import create_model
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.models.heads import LinearHead
+    >>> vit = SpectrogramClassifier(
+    ...     create_model("vit_audio_small", num_classes=0, in_chans=1), LinearHead(192, 3)
+    ... )
+    >>> classifier, features = vit.eval(), torch.rand(1, 1, 87, 64)
+    >>> checked_representation(classifier, features, 3, 192, "PIQ").representation.shape
+    torch.Size([1, 192, 11, 8])
+    >>> checked_representation(classifier, features, 5, 192, "L-MAC")
+    Traceback (most recent call last):
+    ...
+    ValueError: L-MAC was trained for 5 classes, the classifier has 3
+    """
+    with torch.no_grad():
+        logits, representation, stride = classifier_representation(classifier, features)
+    if logits.shape[1] != num_classes:
+        raise ValueError(
+            f"{method} was trained for {num_classes} classes, the classifier has "
+            f"{logits.shape[1]}"
+        )
+    if representation.shape[1] != in_channels:
+        raise ValueError(
+            f"{method} was trained on {in_channels}-channel representations, "
+            f"the classifier's last stage has {representation.shape[1]}"
+        )
+    return Representation(logits, representation, stride)
 
 
 class GridMaskDecoder(nn.Module):
@@ -565,18 +626,9 @@ class PIQInterpreter(MapInterpreter):
 
     def piq_forward(self, classifier, features):
         """Classifier logits (no gradient) and PIQ's outputs; see :data:`PIQOutput`."""
-        with torch.no_grad():
-            logits, representation, stride = classifier_representation(classifier, features)
-        if logits.shape[1] != self.network.num_classes:
-            raise ValueError(
-                f"PIQ was trained for {self.network.num_classes} classes, the classifier "
-                f"has {logits.shape[1]}"
-            )
-        if representation.shape[1] != self.network.in_channels:
-            raise ValueError(
-                f"PIQ was trained on {self.network.in_channels}-channel representations, "
-                f"the classifier's last stage has {representation.shape[1]}"
-            )
+        logits, representation, stride = checked_representation(
+            classifier, features, self.network.num_classes, self.network.in_channels, "PIQ"
+        )
         labels = logits.argmax(dim=1)
         mask_logits, encoded, quantized = self.network(
             representation, labels, features.shape[-2:], stride=stride

@@ -583,6 +583,45 @@ def _vit_settings(state_dict, prefix):
     return settings
 
 
+def state_dict_differences(checkpoint_state, model_state):
+    """The parameters that keep a checkpoint from loading strictly into a model.
+
+    Arguments
+    ---------
+    checkpoint_state, model_state : dict
+        State dicts (name -> tensor) of the checkpoint and of the model.
+
+    Returns
+    -------
+    missing : list of str
+        Names the model has and the checkpoint lacks, sorted.
+    unexpected : list of str
+        Names the checkpoint has and the model lacks, sorted.
+    mismatched : list of str
+        ``"name (checkpoint shape) vs (model shape)"`` for the shared names whose
+        shapes differ, sorted by name.
+
+    All three are empty when ``model.load_state_dict(checkpoint_state,
+    strict=True)`` can load it.
+
+    Example
+    -------
+    >>> import torch
+    >>> checkpoint = {"a": torch.zeros(2), "b": torch.zeros(3, 1), "c": torch.zeros(1)}
+    >>> model = {"a": torch.zeros(2), "b": torch.zeros(3, 2), "d": torch.zeros(1)}
+    >>> state_dict_differences(checkpoint, model)
+    (['d'], ['c'], ['b (3, 1) vs (3, 2)'])
+    """
+    missing = sorted(set(model_state) - set(checkpoint_state))
+    unexpected = sorted(set(checkpoint_state) - set(model_state))
+    mismatched = [
+        f"{key} {tuple(checkpoint_state[key].shape)} vs {tuple(model_state[key].shape)}"
+        for key in sorted(set(model_state) & set(checkpoint_state))
+        if tuple(checkpoint_state[key].shape) != tuple(model_state[key].shape)
+    ]
+    return missing, unexpected, mismatched
+
+
 def architecture_differences(checkpoint_state, model_state, ignore=()):
     """The settings on which a checkpoint and a model differ, one phrase each.
 

@@ -26,7 +26,12 @@ import re
 
 import torch
 
-from focalnet_lobes.models.convert import SOURCES, architecture_differences, convert_state_dict
+from focalnet_lobes.models.convert import (
+    SOURCES,
+    architecture_differences,
+    convert_state_dict,
+    state_dict_differences,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -297,13 +302,7 @@ def load_pretrained_backbone(model, path, source, adapt_in_chans=True):
         ) from error
     adapted, notes = adapt_state_dict(model, converted, adapt_in_chans)
     own = model.state_dict()
-    missing = sorted(set(own) - set(adapted))
-    unexpected = sorted(set(adapted) - set(own))
-    mismatched = [
-        f"{key} {tuple(adapted[key].shape)} vs {tuple(own[key].shape)}"
-        for key in sorted(set(own) & set(adapted))
-        if adapted[key].shape != own[key].shape
-    ]
+    missing, unexpected, mismatched = state_dict_differences(adapted, own)
     if missing or unexpected or mismatched:
         settings = architecture_differences(adapted, own, ignore=("num_classes",))
         raise ValueError(

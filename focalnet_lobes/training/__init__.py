@@ -8,15 +8,6 @@
 * :mod:`.cross_validation`: the ESC-50 protocol, one model per held-out fold.
 """
 
-import importlib
+from focalnet_lobes import _forward_to_submodule
 
-
-def __getattr__(name):
-    """``focalnet_lobes.training.<name>`` of the flat layout: the names of :mod:`.plan`."""
-    if name.startswith("__"):
-        raise AttributeError(name)
-    module = importlib.import_module(f"{__name__}.plan")
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = _forward_to_submodule(__name__, "plan")

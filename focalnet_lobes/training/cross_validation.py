@@ -39,11 +39,11 @@ import sys
 from pathlib import Path
 
 from focalnet_lobes.interpretation.evaluation import (
-    METRIC_TITLES,
     TABLE_KEYS,
     InterpretationError,
     format_value,
     load_per_clip,
+    markdown_table_header,
     paired_comparison,
 )
 from focalnet_lobes.interpretation.stats import N_RESAMPLES, SEED, bootstrap_ci, mcnemar_exact, paired_difference
@@ -846,6 +846,31 @@ def _difference_cell(difference):
     return f"**{text}**" if difference["significant"] else text
 
 
+def _difference_cells(row, names):
+    """The table cells of one row of paired differences: :func:`_difference_cell` or ``-``.
+
+    Arguments
+    ---------
+    row : dict
+        Metric key -> paired difference (``mean``, ``low``, ``high``,
+        ``significant``) at one quantile; a key may be missing.
+    names : sequence of str
+        The metric keys of the table's columns.
+
+    Returns
+    -------
+    list of str
+        One cell per name, ``"-"`` where the row has no difference.
+
+    Example
+    -------
+    >>> d = {"mean": 0.1, "low": 0.05, "high": 0.2, "significant": True}
+    >>> _difference_cells({"fa": d}, ["fid_i", "fa"])
+    ['-', '**+0.100 [+0.050, +0.200]**']
+    """
+    return [_difference_cell(row[n]) if n in row else "-" for n in names]
+
+
 def markdown_comparison(result):
     """The markdown report of :func:`compare_cross_validations`.
 
@@ -881,17 +906,10 @@ def markdown_comparison(result):
             "",
             f"## q = {q}: paired differences (first − second; **bold**: the 95% CI excludes 0)",
             "",
-            "| Pair | " + " | ".join(METRIC_TITLES[n] for n in names) + " |",
-            "|---" * (len(names) + 1) + "|",
+            *markdown_table_header(["Pair"], names),
         ]
         for pair in result["pairs"]:
-            row = pair["quantiles"].get(q, {})
-            cells = []
-            for n in names:
-                if n not in row:
-                    cells.append("-")
-                    continue
-                cells.append(_difference_cell(row[n]))
+            cells = _difference_cells(pair["quantiles"].get(q, {}), names)
             lines.append(f"| {pair['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -951,8 +969,7 @@ def markdown_cv(results):
             "",
             f"## q = {q} (pooled over folds, mean [95% CI])",
             "",
-            "| Method | " + " | ".join(METRIC_TITLES[n] for n in names) + " |",
-            "|---" * (len(names) + 1) + "|",
+            *markdown_table_header(["Method"], names),
         ]
         for method in results["methods"]:
             row = results["metrics"][method].get(q, {})
@@ -970,17 +987,10 @@ def markdown_cv(results):
                 f"Paired differences at q = {q} (method − {results['methods'][0]}, same clips; "
                 "**bold**: the 95% CI excludes 0):",
                 "",
-                "| Pair | " + " | ".join(METRIC_TITLES[n] for n in names) + " |",
-                "|---" * (len(names) + 1) + "|",
+                *markdown_table_header(["Pair"], names),
             ]
             for difference in results["paired_differences"]:
-                row = difference["quantiles"].get(q, {})
-                cells = []
-                for n in names:
-                    if n not in row:
-                        cells.append("-")
-                        continue
-                    cells.append(_difference_cell(row[n]))
+                cells = _difference_cells(difference["quantiles"].get(q, {}), names)
                 lines.append(
                     f"| {difference['label']} − {difference['reference']} | "
                     + " | ".join(cells)
