@@ -246,19 +246,8 @@ class CosineHead(nn.Module):
         |g(f)|``: one term per position, no bias (``|g(f)|`` is the clip's own
         positive constant, so it does not change a clip's ranking of positions).
 
-        Arguments
-        ---------
-        tokens : torch.Tensor
-            (B, ..., D) per-position features, e.g. (B, h, w, D).
-        weights : torch.Tensor
-            (B, ...) pooling weights, each clip's summing to 1.
-        classes : torch.Tensor
-            (B,) class index per clip (long).
-
-        Returns
-        -------
-        torch.Tensor
-            (B, ...) terms summing to the logit of class c.
+        Arguments and shapes are those of :meth:`LinearHead.logit_terms`; the
+        (B, ...) terms returned sum to the logit of class c (no bias term).
 
         Raises
         ------
