@@ -17,7 +17,9 @@ precisions and methods, so that a load drift affects them all alike;
 3. **inference latency** per clip: front end + classifier at batch 1, ``no_grad``,
    eval mode, float32 and bf16;
 4. **interpretation latency** per clip (float32, batch 1, features given): the
-   by-design map (:class:`~focalnet_lobes.interpretation.interpret.ModulationInterpreter`
+   by-design map (the default
+   :class:`~focalnet_lobes.interpretation.interpret.ModulationContributionInterpreter`
+   and the paper's :class:`~focalnet_lobes.interpretation.interpret.ModulationInterpreter`
    for a FocalNet, :class:`~focalnet_lobes.interpretation.interpret.AttentionInterpreter`
    for a ViT) plus :func:`~focalnet_lobes.interpretation.interpret.quantile_mask` at
    ``--quantile``, versus
@@ -51,12 +53,13 @@ import common  # noqa: E402  (benchmarks/common.py; puts this checkout's library
 from focalnet_lobes.interpretation.interpret import (  # noqa: E402
     AttentionInterpreter,
     GradientSaliencyInterpreter,
+    ModulationContributionInterpreter,
     ModulationInterpreter,
     quantile_mask,
 )
 
 DEFAULT_OUT = common.REPO / "benchmarks" / "results" / "cpu_speed.json"
-METHODS = ("forward", "by_design", "saliency", "piq")
+METHODS = ("forward", "by_design", "modulation_map", "saliency", "piq")
 
 
 def by_design_interpreter(bundle):
@@ -67,9 +70,9 @@ def by_design_interpreter(bundle):
     >>> bundle = common.build_model(
     ...     {"type": "hparams", "path": str(common.REPO / "hparams/focalnet_cpu.yaml")})
     >>> by_design_interpreter(bundle).name
-    'modulation'
+    'modulation_contribution'
     """
-    return {"focalnet": ModulationInterpreter, "vit": AttentionInterpreter}.get(
+    return {"focalnet": ModulationContributionInterpreter, "vit": AttentionInterpreter}.get(
         bundle.kind, lambda: None
     )()
 
@@ -77,8 +80,10 @@ def by_design_interpreter(bundle):
 def interpretation_methods(bundle, features, quantile):
     """``method -> zero-argument callable`` of one batch-1 pass on ``features`` (no_grad).
 
-    ``forward``; ``by_design``, ``saliency`` and ``piq`` (map + quantile mask) where
-    they apply.
+    ``forward``; ``by_design`` (the default map: the class-specific one of a
+    FocalNet, ``interpret_focalnet.yaml``), ``modulation_map`` (a FocalNet's
+    class-agnostic map), ``saliency`` and ``piq`` (map + quantile mask) where they
+    apply.
 
     Example
     -------
@@ -105,6 +110,8 @@ def interpretation_methods(bundle, features, quantile):
     interpreter = by_design_interpreter(bundle)
     if interpreter is not None:
         methods["by_design"] = with_mask(interpreter)
+    if bundle.kind == "focalnet":  # the paper's class-agnostic map, for reference
+        methods["modulation_map"] = with_mask(ModulationInterpreter())
     methods["saliency"] = with_mask(GradientSaliencyInterpreter())
     if bundle.piq:
         methods["piq"] = with_mask(bundle.piq[0][1])
@@ -288,12 +295,14 @@ def tables(entries, settings):
         [(f"{p} ms", timing("inference_latency", p), ".1f") for p in common.PRECISIONS])
     methods = [e["interpretation_latency"]["by_design_method"] or "-" for e in entries]
     labels = {"forward": "forward only ms", "by_design": "by-design map + mask ms",
+              "modulation_map": "modulation map + mask ms (class-agnostic)",
               "saliency": "saliency map + mask ms", "piq": "PIQ map + mask ms"}
     rows = [("by-design method", methods, "")]
     rows += [(labels[m], timing("interpretation_latency", m), ".1f") for m in METHODS
              if any(m in e["interpretation_latency"] for e in entries)]
     for label, top, bottom in (("saliency / by-design", "saliency", "by_design"),
                                ("by-design / forward", "by_design", "forward"),
+                               ("modulation map / forward", "modulation_map", "forward"),
                                ("PIQ / by-design", "piq", "by_design")):
         quotients = [
             common.ratio(*(((e["interpretation_latency"].get(k) or {}).get("median_ms"))
