@@ -144,3 +144,44 @@ def test_structure_on_cells_compares_maps_on_one_grid():
     assert per_cell["quantiles"]["0.5"]["sparsity"] == pytest.approx(0.020, abs=0.008)
     with pytest.raises(InterpretationError, match="structure_on"):
         evaluate_split(model, None, FixedMaps(random_maps), [features], [0.5], structure_on="x")
+
+
+STAND_IN_INTERPRET = '''
+import json, sys
+from pathlib import Path
+args = sys.argv[2:]
+value = lambda key: args[args.index(key) + 1] if key in args else None
+out = Path(value("--output_folder") or Path(value("--classifier_folder")) / "interpretation" / "energy")
+out.mkdir(parents=True, exist_ok=True)
+with open(Path(__file__).with_name("runs.txt"), "a") as log:
+    log.write(" ".join(args) + "\\n")
+max_clips = value("--max_clips")
+(out / "hyperparams.yaml").write_text(
+    "method: energy\\nsplit: %s\\nmax_clips: %s\\ninterpreter: !new:x.EnergyInterpreter\\n"
+    % (value("--split") or "test", max_clips or ""))
+(out / "metrics.json").write_text(json.dumps({
+    "method": "energy", "interpreter": "EnergyInterpreter", "split": value("--split") or "test",
+    "accuracy": 0.5, "quantiles": {}}))
+'''
+
+
+def test_compare_reuses_a_result_only_when_it_was_made_with_the_settings_asked_for(tmp_path):
+    """compare.py's ensure_interpretation: --override max_clips=8 does not reuse a full run."""
+    from focalnet_lobes.interpretation.comparison import ensure_interpretation
+
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "interpret.py").write_text(STAND_IN_INTERPRET)
+    runs = lambda: (recipes / "runs.txt").read_text().splitlines()  # noqa: E731
+    classifier = tmp_path / "run"
+    first = ensure_interpretation("energy", classifier, recipes_dir=recipes)
+    ensure_interpretation("energy", classifier, recipes_dir=recipes)
+    assert len(runs()) == 1  # the same settings: reused
+    again = ensure_interpretation("energy", classifier, overrides={"max_clips": "8"}, recipes_dir=recipes)
+    assert again == first and len(runs()) == 2 and "--max_clips 8" in runs()[-1]
+    ensure_interpretation("energy", classifier, overrides={"max_clips": "8"}, recipes_dir=recipes)
+    assert len(runs()) == 2  # now it was made with max_clips 8
+    ensure_interpretation("energy", classifier, overrides={"split": "valid"}, recipes_dir=recipes)
+    assert len(runs()) == 3 and "--split valid" in runs()[-1]
+    ensure_interpretation("energy", classifier, recipes_dir=recipes)
+    assert len(runs()) == 4  # the YAML's own split (test) and all clips again

@@ -18,6 +18,7 @@ Authors
 import csv
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -380,16 +381,17 @@ def markdown_differences(differences):
             lines.append(
                 f"| {d['label']} − {d['reference']} | {d['clips']} | " + " | ".join(cells) + " |"
             )
-    lines += ["", "Accuracy, exact McNemar test on the same clips (when the classifiers differ):", ""]
-    for d in differences:
-        test = d["accuracy"]
-        if test["first_only"] or test["second_only"]:
-            lines.append(
-                f"- {d['label']} vs {d['reference']}: {test['first_only']} clips right only "
-                f"with the first, {test['second_only']} only with the second, "
-                f"difference {100 * test['accuracy_difference']:+.1f} points, "
-                f"p = {test['p_value']:.3g}"
-            )
+    tests = [
+        f"- {d['label']} vs {d['reference']}: {d['accuracy']['first_only']} clips right only "
+        f"with the first, {d['accuracy']['second_only']} only with the second, "
+        f"difference {100 * d['accuracy']['accuracy_difference']:+.1f} points, "
+        f"p = {d['accuracy']['p_value']:.3g}"
+        for d in differences
+        if d["accuracy"]["first_only"] or d["accuracy"]["second_only"]
+    ]
+    if tests:
+        lines += ["", "Accuracy, exact McNemar test on the same clips (when the classifiers differ):", ""]
+        lines += tests
     return "\n".join(lines) + "\n"
 
 
@@ -591,6 +593,90 @@ def write_comparison(results, output_folder, n_resamples=N_RESAMPLES, seed=SEED)
     plot_fidelity_faithfulness(paths["plot"], {result["label"]: result for result in results})
     return paths
 
+#: Overrides that say where to run or write, not what to compute.
+_PLACE_KEYS = ("output_folder", "classifier_folder", "device")
+
+
+def _top_level_values(yaml_text):
+    """``{key: value}`` of the plain ``key: value`` lines at column 0 (tags and blocks skipped)."""
+    import yaml
+
+    values = {}
+    for line in yaml_text.splitlines():
+        match = re.match(r"^([A-Za-z_]\w*):(.*)$", line)
+        if not match:
+            continue
+        text = match.group(2).split(" #")[0].strip()
+        if text.startswith(("!", "&", "*")):
+            continue
+        try:
+            values[match.group(1)] = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            continue
+    return values
+
+
+def changed_settings(output_folder, overrides, hparams_file, existing):
+    """What differs between a finished interpretation and the one asked for now.
+
+    Arguments
+    ---------
+    output_folder : str or pathlib.Path
+        The finished interpretation (its resolved ``hyperparams.yaml``).
+    overrides : dict
+        The overrides asked for now (values as given on the command line).
+    hparams_file : str or pathlib.Path
+        The interpretation YAML that would run.
+    existing : dict
+        The finished ``metrics.json``.
+
+    Returns
+    -------
+    str
+        ``""`` when the result can be reused, else e.g. ``"max_clips: None -> 8"``:
+    every plain top-level value of the YAML with the overrides applied is
+    compared with the finished run's (where it recorded it).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "hyperparams.yaml").write_text("split: valid\\nmax_clips:  # all\\n")
+    >>> yaml_file = folder / "interpret_x.yaml"
+    >>> _ = yaml_file.write_text("interpreter: !new:focalnet_lobes.X.EnergyInterpreter\\n")
+    >>> changed_settings(folder, {"split": "valid"}, yaml_file, {"interpreter": "EnergyInterpreter"})
+    ''
+    >>> changed_settings(folder, {"max_clips": "8"}, yaml_file, {"interpreter": "EnergyInterpreter"})
+    'max_clips: None -> 8'
+    >>> changed_settings(folder, {}, yaml_file, {"interpreter": "RandomInterpreter"})
+    'interpreter: RandomInterpreter -> EnergyInterpreter'
+    """
+    import yaml
+
+    changes = []
+    configured = re.search(
+        r"^interpreter:\s*!new:[\w.]*?(\w+)\s*(#.*)?$",
+        Path(hparams_file).read_text(encoding="utf-8"), re.MULTILINE,
+    )
+    recorded = existing.get("interpreter")
+    if configured and recorded and recorded != configured.group(1):
+        changes.append(f"interpreter: {recorded} -> {configured.group(1)}")
+    resolved = Path(output_folder) / "hyperparams.yaml"
+    values = _top_level_values(resolved.read_text(encoding="utf-8")) if resolved.is_file() else {}
+    values.setdefault("split", existing.get("split"))
+    wanted = _top_level_values(Path(hparams_file).read_text(encoding="utf-8"))
+    wanted.update(
+        {key: yaml.safe_load(value) if isinstance(value, str) else value
+         for key, value in overrides.items()}
+    )
+    for key, value in wanted.items():
+        if key in _PLACE_KEYS or (key not in overrides and key not in values):
+            continue  # a key the finished run did not record (an older version): not compared
+        if values.get(key, "?") != value:
+            changes.append(f"{key}: {values.get(key, '?')} -> {value}")
+    return ", ".join(changes)
+
+
 def ensure_interpretation(
     method,
     classifier_folder,
@@ -605,8 +691,10 @@ def ensure_interpretation(
     ``recipes/interpret.py`` runs as a subprocess (this recipe imports no other).
 
     ``<classifier_folder>/interpretation/<method>/metrics.json`` is reused unless
-    ``rerun``, or unless ``overrides`` names a ``split`` it was not computed on;
-    otherwise ``<hparams_dir>/interpret_<method>.yaml`` runs on the folder.
+    ``rerun``, or unless it was made with other settings than asked for now
+    (:func:`changed_settings`: an override with another value, or another
+    interpreter than the YAML's); otherwise ``<hparams_dir>/interpret_<method>.yaml``
+    runs on the folder.
 
     Arguments
     ---------
@@ -655,15 +743,11 @@ def ensure_interpretation(
     metrics_file = output_folder / "metrics.json"
     if metrics_file.is_file() and not rerun:
         existing = load_result(metrics_file)
-        if "split" not in overrides or existing.get("split") == overrides["split"]:
+        changed = changed_settings(output_folder, overrides, hparams_file, existing)
+        if not changed:
             logger.info("Reusing %s", metrics_file)
             return metrics_file
-        logger.info(
-            "%s is on split '%s', recomputing on '%s'",
-            metrics_file,
-            existing.get("split"),
-            overrides["split"],
-        )
+        logger.info("%s was made with other settings (%s): recomputing", metrics_file, changed)
     logger.info("Running %s on %s", hparams_file.name, classifier_folder)
     overrides["classifier_folder"] = str(classifier_folder)
     command = [sys.executable, str(Path(recipes_dir) / "interpret.py"), str(hparams_file)]
