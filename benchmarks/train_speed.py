@@ -19,7 +19,12 @@ Every variant computes the same function: the script reports the largest logit
 difference between the layouts (same weights, float32) and between cached and
 directly computed features, and fails if either exceeds its tolerance. An epoch
 is estimated as ``steps_per_epoch`` training steps plus the evaluation batches of
-the validation fold (ESC-10: 240 training clips, 80 validation clips).
+the validation fold (ESC-10: 240 training clips, 80 validation clips). A whole run is
+that epoch times the number of epochs: ``--reference_epochs`` for the reference (80,
+the recipe before) and the YAML's ``number_of_epochs`` (or ``--epochs``) for the
+others, so the last column is the speed-up of a whole training run of today's
+recipe against the recipe before, in one run of this script (the accuracy of both is
+the cross-validation's, ``benchmarks/README.md``).
 
 > python benchmarks/train_speed.py --threads 2 --output benchmarks/results/train_speed.json
 
@@ -65,10 +70,16 @@ def load_recipe(config, n_classes=10):
         return load_hyperpyyaml(fin, {"data_folder": "unused", "esc10": n_classes == 10})
 
 
-def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time):
-    """Time every variant of one recipe; returns one dict per variant."""
+def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
+            reference_epochs=80, epochs=None):
+    """Time every variant of one recipe; returns one dict per variant.
+
+    ``epochs`` (default: the YAML's ``number_of_epochs``) is the run length of
+    every variant but the reference, which runs ``reference_epochs``.
+    """
     torch.manual_seed(0)
     hparams = load_recipe(config)
+    epochs = int(epochs or hparams["number_of_epochs"])
     frontend = hparams["compute_features"]
     reference_model = hparams["model"]
     samples = int(hparams["sample_rate"] * hparams["clip_seconds"])
@@ -136,12 +147,15 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time)
             "train_step_s": timings["train_step"],
             "eval_step_s": timings["eval_step"],
             "epoch_s": epoch,
+            "epochs": reference_epochs if variant == "reference" else epochs,
+            "run_s": epoch * (reference_epochs if variant == "reference" else epochs),
             "max_logit_difference": logit_gap,
             "max_feature_difference": feature_gap,
         })
-    base = rows[0]["epoch_s"]
+    base, base_run = rows[0]["epoch_s"], rows[0]["run_s"]
     for row in rows:
         row["speedup"] = base / row["epoch_s"]
+        row["run_speedup"] = base_run / row["run_s"]
     return rows
 
 
@@ -154,6 +168,10 @@ def main(argv=None):
     parser.add_argument("--train_clips", type=int, default=240, help="ESC-10, 3 folds")
     parser.add_argument("--valid_clips", type=int, default=80, help="ESC-10, 1 fold")
     parser.add_argument("--min_run_time", type=float, default=5.0, help="seconds per timing")
+    parser.add_argument("--reference_epochs", type=int, default=80,
+                        help="epochs of the reference run (the recipe before)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of the other variants (default: the YAML's number_of_epochs)")
     parser.add_argument("--output", default=None, help="JSON file for the results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -161,14 +179,16 @@ def main(argv=None):
     for config in args.configs:
         rows += measure(
             config, args.batch_size, args.train_clips, args.valid_clips, args.threads,
-            args.min_run_time,
+            args.min_run_time, args.reference_epochs, args.epochs,
         )
-    print(f"| config | variant | train step (ms) | eval batch (ms) | epoch (s) | speed-up |")
-    print("|---|---|---|---|---|---|")
+    print("| config | variant | train step (ms) | eval batch (ms) | epoch (s) | speed-up "
+          "per epoch | epochs | run (min) | run speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['config']} | {row['variant']} | {1000 * row['train_step_s']:.0f} | "
-            f"{1000 * row['eval_step_s']:.0f} | {row['epoch_s']:.2f} | {row['speedup']:.2f}x |"
+            f"{1000 * row['eval_step_s']:.0f} | {row['epoch_s']:.2f} | {row['speedup']:.2f}x | "
+            f"{row['epochs']} | {row['run_s'] / 60:.1f} | {row['run_speedup']:.2f}x |"
         )
     for config in args.configs:
         row = next(r for r in rows if r["config"] == config)

@@ -137,11 +137,15 @@ def test_train_speed_benchmark_runs_and_reports_equal_functions(tmp_path, capsys
     rows = module.main([
         "--configs", "focalnet_cpu", "--threads", "1", "--batch_size", "2",
         "--train_clips", "4", "--valid_clips", "2", "--min_run_time", "0.01",
-        "--output", str(output),
+        "--reference_epochs", "80", "--epochs", "40", "--output", str(output),
     ])
     assert [row["variant"] for row in rows] == list(module.VARIANTS)
-    assert rows[0]["speedup"] == 1.0
+    assert rows[0]["speedup"] == 1.0 and rows[0]["run_speedup"] == 1.0
     assert all(row["epoch_s"] > 0 for row in rows)
+    assert [row["epochs"] for row in rows] == [80, 40, 40]
+    for row in rows:  # a whole run: epochs x epoch, against the 80-epoch reference
+        assert row["run_s"] == pytest.approx(row["epochs"] * row["epoch_s"])
+        assert row["run_speedup"] == pytest.approx(2 * row["speedup"]) or row is rows[0]
     assert rows[0]["max_logit_difference"] < module.LOGIT_TOLERANCE
     record = json.loads(output.read_text())
     assert record["rows"] == rows
