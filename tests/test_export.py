@@ -85,7 +85,7 @@ def test_model_card_shows_interpretation_metrics(run_folder, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(run_folder, run, symlinks=True)
-    (run / "interpretation" / "focalnet").mkdir(parents=True)
+    (run / "interpretation" / "focalnet").mkdir(parents=True, exist_ok=True)  # other tests may have interpreted it
     metrics = {
         "method": "focalnet", "split": "test", "num_clips": 20, "accuracy": 0.65,
         "quantiles": {"0.9": {"fid_i": 0.8125, "fa": 0.0625, "ff": 0.25, "clips": 20}},
