@@ -256,6 +256,9 @@ def main(argv):
         hparams["number_of_epochs"], loader_opts["batch_size"], grad_accumulation_factor
     )
     check_folds(hparams["train_folds"], hparams["valid_folds"], hparams["test_folds"])
+    imagenet = getattr(hparams.get("pretrained_init"), "keywords", {}).get("path")
+    if imagenet and not os.path.isfile(imagenet) and hparams["checkpointer"].find_checkpoint() is None:
+        raise RecipeError(f"pretrained_backbone: pretrained checkpoint not found: {imagenet}")
     check_distributed_launch(hparams, run_opts)
     ddp_init_group(run_opts)
 

@@ -338,6 +338,7 @@ def test_a_missing_imagenet_file_stops_with_one_line(fake_esc10, tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: pretrained_backbone:") and "missing.pth" in last
     assert not list((output / "save").glob("CKPT+*")) and not (output / "train_log.txt").exists()
+    assert not list((output / "save").glob("*.json"))  # stopped before preparing the data
 
 
 @pytest.mark.slow
