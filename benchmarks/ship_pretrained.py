@@ -193,7 +193,8 @@ def main(argv=None):
     parser.add_argument("--valid_folds", type=int, nargs="+", default=[4])
     parser.add_argument("--command", default=(
         "python recipes/train.py hparams/focalnet_cpu.yaml --data_folder ESC-50-dev "
-        "--esc10 True  # seed 1986, 80 epochs, folds 1-3 train, fold 4 valid"))
+        "--esc10 True --number_of_epochs 80  # seed 1986, 80 epochs (the default then), "
+        "folds 1-3 train, fold 4 valid"))
     args = parser.parse_args(argv)
 
     from focalnet_lobes.inference.export import export_classifier
