@@ -26,6 +26,7 @@ from pathlib import Path
 from focalnet_lobes.interpretation.evaluation import (
     METRIC_TITLES,
     InterpretationError,
+    configured_interpreter,
     format_quantile,
     format_value,
     load_per_clip,
@@ -654,13 +655,10 @@ def changed_settings(output_folder, overrides, hparams_file, existing):
     import yaml
 
     changes = []
-    configured = re.search(
-        r"^interpreter:\s*!new:[\w.]*?(\w+)\s*(#.*)?$",
-        Path(hparams_file).read_text(encoding="utf-8"), re.MULTILINE,
-    )
+    configured = configured_interpreter(Path(hparams_file).read_text(encoding="utf-8"))
     recorded = existing.get("interpreter")
-    if configured and recorded and recorded != configured.group(1):
-        changes.append(f"interpreter: {recorded} -> {configured.group(1)}")
+    if configured and recorded and recorded != configured:
+        changes.append(f"interpreter: {recorded} -> {configured}")
     resolved = Path(output_folder) / "hyperparams.yaml"
     values = _top_level_values(resolved.read_text(encoding="utf-8")) if resolved.is_file() else {}
     values.setdefault("split", existing.get("split"))

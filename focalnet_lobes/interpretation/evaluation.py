@@ -28,6 +28,7 @@ import csv
 import json
 import logging
 import math
+import re
 import statistics
 import time
 from pathlib import Path
@@ -470,6 +471,24 @@ def write_per_clip(folder, per_clip):
                     + [columns[name][index] if name in columns else "" for name in metric_names]
                 )
     return paths
+
+
+def configured_interpreter(yaml_text):
+    """The class name an interpretation YAML's ``interpreter: !new:...`` builds, or None.
+
+    ``metrics.json`` records the interpreter's class name (``"interpreter"``); comparing
+    it with this tells whether a finished interpretation was made by the map a YAML
+    gives now. ``!apply:`` loaders (PIQ, L-MAC) give None.
+
+    Example
+    -------
+    >>> configured_interpreter("interpreter: !new:focalnet_lobes.x.EnergyInterpreter  # note\\n")
+    'EnergyInterpreter'
+    >>> configured_interpreter("interpreter: !apply:focalnet_lobes.x.load\\n") is None
+    True
+    """
+    found = re.search(r"^interpreter:\s*!new:[\w.]*?(\w+)\s*(#.*)?$", yaml_text, re.MULTILINE)
+    return found.group(1) if found else None
 
 
 def load_per_clip(path):

@@ -32,7 +32,6 @@ Authors
 import csv
 import json
 import logging
-import re
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from pathlib import Path
 from focalnet_lobes.interpretation.evaluation import (
     TABLE_KEYS,
     InterpretationError,
+    configured_interpreter,
     format_value,
     load_per_clip,
     markdown_table_header,
@@ -295,15 +295,15 @@ def _check_reused_interpretations(interpret_hparams, kind, done, hparams_dir, po
             text = _resolve_yaml(yaml_name, hparams_dir).read_text(encoding="utf-8")
         except CrossValidationError:
             continue  # reported where the YAML is needed
-        configured = re.search(r"^interpreter:\s*!new:[\w.]*?(\w+)\s*(#.*)?$", text, re.MULTILINE)
+        configured = configured_interpreter(text)
         metrics = Path(done[method]) / "metrics.json"
         if configured is None or not metrics.is_file():
             continue
         recorded = json.loads(metrics.read_text(encoding="utf-8")).get("interpreter")
-        if recorded and recorded != configured.group(1):
+        if recorded and recorded != configured:
             raise CrossValidationError(
                 f"{Path(done[method])} was made by {recorded}, but {yaml_name} now gives "
-                f"{configured.group(1)}: remove that folder (or use another --cv_folder) to redo it"
+                f"{configured}: remove that folder (or use another --cv_folder) to redo it"
             )
 
 
