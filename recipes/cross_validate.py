@@ -68,6 +68,11 @@ def parse_arguments(argv):
     parser.add_argument("--interpret", help="YAML list replacing interpret_hparams")
     parser.add_argument("--interpret_override", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--folds", help="YAML list of folds (default: the YAML's, else all)")
+    parser.add_argument(
+        "--validation", choices=["next_fold", "none"],
+        help="checkpoint selection on the next fold, or none: a fixed schedule trained on "
+        "every other fold, the last epoch kept (default: the YAML's validation)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--interpret_split", default="test", choices=["test", "valid"],
@@ -109,6 +114,7 @@ def main(argv=None):
             posthoc_hparams=config.get("posthoc_hparams"),
             posthoc_overrides=[str(a) for a in config.get("posthoc_overrides") or []],
             split=args.interpret_split,
+            validation=args.validation or config.get("validation", "next_fold"),
         )
     except (ValueError, FileNotFoundError) as error:
         logger.debug("cross-validation failed", exc_info=True)

@@ -9,7 +9,10 @@ To run this recipe, do the following:
 > python recipes/train.py hparams/focalnet_cpu.yaml --data_folder DIR --esc10 True
 
 Running the same command again after an interruption resumes from the last
-checkpoint; the test stage uses the checkpoint with the lowest validation error.
+checkpoint; the test stage uses the checkpoint with the lowest validation error
+(``checkpoint_selection: valid_error``) or the last epoch's
+(``checkpoint_selection: last_epoch``: a fixed schedule, nothing chosen on data;
+``--valid_folds "[]"`` then trains without a validation split).
 Running it again with more epochs (or another batch size, or another number of
 processes) continues the run on the learning-rate schedule of the new length.
 
@@ -77,13 +80,19 @@ class ESC50Brain(sb.Brain):
                 features = self.hparams.feature_augment(features)
             if self.hparams.mixup is not None:
                 features, targets = self.hparams.mixup(features, targets)
+            term = getattr(self.hparams, "masked_in_loss", None)
+            if term is not None:  # the map's faithfulness term (0 with weight 0)
+                logits, extra = term(self.modules.model, features, targets)
+                return logits, targets, extra
         logits = self.modules.model(features)
-        return logits, targets
+        return logits, targets, None
 
     def compute_objectives(self, predictions, batch, stage):
         """Loss on (possibly mixed) soft targets; collects predictions when evaluating."""
-        logits, targets = predictions
+        logits, targets, extra = predictions
         loss = self.hparams.compute_cost(logits, targets)
+        if extra is not None:
+            loss = loss + extra
         if stage != sb.Stage.TRAIN:
             self.report.append(batch.id, logits.detach().float(), batch.label)
         return loss
@@ -99,9 +108,15 @@ class ESC50Brain(sb.Brain):
             self.report = ClassificationReport(self.hparams.class_names)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Log, checkpoint the best model by validation error, write the test report."""
+        """Log, checkpoint (the best by validation error, or the last), write the test report."""
         if stage == sb.Stage.TRAIN:
             self.train_loss = mean_over_processes(stage_loss, self.device)
+            if not self.validates:  # a fixed schedule without a validation split
+                self.hparams.train_logger.log_stats(
+                    stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
+                    train_stats={"loss": self.train_loss},
+                )
+                self.checkpointer.save_and_keep_only(meta={"epoch": epoch}, num_to_keep=1)
             return
         stats = {"loss": stage_loss, "error": 1.0 - self.report.accuracy()}
         if stage == sb.Stage.VALID:
@@ -111,9 +126,14 @@ class ESC50Brain(sb.Brain):
                 train_stats={"loss": self.train_loss},
                 valid_stats=stats,
             )
-            self.checkpointer.save_and_keep_only(
-                meta={"error": stats["error"]}, min_keys=["error"]
-            )
+            if self.selection == "last_epoch":  # validation only watched, not used
+                self.checkpointer.save_and_keep_only(
+                    meta={"error": stats["error"], "epoch": epoch}, num_to_keep=1
+                )
+            else:
+                self.checkpointer.save_and_keep_only(
+                    meta={"error": stats["error"]}, min_keys=["error"]
+                )
         elif stage == sb.Stage.TEST:
             self.hparams.train_logger.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
@@ -244,10 +264,21 @@ def check_distributed_launch(hparams, run_opts):
         )
 
 
+#: ``checkpoint_selection`` values: the checkpoint the test stage (and every later
+#: user of the run: interpretation, export) takes.
+CHECKPOINT_SELECTIONS = ("valid_error", "last_epoch")
+
+
 def main(argv):
-    """Check the configuration, prepare data, train, and test the best checkpoint."""
+    """Check the configuration, prepare data, train, and test the selected checkpoint."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     hparams = load_recipe_hparams(hparams_file, overrides)
+    selection = hparams.get("checkpoint_selection", "valid_error")
+    if selection not in CHECKPOINT_SELECTIONS:
+        raise RecipeError(
+            f"{hparams_file}: checkpoint_selection must be one of "
+            f"{', '.join(CHECKPOINT_SELECTIONS)}, got {selection!r}"
+        )
 
     # Everything that cannot train stops here, before any work, on every process.
     loader_opts = hparams["train_dataloader_opts"]
@@ -255,11 +286,20 @@ def main(argv):
     check_training_numbers(
         hparams["number_of_epochs"], loader_opts["batch_size"], grad_accumulation_factor
     )
-    check_folds(hparams["train_folds"], hparams["valid_folds"], hparams["test_folds"])
+    check_folds(
+        hparams["train_folds"], hparams["valid_folds"], hparams["test_folds"],
+        valid_folds_required=selection == "valid_error",
+    )
     imagenet = getattr(hparams.get("pretrained_init"), "keywords", {}).get("path")
     if imagenet and not os.path.isfile(imagenet) and hparams["checkpointer"].find_checkpoint() is None:
         raise RecipeError(f"pretrained_backbone: pretrained checkpoint not found: {imagenet}")
     check_distributed_launch(hparams, run_opts)
+    term = hparams.get("masked_in_loss")
+    if term is not None and term.weight > 0 and os.environ.get("RANK") is not None:
+        raise RecipeError(
+            f"{hparams_file}: masked_in_weight > 0 runs the model outside "
+            "DistributedDataParallel's forward; not supported under torchrun yet"
+        )
     ddp_init_group(run_opts)
 
     sb.create_experiment_directory(
@@ -290,7 +330,7 @@ def main(argv):
         )
 
     datasets = dataio_prep(hparams)
-    if datasets["train"] is None or datasets["valid"] is None:
+    if datasets["train"] is None or (datasets["valid"] is None and hparams["valid_folds"]):
         raise RecipeError(
             f"No training or validation clips in {hparams['data_folder']} for folds "
             f"{hparams['train_folds']} / {hparams['valid_folds']}"
@@ -320,6 +360,11 @@ def main(argv):
         checkpointer=hparams["checkpointer"],
     )
     brain.steps_per_epoch = steps_per_epoch
+    brain.selection = selection
+    brain.validates = datasets["valid"] is not None
+    if not brain.validates:
+        logger.info("No validation folds: a fixed schedule of %d epochs, the last epoch's "
+                    "model is kept and tested", hparams["number_of_epochs"])
 
     brain.fit(
         brain.hparams.epoch_counter,
@@ -334,7 +379,7 @@ def main(argv):
         return
     brain.evaluate(
         datasets["test"],
-        min_key="error",
+        min_key="error" if selection == "valid_error" else None,
         test_loader_kwargs=hparams["valid_dataloader_opts"],
     )
 

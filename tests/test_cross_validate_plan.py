@@ -92,7 +92,7 @@ def data_folder(root):
     return root
 
 
-def cross_validate(root, recipes, cv_folder, methods, split="test"):
+def cross_validate(root, recipes, cv_folder, methods, split="test", validation="next_fold"):
     return run_cross_validation(
         REPO / "hparams" / "focalnet_cpu.yaml",
         root,
@@ -104,6 +104,7 @@ def cross_validate(root, recipes, cv_folder, methods, split="test"):
         posthoc_overrides=["--number_of_epochs", "2"],
         n_resamples=99,
         split=split,
+        validation=validation,
     )
 
 
@@ -275,11 +276,47 @@ def test_a_rerun_with_other_training_options_stops_instead_of_mixing_models(tmp_
     assert record["training"]["train_hparams"] == "focalnet_cpu.yaml"
     assert record["training"]["train_overrides"] == ["--number_of_epochs", "1"]
     with pytest.raises(CrossValidationError, match=(
-        r"fold_1 was trained by focalnet_cpu.yaml --number_of_epochs 1 on .*; this command "
-        r"asks for focalnet_cpu.yaml --number_of_epochs 40 on .*: use another --cv_folder"
+        r"fold_1 was trained by focalnet_cpu.yaml --number_of_epochs 1 on .* with validation "
+        r"next_fold; this command asks for focalnet_cpu.yaml --number_of_epochs 40 on .* with "
+        r"validation next_fold: use another --cv_folder"
     )):
         run_cross_validation(
             REPO / "hparams" / "focalnet_cpu.yaml", root, cv_folder, ["by_design"],
             train_overrides=["--number_of_epochs", "40"], recipes_dir=recipes, n_resamples=99,
         )
     assert len(calls(recipes)) == runs
+
+
+def test_fixed_schedule_trains_on_every_other_fold_and_keeps_the_last_epoch(tmp_path):
+    root = data_folder(tmp_path / "data")
+    recipes = fake_recipes(tmp_path / "recipes", "focalnet")
+    results = cross_validate(root, recipes, tmp_path / "cv", ["by_design"], validation="none")
+    trainings = [c["args"] for c in calls(recipes) if c["recipe"] == "train.py"]
+    assert len(trainings) == 4
+    for args in trainings:
+        value = lambda key: json.loads(args[args.index(key) + 1])
+        held_out = value("--test_folds")
+        assert value("--valid_folds") == []
+        assert sorted(value("--train_folds") + held_out) == FOLDS
+        assert args[args.index("--checkpoint_selection") + 1] == "last_epoch"
+    assert results["validation"] == "none"
+    assert [f["valid_fold"] for f in results["folds"]] == [None] * 4
+    report = (tmp_path / "cv" / "cv_results.md").read_text()
+    assert "selection: none, a fixed schedule" in report
+    assert "| 1 | none | [2, 3, 4] | 4 |" in report
+    # the same folder asked for with validation: a different training, refused
+    with pytest.raises(CrossValidationError, match="with validation none; this command asks "
+                       "for .* with validation next_fold"):
+        cross_validate(root, recipes, tmp_path / "cv", ["by_design"])
+
+
+def test_fixed_schedule_refuses_what_needs_a_validation_fold(tmp_path):
+    root = data_folder(tmp_path / "data")
+    recipes = fake_recipes(tmp_path / "recipes", "focalnet")
+    with pytest.raises(CrossValidationError, match=r"post-hoc training \(lmac\) needs a validation fold"):
+        cross_validate(root, recipes, tmp_path / "cv", ["by_design", "lmac"], validation="none")
+    with pytest.raises(CrossValidationError, match="split valid needs a validation fold"):
+        cross_validate(root, recipes, tmp_path / "cv", ["by_design"], split="valid", validation="none")
+    with pytest.raises(CrossValidationError, match="validation must be one of next_fold, none"):
+        cross_validate(root, recipes, tmp_path / "cv", ["by_design"], validation="fold_4")
+    assert calls(recipes) == []

@@ -97,3 +97,76 @@ def test_soft_target_cross_entropy_matches_torch():
     probabilities = torch.softmax(torch.randn(6, 5, generator=generator), -1)
     expected = -(probabilities * torch.log_softmax(logits, -1)).sum(-1).mean()
     assert torch.allclose(SoftTargetCrossEntropy()(logits, probabilities), expected, atol=1e-6)
+
+
+def _small_focalnet(num_classes=3):
+    import focalnet_lobes
+    from focalnet_lobes.models.classifier import GlobalFeatureNorm, SpectrogramClassifier
+    from focalnet_lobes.models.heads import LinearHead
+
+    torch.manual_seed(0)
+    backbone = focalnet_lobes.create_model(
+        "focalnet_audio_small", num_classes=0, in_chans=1, global_pool="modulation",
+        stem_channels=[8, 16, 32], embed_dim=32, depths=[1, 1], focal_levels=[2, 2],
+        focal_windows=[3, 3], drop_path_rate=0.0,
+    )
+    return SpectrogramClassifier(
+        backbone, LinearHead(backbone.num_features, num_classes, dropout=0.0), normalizer=GlobalFeatureNorm(32)
+    )
+
+
+def test_masked_in_term_classifies_the_input_masked_by_the_models_own_map():
+    import copy
+
+    from focalnet_lobes.interpretation.interpret import (
+        ModulationContributionInterpreter, quantile_mask,
+    )
+    from focalnet_lobes.training.losses import MaskedInFidelityLoss
+
+    model = _small_focalnet().train()
+    reference = copy.deepcopy(model)
+    features = torch.rand(4, 1, 64, 32) + 0.1
+    targets = torch.tensor([0, 1, 2, 0])
+    cost = SoftTargetCrossEntropy()
+    term = MaskedInFidelityLoss(ModulationContributionInterpreter(), cost, weight=0.5, quantiles=[0.8])
+    inputs = []
+    hook = model.normalizer.register_forward_pre_hook(lambda m, args: inputs.append(args[0].detach()))
+    logits, loss = term(model, features, targets)
+    hook.remove()
+    # The reference: the same model's training pass on X alone.
+    expected_logits, maps = ModulationContributionInterpreter()(reference, features)
+    assert torch.allclose(logits, expected_logits, atol=1e-5)
+    # The second pass saw X masked at q = 0.8 by the map of that first pass ...
+    assert len(inputs) == 2 and torch.equal(inputs[0], features)
+    assert torch.equal(inputs[1], quantile_mask(maps, 0.8) * features)
+    kept = (inputs[1] != 0).flatten(1).float().mean(dim=1)
+    assert torch.allclose(kept, torch.full((4,), 0.2), atol=0.02)
+    # ... without moving the running statistics (BatchNorm, feature norm) nor the modes.
+    state, expected = model.state_dict(), reference.state_dict()
+    moved = [k for k in state if "running" in k or "normalizer" in k]
+    assert moved and all(torch.equal(state[k], expected[k]) for k in moved)
+    assert all(m.training for m in model.modules())
+    # loss = weight * cost(masked-in logits), and it trains the model.
+    model.eval()
+    with torch.no_grad():
+        masked_logits = model(inputs[1])
+    model.train()
+    # (no dropout here: the masked pass is the evaluation-mode forward of M * X)
+    assert abs(float(loss.detach()) - 0.5 * float(cost(masked_logits, targets))) < 1e-5
+    loss.backward()
+    assert all(p.grad is not None for p in model.head.parameters())
+
+
+def test_masked_in_term_with_weight_zero_is_the_plain_forward():
+    from focalnet_lobes.interpretation.interpret import ModulationContributionInterpreter
+    from focalnet_lobes.training.losses import MaskedInFidelityLoss
+
+    model = _small_focalnet().eval()
+    features = torch.rand(2, 1, 64, 32)
+    term = MaskedInFidelityLoss(ModulationContributionInterpreter(), SoftTargetCrossEntropy(), weight=0.0)
+    logits, loss = term(model, features, torch.tensor([0, 1]))
+    assert torch.equal(logits, model(features)) and float(loss) == 0.0
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        MaskedInFidelityLoss(ModulationContributionInterpreter(), SoftTargetCrossEntropy(), weight=-1)
+    with pytest.raises(ValueError, match=r"quantiles must be in \[0, 1\)"):
+        MaskedInFidelityLoss(ModulationContributionInterpreter(), SoftTargetCrossEntropy(), quantiles=[1.0])

@@ -6,6 +6,7 @@ test report (accuracy, per-class accuracy, confusion matrix as text and PNG).
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -99,6 +100,52 @@ def test_resume_after_kill_during_epoch_two(fake_esc10, tmp_path):
     # Epoch 1 is not redone: training resumed from its checkpoint.
     assert epochs_logged(train_log) == [1, 2, 3]
     assert (output / "test_results.json").is_file()
+
+
+def test_fixed_schedule_without_validation_keeps_and_tests_the_last_epoch(fake_esc10, tmp_path):
+    from focalnet_lobes.inference.trained import load_trained_classifier
+
+    output = tmp_path / "out"
+    command = recipe_command(
+        "focalnet_cpu.yaml", fake_esc10, output, "--train_folds", "[1, 2, 3, 4]",
+        "--valid_folds", "[]", "--checkpoint_selection", "last_epoch",
+    )
+    result = run(command)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert epochs_logged(output / "train_log.txt") == [1, 2]
+    assert "Epoch loaded: 2" in (output / "train_log.txt").read_text()
+    checkpoints = list((output / "save").glob("CKPT+*"))
+    assert len(checkpoints) == 1
+    assert "epoch: 2" in (checkpoints[0] / "CKPT.yaml").read_text()
+    assert json.loads((output / "save" / "valid.json").read_text()) == {}
+    assert (output / "test_results.json").is_file()
+    assert Path(load_trained_classifier(output).checkpoint) == checkpoints[0]
+
+
+def test_masked_in_term_trains_and_is_refused_under_torchrun(fake_esc10, tmp_path):
+    output = tmp_path / "out"
+    command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, "--masked_in_weight", "0.5")
+    result = run(command)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert epochs_logged(output / "train_log.txt") == [1, 2]
+    assert (output / "test_results.json").is_file()
+    env = dict(os.environ, PYTHONPATH=str(REPO), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    result = subprocess.run(
+        [*command, "--distributed_backend", "gloo"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "not supported under torchrun" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--valid_folds", "[]"], "valid_folds is empty: .* --checkpoint_selection last_epoch"),
+    (["--checkpoint_selection", "best"], "checkpoint_selection must be one of valid_error, last_epoch, got 'best'"),
+])
+def test_checkpoint_selection_errors_are_one_line(fake_esc10, tmp_path, extra, message):
+    result = run(recipe_command("focalnet_cpu.yaml", fake_esc10, tmp_path / "out", *extra))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert re.search(message, result.stderr.strip().splitlines()[-1])
 
 
 def test_mismatched_class_count_is_a_clear_error(fake_esc10, tmp_path):

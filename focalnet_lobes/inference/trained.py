@@ -108,7 +108,9 @@ def load_trained_classifier(folder, device="cpu", overrides=None):
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, all_overrides)
     checkpoints_dir = Path(hparams["save_folder"])
-    checkpoint = Checkpointer(checkpoints_dir).find_checkpoint(min_key="error")
+    checkpointer = Checkpointer(checkpoints_dir)
+    # the lowest validation error; a fixed schedule without validation keeps one, the last
+    checkpoint = checkpointer.find_checkpoint(min_key="error") or checkpointer.find_checkpoint()
     if checkpoint is None:
         raise TrainedClassifierError(
             f"No checkpoint in {checkpoints_dir}: has the training run "

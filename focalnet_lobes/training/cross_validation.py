@@ -132,30 +132,52 @@ def data_folds(data_folder, esc10=False):
     return folds
 
 
-def fold_plan(folds):
+#: ``validation`` values of :func:`fold_plan`: checkpoint selection on the next
+#: fold, or a fixed schedule (the last epoch) trained on every other fold.
+VALIDATIONS = ("next_fold", "none")
+
+
+def fold_plan(folds, validation="next_fold"):
     """For each held-out fold: the validation fold (the next, cyclically) and the training folds.
 
     Arguments
     ---------
     folds : sequence of int
         At least 3 distinct folds.
+    validation : str
+        ``"next_fold"``: validate (select the checkpoint) on the next fold,
+        cyclically, and train on the others. ``"none"``: no validation fold
+        (``valid_fold`` None); train on every fold but the held-out one, with a
+        fixed schedule whose last epoch is kept (``train.py
+        --checkpoint_selection last_epoch``).
 
     Returns
     -------
     list of dict
         ``{"test_fold", "valid_fold", "train_folds"}`` per held-out fold, in order.
 
+    Raises
+    ------
+    CrossValidationError
+        Fewer than 3 folds, or an unknown ``validation``.
+
     Example
     -------
     >>> [(p["test_fold"], p["valid_fold"], p["train_folds"]) for p in fold_plan([1, 2, 3, 4])]
     [(1, 2, [3, 4]), (2, 3, [1, 4]), (3, 4, [1, 2]), (4, 1, [2, 3])]
+    >>> [(p["valid_fold"], p["train_folds"]) for p in fold_plan([1, 2, 3], "none")]
+    [(None, [2, 3]), (None, [1, 3]), (None, [1, 2])]
     """
+    if validation not in VALIDATIONS:
+        raise CrossValidationError(
+            f"validation must be one of {', '.join(VALIDATIONS)}, got {validation!r}"
+        )
     folds = sorted({int(f) for f in folds})
     if len(folds) < 3:
         raise CrossValidationError(f"cross-validation needs at least 3 folds, got {folds}")
     plan = []
     for index, test_fold in enumerate(folds):
-        valid_fold = folds[(index + 1) % len(folds)]
+        valid_fold = folds[(index + 1) % len(folds)] if validation == "next_fold" else None
         train = [f for f in folds if f not in (test_fold, valid_fold)]
         plan.append({"test_fold": test_fold, "valid_fold": valid_fold, "train_folds": train})
     return plan
@@ -308,10 +330,11 @@ def _check_reused_interpretations(interpret_hparams, kind, done, hparams_dir, po
 
 
 def _describe_training(training):
-    """``focalnet_cpu.yaml --number_of_epochs 40 on /data/ESC-50`` (for messages)."""
+    """``focalnet_cpu.yaml --number_of_epochs 40 on /data/ESC-50 with validation next_fold``."""
     return " ".join(
         [training.get("train_hparams", "?"), *training.get("train_overrides", []),
-         "on", training.get("data_folder", "?")]
+         "on", training.get("data_folder", "?"),
+         "with validation", training.get("validation", "next_fold")]
     )
 
 
@@ -411,6 +434,7 @@ def run_cross_validation(
     posthoc_hparams=None,
     posthoc_overrides=(),
     split="test",
+    validation="next_fold",
 ):
     """Train and interpret one model per held-out fold, then pool and write ``cv_results``.
 
@@ -463,6 +487,11 @@ def run_cross_validation(
         (``fold_<k>/interpretation_valid``, ``cv_selection.{json,md,png}``):
         where to choose between maps or quantiles without touching the
         held-out folds. The classifiers are shared.
+    validation : str
+        ``"next_fold"`` (checkpoint selected on the next fold) or ``"none"``
+        (a fixed schedule on every other fold, the last epoch kept; no
+        post-hoc training or ``split="valid"``, which need a validation fold);
+        see :func:`fold_plan`.
 
     Returns
     -------
@@ -499,7 +528,14 @@ def run_cross_validation(
         if name != BY_DESIGN and name not in (posthoc_hparams or {}):
             _resolve_yaml(name, hparams_dir)
     folds = list(folds) if folds else data_folds(data_folder, esc10)
-    plan = fold_plan(folds)
+    plan = fold_plan(folds, validation)
+    if validation == "none":
+        posthoc = [name for name in interpret_hparams if name in (posthoc_hparams or {})]
+        if posthoc or split != "test":
+            what = f"post-hoc training ({', '.join(posthoc)})" if posthoc else f"split {split}"
+            raise CrossValidationError(
+                f"{what} needs a validation fold: not available with validation none"
+            )
     output_folder.mkdir(parents=True, exist_ok=True)
     # What a fold's classifier is trained with: a rerun must ask for the same.
     training = {
@@ -507,6 +543,8 @@ def run_cross_validation(
         "train_overrides": train_overrides,
         "data_folder": str(Path(data_folder).resolve()),
     }
+    if validation != "next_fold":  # records of earlier versions have no key: next_fold
+        training["validation"] = validation
     fold_results = []
     for number, fold in enumerate(plan, start=1):
         prefix = f"[fold {number}/{len(plan)}, held out {fold['test_fold']}]"
@@ -556,19 +594,23 @@ def run_cross_validation(
             fold_results.append({**previous, "methods": {name: done[name] for name in wanted}})
             continue
         print(
-            f"{prefix} training on folds {fold['train_folds']}, validating on "
-            f"{fold['valid_fold']}",
+            f"{prefix} training on folds {fold['train_folds']}, "
+            + (f"validating on {fold['valid_fold']}" if fold["valid_fold"] is not None
+               else "a fixed schedule (no validation, last epoch kept)"),
             flush=True,
         )
+        selection = [] if fold["valid_fold"] is not None else [
+            "--checkpoint_selection", "last_epoch"]
         # fmt: off
         command = [
             python, str(recipes_dir / "train.py"), str(train_hparams),
             "--data_folder", str(data_folder),
             "--output_folder", str(model_folder),
             "--train_folds", json.dumps(fold["train_folds"]),
-            "--valid_folds", json.dumps([fold["valid_fold"]]),
+            "--valid_folds", json.dumps([fold["valid_fold"]] if fold["valid_fold"] is not None else []),
             "--test_folds", json.dumps([fold["test_fold"]]),
             "--device", device,
+            *selection,
             *train_overrides,
         ]
         # fmt: on
@@ -595,6 +637,7 @@ def run_cross_validation(
     results["train_overrides"] = train_overrides
     results["data_folder"] = str(data_folder)
     results["split"] = split
+    results["validation"] = validation
     write_cv_results(output_folder, results, SPLIT_FILES[split][3])
     return results
 
@@ -942,6 +985,9 @@ def markdown_cv(results):
     lines += [
         f"- training: `{results.get('train_hparams', '?')}` "
         f"{' '.join(results.get('train_overrides', []))}",
+        *([
+            "- selection: none, a fixed schedule on every other fold (the last epoch kept)"
+        ] if results.get("validation") == "none" else []),
         f"- data: `{results.get('data_folder', '?')}`, {len(results['folds'])} folds, "
         + (f"{pooled['n']} validation clips, each evaluated by the model it selected"
            if results.get("split") == "valid" else
@@ -955,7 +1001,8 @@ def markdown_cv(results):
     ]
     for fold in results["folds"]:
         lines.append(
-            f"| {fold['test_fold']} | {fold.get('valid_fold', '-')} | "
+            f"| {fold['test_fold']} | "
+            f"{'none' if fold.get('valid_fold') is None else fold['valid_fold']} | "
             f"{fold.get('train_folds', '-')} | {fold['clips']} | {100 * fold['accuracy']:.1f} |"
         )
     quantiles = sorted(

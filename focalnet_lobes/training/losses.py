@@ -143,3 +143,92 @@ class AdditiveAngularMarginLoss(nn.Module):
     def forward(self, logits, targets):
         """Loss of cosine-head ``logits`` (B, K) for targets (B,)/(B, 1) or (B, K)."""
         return self.cross_entropy(self.margin_logits(logits, targets), targets)
+
+
+class MaskedInFidelityLoss(nn.Module):
+    """A training term that makes a by-design map faithful: classify what the map keeps.
+
+    For a batch X with (soft) targets y, the model's own interpreter gives logits
+    and a map per clip in the same forward pass; the map is thresholded at a
+    quantile q drawn uniformly from ``quantiles`` (one q per batch,
+    :func:`~focalnet_lobes.interpretation.interpret.quantile_mask`, detached), and
+    the term is ``weight * cost(model(M_q * X), y)``: the masked-in input
+    (exactly what FID-I and FA evaluate, :mod:`focalnet_lobes.interpretation.metrics`)
+    must still be classified. It is the masked-in term of L-MAC's loss (Paissan et
+    al., "Listenable Maps for Audio Classifiers", ICML 2024, Eq. 4), applied to the
+    classifier and its by-design map instead of a decoder trained after the fact.
+
+    The masked-in forward pass runs with every BatchNorm and
+    :class:`~focalnet_lobes.models.classifier.GlobalFeatureNorm` in evaluation mode
+    (running statistics, not updated), so that mostly-zero masked inputs never
+    enter the statistics the model is evaluated with; gradients flow as usual.
+
+    Arguments
+    ---------
+    interpreter : focalnet_lobes.interpretation.interpret.MapInterpreter
+        ``interpreter(model, features) -> (logits, maps)`` from one forward pass
+        (e.g. ``ModulationContributionInterpreter``).
+    cost : callable
+        ``cost(logits, targets) -> loss`` (the recipe's ``compute_cost``).
+    weight : float
+        Weight of the term (>= 0; 0 turns it off and costs nothing).
+    quantiles : sequence of float
+        Quantiles in [0, 1) to draw q from.
+
+    Raises
+    ------
+    ValueError
+        A negative weight or a quantile outside [0, 1).
+
+    Example
+    -------
+    >>> import focalnet_lobes
+    >>> from focalnet_lobes.models.classifier import SpectrogramClassifier
+    >>> from focalnet_lobes.models.heads import LinearHead
+    >>> from focalnet_lobes.interpretation.interpret import ModulationContributionInterpreter
+    >>> backbone = focalnet_lobes.create_model(
+    ...     "focalnet_audio_small", num_classes=0, in_chans=1, global_pool="modulation")
+    >>> model = SpectrogramClassifier(backbone, LinearHead(backbone.num_features, 3))
+    >>> term = MaskedInFidelityLoss(ModulationContributionInterpreter(),
+    ...                             SoftTargetCrossEntropy(), weight=0.5, quantiles=[0.9])
+    >>> features, targets = torch.rand(2, 1, 64, 32), torch.tensor([0, 2])
+    >>> logits, loss = term(model, features, targets)
+    >>> logits.shape, loss.dim(), bool(loss > 0)
+    (torch.Size([2, 3]), 0, True)
+    """
+
+    def __init__(self, interpreter, cost, weight=1.0, quantiles=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95)):
+        super().__init__()
+        if float(weight) < 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        quantiles = [float(q) for q in quantiles]
+        if not quantiles or any(not 0.0 <= q < 1.0 for q in quantiles):
+            raise ValueError(f"quantiles must be in [0, 1), got {quantiles}")
+        self.interpreter = interpreter
+        self.cost = cost
+        self.weight = float(weight)
+        self.quantiles = quantiles
+
+    def forward(self, model, features, targets):
+        """``(logits of X (B, K), weighted masked-in loss (scalar))``; the loss is 0 with weight 0."""
+        from focalnet_lobes.interpretation.interpret import quantile_mask
+        from focalnet_lobes.models.classifier import GlobalFeatureNorm
+
+        if self.weight == 0.0:
+            logits = model(features)
+            return logits, logits.new_zeros(())
+        logits, maps = self.interpreter(model, features)
+        index = int(torch.randint(len(self.quantiles), (1,)))
+        masks = quantile_mask(maps.detach().float(), self.quantiles[index]).to(features.dtype)
+        statistics = [
+            m for m in model.modules()
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, GlobalFeatureNorm)) and m.training
+        ]
+        for module in statistics:
+            module.eval()
+        try:
+            logits_in = model(masks * features)
+        finally:
+            for module in statistics:
+                module.train()
+        return logits, self.weight * self.cost(logits_in, targets)

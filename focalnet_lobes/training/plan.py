@@ -124,7 +124,8 @@ def check_folds(train_folds, valid_folds, test_folds, valid_folds_required=True)
     train_folds, valid_folds, test_folds : int or sequence of int
         ESC-50 folds (1..5) of each split.
     valid_folds_required : bool
-        The validation split selects the checkpoint, so it must not be empty.
+        The validation split selects the checkpoint, so it must not be empty
+        (False for a fixed schedule that keeps the last epoch).
 
     Raises
     ------
@@ -160,7 +161,8 @@ def check_folds(train_folds, valid_folds, test_folds, valid_folds_required=True)
     if valid_folds_required and not splits["valid_folds"]:
         raise TrainingPlanError(
             "valid_folds is empty: the validation fold selects the checkpoint, "
-            "give one, e.g. --valid_folds \"[4]\""
+            "give one, e.g. --valid_folds \"[4]\" (or train a fixed schedule: "
+            "--checkpoint_selection last_epoch)"
         )
     shared = shared_folds(splits)
     if shared:
