@@ -112,28 +112,11 @@ class ESC50Brain(sb.Brain):
         if stage == sb.Stage.TRAIN:
             self.train_loss = mean_over_processes(stage_loss, self.device)
             if not self.validates:  # a fixed schedule without a validation split
-                self.hparams.train_logger.log_stats(
-                    stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
-                    train_stats={"loss": self.train_loss},
-                )
-                self.checkpointer.save_and_keep_only(meta={"epoch": epoch}, num_to_keep=1)
+                self._end_epoch(epoch)
             return
         stats = {"loss": stage_loss, "error": 1.0 - self.report.accuracy()}
         if stage == sb.Stage.VALID:
-            learning_rate = self.optimizer.param_groups[0]["lr"]
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": learning_rate},
-                train_stats={"loss": self.train_loss},
-                valid_stats=stats,
-            )
-            if self.selection == "last_epoch":  # validation only watched, not used
-                self.checkpointer.save_and_keep_only(
-                    meta={"error": stats["error"], "epoch": epoch}, num_to_keep=1
-                )
-            else:
-                self.checkpointer.save_and_keep_only(
-                    meta={"error": stats["error"]}, min_keys=["error"]
-                )
+            self._end_epoch(epoch, stats)
         elif stage == sb.Stage.TEST:
             self.hparams.train_logger.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
@@ -145,6 +128,19 @@ class ESC50Brain(sb.Brain):
                 logger.info("Test accuracy: %.2f%%", 100 * summary["accuracy"])
                 logger.info("Confusion matrix (rows: true, columns: predicted):\n%s",
                             self.report.confusion_text())
+
+    def _end_epoch(self, epoch, valid_stats=None):
+        """Log the epoch and checkpoint it: keep the lowest validation error, or the last."""
+        self.hparams.train_logger.log_stats(
+            stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
+            train_stats={"loss": self.train_loss},
+            **({"valid_stats": valid_stats} if valid_stats is not None else {}),
+        )
+        meta = {} if valid_stats is None else {"error": valid_stats["error"]}
+        if self.selection == "last_epoch":  # validation, if any, only watched
+            self.checkpointer.save_and_keep_only(meta={**meta, "epoch": epoch}, num_to_keep=1)
+        else:
+            self.checkpointer.save_and_keep_only(meta=meta, min_keys=["error"])
 
     def init_optimizers(self):
         """Create the optimiser and the per-step scheduler, both checkpointed.

@@ -593,21 +593,21 @@ def run_cross_validation(
             print(f"{prefix} done", flush=True)
             fold_results.append({**previous, "methods": {name: done[name] for name in wanted}})
             continue
+        valid_folds = [] if fold["valid_fold"] is None else [fold["valid_fold"]]
         print(
             f"{prefix} training on folds {fold['train_folds']}, "
-            + (f"validating on {fold['valid_fold']}" if fold["valid_fold"] is not None
+            + (f"validating on {valid_folds[0]}" if valid_folds
                else "a fixed schedule (no validation, last epoch kept)"),
             flush=True,
         )
-        selection = [] if fold["valid_fold"] is not None else [
-            "--checkpoint_selection", "last_epoch"]
+        selection = [] if valid_folds else ["--checkpoint_selection", "last_epoch"]
         # fmt: off
         command = [
             python, str(recipes_dir / "train.py"), str(train_hparams),
             "--data_folder", str(data_folder),
             "--output_folder", str(model_folder),
             "--train_folds", json.dumps(fold["train_folds"]),
-            "--valid_folds", json.dumps([fold["valid_fold"]] if fold["valid_fold"] is not None else []),
+            "--valid_folds", json.dumps(valid_folds),
             "--test_folds", json.dumps([fold["test_fold"]]),
             "--device", device,
             *selection,
