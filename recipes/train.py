@@ -137,6 +137,11 @@ class ESC50Brain(sb.Brain):
             **({"valid_stats": valid_stats} if valid_stats is not None else {}),
         )
         meta = {} if valid_stats is None else {"error": valid_stats["error"]}
+        if valid_stats is None:
+            # Saved from the training stage: SpeechBrain resets its step count and running
+            # loss only after on_stage_end, so do it first, or the checkpoint carries them
+            # into the test loss and into the next epoch of a resumed run.
+            self.step, self.avg_train_loss = 0, 0.0
         if self.selection == "last_epoch":  # validation, if any, only watched
             self.checkpointer.save_and_keep_only(meta={**meta, "epoch": epoch}, num_to_keep=1)
         else:

@@ -117,6 +117,8 @@ def test_fixed_schedule_without_validation_keeps_and_tests_the_last_epoch(fake_e
     checkpoints = list((output / "save").glob("CKPT+*"))
     assert len(checkpoints) == 1
     assert "epoch: 2" in (checkpoints[0] / "CKPT.yaml").read_text()
+    # saved with the epoch's step count reset, as a validated run's checkpoint is
+    assert "step: 0\n" in (checkpoints[0] / "brain.ckpt").read_text()
     assert json.loads((output / "save" / "valid.json").read_text()) == {}
     assert (output / "test_results.json").is_file()
     assert Path(load_trained_classifier(output).checkpoint) == checkpoints[0]
