@@ -7,6 +7,8 @@ exact McNemar test and the 95% bootstrap CI of the difference, and the paired
 differences of every interpretation metric for the two by-design maps and for
 each method both ran (:func:`focalnet_lobes.training.cross_validation.compare_cross_validations`).
 Writes ``cv_comparison.{json,md}`` to the output folder and prints the table.
+Either side may be a cross-validation folder or the ``cv_results_per_clip.json.gz``
+archive it wrote (kept in ``benchmarks/results`` after the fold folders are gone).
 
 To run this recipe, do the following:
 > python recipes/compare_cv.py results/cv/focalnet_cpu results/cv/vit_cpu \\
@@ -32,8 +34,11 @@ from focalnet_lobes.interpretation.stats import N_RESAMPLES, SEED
 def main(argv=None):
     """Command line; errors exit with a one-line message."""
     parser = argparse.ArgumentParser(description="Compare two cross-validations clip by clip.")
-    parser.add_argument("first", help="cross-validation folder (differences are first - second)")
-    parser.add_argument("second", help="cross-validation folder of the same folds")
+    parser.add_argument(
+        "first",
+        help="cross-validation folder or its cv_results_per_clip.json.gz (differences are first - second)",
+    )
+    parser.add_argument("second", help="cross-validation folder (or archive) of the same folds")
     parser.add_argument("--output_folder", required=True)
     parser.add_argument("--bootstrap_resamples", type=int, default=N_RESAMPLES)
     parser.add_argument("--bootstrap_seed", type=int, default=SEED)

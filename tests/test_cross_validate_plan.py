@@ -7,6 +7,7 @@ in seconds; ``test_cross_validate.py`` runs the real recipes end to end.
 """
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -210,6 +211,37 @@ def test_two_cross_validations_compared_clip_by_clip(tmp_path):
     empty = run_recipe(command[:2] + [str(tmp_path / "a"), str(tmp_path / "empty"),
                                       "--output_folder", str(out)])
     assert empty.returncode != 0 and "empty: no finished fold" in empty.stderr
+
+
+def test_comparison_from_the_per_clip_archives_after_the_folds_are_gone(tmp_path):
+    root = data_folder(tmp_path / "data")
+    cross_validate(root, fake_recipes(tmp_path / "rf", "focalnet"), tmp_path / "a",
+                   ["by_design", "interpret_energy.yaml"])
+    cross_validate(root, fake_recipes(tmp_path / "rv", "vit"), tmp_path / "b",
+                   ["by_design", "interpret_energy.yaml"])
+    before = compare_cross_validations(tmp_path / "a", tmp_path / "b", n_resamples=99)
+    archives = {}
+    for name in ("a", "b"):
+        archive = tmp_path / name / "cv_results_per_clip.json.gz"
+        assert archive.is_file()
+        archives[name] = shutil.copy(archive, tmp_path / f"{name}.json.gz")
+    # deterministic bytes: the same results give the same archive
+    assert archives["a"].read_bytes() == (tmp_path / "a" / "cv_results_per_clip.json.gz").read_bytes()
+    for name in ("a", "b"):
+        for fold in (tmp_path / name).glob("fold_*"):
+            shutil.rmtree(fold / "interpretation")
+    # the folders (records pointing at deleted files) fall back to their archives,
+    # and the bare archive files compare the same
+    for first, second in ((tmp_path / "a", tmp_path / "b"), (archives["a"], archives["b"])):
+        after = compare_cross_validations(first, second, n_resamples=99)
+        assert after["accuracy"] == before["accuracy"]
+        assert after["pairs"] == before["pairs"]
+    (tmp_path / "bad.json.gz").write_bytes(b"not gzip")
+    command = [sys.executable, str(REPO / "recipes" / "compare_cv.py"), str(archives["a"]),
+               str(tmp_path / "bad.json.gz"), "--output_folder", str(tmp_path / "cmp")]
+    broken = run_recipe(command)
+    assert broken.returncode != 0 and "bad.json.gz: not a gzipped per-clip archive" in broken.stderr
+    assert "Traceback" not in broken.stderr
 
 
 def test_validation_split_for_selection_reuses_the_classifiers(tmp_path):

@@ -16,7 +16,9 @@ commands a user would type), showing the fold and the epoch as they progress,
 and skips finished folds when rerun (a fold is finished when
 ``fold_<k>/fold_done.json`` exists; a half-trained fold resumes from its last
 checkpoint, which ``train.py`` does by itself). :func:`pool_folds` and
-:func:`write_cv_results` build ``cv_results.{json,md,png}``:
+:func:`write_cv_results` build ``cv_results.{json,md,png}``, and
+:func:`write_per_clip_archive` ``cv_results_per_clip.json.gz`` (every clip's results,
+self-contained, for later paired comparisons by :func:`compare_cross_validations`):
 
 * accuracy as mean +- standard deviation over folds (sample standard deviation,
   ddof = 1) and pooled over all clips with its 95% bootstrap CI;
@@ -30,6 +32,7 @@ Authors
 """
 
 import csv
+import gzip
 import json
 import logging
 import statistics
@@ -62,6 +65,13 @@ SPLIT_FILES = {
     "valid": ("fold_done_valid.json", "fold_progress_valid.json", "interpretation_valid",
               "cv_selection"),
 }
+#: The pooled per-clip results of a cross-validation, written beside
+#: ``<name>.json`` as ``<name>``+this suffix: self-contained (no paths into the fold
+#: folders), so that :func:`compare_cross_validations` can pair two
+#: cross-validations after their fold folders are gone.
+PER_CLIP_SUFFIX = "_per_clip.json.gz"
+#: Format tag of that archive.
+PER_CLIP_FORMAT = "focalnet-audio cross-validation per-clip v1"
 #: Placeholder in the list of interpretation YAMLs for the backbone's own map.
 BY_DESIGN = "by_design"
 #: The by-design interpretation YAML of each backbone kind.
@@ -638,7 +648,9 @@ def run_cross_validation(
     results["data_folder"] = str(data_folder)
     results["split"] = split
     results["validation"] = validation
-    write_cv_results(output_folder, results, SPLIT_FILES[split][3])
+    name = SPLIT_FILES[split][3]
+    write_cv_results(output_folder, results, name)
+    write_per_clip_archive(Path(output_folder) / f"{name}{PER_CLIP_SUFFIX}", fold_results)
     return results
 
 
@@ -770,6 +782,109 @@ def _pool_per_clip(fold_results):
     return pooled, folds, methods
 
 
+def write_per_clip_archive(path, fold_results):
+    """Write the pooled per-clip results of every fold to one gzipped JSON file.
+
+    The archive holds what :func:`compare_cross_validations` needs (clip ids,
+    labels, predictions and every metric of every method at every quantile, in
+    pooling order) and no path into the fold folders, so a comparison can be
+    redone from it alone, e.g. from ``benchmarks/results`` after the training
+    runs are deleted. Written deterministically (gzip ``mtime`` 0).
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        Output file (``cv_results_per_clip.json.gz``).
+    fold_results : list of dict
+        The ``fold_done.json`` records, as for :func:`pool_folds`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    CrossValidationError
+        As :func:`pool_folds` (missing per-clip files, overlapping folds).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from focalnet_lobes.interpretation.evaluation import write_per_clip
+    >>> root = Path(tempfile.mkdtemp())
+    >>> per_clip = {"ids": ["1-a", "1-b"], "labels": [0, 1], "predicted": [0, 0],
+    ...             "quantiles": {"0.9": {"fid_i": [1.0, 0.0]}}}
+    >>> folder = write_per_clip(root / "energy", per_clip)["json"].parent
+    >>> archive = write_per_clip_archive(root / "cv_results_per_clip.json.gz",
+    ...                                  [{"test_fold": 1, "methods": {"energy": str(folder)}}])
+    >>> pooled, folds, methods = load_pooled_per_clip(archive)
+    >>> methods, folds[0]["accuracy"], pooled["energy"]["quantiles"]["0.9"]["fid_i"]
+    (['energy'], 0.5, [1.0, 0.0])
+    """
+    pooled, folds, methods = _pool_per_clip(fold_results)
+    data = {"format": PER_CLIP_FORMAT, "methods": methods, "folds": folds, "per_clip": pooled}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as stream:
+        stream.write(json.dumps(data, separators=(",", ":")).encode("utf-8"))
+    return path
+
+
+def load_pooled_per_clip(source):
+    """The pooled per-clip results of a cross-validation: ``(pooled, folds, methods)``.
+
+    Arguments
+    ---------
+    source : str or pathlib.Path
+        A cross-validation folder (its ``fold_<k>/fold_done.json`` records and the
+        per-clip files they name; where those are gone, the folder's
+        ``cv_results_per_clip.json.gz``), or such an archive file
+        (:func:`write_per_clip_archive`).
+
+    Returns
+    -------
+    tuple
+        ``({method: {"ids", "labels", "predicted", "quantiles"}}, [fold summary], [method])``,
+        as pooled by :func:`pool_folds`.
+
+    Raises
+    ------
+    CrossValidationError
+        No such folder or file, no finished fold and no archive, or a file that
+        is not such an archive (one line naming it).
+
+    Example
+    -------
+    >>> load_pooled_per_clip("/nonexistent")
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.training.cross_validation.CrossValidationError: /nonexistent: no such folder
+    """
+    source = Path(source)
+    if source.is_file():
+        return _read_per_clip_archive(source)
+    archive = source / f"{SPLIT_FILES['test'][3]}{PER_CLIP_SUFFIX}"
+    if source.is_dir() and archive.is_file():
+        try:
+            return _pool_per_clip(load_fold_records(source))
+        except CrossValidationError:
+            return _read_per_clip_archive(archive)
+    return _pool_per_clip(load_fold_records(source))
+
+
+def _read_per_clip_archive(path):
+    """``(pooled, folds, methods)`` of a :func:`write_per_clip_archive` file."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as stream:
+            data = json.load(stream)
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CrossValidationError(f"{path}: not a gzipped per-clip archive ({error})") from None
+    if not isinstance(data, dict) or data.get("format") != PER_CLIP_FORMAT:
+        raise CrossValidationError(f"{path}: not a per-clip archive ({PER_CLIP_FORMAT!r} expected)")
+    return data["per_clip"], data["folds"], data["methods"]
+
+
 def load_fold_records(cv_folder):
     """The ``fold_done.json`` records of a cross-validation folder, in fold order.
 
@@ -802,8 +917,9 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED)
     Arguments
     ---------
     first, second : str or pathlib.Path
-        Cross-validation folders (``fold_<k>/fold_done.json``); differences are
-        ``first - second``.
+        Cross-validation folders (``fold_<k>/fold_done.json``) or their per-clip
+        archives (``cv_results_per_clip.json.gz``, :func:`load_pooled_per_clip`);
+        differences are ``first - second``.
     n_resamples, seed :
         Of the bootstrap.
 
@@ -842,8 +958,8 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED)
     >>> round(result["pairs"][0]["quantiles"]["0.9"]["fid_i"]["mean"], 6)
     0.3
     """
-    pooled_first, _, methods_first = _pool_per_clip(load_fold_records(first))
-    pooled_second, _, methods_second = _pool_per_clip(load_fold_records(second))
+    pooled_first, _, methods_first = load_pooled_per_clip(first)
+    pooled_second, _, methods_second = load_pooled_per_clip(second)
     ids_first = sorted(pooled_first[methods_first[0]]["ids"])
     ids_second = sorted(pooled_second[methods_second[0]]["ids"])
     if ids_first != ids_second:
