@@ -2,8 +2,10 @@
 """Recipe for cross-validating a classifier and its interpretations over the ESC-50 folds.
 
 Given the training YAML and the same command-line overrides as ``train.py``, one
-model is trained per held-out fold (validation on the next fold, training on the
-others; nothing is selected on the held-out fold), each held-out fold is
+model is trained per held-out fold (by default on every other fold with a fixed
+schedule, the last epoch kept; with ``--validation next_fold`` the next fold selects
+the checkpoint and the others train; nothing is ever selected on the held-out
+fold), each held-out fold is
 interpreted with every YAML of ``interpret_hparams`` (``hparams/cross_validation.yaml``),
 the per-clip results are pooled over folds and ``cv_results.{json,md,png}`` is
 written: accuracy as mean +- std over folds and pooled with its 95% CI, every
@@ -22,7 +24,8 @@ To run this recipe, do the following:
 
 Post-hoc interpreters (L-MAC, PIQ) are trained per fold on that fold's classifier
 when their name is in the list (``posthoc_hparams`` in the YAML names their
-training YAMLs), e.g. ``--interpret "[by_design, interpret_energy.yaml, lmac]"``;
+training YAMLs; they need ``--validation next_fold``), e.g.
+``--validation next_fold --interpret "[by_design, interpret_energy.yaml, lmac]"``;
 rerunning a finished cross-validation with more methods trains no classifier again.
 ``--interpret_split valid`` interprets each fold's validation split instead
 (``cv_selection.{json,md,png}``): choose a map or a quantile there, report
@@ -70,8 +73,8 @@ def parse_arguments(argv):
     parser.add_argument("--folds", help="YAML list of folds (default: the YAML's, else all)")
     parser.add_argument(
         "--validation", choices=["next_fold", "none"],
-        help="checkpoint selection on the next fold, or none: a fixed schedule trained on "
-        "every other fold, the last epoch kept (default: the YAML's validation)",
+        help="none: a fixed schedule trained on every other fold, the last epoch kept; "
+        "next_fold: checkpoint selection on the next fold (default: the YAML's validation)",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(

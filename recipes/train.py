@@ -296,9 +296,9 @@ def main(argv):
         raise RecipeError(f"pretrained_backbone: pretrained checkpoint not found: {imagenet}")
     check_distributed_launch(hparams, run_opts)
     term = hparams.get("masked_in_loss")
-    if term is not None and term.weight > 0 and os.environ.get("RANK") is not None:
+    if term is not None and term.active and os.environ.get("RANK") is not None:
         raise RecipeError(
-            f"{hparams_file}: masked_in_weight > 0 runs the model outside "
+            f"{hparams_file}: masked_in_weight or masked_out_weight > 0 runs the model outside "
             "DistributedDataParallel's forward; not supported under torchrun yet"
         )
     ddp_init_group(run_opts)

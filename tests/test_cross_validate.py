@@ -79,7 +79,9 @@ def test_cross_validation_runs_resumes_and_pools(five_folds, tmp_path):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     first_output = process.stdout.read().decode()
-    assert "[fold 1/5, held out 1] training on folds [3, 4, 5], validating on 2" in first_output
+    # the default (validation: none): every other fold trains, the last epoch is kept
+    assert ("[fold 1/5, held out 1] training on folds [2, 3, 4, 5], a fixed schedule "
+            "(no validation, last epoch kept)") in first_output
     assert "[fold 1/5, held out 1] epoch: 1" in first_output  # progress: fold and epoch
     assert not (cv_folder / "cv_results.json").exists()
     checkpoint_times = {
@@ -140,3 +142,7 @@ def test_cross_validation_errors_are_one_line(tmp_path):
     assert result.returncode != 0
     assert "--output_folder is set by the cross-validation, not overridable" in result.stderr
     assert "Traceback" not in result.stderr
+    result = run_recipe(command[:-4] + ["--data_folder", str(tmp_path), "--cv_folder",
+                                        str(tmp_path / "cv"), "--checkpoint_selection", "valid_error"])
+    assert result.returncode != 0
+    assert "--checkpoint_selection is set by the cross-validation, not overridable" in result.stderr

@@ -122,6 +122,10 @@ def test_posthoc_methods_train_per_fold_on_that_folds_classifier(tmp_path):
         model = Path(args[args.index("--classifier_folder") + 1])
         assert model == tmp_path / "cv" / f"fold_{fold}" / "model"
         assert args[-2:] == ["--number_of_epochs", "2"]
+    # next_fold: each classifier keeps its best epoch on the next fold, whatever its YAML says
+    for args in [c["args"] for c in calls(recipes) if c["recipe"] == "train.py"]:
+        assert args[args.index("--checkpoint_selection") + 1] == "valid_error"
+        assert len(json.loads(args[args.index("--valid_folds") + 1])) == 1
     interprets = [c["args"] for c in calls(recipes) if c["recipe"] == "interpret.py"]
     lmac = [a for a in interprets if Path(a[0]).name == "interpret_lmac.yaml"]
     assert len(lmac) == len(FOLDS)
@@ -213,6 +217,22 @@ def test_two_cross_validations_compared_clip_by_clip(tmp_path):
     assert empty.returncode != 0 and "empty: no finished fold" in empty.stderr
 
 
+def assert_close_nested(actual, expected, rel=1e-5):
+    """Equal structure and labels; floats equal to ``rel``."""
+    if isinstance(expected, dict):
+        assert sorted(actual) == sorted(expected)
+        for key in expected:
+            assert_close_nested(actual[key], expected[key], rel)
+    elif isinstance(expected, list):
+        assert len(actual) == len(expected)
+        for a, e in zip(actual, expected):
+            assert_close_nested(a, e, rel)
+    elif isinstance(expected, float):
+        assert actual == pytest.approx(expected, rel=rel, abs=1e-9)
+    else:
+        assert actual == expected
+
+
 def test_comparison_from_the_per_clip_archives_after_the_folds_are_gone(tmp_path):
     root = data_folder(tmp_path / "data")
     cross_validate(root, fake_recipes(tmp_path / "rf", "focalnet"), tmp_path / "a",
@@ -235,7 +255,7 @@ def test_comparison_from_the_per_clip_archives_after_the_folds_are_gone(tmp_path
     for first, second in ((tmp_path / "a", tmp_path / "b"), (archives["a"], archives["b"])):
         after = compare_cross_validations(first, second, n_resamples=99)
         assert after["accuracy"] == before["accuracy"]
-        assert after["pairs"] == before["pairs"]
+        assert_close_nested(after["pairs"], before["pairs"])  # archived to 6 digits
     (tmp_path / "bad.json.gz").write_bytes(b"not gzip")
     command = [sys.executable, str(REPO / "recipes" / "compare_cv.py"), str(archives["a"]),
                str(tmp_path / "bad.json.gz"), "--output_folder", str(tmp_path / "cmp")]

@@ -157,6 +157,62 @@ def test_masked_in_term_classifies_the_input_masked_by_the_models_own_map():
     assert all(p.grad is not None for p in model.head.parameters())
 
 
+def test_masked_out_term_is_the_divergence_of_the_masked_out_prediction_from_uniform():
+    import copy
+    import math
+
+    from focalnet_lobes.interpretation.interpret import (
+        ModulationContributionInterpreter, quantile_mask,
+    )
+    from focalnet_lobes.training.losses import MaskedInFidelityLoss
+
+    torch.manual_seed(0)
+    model = _small_focalnet().train()
+    reference = copy.deepcopy(model)
+    features = torch.rand(4, 1, 64, 32) + 0.1
+    targets = torch.tensor([0, 1, 2, 0])
+    cost = SoftTargetCrossEntropy()
+    _, maps = ModulationContributionInterpreter()(reference, features)
+    masks = quantile_mask(maps, 0.9)
+    reference.eval()
+    with torch.no_grad():
+        logits_in = reference(masks * features)
+        logits_out = reference((1 - masks) * features)
+    log_p = logits_out.log_softmax(dim=-1)
+    # KL(U || p) = sum_k (1/K) log((1/K) / p_k), by hand
+    divergence = float(sum((1 / 3) * (math.log(1 / 3) - log_p[:, k]) for k in range(3)).mean())
+    assert divergence > 0
+    masked_in = float(cost(logits_in, targets))
+
+    def loss_of(weight, out_weight):
+        term = MaskedInFidelityLoss(ModulationContributionInterpreter(), cost, weight=weight,
+                                    quantiles=[0.9], out_weight=out_weight)
+        trained = copy.deepcopy(model)
+        inputs = []
+        hook = trained.normalizer.register_forward_pre_hook(lambda m, a: inputs.append(a[0].detach()))
+        _, loss = term(trained, features, targets)
+        hook.remove()
+        return float(loss.detach()), inputs
+
+    only_out, inputs = loss_of(0.0, 2.0)
+    assert abs(only_out - 2.0 * divergence) < 1e-4
+    # one masked pass: the input with the kept 10% removed
+    assert len(inputs) == 2 and torch.equal(inputs[1], (1 - masks) * features)
+    both, inputs = loss_of(0.5, 2.0)
+    assert abs(both - (0.5 * masked_in + 2.0 * divergence)) < 1e-4
+    # both masked inputs in one pass of 2B clips: masked-in first
+    assert len(inputs) == 2 and torch.equal(inputs[1], torch.cat([masks * features, (1 - masks) * features]))
+    # a model that predicts uniformly has nothing to lose on the masked-out input
+    flat = copy.deepcopy(model)
+    for parameter in flat.head.parameters():
+        torch.nn.init.zeros_(parameter)
+    term = MaskedInFidelityLoss(ModulationContributionInterpreter(), cost, weight=0.0,
+                                quantiles=[0.9], out_weight=1.0)
+    assert abs(float(term(flat, features, targets)[1].detach())) < 1e-6
+    with pytest.raises(ValueError, match="out_weight must be >= 0"):
+        MaskedInFidelityLoss(ModulationContributionInterpreter(), cost, out_weight=-0.1)
+
+
 def test_masked_in_term_with_weight_zero_is_the_plain_forward():
     from focalnet_lobes.interpretation.interpret import ModulationContributionInterpreter
     from focalnet_lobes.training.losses import MaskedInFidelityLoss

@@ -38,9 +38,12 @@ def test_train_and_test_end_to_end(trained_runs, hparams):
     assert (output / "test_confusion.png").stat().st_size > 1000
     assert "accuracy" in (output / "test_confusion.txt").read_text()
     assert "Test accuracy" in (output / "log.txt").read_text()
-    # The best checkpoint by validation error is kept.
+    # The default (checkpoint_selection: last_epoch) keeps one checkpoint, the last
+    # epoch's, and tests it; fold 4 is only watched.
     checkpoints = list((output / "save").glob("CKPT+*"))
-    assert checkpoints and all((c / "model.ckpt").is_file() for c in checkpoints)
+    assert len(checkpoints) == 1 and (checkpoints[0] / "model.ckpt").is_file()
+    assert "epoch: 2" in (checkpoints[0] / "CKPT.yaml").read_text()
+    assert "Epoch loaded: 2" in (output / "train_log.txt").read_text()
 
 
 def test_trained_classifier_reloads_with_the_recipe_accuracy(trained_runs):
@@ -122,6 +125,25 @@ def test_fixed_schedule_without_validation_keeps_and_tests_the_last_epoch(fake_e
     assert json.loads((output / "save" / "valid.json").read_text()) == {}
     assert (output / "test_results.json").is_file()
     assert Path(load_trained_classifier(output).checkpoint) == checkpoints[0]
+
+
+def test_selection_on_validation_error_keeps_and_tests_the_best_epoch(fake_esc10, tmp_path):
+    from conftest import kept_checkpoints
+
+    output = tmp_path / "out"
+    command = recipe_command("focalnet_cpu.yaml", fake_esc10, output,
+                             "--checkpoint_selection", "valid_error", epochs=3)
+    result = run(command)
+    assert result.returncode == 0, result.stderr[-4000:]
+    text = (output / "train_log.txt").read_text()
+    errors = [float(e) for e in re.findall(r"valid error: ([0-9.e+-]+)", text)]
+    assert len(errors) == 3
+    kept = kept_checkpoints(output / "save")  # the best and the most recent at most
+    best = min(meta["error"] for _, meta in kept)
+    assert best == pytest.approx(min(errors), abs=1e-6)
+    # the test stage loads an epoch of lowest validation error
+    loaded = int(re.search(r"Epoch loaded: (\d+)", text).group(1))
+    assert errors[loaded - 1] == min(errors)
 
 
 def test_masked_in_term_trains_and_is_refused_under_torchrun(fake_esc10, tmp_path):

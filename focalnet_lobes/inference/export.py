@@ -13,7 +13,8 @@ Hugging Face hub shows:
   ``hyperparams.yaml`` that ``compute_features`` and ``model`` are built from),
   the interpreter that fits the backbone (modulation maps for FocalNet, class-token
   attention for ViT) and the mask quantile;
-* ``model.ckpt``: the best (lowest validation error) checkpoint of the classifier;
+* ``model.ckpt``: the classifier's kept checkpoint (the run's ``checkpoint_selection``:
+  the last epoch's, or the one of lowest validation error);
 * ``label_encoder.txt``: the class names in label order (SpeechBrain
   ``CategoricalEncoder``);
 * ``README.md``: a model card with the run's test metrics
@@ -567,7 +568,8 @@ def model_card(trained, metrics, repo_name, hub_id=None, quantile=0.9):
         "## Files",
         "",
         "- `hyperparams.yaml`: front end, classifier, interpreter and label encoder",
-        "- `model.ckpt`: weights of the best checkpoint (lowest validation error)",
+        "- `model.ckpt`: weights of the training run's kept checkpoint (its "
+        "`checkpoint_selection`: the last epoch, or the lowest validation error)",
         "- `label_encoder.txt`: class names in label order",
         "",
         "## Classes",

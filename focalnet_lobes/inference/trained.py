@@ -64,7 +64,7 @@ class TrainedClassifier:
 
 
 def load_trained_classifier(folder, device="cpu", overrides=None):
-    """Rebuild the best (lowest validation error) classifier of a training run.
+    """Rebuild the kept classifier of a training run (lowest validation error, or the last epoch).
 
     Arguments
     ---------
@@ -109,7 +109,7 @@ def load_trained_classifier(folder, device="cpu", overrides=None):
         hparams = load_hyperpyyaml(fin, all_overrides)
     checkpoints_dir = Path(hparams["save_folder"])
     checkpointer = Checkpointer(checkpoints_dir)
-    # the lowest validation error; a fixed schedule without validation keeps one, the last
+    # the lowest validation error; a fixed schedule (last_epoch) keeps one, the last
     checkpoint = checkpointer.find_checkpoint(min_key="error") or checkpointer.find_checkpoint()
     if checkpoint is None:
         raise TrainedClassifierError(

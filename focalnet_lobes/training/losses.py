@@ -158,6 +158,15 @@ class MaskedInFidelityLoss(nn.Module):
     al., "Listenable Maps for Audio Classifiers", ICML 2024, Eq. 4), applied to the
     classifier and its by-design map instead of a decoder trained after the fact.
 
+    With ``out_weight`` > 0 the masked-out input ``(1 - M_q) * X`` (what FF
+    evaluates) must carry no evidence for any class: the term adds
+    ``out_weight * KL(U || softmax(model((1 - M_q) * X)))``, the divergence of its
+    prediction from the uniform distribution U over the K classes
+    (``-mean_k log p_k - log K``, >= 0, 0 when uniform). It plays the role of
+    L-MAC's masked-out term (there ``-CE`` of the masked-out input, unbounded;
+    the uniform target keeps it bounded below, as the classifier itself is trained).
+    Both masked inputs then go through one forward pass of 2B clips.
+
     The masked-in forward pass runs with every BatchNorm and
     :class:`~focalnet_lobes.models.classifier.GlobalFeatureNorm` in evaluation mode
     (running statistics, not updated), so that mostly-zero masked inputs never
@@ -171,9 +180,12 @@ class MaskedInFidelityLoss(nn.Module):
     cost : callable
         ``cost(logits, targets) -> loss`` (the recipe's ``compute_cost``).
     weight : float
-        Weight of the term (>= 0; 0 turns it off and costs nothing).
+        Weight of the masked-in term (>= 0; 0 turns it off).
     quantiles : sequence of float
         Quantiles in [0, 1) to draw q from.
+    out_weight : float
+        Weight of the masked-out term (>= 0; 0, the default, turns it off). With
+        both weights 0 the term costs nothing (the plain forward pass).
 
     Raises
     ------
@@ -197,24 +209,33 @@ class MaskedInFidelityLoss(nn.Module):
     (torch.Size([2, 3]), 0, True)
     """
 
-    def __init__(self, interpreter, cost, weight=1.0, quantiles=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95)):
+    def __init__(self, interpreter, cost, weight=1.0, quantiles=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
+                 out_weight=0.0):
         super().__init__()
         if float(weight) < 0:
             raise ValueError(f"weight must be >= 0, got {weight}")
+        if float(out_weight) < 0:
+            raise ValueError(f"out_weight must be >= 0, got {out_weight}")
         quantiles = [float(q) for q in quantiles]
         if not quantiles or any(not 0.0 <= q < 1.0 for q in quantiles):
             raise ValueError(f"quantiles must be in [0, 1), got {quantiles}")
         self.interpreter = interpreter
         self.cost = cost
         self.weight = float(weight)
+        self.out_weight = float(out_weight)
         self.quantiles = quantiles
 
+    @property
+    def active(self):
+        """Whether the term runs any masked pass (a weight above 0)."""
+        return self.weight > 0.0 or self.out_weight > 0.0
+
     def forward(self, model, features, targets):
-        """``(logits of X (B, K), weighted masked-in loss (scalar))``; the loss is 0 with weight 0."""
+        """``(logits of X (B, K), weighted masked-in + masked-out loss (scalar))``; 0 with both weights 0."""
         from focalnet_lobes.interpretation.interpret import quantile_mask
         from focalnet_lobes.models.classifier import GlobalFeatureNorm
 
-        if self.weight == 0.0:
+        if not self.active:
             logits = model(features)
             return logits, logits.new_zeros(())
         logits, maps = self.interpreter(model, features)
@@ -224,11 +245,23 @@ class MaskedInFidelityLoss(nn.Module):
             m for m in model.modules()
             if isinstance(m, (nn.modules.batchnorm._BatchNorm, GlobalFeatureNorm)) and m.training
         ]
+        masked = []
+        if self.weight > 0.0:
+            masked.append(masks * features)
+        if self.out_weight > 0.0:
+            masked.append((1 - masks) * features)
         for module in statistics:
             module.eval()
         try:
-            logits_in = model(masks * features)
+            masked_logits = model(torch.cat(masked)).split(features.shape[0])
         finally:
             for module in statistics:
                 module.train()
-        return logits, self.weight * self.cost(logits_in, targets)
+        loss = logits.new_zeros(())
+        if self.weight > 0.0:
+            loss = loss + self.weight * self.cost(masked_logits[0], targets)
+        if self.out_weight > 0.0:
+            log_p = masked_logits[-1].float().log_softmax(dim=-1)
+            divergence = -log_p.mean(dim=-1) - math.log(log_p.shape[-1])
+            loss = loss + self.out_weight * divergence.mean()
+        return logits, loss
