@@ -183,12 +183,16 @@ def test_interrupted_fold_keeps_its_classifier_and_finished_methods(tmp_path):
     assert sum(c["recipe"] == "interpret.py" for c in after) == 2 * (len(FOLDS) - 1)
 
 
-def test_two_cross_validations_compared_clip_by_clip(tmp_path):
+def focalnet_and_vit_cross_validations(tmp_path):
+    """Fake FocalNet and ViT cross-validations of the same folds in tmp_path/a and tmp_path/b."""
     root = data_folder(tmp_path / "data")
-    cross_validate(root, fake_recipes(tmp_path / "rf", "focalnet"), tmp_path / "a",
-                   ["by_design", "interpret_energy.yaml"])
-    cross_validate(root, fake_recipes(tmp_path / "rv", "vit"), tmp_path / "b",
-                   ["by_design", "interpret_energy.yaml"])
+    for name, kind in (("a", "focalnet"), ("b", "vit")):
+        cross_validate(root, fake_recipes(tmp_path / f"r{kind}", kind), tmp_path / name,
+                       ["by_design", "interpret_energy.yaml"])
+
+
+def test_two_cross_validations_compared_clip_by_clip(tmp_path):
+    focalnet_and_vit_cross_validations(tmp_path)
     result = compare_cross_validations(tmp_path / "a", tmp_path / "b", n_resamples=99)
     assert result["clips"] == 4 * len(FOLDS)
     assert result["accuracy"]["first"] == pytest.approx(0.75)
@@ -234,11 +238,7 @@ def assert_close_nested(actual, expected, rel=1e-5):
 
 
 def test_comparison_from_the_per_clip_archives_after_the_folds_are_gone(tmp_path):
-    root = data_folder(tmp_path / "data")
-    cross_validate(root, fake_recipes(tmp_path / "rf", "focalnet"), tmp_path / "a",
-                   ["by_design", "interpret_energy.yaml"])
-    cross_validate(root, fake_recipes(tmp_path / "rv", "vit"), tmp_path / "b",
-                   ["by_design", "interpret_energy.yaml"])
+    focalnet_and_vit_cross_validations(tmp_path)
     before = compare_cross_validations(tmp_path / "a", tmp_path / "b", n_resamples=99)
     archives = {}
     for name in ("a", "b"):
