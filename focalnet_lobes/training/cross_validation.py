@@ -3,9 +3,11 @@
 The ESC-50 protocol (Piczak, ACM MM 2015): with folds F_1..F_n, the model for
 held-out fold k is trained on the other folds and tested on k; accuracies are
 reported as mean +- standard deviation over folds. Here, for held-out fold k
-(in sorted order), validation (checkpoint selection) uses the *next* fold in
-cyclic order and training the remaining n - 2 folds: nothing is ever selected on
-the held-out fold. Each held-out fold is then interpreted with every configured
+(in sorted order), either every other fold trains with a fixed schedule whose last
+epoch is kept (``validation="none"``, the default of ``hparams/cross_validation.yaml``),
+or validation (checkpoint selection) uses the *next* fold in cyclic order and the
+remaining n - 2 folds train (``"next_fold"``, needed by post-hoc interpreters):
+nothing is ever selected on the held-out fold. Each held-out fold is then interpreted with every configured
 method (``recipes/interpret.py`` on the test split, i.e. the held-out fold), and
 the per-clip results (``per_clip.json``) of all folds are pooled, so every clip
 is evaluated exactly once, by the model that never saw it.
