@@ -55,6 +55,7 @@ def main(argv=None):
     text = markdown_comparison(result)
     (output / "cv_comparison.md").write_text(text, encoding="utf-8")
     print(text)
+    print(f"wrote {output / 'cv_comparison.json'} and {output / 'cv_comparison.md'}")
     return result
 
 

@@ -117,7 +117,7 @@ def main(argv=None):
             posthoc_hparams=config.get("posthoc_hparams"),
             posthoc_overrides=[str(a) for a in config.get("posthoc_overrides") or []],
             split=args.interpret_split,
-            validation=args.validation or config.get("validation", "next_fold"),
+            validation=args.validation or config.get("validation", "none"),
         )
     except (ValueError, FileNotFoundError) as error:
         logger.debug("cross-validation failed", exc_info=True)

@@ -256,6 +256,29 @@ def test_comparison_from_the_per_clip_archives_after_the_folds_are_gone(tmp_path
         after = compare_cross_validations(first, second, n_resamples=99)
         assert after["accuracy"] == before["accuracy"]
         assert_close_nested(after["pairs"], before["pairs"])  # archived to 6 digits
+    # the right format tag over damaged contents: one line naming the damage, no KeyError
+    import gzip
+
+    from focalnet_lobes.training.cross_validation import PER_CLIP_FORMAT, load_pooled_per_clip
+
+    good = json.loads(gzip.decompress(archives["a"].read_bytes()))
+    method = good["methods"][0]
+    damaged = {
+        "no_methods": ({k: v for k, v in good.items() if k != "methods"}, "'methods' is not a list"),
+        "no_labels": ({**good, "per_clip": {**good["per_clip"], method: {
+            k: v for k, v in good["per_clip"][method].items() if k != "labels"}}},
+            f"method '{method}' lacks equal-length ids"),
+        "short_metric": ({**good, "per_clip": {**good["per_clip"], method: {
+            **good["per_clip"][method], "quantiles": {"0.9": {"fid_i": [0.5]}}}}},
+            f"method '{method}' at q = 0.9: a metric is not one value per clip"),
+        "null_per_clip": ({**good, "per_clip": None}, "'per_clip' does not hold"),
+    }
+    for name, (data, message) in damaged.items():
+        path = tmp_path / f"{name}.json.gz"
+        path.write_bytes(gzip.compress(json.dumps(data).encode()))
+        with pytest.raises(CrossValidationError, match="damaged per-clip archive: " + message.replace("(", r"\(")):
+            load_pooled_per_clip(path)
+    assert good["format"] == PER_CLIP_FORMAT
     (tmp_path / "bad.json.gz").write_bytes(b"not gzip")
     command = [sys.executable, str(REPO / "recipes" / "compare_cv.py"), str(archives["a"]),
                str(tmp_path / "bad.json.gz"), "--output_folder", str(tmp_path / "cmp")]

@@ -549,7 +549,8 @@ def run_cross_validation(
         if posthoc or split != "test":
             what = f"post-hoc training ({', '.join(posthoc)})" if posthoc else f"split {split}"
             raise CrossValidationError(
-                f"{what} needs a validation fold: not available with validation none"
+                f"{what} needs a validation fold: not available with validation none "
+                "(add --validation next_fold)"
             )
     output_folder.mkdir(parents=True, exist_ok=True)
     # What a fold's classifier is trained with: a rerun must ask for the same.
@@ -792,9 +793,9 @@ def write_per_clip_archive(path, fold_results):
 
     The archive holds what :func:`compare_cross_validations` needs (clip ids,
     labels, predictions and every metric of every method at every quantile, in
-    pooling order) and no path into the fold folders, so a comparison can be
-    redone from it alone, e.g. from ``benchmarks/results`` after the training
-    runs are deleted. Values are kept to 6 significant digits (far below the
+    pooling order; the fold summaries name the fold folders, but nothing in them
+    is read again), so a comparison can be redone from it alone, e.g. from
+    ``benchmarks/results`` after the training runs are deleted. Values are kept to 6 significant digits (far below the
     bootstrap CIs' width; a third of the size) and written deterministically
     (gzip ``mtime`` 0).
 
@@ -901,7 +902,34 @@ def _read_per_clip_archive(path):
         raise CrossValidationError(f"{path}: not a gzipped per-clip archive ({error})") from None
     if not isinstance(data, dict) or data.get("format") != PER_CLIP_FORMAT:
         raise CrossValidationError(f"{path}: not a per-clip archive ({PER_CLIP_FORMAT!r} expected)")
-    return data["per_clip"], data["folds"], data["methods"]
+    pooled, folds, methods = data.get("per_clip"), data.get("folds"), data.get("methods")
+    problem = None
+    if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
+        problem = "'methods' is not a list of method names"
+    elif not isinstance(folds, list) or not all(isinstance(f, dict) for f in folds):
+        problem = "'folds' is not a list of fold summaries"
+    elif not isinstance(pooled, dict) or set(pooled) != set(methods):
+        problem = "'per_clip' does not hold exactly the listed methods"
+    else:
+        for method in methods:
+            clips = pooled[method]
+            keys = ("ids", "labels", "predicted")
+            if (not isinstance(clips, dict) or not all(isinstance(clips.get(k), list) for k in keys)
+                    or not isinstance(clips.get("quantiles"), dict)
+                    or len({len(clips[k]) for k in keys}) != 1):
+                problem = f"method {method!r} lacks equal-length ids, labels, predicted and quantiles"
+                break
+            for q, columns in clips["quantiles"].items():
+                if not isinstance(columns, dict) or any(
+                    not isinstance(v, list) or len(v) != len(clips["ids"]) for v in columns.values()
+                ):
+                    problem = f"method {method!r} at q = {q}: a metric is not one value per clip"
+                    break
+            if problem:
+                break
+    if problem:
+        raise CrossValidationError(f"{path}: damaged per-clip archive: {problem}")
+    return pooled, folds, methods
 
 
 def load_fold_records(cv_folder):
