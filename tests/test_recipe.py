@@ -162,7 +162,8 @@ def test_masked_in_term_trains_and_is_refused_under_torchrun(fake_esc10, tmp_pat
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--valid_folds", "[]"], "valid_folds is empty: .* --checkpoint_selection last_epoch"),
+    (["--valid_folds", "[]", "--checkpoint_selection", "valid_error"],
+     "valid_folds is empty: .* --checkpoint_selection last_epoch"),
     (["--checkpoint_selection", "best"], "checkpoint_selection must be one of valid_error, last_epoch, got 'best'"),
 ])
 def test_checkpoint_selection_errors_are_one_line(fake_esc10, tmp_path, extra, message):
