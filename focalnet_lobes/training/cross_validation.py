@@ -68,8 +68,8 @@ SPLIT_FILES = {
               "cv_selection"),
 }
 #: The pooled per-clip results of a cross-validation, written beside
-#: ``<name>.json`` as ``<name>``+this suffix: self-contained (no paths into the fold
-#: folders), so that :func:`compare_cross_validations` can pair two
+#: ``<name>.json`` as ``<name>``+this suffix: self-contained (nothing in the fold
+#: folders is read again), so that :func:`compare_cross_validations` can pair two
 #: cross-validations after their fold folders are gone.
 PER_CLIP_SUFFIX = "_per_clip.json.gz"
 #: Format tag of that archive.
@@ -648,19 +648,21 @@ def run_cross_validation(
         marker.write_text(json.dumps({**record, "methods": methods}, indent=2) + "\n", encoding="utf-8")
         print(f"{prefix} done", flush=True)
         fold_results.append({**record, "methods": {name: methods[name] for name in wanted}})
-    results = pool_folds(fold_results, n_resamples=n_resamples, seed=seed)
+    name = SPLIT_FILES[split][3]
+    results = pool_folds(
+        fold_results, n_resamples=n_resamples, seed=seed,
+        archive=output_folder / f"{name}{PER_CLIP_SUFFIX}",
+    )
     results["train_hparams"] = str(train_hparams)
     results["train_overrides"] = train_overrides
     results["data_folder"] = str(data_folder)
     results["split"] = split
     results["validation"] = validation
-    name = SPLIT_FILES[split][3]
     write_cv_results(output_folder, results, name)
-    write_per_clip_archive(Path(output_folder) / f"{name}{PER_CLIP_SUFFIX}", fold_results)
     return results
 
 
-def pool_folds(fold_results, n_resamples=N_RESAMPLES, seed=SEED):
+def pool_folds(fold_results, n_resamples=N_RESAMPLES, seed=SEED, archive=None):
     """Pool the per-clip results of every fold: accuracy, metrics with CIs, paired differences.
 
     Arguments
@@ -670,6 +672,9 @@ def pool_folds(fold_results, n_resamples=N_RESAMPLES, seed=SEED):
         (the ``fold_done.json`` records); every fold must have the same methods.
     n_resamples, seed :
         Of the bootstrap.
+    archive : str or pathlib.Path or None
+        Where to also write the pooled per-clip results
+        (:func:`write_per_clip_archive`, from the same pooling); None: nowhere.
 
     Returns
     -------
@@ -704,6 +709,8 @@ def pool_folds(fold_results, n_resamples=N_RESAMPLES, seed=SEED):
     -0.4
     """
     pooled, folds, methods = _pool_per_clip(fold_results)
+    if archive is not None:
+        _write_archive(archive, pooled, folds, methods)
     reference = pooled[methods[0]]
     right = [int(p == y) for p, y in zip(reference["predicted"], reference["labels"])]
     accuracies = [fold["accuracy"] for fold in folds]
@@ -795,9 +802,10 @@ def write_per_clip_archive(path, fold_results):
     labels, predictions and every metric of every method at every quantile, in
     pooling order; the fold summaries name the fold folders, but nothing in them
     is read again), so a comparison can be redone from it alone, e.g. from
-    ``benchmarks/results`` after the training runs are deleted. Values are kept to 6 significant digits (far below the
-    bootstrap CIs' width; a third of the size) and written deterministically
-    (gzip ``mtime`` 0).
+    ``benchmarks/results`` after the training runs are deleted. Values are kept
+    to 6 significant digits (far below the bootstrap CIs' width; a third of the
+    size) and written deterministically (gzip ``mtime`` 0).
+    :func:`run_cross_validation` writes it through :func:`pool_folds`.
 
     Arguments
     ---------
@@ -830,7 +838,11 @@ def write_per_clip_archive(path, fold_results):
     >>> methods, folds[0]["accuracy"], pooled["energy"]["quantiles"]["0.9"]["fid_i"]
     (['energy'], 0.5, [1.0, 0.0])
     """
-    pooled, folds, methods = _pool_per_clip(fold_results)
+    return _write_archive(path, *_pool_per_clip(fold_results))
+
+
+def _write_archive(path, pooled, folds, methods):
+    """Write :func:`_pool_per_clip`'s ``(pooled, folds, methods)`` as a per-clip archive."""
     data = {"format": PER_CLIP_FORMAT, "methods": methods, "folds": folds,
             "per_clip": _significant(pooled)}
     path = Path(path)
@@ -903,33 +915,33 @@ def _read_per_clip_archive(path):
     if not isinstance(data, dict) or data.get("format") != PER_CLIP_FORMAT:
         raise CrossValidationError(f"{path}: not a per-clip archive ({PER_CLIP_FORMAT!r} expected)")
     pooled, folds, methods = data.get("per_clip"), data.get("folds"), data.get("methods")
-    problem = None
-    if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
-        problem = "'methods' is not a list of method names"
-    elif not isinstance(folds, list) or not all(isinstance(f, dict) for f in folds):
-        problem = "'folds' is not a list of fold summaries"
-    elif not isinstance(pooled, dict) or set(pooled) != set(methods):
-        problem = "'per_clip' does not hold exactly the listed methods"
-    else:
-        for method in methods:
-            clips = pooled[method]
-            keys = ("ids", "labels", "predicted")
-            if (not isinstance(clips, dict) or not all(isinstance(clips.get(k), list) for k in keys)
-                    or not isinstance(clips.get("quantiles"), dict)
-                    or len({len(clips[k]) for k in keys}) != 1):
-                problem = f"method {method!r} lacks equal-length ids, labels, predicted and quantiles"
-                break
-            for q, columns in clips["quantiles"].items():
-                if not isinstance(columns, dict) or any(
-                    not isinstance(v, list) or len(v) != len(clips["ids"]) for v in columns.values()
-                ):
-                    problem = f"method {method!r} at q = {q}: a metric is not one value per clip"
-                    break
-            if problem:
-                break
+    problem = _archive_problem(pooled, folds, methods)
     if problem:
         raise CrossValidationError(f"{path}: damaged per-clip archive: {problem}")
     return pooled, folds, methods
+
+
+def _archive_problem(pooled, folds, methods):
+    """What is wrong with an archive's contents (one phrase), or None."""
+    if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
+        return "'methods' is not a list of method names"
+    if not isinstance(folds, list) or not all(isinstance(f, dict) for f in folds):
+        return "'folds' is not a list of fold summaries"
+    if not isinstance(pooled, dict) or set(pooled) != set(methods):
+        return "'per_clip' does not hold exactly the listed methods"
+    keys = ("ids", "labels", "predicted")
+    for method in methods:
+        clips = pooled[method]
+        if (not isinstance(clips, dict) or not all(isinstance(clips.get(k), list) for k in keys)
+                or not isinstance(clips.get("quantiles"), dict)
+                or len({len(clips[k]) for k in keys}) != 1):
+            return f"method {method!r} lacks equal-length ids, labels, predicted and quantiles"
+        for q, columns in clips["quantiles"].items():
+            if not isinstance(columns, dict) or any(
+                not isinstance(v, list) or len(v) != len(clips["ids"]) for v in columns.values()
+            ):
+                return f"method {method!r} at q = {q}: a metric is not one value per clip"
+    return None
 
 
 def load_fold_records(cv_folder):
