@@ -50,6 +50,7 @@ from focalnet_lobes.training.plan import (
     check_steps,
     check_training_numbers,
     load_recipe_hparams,
+    process_group_closed_at_exit,
     step_schedule,
     world_size,
     wrap_distributed,
@@ -387,6 +388,7 @@ def main(argv):
 
 if __name__ == "__main__":
     try:
-        main(sys.argv[1:])
+        with process_group_closed_at_exit():
+            main(sys.argv[1:])
     except (ESC50NotFoundError, DownloadError, RecipeError, TrainingPlanError) as error:
         sys.exit(f"error: {error}")

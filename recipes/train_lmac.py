@@ -41,7 +41,11 @@ from focalnet_lobes.interpretation.posthoc import (
     train_posthoc,
 )
 from focalnet_lobes.inference.trained import TrainedClassifierError, load_trained_classifier
-from focalnet_lobes.training.plan import TrainingPlanError, load_recipe_hparams
+from focalnet_lobes.training.plan import (
+    TrainingPlanError,
+    load_recipe_hparams,
+    process_group_closed_at_exit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +154,7 @@ def main(argv):
 
 if __name__ == "__main__":
     try:
-        main(sys.argv[1:])
+        with process_group_closed_at_exit():
+            main(sys.argv[1:])
     except (TrainingPlanError, TrainedClassifierError) as error:
         sys.exit(f"error: {error}")
