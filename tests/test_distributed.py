@@ -181,18 +181,30 @@ def test_atomic_checkpointer_with_ranks_arriving_at_different_times(tmp_path):
     assert sorted(p.name for p in (tmp_path / names[0]).iterdir()) == ["CKPT.yaml", "model.ckpt"]
 
 
+def _gloo_threads():
+    """Threads of this process that a gloo process group runs (named by PyTorch)."""
+    tasks = Path("/proc/self/task")
+    return sum((task / "comm").read_text().strip() == "pt_gloo_runloop" for task in tasks.iterdir())
+
+
 def _closing_worker(rank, world, port, second_port, folder):
     from focalnet_lobes.training.plan import process_group_closed_at_exit
 
     record = {}
     _init(rank, world, port)
     with process_group_closed_at_exit():
+        # As in a recipe's Brain: the group held inside a reference cycle.
+        brain = {"group": torch.distributed.group.WORLD}
+        brain["self"] = brain
+        del brain
         total = torch.tensor([rank + 1.0])
         torch.distributed.all_reduce(total)
+        record["threads_during"] = _gloo_threads()
         time.sleep(0.5 * rank)  # rank 1 ends its work late
         record["work_done"] = time.time()
     record["left"] = time.time()
     record["closed"] = not torch.distributed.is_initialized()
+    record["threads_after"] = _gloo_threads()  # the group was freed, its threads joined
     record["total"] = float(total)
     # After an error the group is closed too, without waiting for the other process.
     _init(rank, world, second_port)
@@ -205,12 +217,14 @@ def _closing_worker(rank, world, port, second_port, folder):
 
 
 def test_recipes_close_their_process_group_after_the_slowest_process(tmp_path):
-    """Open gloo groups can abort a finished torchrun process at exit (SIGABRT)."""
+    """An open gloo group aborted finished torchrun processes at exit (SIGABRT)."""
     mp.spawn(_closing_worker, args=(2, _free_port(), _free_port(), str(tmp_path)), nprocs=2)
     records = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     assert all(r["closed"] and r["closed_after_error"] for r in records)
     assert [r["total"] for r in records] == [3.0, 3.0]
     assert records[0]["left"] >= records[1]["work_done"]  # the barrier waited for rank 1
+    for record in records:
+        assert record["threads_during"] > 0 and record["threads_after"] == 0, record
 
 
 # ------------------------------------------------------------------ the recipe, end to end

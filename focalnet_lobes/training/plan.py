@@ -13,6 +13,7 @@ stay thin and the arithmetic is tested directly.
 """
 
 import contextlib
+import gc
 import math
 import os
 import warnings
@@ -41,16 +42,22 @@ def world_size():
 
 @contextlib.contextmanager
 def process_group_closed_at_exit():
-    """Run a recipe's ``main`` and close the ``torch.distributed`` process group it opened.
+    """Run a recipe's ``main``, then close the ``torch.distributed`` process group it opened.
 
-    A process that ends with its gloo process group still open can abort while
-    the interpreter shuts down ("terminate called without an active exception",
-    SIGABRT, seen under ``torchrun`` on CPU: pytorch/pytorch#190489), turning a
-    finished run into a failed one. On the way out the group is destroyed; after
-    a normal end the processes first wait for each other (a barrier), so no
+    Under ``torchrun`` with gloo, a finished run could abort while the interpreter
+    shut down ("terminate called without an active exception", SIGABRT): the
+    process group, kept alive by reference cycles (the Brain and its
+    ``DistributedDataParallel`` modules) until the interpreter's last garbage
+    collection, still had worker threads, and one that released a finished
+    collective's tensors had to take the GIL during finalisation (a core dump
+    shows ``ProcessGroupGloo::AsyncWork::~AsyncWork`` -> ``take_gil`` ->
+    ``pthread_exit``; pytorch/pytorch#179291 describes the same). So on the way
+    out the group is destroyed and the garbage is collected while the
+    interpreter is alive, which frees the group and joins its threads. After a
+    normal end the processes first wait for each other (a barrier), so that no
     process closes its connections while another still exchanges data; after an
     error there is no barrier (the other processes may never reach one). Does
-    nothing when no process group was initialised (one process).
+    nothing but collect garbage when no process group was initialised.
 
     Example
     -------
@@ -64,10 +71,12 @@ def process_group_closed_at_exit():
     except BaseException:
         if distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+        gc.collect()
         raise
     if distributed and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+    gc.collect()
 
 
 def clips_per_process(num_clips, num_processes=1, drop_last=False):
