@@ -24,8 +24,8 @@ To run this recipe, do the following:
 
 Post-hoc interpreters (L-MAC, PIQ) are trained per fold on that fold's classifier
 when their name is in the list (``posthoc_hparams`` in the YAML names their
-training YAMLs; they need ``--validation next_fold``), e.g.
-``--validation next_fold --interpret "[by_design, interpret_energy.yaml, lmac]"``;
+training YAMLs; without a validation fold they keep their last epoch), e.g.
+``--interpret "[by_design, interpret_energy.yaml, lmac]"``;
 rerunning a finished cross-validation with more methods trains no classifier again.
 ``--interpret_split valid`` interprets each fold's validation split instead
 (``cv_selection.{json,md,png}``): choose a map or a quantile there, report

@@ -9,6 +9,7 @@ spectrogram loses it, with an L1 penalty (``focalnet_lobes.interpretation.lmac``
 classifier comes from the output folder of ``recipes/train.py`` and stays frozen
 (evaluation mode, no parameter gradients); L-MAC trains on the classifier's own
 train split and front end, keeps the checkpoint with the lowest validation loss
+(or, for a classifier trained without validation folds, the last epoch's)
 and records its training time in ``lmac_training.json``.
 
 To run this recipe, do the following:
@@ -60,8 +61,8 @@ class LMACBrain(PostHocBrain):
     mean mask; ``masked_in``, ``masked_out``: their weighted, signed
     contributions); when evaluating also the ``fidelity`` (share of clips whose
     prediction on the masked-in input is the prediction on the input). The
-    checkpoint meta holds the validation ``loss`` and the cumulated
-    ``train_seconds``.
+    checkpoint meta holds the validation ``loss`` (none without validation) and
+    the cumulated ``train_seconds``.
 
     Example
     -------
@@ -143,9 +144,9 @@ def main(argv):
         trained.hparams["clip_seconds"],
         hparams["audio_cache_size"],
     )
-    if datasets["train"] is None or datasets["valid"] is None:
-        raise ValueError(
-            f"The classifier in {classifier_folder} has no training or validation clips "
+    if datasets["train"] is None:
+        raise TrainingPlanError(
+            f"The classifier in {classifier_folder} has no training clips "
             f"in its manifests ({trained.manifest('train')})"
         )
 

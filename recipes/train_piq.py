@@ -7,7 +7,8 @@ a class-partitioned vector-quantised codebook to a mask over the spectrogram
 (``focalnet_lobes.interpretation.piq``). The classifier comes from the output folder of
 ``recipes/train.py`` and stays frozen (evaluation mode, no gradient); PIQ trains
 on the classifier's own train split and features, keeps the checkpoint with the
-lowest validation loss and records its training time in ``piq_training.json``.
+lowest validation loss (or, for a classifier trained without validation
+folds, the last epoch's) and records its training time in ``piq_training.json``.
 
 To run this recipe, do the following:
 > python recipes/train_piq.py hparams/piq_focalnet_cpu.yaml \\
@@ -58,8 +59,8 @@ class PIQBrain(PostHocBrain):
     Every epoch logs the loss and its terms (``reconstruction``, ``codebook``,
     ``commitment``), and when evaluating the ``fidelity`` (share of clips whose
     prediction on mask * features is the prediction on the features) and the
-    ``mask_mean``; the checkpoint meta holds the validation ``loss`` and the
-    cumulated ``train_seconds``.
+    ``mask_mean``; the checkpoint meta holds the validation ``loss`` (none
+    without validation) and the cumulated ``train_seconds``.
 
     Example
     -------
@@ -146,9 +147,9 @@ def main(argv):
         trained.hparams["clip_seconds"],
         hparams["audio_cache_size"],
     )
-    if datasets["train"] is None or datasets["valid"] is None:
-        raise ValueError(
-            f"The classifier in {classifier_folder} has no training or validation clips "
+    if datasets["train"] is None:
+        raise TrainingPlanError(
+            f"The classifier in {classifier_folder} has no training clips "
             f"in its manifests ({trained.manifest('train')})"
         )
 

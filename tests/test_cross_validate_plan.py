@@ -385,11 +385,22 @@ def test_fixed_schedule_trains_on_every_other_fold_and_keeps_the_last_epoch(tmp_
         cross_validate(root, recipes, tmp_path / "cv", ["by_design"])
 
 
+def test_fixed_schedule_trains_posthoc_interpreters_on_the_fold_classifier(tmp_path):
+    root = data_folder(tmp_path / "data")
+    recipes = fake_recipes(tmp_path / "recipes", "focalnet")
+    results = cross_validate(root, recipes, tmp_path / "cv", ["by_design", "lmac"], validation="none")
+    assert results["methods"] == ["focalnet", "lmac"]
+    posthoc = [c["args"] for c in calls(recipes) if c["recipe"] == "train_lmac.py"]
+    assert [Path(a[a.index("--classifier_folder") + 1]) for a in posthoc] == [
+        tmp_path / "cv" / f"fold_{fold}" / "model" for fold in FOLDS
+    ]
+    for args in [c["args"] for c in calls(recipes) if c["recipe"] == "train.py"]:
+        assert args[args.index("--valid_folds") + 1] == "[]"
+
+
 def test_fixed_schedule_refuses_what_needs_a_validation_fold(tmp_path):
     root = data_folder(tmp_path / "data")
     recipes = fake_recipes(tmp_path / "recipes", "focalnet")
-    with pytest.raises(CrossValidationError, match=r"post-hoc training \(lmac\) needs a validation fold"):
-        cross_validate(root, recipes, tmp_path / "cv", ["by_design", "lmac"], validation="none")
     with pytest.raises(CrossValidationError, match="split valid needs a validation fold"):
         cross_validate(root, recipes, tmp_path / "cv", ["by_design"], split="valid", validation="none")
     with pytest.raises(CrossValidationError, match="validation must be one of next_fold, none"):

@@ -325,6 +325,53 @@ def test_recipe_resumes_after_a_kill_and_is_evaluated_by_interpret(trained_runs,
     assert status == 1
 
 
+@pytest.fixture(scope="module")
+def classifier_without_validation(fake_esc10, tmp_path_factory):
+    """A 1-epoch FocalNet trained with no validation folds (a fixed schedule, the CV default)."""
+    from conftest import training_command
+
+    folder = tmp_path_factory.mktemp("no_validation") / "classifier"
+    result = run_recipe(training_command(
+        "focalnet_cpu.yaml", fake_esc10, folder, "--valid_folds", "[]", epochs=1
+    ))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["lmac", "piq"])
+def test_posthoc_on_a_classifier_without_validation_keeps_its_last_epoch(
+    classifier_without_validation, tmp_path, method
+):
+    """The interpreter of a fixed-schedule classifier trains a fixed schedule too."""
+    from focalnet_lobes.interpretation.piq import load_piq_interpreter, load_training_cost as piq_cost
+
+    classifier_folder = classifier_without_validation
+    output = tmp_path / method
+    command = [
+        sys.executable, str(REPO / "recipes" / f"train_{method}.py"),
+        str(REPO / "hparams" / f"{method}_focalnet_cpu.yaml"),
+        "--classifier_folder", str(classifier_folder), "--output_folder", str(output),
+        "--number_of_epochs", "2", "--batch_size", "8", "--device", "cpu",
+    ]
+    result = run_recipe(command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trains a fixed schedule of 2 epochs and keeps the last" in (output / "log.txt").read_text()
+    epochs = epochs_logged(output / "train_log.txt")
+    assert [line.split(",")[0] for line in epochs] == ["epoch: 1", "epoch: 2"]
+    assert all("train loss" in line and "valid" not in line for line in epochs)
+    (checkpoint,) = (output / "save").glob("CKPT+*")  # the last epoch's only
+    assert "Epoch loaded: 2 - test loss" in (output / "train_log.txt").read_text()
+    cost = (load_training_cost if method == "lmac" else piq_cost)(output)
+    assert cost["checkpoint_selection"] == "last_epoch" and cost["best_valid_loss"] is None
+    assert cost["epochs"] == 2 and cost["seconds"] > 0
+    load = load_lmac_interpreter if method == "lmac" else load_piq_interpreter
+    interpreter = load(output, classifier_folder=classifier_folder)
+    saved = torch.load(checkpoint / "interpreter.ckpt", weights_only=True)
+    for name, value in interpreter.state_dict().items():
+        assert torch.equal(value, saved[name]), name
+
+
 def test_cli_lmac_options_are_checked_before_loading(tmp_path, capsys):
     import soundfile
 

@@ -344,7 +344,8 @@ def load_lmac_interpreter(folder, classifier_folder=None, device="cpu"):
     """The trained :class:`LMACInterpreter` of an L-MAC output folder.
 
     Rebuilds the interpreter from the folder's ``hyperparams.yaml`` and loads the
-    checkpoint with the lowest validation loss (``torch.load(weights_only=True)``).
+    checkpoint with the lowest validation loss, or the last epoch's of a run without
+    validation (``torch.load(weights_only=True)``).
 
     Arguments
     ---------

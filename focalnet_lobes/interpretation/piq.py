@@ -689,7 +689,8 @@ def load_piq_interpreter(folder, device="cpu", classifier_folder=None):
     """The trained :class:`PIQInterpreter` of a PIQ output folder.
 
     Rebuilds the interpreter from the folder's ``hyperparams.yaml`` and loads the
-    checkpoint with the lowest validation loss (``torch.load(weights_only=True)``;
+    checkpoint with the lowest validation loss, or the last epoch's of a run without
+    validation (``torch.load(weights_only=True)``;
     :func:`focalnet_lobes.interpretation.posthoc.load_trained_interpreter`).
 
     Arguments

@@ -273,7 +273,10 @@ class PostHocBrain(sb.Brain):
     and valid), keeps the checkpoint with the lowest validation loss (meta:
     ``loss`` and the cumulated training ``train_seconds``, carried across resumed
     runs by :func:`recorded_train_seconds`) and logs the test stage
-    (``self.test_stats``).
+    (``self.test_stats``). Without validation clips (``validates`` False, a
+    classifier trained on a fixed schedule) every epoch is logged and
+    checkpointed when its training ends and only the last epoch's checkpoint is
+    kept (meta without ``loss``): a fixed schedule, nothing selected on data.
 
     Example
     -------
@@ -286,6 +289,8 @@ class PostHocBrain(sb.Brain):
 
     #: The interpreter's training forward, ``(classifier, features) -> outputs``.
     forward_method = "forward"
+    #: Whether a validation split is evaluated every epoch (set by :func:`train_posthoc`).
+    validates = True
 
     def interpreter_forward(self, features):
         """The interpreter's training forward on ``features``, through DDP under ``torchrun``."""
@@ -327,10 +332,18 @@ class PostHocBrain(sb.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log every epoch, checkpoint the best by validation loss, log the test stage."""
         stats = self._stage_stats(stage_loss)
-        if stage == sb.Stage.TRAIN:
+        if stage == sb.Stage.TRAIN and not self.validates:  # a fixed schedule: keep the last
+            self.train_seconds += time.perf_counter() - self.epoch_start
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
+                train_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta={"train_seconds": self.train_seconds}, num_to_keep=1
+            )
+        elif stage == sb.Stage.TRAIN:
             self.train_stats = stats
-            return
-        if stage == sb.Stage.VALID:
+        elif stage == sb.Stage.VALID:
             self.train_seconds += time.perf_counter() - self.epoch_start
             self.hparams.train_logger.log_stats(
                 stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
@@ -356,11 +369,15 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
     Brain (``brain_class``, a :class:`PostHocBrain`) gets the YAML's
     ``interpreter`` as its only module and the frozen classifier and front end as
     plain attributes; it trains on ``datasets["train"]``, keeps the best
-    checkpoint by validation loss, then the main process writes ``cost_file`` in
-    ``output_folder`` (``method``, ``classifier_folder``, ``seconds`` of training
-    summed over resumed runs, ``epochs``, ``seconds_per_epoch``, ``params``,
-    ``best_valid_loss``, ``device``), and the test split (when not empty) is
-    evaluated with the best checkpoint.
+    checkpoint by validation loss (or, when ``datasets["valid"]`` is None, as for
+    a classifier trained on a fixed schedule, the last epoch's: the YAML's
+    number of epochs, nothing selected on data), then the main process writes
+    ``cost_file`` in ``output_folder`` (``method``, ``classifier_folder``,
+    ``seconds`` of training summed over resumed runs, ``epochs``,
+    ``seconds_per_epoch``, ``params``, ``best_valid_loss`` (None without
+    validation), ``checkpoint_selection`` (``"valid_loss"`` or
+    ``"last_epoch"``), ``device``), and the test split (when not empty) is
+    evaluated with the kept checkpoint.
 
     Arguments
     ---------
@@ -376,7 +393,7 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
         The trained classifier (:mod:`focalnet_lobes.inference.trained`): ``model``,
         ``frontend``, ``folder``, ``to(device)``.
     datasets : dict
-        :func:`classifier_datasets` of that classifier (train and valid not None).
+        :func:`classifier_datasets` of that classifier (train not None).
     method : str
         Name written in the cost file (``"lmac"``, ``"piq"``).
     cost_file : str
@@ -399,6 +416,10 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
     trained.to(brain.device)
     brain.classifier = trained.model.eval().requires_grad_(False)
     brain.frontend = trained.frontend.eval()
+    brain.validates = datasets["valid"] is not None
+    if not brain.validates:
+        logger.info("The classifier has no validation clips: %s trains a fixed schedule of %d "
+                    "epochs and keeps the last", method, hparams["epoch_counter"].limit)
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],
@@ -408,7 +429,8 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
     )
 
     epochs = int(hparams["epoch_counter"].current)
-    best = hparams["checkpointer"].find_checkpoint(min_key="loss")
+    min_key = "loss" if brain.validates else None
+    best = hparams["checkpointer"].find_checkpoint(min_key=min_key)
     seconds = recorded_train_seconds(hparams["checkpointer"])
     cost = {
         "method": method,
@@ -417,7 +439,8 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
         "epochs": epochs,
         "seconds_per_epoch": seconds / epochs if epochs else None,
         "params": count_parameters(hparams["interpreter"]),
-        "best_valid_loss": best.meta["loss"] if best is not None else None,
+        "best_valid_loss": best.meta["loss"] if best is not None and min_key else None,
+        "checkpoint_selection": "valid_loss" if min_key else "last_epoch",
         "device": str(brain.device),
     }
     if if_main_process():  # one writer
@@ -430,7 +453,7 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
         logger.warning("The test manifest is empty: skipping the test stage")
         return brain
     brain.evaluate(
-        datasets["test"], min_key="loss", test_loader_kwargs=hparams["valid_dataloader_opts"]
+        datasets["test"], min_key=min_key, test_loader_kwargs=hparams["valid_dataloader_opts"]
     )
     return brain
 
@@ -438,7 +461,7 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
 def load_best_interpreter(interpreter, checkpoints_dir, folder, classifier_folder=None,
                           trained_on=None, method="The interpreter", error=FileNotFoundError,
                           device="cpu"):
-    """Load the checkpoint with the lowest validation loss into a post-hoc interpreter.
+    """Load the checkpoint with the lowest validation loss (or the only one) into a post-hoc interpreter.
 
     Shared by :func:`focalnet_lobes.interpretation.lmac.load_lmac_interpreter` and
     :func:`focalnet_lobes.interpretation.piq.load_piq_interpreter` (through
@@ -487,7 +510,9 @@ def load_best_interpreter(interpreter, checkpoints_dir, folder, classifier_folde
     """
     from speechbrain.utils.checkpoints import Checkpointer
 
-    checkpoint = Checkpointer(checkpoints_dir).find_checkpoint(min_key="loss")
+    checkpointer = Checkpointer(checkpoints_dir)
+    # The lowest validation loss; a fixed-schedule run (no loss recorded) keeps its last epoch.
+    checkpoint = checkpointer.find_checkpoint(min_key="loss") or checkpointer.find_checkpoint()
     if checkpoint is None:
         raise error(
             f"No checkpoint in {checkpoints_dir}: has the {method} training run finished at "
@@ -550,7 +575,8 @@ def load_trained_interpreter(folder, interpreter_type, method, recipe, error=Fil
     Rebuilds the interpreter from the folder's ``hyperparams.yaml`` (with
     ``output_folder`` and ``save_folder`` pointed at this folder, which may have
     been moved) and loads the checkpoint of ``save/`` with the lowest validation
-    loss (:func:`load_best_interpreter`, ``weights_only=True``). Shared by
+    loss, or its only one after a fixed schedule (:func:`load_best_interpreter`,
+    ``weights_only=True``). Shared by
     :func:`focalnet_lobes.interpretation.piq.load_piq_interpreter` and
     :func:`focalnet_lobes.interpretation.lmac.load_lmac_interpreter`.
 

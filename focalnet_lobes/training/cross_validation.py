@@ -6,7 +6,8 @@ reported as mean +- standard deviation over folds. Here, for held-out fold k
 (in sorted order), either every other fold trains with a fixed schedule whose last
 epoch is kept (``validation="none"``, the default of ``hparams/cross_validation.yaml``),
 or validation (checkpoint selection) uses the *next* fold in cyclic order and the
-remaining n - 2 folds train (``"next_fold"``, needed by post-hoc interpreters):
+remaining n - 2 folds train (``"next_fold"``; post-hoc interpreters then keep their
+best epoch by validation loss, otherwise their last):
 nothing is ever selected on the held-out fold. Each held-out fold is then interpreted with every configured
 method (``recipes/interpret.py`` on the test split, i.e. the held-out fold), and
 the per-clip results (``per_clip.json``) of all folds are pooled, so every clip
@@ -501,8 +502,8 @@ def run_cross_validation(
         held-out folds. The classifiers are shared.
     validation : str
         ``"next_fold"`` (checkpoint selected on the next fold) or ``"none"``
-        (a fixed schedule on every other fold, the last epoch kept; no
-        post-hoc training or ``split="valid"``, which need a validation fold);
+        (a fixed schedule on every other fold, the last epoch kept, post-hoc
+        interpreters too; no ``split="valid"``, which needs a validation fold);
         see :func:`fold_plan`.
 
     Returns
@@ -544,14 +545,11 @@ def run_cross_validation(
             _resolve_yaml(name, hparams_dir)
     folds = list(folds) if folds else data_folds(data_folder, esc10)
     plan = fold_plan(folds, validation)
-    if validation == "none":
-        posthoc = [name for name in interpret_hparams if name in (posthoc_hparams or {})]
-        if posthoc or split != "test":
-            what = f"post-hoc training ({', '.join(posthoc)})" if posthoc else f"split {split}"
-            raise CrossValidationError(
-                f"{what} needs a validation fold: not available with validation none "
-                "(add --validation next_fold)"
-            )
+    if validation == "none" and split != "test":
+        raise CrossValidationError(
+            f"split {split} needs a validation fold: not available with validation none "
+            "(add --validation next_fold)"
+        )
     output_folder.mkdir(parents=True, exist_ok=True)
     # What a fold's classifier is trained with: a rerun must ask for the same.
     training = {
