@@ -41,6 +41,7 @@ from focalnet_lobes.training.report import ClassificationReport
 from esc50_prepare import DownloadError, ESC50NotFoundError, prepare_esc50
 from focalnet_lobes.interpretation.posthoc import classifier_datasets
 from focalnet_lobes.models.pretrained_init import initialise_new_run
+from focalnet_lobes.training.losses import TrainingForward
 from focalnet_lobes.training.plan import (
     TrainingPlanError,
     batch_features,
@@ -82,11 +83,25 @@ class ESC50Brain(sb.Brain):
             if self.hparams.mixup is not None:
                 features, targets = self.hparams.mixup(features, targets)
             term = getattr(self.hparams, "masked_in_loss", None)
-            if term is not None:  # the map's faithfulness term (0 with weight 0)
+            if isinstance(self.modules.model, torch.nn.parallel.DistributedDataParallel):
+                # torchrun: DDP wraps the model, or the model and its term (TrainingForward)
+                if isinstance(self.modules.model.module, TrainingForward):
+                    logits, extra = self.modules.model(features, targets)
+                    return logits, targets, extra
+            elif term is not None:  # the map's faithfulness term (0 with weight 0)
                 logits, extra = term(self.modules.model, features, targets)
                 return logits, targets, extra
-        logits = self.modules.model(features)
+        logits = self.classifier(features)
         return logits, targets, None
+
+    @property
+    def classifier(self):
+        """The model alone (DDP-wrapped under torchrun), without the training term."""
+        model = self.modules.model
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            if isinstance(model.module, TrainingForward):
+                return model.module.model
+        return model
 
     def compute_objectives(self, predictions, batch, stage):
         """Loss on (possibly mixed) soft targets; collects predictions when evaluating."""
@@ -165,8 +180,16 @@ class ESC50Brain(sb.Brain):
                 self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler)
 
     def _wrap_distributed(self):
-        """DDP-wrap the model under ``torchrun`` (CPU too: no SyncBatchNorm there)."""
+        """DDP-wrap the model under ``torchrun`` (CPU too: no SyncBatchNorm there).
+
+        With an active faithfulness term the model and the term are wrapped together
+        (:class:`~focalnet_lobes.training.losses.TrainingForward`), so that the masked
+        passes' gradients are synchronised like the plain pass's.
+        """
         if self.distributed_launch:
+            term = getattr(self.hparams, "masked_in_loss", None)
+            if term is not None and term.active:
+                self.modules["model"] = TrainingForward(self.modules["model"], term)
             wrap_distributed(self)
         else:
             super()._wrap_distributed()
@@ -296,12 +319,6 @@ def main(argv):
     if imagenet and not os.path.isfile(imagenet) and hparams["checkpointer"].find_checkpoint() is None:
         raise RecipeError(f"pretrained_backbone: pretrained checkpoint not found: {imagenet}")
     check_distributed_launch(hparams, run_opts)
-    term = hparams.get("masked_in_loss")
-    if term is not None and term.active and os.environ.get("RANK") is not None:
-        raise RecipeError(
-            f"{hparams_file}: masked_in_weight or masked_out_weight > 0 runs the model outside "
-            "DistributedDataParallel's forward; not supported under torchrun yet"
-        )
     ddp_init_group(run_opts)
 
     sb.create_experiment_directory(

@@ -227,6 +227,60 @@ def test_recipes_close_their_process_group_after_the_slowest_process(tmp_path):
         assert record["threads_during"] > 0 and record["threads_after"] == 0, record
 
 
+class _InputMap(torch.nn.Module):
+    """A stand-in interpreter: the logits and the input itself as the map."""
+
+    def forward(self, model, features):
+        return model(features), features.squeeze(1)
+
+
+def _fidelity_model_and_term():
+    from focalnet_lobes.training.losses import MaskedInFidelityLoss
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    term = MaskedInFidelityLoss(
+        _InputMap(), torch.nn.functional.cross_entropy, weight=1.0, quantiles=(0.5,), out_weight=1.0
+    )
+    return model, term
+
+
+def _fidelity_batch(rank):
+    generator = torch.Generator().manual_seed(rank + 1)
+    return torch.randn(4, 1, 3, 4, generator=generator), torch.tensor([0, 1, 2, rank])
+
+
+def _training_forward_worker(rank, world, port, folder):
+    from focalnet_lobes.training.losses import TrainingForward
+
+    _init(rank, world, port)
+    torch.set_num_threads(1)
+    model, term = _fidelity_model_and_term()
+    wrapped = torch.nn.parallel.DistributedDataParallel(TrainingForward(model, term))
+    features, targets = _fidelity_batch(rank)
+    logits, extra = wrapped(features, targets)
+    (torch.nn.functional.cross_entropy(logits, targets) + extra).backward()
+    torch.save([p.grad for p in model.parameters()], Path(folder) / f"grads{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_masked_passes_are_synchronised_under_ddp(tmp_path):
+    """Issue 13 under torchrun: the faithfulness term's gradients are averaged like the plain pass's."""
+    mp.spawn(_training_forward_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
+    expected = []
+    for rank in range(2):  # each process's gradient alone, without DDP
+        model, term = _fidelity_model_and_term()
+        features, targets = _fidelity_batch(rank)
+        logits, extra = term(model, features, targets)
+        (torch.nn.functional.cross_entropy(logits, targets) + extra).backward()
+        expected.append([p.grad for p in model.parameters()])
+    assert extra.item() > 0  # both masked terms contribute
+    for rank in range(2):
+        grads = torch.load(tmp_path / f"grads{rank}.pt", weights_only=True)
+        for grad, first, second in zip(grads, *expected):
+            torch.testing.assert_close(grad, (first + second) / 2)
+
+
 # ------------------------------------------------------------------ the recipe, end to end
 
 
@@ -287,6 +341,18 @@ def test_two_process_gloo_training_matches_its_checkpoint_in_one_process(fake_es
     again = json.loads((single / "test_results.json").read_text())
     assert again["confusion_matrix"] == summary["confusion_matrix"]
     assert again["accuracy"] == summary["accuracy"]
+
+
+@pytest.mark.slow
+def test_torchrun_trains_with_the_faithfulness_terms(fake_esc10, tmp_path):
+    """Issue 13's terms under torchrun: the model and the terms are DDP-wrapped together."""
+    output = tmp_path / "ddp"
+    command = torchrun_command(fake_esc10, output, "--masked_in_weight", "1.0",
+                               "--masked_out_weight", "1.0", epochs=1)
+    result = run_torchrun(command)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert logged(output / "train_log.txt", "epoch") == ["1"]
+    assert json.loads((output / "test_results.json").read_text())["num_clips"] == 20
 
 
 @pytest.mark.slow

@@ -265,3 +265,44 @@ class MaskedInFidelityLoss(nn.Module):
             divergence = -log_p.mean(dim=-1) - math.log(log_p.shape[-1])
             loss = loss + self.out_weight * divergence.mean()
         return logits, loss
+
+
+class TrainingForward(nn.Module):
+    """A model and its training term as one module, so that ``DistributedDataParallel`` wraps both.
+
+    :class:`MaskedInFidelityLoss` runs the model on the input and again on its
+    masked copies. Under ``torchrun`` every pass whose gradients are to be
+    synchronised must happen inside the forward of the module that DDP wraps
+    (DDP prepares its gradient reduction per call of that forward), so the
+    training recipe wraps this module instead of the bare model when the term is
+    active; evaluation calls :attr:`model` directly. The same pattern as
+    :class:`~focalnet_lobes.interpretation.posthoc.InterpreterForward` for the
+    post-hoc interpreters.
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        The classifier, features (B, 1, T, F) -> logits (B, K).
+    term : MaskedInFidelityLoss
+        ``term(model, features, targets) -> (logits, loss)``.
+
+    Example
+    -------
+    >>> class Term(nn.Module):
+    ...     def forward(self, model, features, targets):
+    ...         logits = model(features)
+    ...         return logits, (logits - targets).pow(2).mean()
+    >>> forward = TrainingForward(nn.Linear(3, 2), Term())
+    >>> logits, loss = forward(torch.ones(4, 3), torch.zeros(4, 2))
+    >>> logits.shape, loss.dim()
+    (torch.Size([4, 2]), 0)
+    """
+
+    def __init__(self, model, term):
+        super().__init__()
+        self.model = model
+        self.term = term
+
+    def forward(self, features, targets):
+        """``(logits (B, K), training term (scalar))`` of ``term(model, features, targets)``."""
+        return self.term(self.model, features, targets)
