@@ -381,9 +381,13 @@ def main(argv):
     brain.steps_per_epoch = steps_per_epoch
     brain.selection = selection
     brain.validates = datasets["valid"] is not None
+    epochs = hparams["number_of_epochs"]
+    schedule = f"a fixed schedule of {epochs} epoch{'' if epochs == 1 else 's'}"
     if not brain.validates:
-        logger.info("No validation folds: a fixed schedule of %d epochs, the last epoch's "
-                    "model is kept and tested", hparams["number_of_epochs"])
+        logger.info("No validation folds: %s, the last epoch's model is kept and tested", schedule)
+    elif selection == "last_epoch":
+        logger.info("checkpoint_selection last_epoch: %s, the validation folds are only "
+                    "watched, the last epoch's model is kept and tested", schedule)
 
     brain.fit(
         brain.hparams.epoch_counter,

@@ -200,7 +200,7 @@ def test_two_cross_validations_compared_clip_by_clip(tmp_path):
     assert result["accuracy"]["mcnemar"]["first_only"] == len(FOLDS)
     assert result["accuracy"]["mcnemar"]["second_only"] == 0
     labels = [pair["label"] for pair in result["pairs"]]
-    assert labels == ["focalnet − vit", "energy − energy"]
+    assert labels == ["focalnet − vit", "energy"]
     assert result["pairs"][0]["quantiles"]["0.9"]["fid_i"]["mean"] == pytest.approx(0.2)
     assert result["pairs"][0]["quantiles"]["0.9"]["fid_i"]["significant"]
 

@@ -44,6 +44,8 @@ def test_train_and_test_end_to_end(trained_runs, hparams):
     assert len(checkpoints) == 1 and (checkpoints[0] / "model.ckpt").is_file()
     assert "epoch: 2" in (checkpoints[0] / "CKPT.yaml").read_text()
     assert "Epoch loaded: 2" in (output / "train_log.txt").read_text()
+    assert ("checkpoint_selection last_epoch: a fixed schedule of 2 epochs, the validation folds "
+            "are only watched") in (output / "log.txt").read_text()
 
 
 def test_trained_classifier_reloads_with_the_recipe_accuracy(trained_runs):
@@ -122,6 +124,7 @@ def test_fixed_schedule_without_validation_keeps_and_tests_the_last_epoch(fake_e
     assert "epoch: 2" in (checkpoints[0] / "CKPT.yaml").read_text()
     # saved with the epoch's step count reset, as a validated run's checkpoint is
     assert "step: 0\n" in (checkpoints[0] / "brain.ckpt").read_text()
+    assert "No validation folds: a fixed schedule of 2 epochs" in (output / "log.txt").read_text()
     assert json.loads((output / "save" / "valid.json").read_text()) == {}
     assert (output / "test_results.json").is_file()
     assert Path(load_trained_classifier(output).checkpoint) == checkpoints[0]

@@ -418,8 +418,9 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
     brain.frontend = trained.frontend.eval()
     brain.validates = datasets["valid"] is not None
     if not brain.validates:
+        epochs = hparams["epoch_counter"].limit
         logger.info("The classifier has no validation clips: %s trains a fixed schedule of %d "
-                    "epochs and keeps the last", method, hparams["epoch_counter"].limit)
+                    "epoch%s and keeps the last", method, epochs, "" if epochs == 1 else "s")
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],

@@ -1011,7 +1011,7 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED)
     >>> result["clips"], result["accuracy"]["first"], result["accuracy"]["second"]
     (8, 1.0, 0.5)
     >>> [p["label"] for p in result["pairs"]]
-    ['by_design − by_design', 'energy − energy']
+    ['by_design', 'energy']
     >>> round(result["pairs"][0]["quantiles"]["0.9"]["fid_i"]["mean"], 6)
     0.3
     """
@@ -1030,7 +1030,8 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED)
         difference = paired_comparison(
             pooled_first[left], pooled_second[right], n_resamples=n_resamples, seed=seed
         )
-        compared.append({"label": f"{left} − {right}", **difference})
+        # "focalnet − vit" across two kinds of model; one name when both CVs have it
+        compared.append({"label": left if left == right else f"{left} − {right}", **difference})
     reference_first = pooled_first[methods_first[0]]
     index = {clip: i for i, clip in enumerate(pooled_second[methods_second[0]]["ids"])}
     reference_second = pooled_second[methods_second[0]]
@@ -1057,8 +1058,21 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED)
 
 
 def _difference_cell(difference):
-    """``mean [low, high]`` of a paired difference, bold when its CI excludes 0."""
-    text = f"{difference['mean']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}]"
+    """``mean [low, high]`` of a paired difference, bold when its CI excludes 0.
+
+    Three decimals; a CI that excludes 0 but is too small for them (within
+    +-0.0005, e.g. mask areas that differ by quantile ties) in scientific
+    notation, so that a bold cell never reads +0.000.
+
+    Example
+    -------
+    >>> _difference_cell({"mean": 2e-5, "low": 1e-5, "high": 3e-5, "significant": True})
+    '**+2.0e-05 [+1.0e-05, +3.0e-05]**'
+    """
+    values = (difference["mean"], difference["low"], difference["high"])
+    tiny = difference["significant"] and max(abs(v) for v in values) < 0.0005
+    form = "+.1e" if tiny else "+.3f"
+    text = "{:{f}} [{:{f}}, {:{f}}]".format(*values, f=form)
     return f"**{text}**" if difference["significant"] else text
 
 
