@@ -13,7 +13,10 @@ AdamW step; and one evaluation batch (features + forward). Variants:
   layout (:class:`focalnet_lobes.models.stems.ConvStem`, the default now);
 - ``channels_last+feature_cache``: and the projected magnitudes of each clip
   cached across epochs (:class:`focalnet_lobes.data.features.FeatureCache`, the YAML
-  default now).
+  default now);
+- with ``--candidate BATCH EPOCHS``: that variant at another batch size and run
+  length (e.g. ``--candidate 8 40``: the same optimiser steps as 80 epochs at 16,
+  half the clips per step), with its run speed-up against today's recipe.
 
 Every variant computes the same function: the script reports the largest logit
 difference between the layouts (same weights, float32) and between cached and
@@ -71,11 +74,14 @@ def load_recipe(config, n_classes=10):
 
 
 def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
-            reference_epochs=80, epochs=None):
+            reference_epochs=80, epochs=None, candidate=None):
     """Time every variant of one recipe; returns one dict per variant.
 
     ``epochs`` (default: the YAML's ``number_of_epochs``) is the run length of
     every variant but the reference, which runs ``reference_epochs``.
+    ``candidate`` (``(batch size, epochs)`` or None) adds today's variant at
+    another batch size and run length (its ``vs_today`` is the run speed-up
+    against today's recipe at ``batch_size`` and ``epochs``).
     """
     torch.manual_seed(0)
     hparams = load_recipe(config)
@@ -83,11 +89,13 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
     frontend = hparams["compute_features"]
     reference_model = hparams["model"]
     samples = int(hparams["sample_rate"] * hparams["clip_seconds"])
-    wavs = 0.1 * torch.randn(batch_size, samples)
-    ids = [f"clip{i}" for i in range(batch_size)]
-    targets = torch.nn.functional.one_hot(
-        torch.arange(batch_size) % hparams["n_classes"], hparams["n_classes"]
+    clips = max(batch_size, candidate[0] if candidate else 0)
+    all_wavs = 0.1 * torch.randn(clips, samples)
+    all_ids = [f"clip{i}" for i in range(clips)]
+    all_targets = torch.nn.functional.one_hot(
+        torch.arange(clips) % hparams["n_classes"], hparams["n_classes"]
     ).float()
+    wavs, ids, targets = all_wavs[:batch_size], all_ids[:batch_size], all_targets[:batch_size]
     autocast = hparams["precision"] == "bf16"
 
     # The same function: layouts on the same weights, cached against direct features.
@@ -106,16 +114,21 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
         )
 
     rows = []
-    steps_per_epoch = train_clips // batch_size
-    valid_batches = math.ceil(valid_clips / batch_size)
-    for variant in VARIANTS:
+    variants = [(variant, batch_size, epochs) for variant in VARIANTS]
+    if candidate:
+        variants.append((f"{VARIANTS[-1]}, batch {candidate[0]}", *candidate))
+    for variant, batch, run_epochs in variants:
+        wavs, ids, targets = all_wavs[:batch], all_ids[:batch], all_targets[:batch]
+        steps_per_epoch = train_clips // batch
+        valid_batches = math.ceil(valid_clips / batch)
         model = set_stem_layout(copy.deepcopy(reference_model), variant != "reference")
         optimizer = hparams["opt_class"](model.parameters())
-        cache = FeatureCache(frontend) if variant.endswith("feature_cache") else None
+        cache = FeatureCache(frontend) if "feature_cache" in variant else None
         if cache is not None:
             cache(ids, wavs)  # every clip seen once: the state after the first epoch
 
-        def train_step(model=model, optimizer=optimizer, cache=cache):
+        def train_step(model=model, optimizer=optimizer, cache=cache, wavs=wavs, ids=ids,
+                       targets=targets):
             model.train()
             hparams["wav_augment"].train()
             batch = batch_features(frontend, ids, wavs, None, hparams["wav_augment"], cache)
@@ -128,7 +141,7 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        def eval_step(model=model, cache=cache):
+        def eval_step(model=model, cache=cache, wavs=wavs, ids=ids):
             model.eval()
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 model(batch_features(frontend, ids, wavs, None, None, cache))
@@ -141,14 +154,16 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
             )
             timings[name] = timer.blocked_autorange(min_run_time=min_run_time).median
         epoch = steps_per_epoch * timings["train_step"] + valid_batches * timings["eval_step"]
+        run_epochs = reference_epochs if variant == "reference" else run_epochs
         rows.append({
             "config": config,
             "variant": variant,
+            "batch_size": batch,
             "train_step_s": timings["train_step"],
             "eval_step_s": timings["eval_step"],
             "epoch_s": epoch,
-            "epochs": reference_epochs if variant == "reference" else epochs,
-            "run_s": epoch * (reference_epochs if variant == "reference" else epochs),
+            "epochs": run_epochs,
+            "run_s": epoch * run_epochs,
             "max_logit_difference": logit_gap,
             "max_feature_difference": feature_gap,
         })
@@ -156,6 +171,7 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
     for row in rows:
         row["speedup"] = base / row["epoch_s"]
         row["run_speedup"] = base_run / row["run_s"]
+        row["vs_today"] = rows[len(VARIANTS) - 1]["run_s"] / row["run_s"]
     return rows
 
 
@@ -172,6 +188,9 @@ def main(argv=None):
                         help="epochs of the reference run (the recipe before)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs of the other variants (default: the YAML's number_of_epochs)")
+    parser.add_argument("--candidate", nargs=2, type=int, default=None,
+                        metavar=("BATCH_SIZE", "EPOCHS"),
+                        help="also time today's variant at this batch size and run length")
     parser.add_argument("--output", default=None, help="JSON file for the results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -179,16 +198,17 @@ def main(argv=None):
     for config in args.configs:
         rows += measure(
             config, args.batch_size, args.train_clips, args.valid_clips, args.threads,
-            args.min_run_time, args.reference_epochs, args.epochs,
+            args.min_run_time, args.reference_epochs, args.epochs, args.candidate,
         )
-    print("| config | variant | train step (ms) | eval batch (ms) | epoch (s) | speed-up "
-          "per epoch | epochs | run (min) | run speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| config | variant | batch | train step (ms) | eval batch (ms) | epoch (s) | speed-up "
+          "per epoch | epochs | run (min) | run speed-up | run vs today |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
-            f"| {row['config']} | {row['variant']} | {1000 * row['train_step_s']:.0f} | "
-            f"{1000 * row['eval_step_s']:.0f} | {row['epoch_s']:.2f} | {row['speedup']:.2f}x | "
-            f"{row['epochs']} | {row['run_s'] / 60:.1f} | {row['run_speedup']:.2f}x |"
+            f"| {row['config']} | {row['variant']} | {row['batch_size']} | "
+            f"{1000 * row['train_step_s']:.0f} | {1000 * row['eval_step_s']:.0f} | "
+            f"{row['epoch_s']:.2f} | {row['speedup']:.2f}x | {row['epochs']} | "
+            f"{row['run_s'] / 60:.1f} | {row['run_speedup']:.2f}x | {row['vs_today']:.2f}x |"
         )
     for config in args.configs:
         row = next(r for r in rows if r["config"] == config)

@@ -137,15 +137,20 @@ def test_train_speed_benchmark_runs_and_reports_equal_functions(tmp_path, capsys
     rows = module.main([
         "--configs", "focalnet_cpu", "--threads", "1", "--batch_size", "2",
         "--train_clips", "4", "--valid_clips", "2", "--min_run_time", "0.01",
-        "--reference_epochs", "80", "--epochs", "40", "--output", str(output),
+        "--reference_epochs", "80", "--epochs", "40", "--candidate", "1", "20",
+        "--output", str(output),
     ])
-    assert [row["variant"] for row in rows] == list(module.VARIANTS)
+    assert [row["variant"] for row in rows] == [*module.VARIANTS, f"{module.VARIANTS[-1]}, batch 1"]
     assert rows[0]["speedup"] == 1.0 and rows[0]["run_speedup"] == 1.0
     assert all(row["epoch_s"] > 0 for row in rows)
-    assert [row["epochs"] for row in rows] == [80, 40, 40]
-    for row in rows:  # a whole run: epochs x epoch, against the 80-epoch reference
+    assert [row["epochs"] for row in rows] == [80, 40, 40, 20]
+    assert [row["batch_size"] for row in rows] == [2, 2, 2, 1]
+    for row in rows[:3]:  # a whole run: epochs x epoch, against the 80-epoch reference
         assert row["run_s"] == pytest.approx(row["epochs"] * row["epoch_s"])
         assert row["run_speedup"] == pytest.approx(2 * row["speedup"]) or row is rows[0]
+    # the candidate against today's recipe (the third row): its own run over today's
+    assert rows[2]["vs_today"] == 1.0
+    assert rows[3]["vs_today"] == pytest.approx(rows[2]["run_s"] / (20 * rows[3]["epoch_s"]))
     assert rows[0]["max_logit_difference"] < module.LOGIT_TOLERANCE
     record = json.loads(output.read_text())
     assert record["rows"] == rows
