@@ -361,6 +361,7 @@ def test_posthoc_on_a_classifier_without_validation_keeps_its_last_epoch(
     assert [line.split(",")[0] for line in epochs] == ["epoch: 1", "epoch: 2"]
     assert all("train loss" in line and "valid" not in line for line in epochs)
     (checkpoint,) = (output / "save").glob("CKPT+*")  # the last epoch's only
+    assert "step: 0\n" in (checkpoint / "brain.ckpt").read_text()  # no step count carried over
     assert "Epoch loaded: 2 - test loss" in (output / "train_log.txt").read_text()
     cost = (load_training_cost if method == "lmac" else piq_cost)(output)
     assert cost["checkpoint_selection"] == "last_epoch" and cost["best_valid_loss"] is None

@@ -338,6 +338,10 @@ class PostHocBrain(sb.Brain):
                 stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
                 train_stats=stats,
             )
+            # SpeechBrain resets its step count and running loss only after on_stage_end:
+            # reset them first, or the checkpoint carries them into the test loss and into
+            # the next epoch of a resumed run (as in recipes/train.py).
+            self.step, self.avg_train_loss = 0, 0.0
             self.checkpointer.save_and_keep_only(
                 meta={"train_seconds": self.train_seconds}, num_to_keep=1
             )
