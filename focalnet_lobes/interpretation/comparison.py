@@ -27,6 +27,7 @@ from focalnet_lobes.interpretation.evaluation import (
     METRIC_TITLES,
     InterpretationError,
     configured_interpreter,
+    difference_cell,
     format_quantile,
     format_value,
     load_per_clip,
@@ -333,13 +334,6 @@ def paired_differences(results, n_resamples=N_RESAMPLES, seed=SEED):
     return report
 
 
-def _difference_cell(difference):
-    """``mean [low, high]``, bold when the CI excludes 0 at the printed precision (3 decimals)."""
-    low, high = round(difference["low"], 3), round(difference["high"], 3)
-    text = f"{difference['mean']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}]"
-    return f"**{text}**" if difference["significant"] and (low > 0 or high < 0) else text
-
-
 def markdown_differences(differences):
     """Markdown tables of :func:`paired_differences`: one per quantile, one row per pair.
 
@@ -378,7 +372,7 @@ def markdown_differences(differences):
         ]
         for d in differences:
             row = d["quantiles"].get(key, {})
-            cells = [_difference_cell(row[name]) if name in row else "-" for name in names]
+            cells = [difference_cell(row[name]) if name in row else "-" for name in names]
             lines.append(
                 f"| {d['label']} − {d['reference']} | {d['clips']} | " + " | ".join(cells) + " |"
             )

@@ -1310,6 +1310,35 @@ def markdown_metrics(metrics):
     return "\n".join(lines) + "\n"
 
 
+def difference_cell(difference):
+    """``mean [low, high]`` of a paired difference, bold when its CI excludes 0 at 3 decimals.
+
+    The table cell of every paired difference (``compare.py``, ``cross_validate.py``,
+    ``compare_cv.py``): a CI that excludes 0 only beyond the printed precision
+    (e.g. mask areas that differ by quantile ties) is not bold, so that a bold
+    cell never reads +0.000.
+
+    Arguments
+    ---------
+    difference : dict
+        ``mean``, ``low``, ``high`` (the 95% CI) and ``significant``.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> difference_cell({"mean": 0.1, "low": 0.05, "high": 0.2, "significant": True})
+    '**+0.100 [+0.050, +0.200]**'
+    >>> difference_cell({"mean": 2e-5, "low": 1e-5, "high": 3e-5, "significant": True})
+    '+0.000 [+0.000, +0.000]'
+    """
+    low, high = round(difference["low"], 3), round(difference["high"], 3)
+    text = f"{difference['mean']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}]"
+    return f"**{text}**" if difference["significant"] and (low > 0 or high < 0) else text
+
+
 def markdown_table_header(first_columns, keys):
     """The two header lines of a markdown metric table: leading columns, then one per metric.
 

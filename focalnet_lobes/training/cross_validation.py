@@ -47,6 +47,7 @@ from focalnet_lobes.interpretation.evaluation import (
     TABLE_KEYS,
     InterpretationError,
     configured_interpreter,
+    difference_cell,
     format_value,
     load_per_clip,
     markdown_table_header,
@@ -1057,27 +1058,8 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED)
     }
 
 
-def _difference_cell(difference):
-    """``mean [low, high]`` of a paired difference, bold when its CI excludes 0.
-
-    Three decimals; a CI that excludes 0 but is too small for them (within
-    +-0.0005, e.g. mask areas that differ by quantile ties) in scientific
-    notation, so that a bold cell never reads +0.000.
-
-    Example
-    -------
-    >>> _difference_cell({"mean": 2e-5, "low": 1e-5, "high": 3e-5, "significant": True})
-    '**+2.0e-05 [+1.0e-05, +3.0e-05]**'
-    """
-    values = (difference["mean"], difference["low"], difference["high"])
-    tiny = difference["significant"] and max(abs(v) for v in values) < 0.0005
-    form = "+.1e" if tiny else "+.3f"
-    text = "{:{f}} [{:{f}}, {:{f}}]".format(*values, f=form)
-    return f"**{text}**" if difference["significant"] else text
-
-
 def _difference_cells(row, names):
-    """The table cells of one row of paired differences: :func:`_difference_cell` or ``-``.
+    """The table cells of one row of paired differences: :func:`difference_cell` or ``-``.
 
     Arguments
     ---------
@@ -1098,7 +1080,7 @@ def _difference_cells(row, names):
     >>> _difference_cells({"fa": d}, ["fid_i", "fa"])
     ['-', '**+0.100 [+0.050, +0.200]**']
     """
-    return [_difference_cell(row[n]) if n in row else "-" for n in names]
+    return [difference_cell(row[n]) if n in row else "-" for n in names]
 
 
 def markdown_comparison(result):
