@@ -83,13 +83,12 @@ class ESC50Brain(sb.Brain):
             if self.hparams.mixup is not None:
                 features, targets = self.hparams.mixup(features, targets)
             term = getattr(self.hparams, "masked_in_loss", None)
-            if isinstance(self.modules.model, torch.nn.parallel.DistributedDataParallel):
-                # torchrun: DDP wraps the model, or the model and its term (TrainingForward)
-                if isinstance(self.modules.model.module, TrainingForward):
-                    logits, extra = self.modules.model(features, targets)
-                    return logits, targets, extra
-            elif term is not None:  # the map's faithfulness term (0 with weight 0)
-                logits, extra = term(self.modules.model, features, targets)
+            if term is not None and term.active:  # the map's faithfulness terms
+                model = self.modules.model
+                if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+                    logits, extra = model(features, targets)  # DDP(TrainingForward(model, term))
+                else:
+                    logits, extra = term(model, features, targets)
                 return logits, targets, extra
         logits = self.classifier(features)
         return logits, targets, None
