@@ -273,8 +273,9 @@ class PostHocBrain(sb.Brain):
     and valid), keeps the checkpoint with the lowest validation loss (meta:
     ``loss`` and the cumulated training ``train_seconds``, carried across resumed
     runs by :func:`recorded_train_seconds`) and logs the test stage
-    (``self.test_stats``). Without validation clips (``validates`` False, a
-    classifier trained on a fixed schedule) every epoch is logged and
+    (``self.test_stats``). Without validation clips (``validates`` False: a
+    classifier trained without validation folds, as each fold's model of the default
+    cross-validation; watched validation folds still count) every epoch is logged and
     checkpointed when its training ends and only the last epoch's checkpoint is
     kept (meta without ``loss``): a fixed schedule, nothing selected on data.
 
@@ -374,7 +375,7 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
     ``interpreter`` as its only module and the frozen classifier and front end as
     plain attributes; it trains on ``datasets["train"]``, keeps the best
     checkpoint by validation loss (or, when ``datasets["valid"]`` is None, as for
-    a classifier trained on a fixed schedule, the last epoch's: the YAML's
+    a classifier trained without validation folds, the last epoch's: the YAML's
     number of epochs, nothing selected on data), then the main process writes
     ``cost_file`` in ``output_folder`` (``method``, ``classifier_folder``,
     ``seconds`` of training summed over resumed runs, ``epochs``,
