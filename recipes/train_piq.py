@@ -147,12 +147,6 @@ def main(argv):
         trained.hparams["clip_seconds"],
         hparams["audio_cache_size"],
     )
-    if datasets["train"] is None:
-        raise TrainingPlanError(
-            f"The classifier in {classifier_folder} has no training clips "
-            f"in its manifests ({trained.manifest('train')})"
-        )
-
     train_posthoc(PIQBrain, hparams, run_opts, trained, datasets, "piq", TRAINING_COST_FILE)
 
 

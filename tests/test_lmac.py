@@ -373,6 +373,25 @@ def test_posthoc_on_a_classifier_without_validation_keeps_its_last_epoch(
         assert torch.equal(value, saved[name]), name
 
 
+def test_posthoc_training_without_training_clips_is_a_one_line_error(tmp_path):
+    from focalnet_lobes.interpretation.posthoc import train_posthoc
+    from focalnet_lobes.training.plan import TrainingPlanError
+
+    class Trained:
+        folder = tmp_path / "classifier"
+
+        def manifest(self, split):
+            return self.folder / "save" / f"{split}.json"
+
+    with pytest.raises(TrainingPlanError) as error:
+        train_posthoc(None, {}, {}, Trained(), {"train": None, "valid": None, "test": None},
+                      "lmac", "lmac_training.json")
+    assert str(error.value) == (
+        f"The classifier in {tmp_path / 'classifier'} has no training clips in its manifests "
+        f"({tmp_path / 'classifier' / 'save' / 'train.json'})"
+    )
+
+
 def test_cli_lmac_options_are_checked_before_loading(tmp_path, capsys):
     import soundfile
 

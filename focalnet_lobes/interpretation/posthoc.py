@@ -17,6 +17,8 @@ import time
 import speechbrain as sb
 import torch
 
+from focalnet_lobes.training.plan import TrainingPlanError, wrap_distributed
+
 logger = logging.getLogger(__name__)
 
 FILLED_FROM_CLASSIFIER = ("n_classes", "representation_dim")
@@ -303,8 +305,6 @@ class PostHocBrain(sb.Brain):
     def _wrap_distributed(self):
         """Under ``torchrun``, DDP-wrap the interpreter's training forward (CPU too)."""
         if self.distributed_launch:
-            from focalnet_lobes.training.plan import wrap_distributed
-
             self.modules["interpreter"] = InterpreterForward(
                 self.modules["interpreter"], self.forward_method
             )
@@ -331,40 +331,42 @@ class PostHocBrain(sb.Brain):
         return stats
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Log every epoch, checkpoint the best by validation loss, log the test stage."""
+        """Log every epoch, checkpoint the best by validation loss (or the last), log the test stage."""
         stats = self._stage_stats(stage_loss)
-        if stage == sb.Stage.TRAIN and not self.validates:  # a fixed schedule: keep the last
-            self.train_seconds += time.perf_counter() - self.epoch_start
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
-                train_stats=stats,
-            )
-            # SpeechBrain resets its step count and running loss only after on_stage_end:
-            # reset them first, or the checkpoint carries them into the test loss and into
-            # the next epoch of a resumed run (as in recipes/train.py).
-            self.step, self.avg_train_loss = 0, 0.0
-            self.checkpointer.save_and_keep_only(
-                meta={"train_seconds": self.train_seconds}, num_to_keep=1
-            )
-        elif stage == sb.Stage.TRAIN:
+        if stage == sb.Stage.TRAIN:
             self.train_stats = stats
+            if not self.validates:  # a fixed schedule: the epoch ends with its training
+                self._end_epoch(epoch)
         elif stage == sb.Stage.VALID:
-            self.train_seconds += time.perf_counter() - self.epoch_start
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
-                train_stats=self.train_stats,
-                valid_stats=stats,
-            )
-            self.checkpointer.save_and_keep_only(
-                meta={"loss": stage_loss, "train_seconds": self.train_seconds},
-                min_keys=["loss"],
-            )
+            self._end_epoch(epoch, stats)
         elif stage == sb.Stage.TEST:
             self.hparams.train_logger.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
                 test_stats=stats,
             )
             self.test_stats = stats
+
+    def _end_epoch(self, epoch, valid_stats=None):
+        """Log the epoch and checkpoint it: keep the lowest validation loss, or the last."""
+        self.train_seconds += time.perf_counter() - self.epoch_start
+        self.hparams.train_logger.log_stats(
+            stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
+            train_stats=self.train_stats,
+            **({"valid_stats": valid_stats} if valid_stats is not None else {}),
+        )
+        if valid_stats is None:
+            # Saved from the training stage: SpeechBrain resets its step count and running
+            # loss only after on_stage_end, so do it first, or the checkpoint carries them
+            # into the test loss and into the next epoch of a resumed run (as in train.py).
+            self.step, self.avg_train_loss = 0, 0.0
+            self.checkpointer.save_and_keep_only(
+                meta={"train_seconds": self.train_seconds}, num_to_keep=1
+            )
+        else:
+            self.checkpointer.save_and_keep_only(
+                meta={"loss": valid_stats["loss"], "train_seconds": self.train_seconds},
+                min_keys=["loss"],
+            )
 
 
 def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cost_file):
@@ -398,7 +400,7 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
         The trained classifier (:mod:`focalnet_lobes.inference.trained`): ``model``,
         ``frontend``, ``folder``, ``to(device)``.
     datasets : dict
-        :func:`classifier_datasets` of that classifier (train not None).
+        :func:`classifier_datasets` of that classifier.
     method : str
         Name written in the cost file (``"lmac"``, ``"piq"``).
     cost_file : str
@@ -408,9 +410,19 @@ def train_posthoc(brain_class, hparams, run_opts, trained, datasets, method, cos
     -------
     PostHocBrain
         The trained Brain.
+
+    Raises
+    ------
+    focalnet_lobes.training.plan.TrainingPlanError
+        When the classifier has no training clips (one line, before any work).
     """
     from speechbrain.utils.distributed import if_main_process
 
+    if datasets["train"] is None:
+        raise TrainingPlanError(
+            f"The classifier in {trained.folder} has no training clips "
+            f"in its manifests ({trained.manifest('train')})"
+        )
     brain = brain_class(
         modules={"interpreter": hparams["interpreter"]},
         opt_class=hparams["opt_class"],

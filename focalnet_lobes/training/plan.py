@@ -65,18 +65,17 @@ def process_group_closed_at_exit():
     ...     world_size()
     1
     """
-    distributed = torch.distributed.is_available()
+    def initialised():
+        return torch.distributed.is_available() and torch.distributed.is_initialized()
+
     try:
         yield
-    except BaseException:
-        if distributed and torch.distributed.is_initialized():
+        if initialised():  # reached after a normal end only
+            torch.distributed.barrier()
+    finally:
+        if initialised():
             torch.distributed.destroy_process_group()
         gc.collect()
-        raise
-    if distributed and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    gc.collect()
 
 
 def clips_per_process(num_clips, num_processes=1, drop_last=False):
