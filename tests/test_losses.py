@@ -213,6 +213,49 @@ def test_masked_out_term_is_the_divergence_of_the_masked_out_prediction_from_uni
         MaskedInFidelityLoss(ModulationContributionInterpreter(), cost, out_weight=-0.1)
 
 
+def test_masked_terms_on_a_fraction_of_the_batch_use_its_first_clips():
+    import copy
+    import math
+
+    from focalnet_lobes.interpretation.interpret import (
+        ModulationContributionInterpreter, quantile_mask,
+    )
+    from focalnet_lobes.training.losses import MaskedInFidelityLoss
+
+    torch.manual_seed(0)
+    model = _small_focalnet().train()
+    reference = copy.deepcopy(model)
+    features = torch.rand(5, 1, 64, 32) + 0.1
+    targets = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 0, 1]), 3).float()
+    cost = SoftTargetCrossEntropy()
+    full_logits, maps = ModulationContributionInterpreter()(reference, features)
+    masks = quantile_mask(maps, 0.9)
+    reference.eval()
+    with torch.no_grad():
+        logits_in = reference(masks * features)
+        logits_out = reference((1 - masks) * features)
+    log_p = logits_out.log_softmax(dim=-1)
+    divergence = -log_p.mean(dim=-1) - math.log(3)
+    term = MaskedInFidelityLoss(ModulationContributionInterpreter(), cost, weight=0.5,
+                                quantiles=[0.9], out_weight=2.0, fraction=0.3)
+    inputs = []
+    hook = model.normalizer.register_forward_pre_hook(lambda m, a: inputs.append(a[0].detach()))
+    logits, loss = term(model, features, targets)
+    hook.remove()
+    # ceil(0.3 * 5) = 2 clips: the masked pass has 2 x 2 clips, the plain pass all 5
+    assert torch.allclose(logits, full_logits, atol=1e-5) and logits.shape == (5, 3)
+    assert [x.shape[0] for x in inputs] == [5, 4]
+    assert torch.equal(inputs[1], torch.cat([(masks * features)[:2], ((1 - masks) * features)[:2]]))
+    expected = 0.5 * float(cost(logits_in[:2], targets[:2])) + 2.0 * float(divergence[:2].mean())
+    assert abs(float(loss.detach()) - expected) < 1e-4
+    # the whole-batch value differs: the fraction is not a no-op
+    whole = 0.5 * float(cost(logits_in, targets)) + 2.0 * float(divergence.mean())
+    assert abs(whole - expected) > 1e-3
+    for fraction in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+            MaskedInFidelityLoss(ModulationContributionInterpreter(), cost, fraction=fraction)
+
+
 def test_masked_in_term_with_weight_zero_is_the_plain_forward():
     from focalnet_lobes.interpretation.interpret import ModulationContributionInterpreter
     from focalnet_lobes.training.losses import MaskedInFidelityLoss
