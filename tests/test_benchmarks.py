@@ -265,3 +265,54 @@ def test_cpu_memory_rejects_bad_options(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown memory mode 'bogus'"):
         cpu_memory.memory_probe({"mode": "bogus", "precision": "fp32"})
+
+
+def test_ship_pretrained_on_a_fixed_schedule_run(trained_runs, fake_esc10, tmp_path, capsys):
+    """benchmarks/ship_pretrained.py on a last_epoch run: float16 copy, held-out figures,
+    a card that says the last epoch was kept (no validation-error claims) and quotes the CV;
+    the figures go to --results, never to the committed file."""
+    ship = load_benchmark("ship_pretrained")
+    run = trained_runs("focalnet_cpu.yaml")  # 2 epochs, folds 1-3, checkpoint_selection last_epoch
+    cv = {
+        "methods": ["focalnet", "energy"], "folds": [{}, {}, {}, {}],
+        "accuracy": {"mean": 0.9, "std": 0.05, "pooled": {"mean": 0.9, "low": 0.86, "high": 0.93, "n": 320}},
+        "metrics": {"focalnet": {"0.9": {"fid_i": {"mean": 0.8, "low": 0.75, "high": 0.85},
+                                         "ff": {"mean": 0.4, "low": 0.38, "high": 0.42}}}},
+    }
+    (tmp_path / "cv_results.json").write_text(json.dumps(cv))
+    committed = (REPO / "benchmarks" / "results" / "shipped_model_fold4.json").read_bytes()
+    output, results = tmp_path / "shipped", tmp_path / "figures.json"
+    assert ship.main(["--classifier_folder", str(run), "--data_folder", str(fake_esc10),
+                      "--output_folder", str(output), "--results", str(results),
+                      "--cv_results", str(tmp_path / "cv_results.json")]) == 0
+    assert (REPO / "benchmarks" / "results" / "shipped_model_fold4.json").read_bytes() == committed
+    summary = json.loads(results.read_text())
+    assert summary["checkpoint_selection"] == "last_epoch" and summary["number_of_epochs"] == 2
+    assert summary["train_folds"] == [1, 2, 3] and summary["eval_folds"] == [4]
+    assert summary["clips"] == 20 and summary["train_clips"] == 60  # 2 clips x 10 classes a fold
+    assert summary["best_epoch"] is None and summary["run_best_valid_error"] is None
+    assert summary["accuracy_float16"] == summary["correct_float16"] / 20
+    assert summary["max_logit_difference"] < 0.05 and summary["agreement"] >= 19
+    state = torch.load(output / "model.ckpt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    card = (output / "README.md").read_text()
+    assert "a fixed schedule of 2 epochs, the last epoch kept" in card
+    assert "lowest validation error" not in card and "optimistic**" not in card
+    assert "accuracy\n90.0 ± 5.0% (mean ± std over folds; pooled\n95% CI 86.0-93.0%)" in card
+    assert "FID-I 0.800 [0.750, 0.850],\nFF 0.400 [0.380, 0.420]" in card
+
+
+def test_ship_pretrained_card_of_a_selected_checkpoint():
+    """A valid_error run's card says the evaluated folds chose the checkpoint (optimistic)."""
+    ship = load_benchmark("ship_pretrained")
+    summary = {
+        "accuracy_float16": 0.95, "accuracy_ci95": [0.88, 0.98], "correct_float16": 76, "clips": 80,
+        "fid_i": 0.5, "fid_i_ci95": [0.4, 0.6], "fa": 0.3, "fa_ci95": [0.25, 0.35], "quantile": 0.9,
+        "eval_folds": [4], "train_folds": [1, 2, 3], "train_clips": 240, "classes": ["dog", "rain"],
+        "checkpoint_selection": "valid_error", "number_of_epochs": 80, "best_epoch": 52,
+        "run_best_valid_error": 0.0125, "agreement": 80, "max_logit_difference": 0.003,
+    }
+    card = ship.model_card(summary, "python recipes/train.py ...")
+    assert "Validation and checkpoint selection: fold(s) 4" in card and "**optimistic**" in card
+    assert "first reached at epoch 52) was 1.25%" in card and "fixed schedule" not in card
+    assert "cross-validated" not in card  # no --cv_results
