@@ -1,6 +1,7 @@
 """Interpretation maps, their alignment with the input, masks and interpreters."""
 
 import math
+import pathlib
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from focalnet_lobes.interpretation.interpret import (
     EnergyInterpreter,
     GradCamInterpreter,
     GradientSaliencyInterpreter,
+    InputWeightedInterpreter,
     MapInterpreter,
     ModulationInterpreter,
     RandomInterpreter,
@@ -409,6 +411,65 @@ def test_energy_map_equals_the_input():
     top = features.flatten(1).topk(3, dim=1).indices
     assert torch.equal(mask.flatten(1).gather(1, top), torch.ones(3, 3))
     assert mask.flatten(1).sum(1).tolist() == [3.0, 3.0, 3.0]
+
+
+def test_input_weighted_map_is_the_normalised_map_times_the_input():
+    from focalnet_lobes.interpretation.interpret import ModulationContributionInterpreter
+
+    torch.manual_seed(0)
+    backbone = focalnet_lobes.create_model(
+        "focalnet_audio_small", num_classes=0, in_chans=1, global_pool="modulation",
+        stem_channels=[8, 16], embed_dim=16, depths=[1], focal_levels=[2], focal_windows=[3],
+    )
+    classifier = SpectrogramClassifier(backbone, LinearHead(backbone.num_features, 4)).eval()
+    features = torch.rand(2, 1, 40, 32) * 3 - 0.5  # some negative bins: clamped to 0
+    base = ModulationContributionInterpreter()
+    with torch.no_grad():
+        logits, maps = InputWeightedInterpreter(base)(classifier, features)
+        base_logits, base_maps = base(classifier, features)
+    torch.testing.assert_close(logits, base_logits)
+    flat = base_maps.flatten(1)
+    low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    expected = ((flat - low) / (high - low)).view_as(features) * features.clamp_min(0)
+    torch.testing.assert_close(maps, expected)
+    assert bool((maps >= 0).all()) and bool((maps[features <= 0] == 0).all())
+    # within a last-stage cell where the base map is flat (nearest upsampling), the bins
+    # are ranked by their energy: the finer mask the map alone cannot give
+    nearest = ModulationContributionInterpreter(upsampling="nearest")
+    with torch.no_grad():
+        _, cell_maps = InputWeightedInterpreter(nearest)(classifier, features)
+        _, flat_maps = nearest(classifier, features)
+    cell = (slice(0, 4), slice(0, 4))  # stride 4: one cell
+    assert flat_maps[0, 0][cell].unique().numel() == 1
+    ratio = cell_maps[0, 0][cell] / features[0, 0][cell].clamp_min(1e-6)
+    positive = features[0, 0][cell] > 0
+    assert torch.allclose(ratio[positive], ratio[positive][0].expand(int(positive.sum())), atol=1e-5)
+    # a constant map: the input itself (the energy control)
+    class Flat(MapInterpreter):
+        def compute_maps(self, classifier, features):
+            return classifier(features), torch.full_like(features, 2.0)
+    with torch.no_grad():
+        _, constant = InputWeightedInterpreter(Flat())(classifier, features)
+    assert torch.equal(constant, features.clamp_min(0))
+    assert InputWeightedInterpreter(base).name == "modulation_contribution_x_input"
+
+
+def test_input_weighted_yamls_build_their_interpreters():
+    from hyperpyyaml import load_hyperpyyaml
+
+    from focalnet_lobes.interpretation.evaluation import configured_interpreter
+    from focalnet_lobes.interpretation.interpret import (
+        GradientSaliencyInterpreter, ModulationContributionInterpreter,
+    )
+
+    hparams_dir = pathlib.Path(__file__).resolve().parents[1] / "hparams"
+    for name, method, inner in (("focalnet_x_input", "focalnet_x_input", ModulationContributionInterpreter),
+                                ("saliency_x_input", "saliency_x_input", GradientSaliencyInterpreter)):
+        text = (hparams_dir / f"interpret_{name}.yaml").read_text()
+        hparams = load_hyperpyyaml(text, {"classifier_folder": "/tmp/run"})
+        assert hparams["method"] == method and configured_interpreter(text) == "InputWeightedInterpreter"
+        assert isinstance(hparams["interpreter"], InputWeightedInterpreter)
+        assert type(hparams["interpreter"].interpreter) is inner
 
 
 def test_gradcam_refuses_a_classifier_without_a_known_backbone():

@@ -16,6 +16,8 @@ into non-negative maps on the same T x F grid, so that one evaluator
   Saliency), a post-hoc control;
 * :class:`GradCamInterpreter`: Grad-CAM on the last FocalNet stage / ViT block
   (captum LayerGradCam), a post-hoc control;
+* :class:`InputWeightedInterpreter`: any of these maps times the input (the
+  "x Input" of Gradient x Input), at the input's resolution;
 * :class:`MapInterpreter`: the base class any other method (e.g. PIQ) subclasses.
 
 Maps computed on a backbone's coarse grid are brought to the input grid by
@@ -730,6 +732,56 @@ class EnergyInterpreter(MapInterpreter):
     def compute_maps(self, classifier, features):
         """Logits of the full input and the features themselves (clamped at 0)."""
         return classifier(features), features.detach().clamp_min(0.0).clone()
+
+
+class InputWeightedInterpreter(MapInterpreter):
+    """Another interpreter's map times the input: ``norm(map) * clamp(X, 0)``, bin by bin.
+
+    The map of ``interpreter`` is min-max normalised per clip to [0, 1] and
+    multiplied by the input log-spectrogram (clamped at 0, as
+    :class:`EnergyInterpreter` takes it): a quantile mask then keeps the bins that
+    the method rates high *and* that carry energy, at the input's resolution
+    (a FocalNet's last-stage map is one value per 8 x 8 or 16 x 16 bins). It is
+    the "x Input" of Gradient x Input (Shrikumar et al., "Not Just a Black Box:
+    Learning Important Features Through Propagating Activation Differences",
+    2016; Ancona et al., ICLR 2018) applied to any map. The logits are the wrapped
+    interpreter's (one forward pass for the by-design maps); a clip whose map is
+    constant gets the input itself as its map.
+
+    Arguments
+    ---------
+    interpreter : MapInterpreter
+        The method whose map is weighted (e.g. :class:`ModulationContributionInterpreter`).
+
+    Example
+    -------
+    >>> class Halves(MapInterpreter):
+    ...     def compute_maps(self, classifier, features):
+    ...         maps = torch.zeros_like(features)
+    ...         maps[..., 2:] = 4.0  # the right half
+    ...         return classifier(features), maps
+    >>> classifier = nn.Sequential(nn.Flatten(), nn.Linear(8, 3))
+    >>> features = torch.tensor([[[[1.0, 5.0, 2.0, 3.0], [0.0, 1.0, -1.0, 6.0]]]])
+    >>> logits, maps = InputWeightedInterpreter(Halves())(classifier, features)
+    >>> maps[0, 0]
+    tensor([[0., 0., 2., 3.],
+            [0., 0., 0., 6.]])
+    """
+
+    def __init__(self, interpreter):
+        super().__init__()
+        self.interpreter = interpreter
+        self.name = f"{getattr(interpreter, 'name', 'map')}_x_input"
+
+    def compute_maps(self, classifier, features):
+        """Logits of the wrapped interpreter and its normalised map times the clamped input."""
+        logits, maps = self.interpreter(classifier, features)
+        flat = maps.detach().float().flatten(1)
+        low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
+        spread = high - low
+        normalised = torch.where(spread > 0, (flat - low) / spread.clamp_min(1e-12), torch.ones_like(flat))
+        energy = features.detach().float().clamp_min(0.0).flatten(1)
+        return logits, (normalised * energy).view_as(features).to(features.dtype)
 
 
 class GradientSaliencyInterpreter(MapInterpreter):
