@@ -17,8 +17,9 @@ precisions and methods, so that a load drift affects them all alike;
 3. **inference latency** per clip: front end + classifier at batch 1, ``no_grad``,
    eval mode, float32 and bf16;
 4. **interpretation latency** per clip (float32, batch 1, features given): the
-   by-design map (the default
-   :class:`~focalnet_lobes.interpretation.interpret.ModulationContributionInterpreter`
+   by-design map (the one ``interpret_focalnet.yaml`` builds, the class-specific map
+   times the input; the map alone,
+   :class:`~focalnet_lobes.interpretation.interpret.ModulationContributionInterpreter`,
    and the paper's :class:`~focalnet_lobes.interpretation.interpret.ModulationInterpreter`
    for a FocalNet, :class:`~focalnet_lobes.interpretation.interpret.AttentionInterpreter`
    for a ViT) plus :func:`~focalnet_lobes.interpretation.interpret.quantile_mask` at
@@ -59,31 +60,39 @@ from focalnet_lobes.interpretation.interpret import (  # noqa: E402
 )
 
 DEFAULT_OUT = common.REPO / "benchmarks" / "results" / "cpu_speed.json"
-METHODS = ("forward", "by_design", "modulation_map", "saliency", "piq")
+METHODS = ("forward", "by_design", "contribution", "modulation_map", "saliency", "piq")
 
 
 def by_design_interpreter(bundle):
     """The by-design interpreter of a model's backbone (``None`` for another backbone).
+
+    The one its interpretation YAML builds (``interpret_focalnet.yaml``,
+    ``interpret_vit.yaml``: what ``recipes/interpret.py``, the export and the CLI
+    use; :func:`focalnet_lobes.inference.export.interpreter_definition`).
 
     Example
     -------
     >>> bundle = common.build_model(
     ...     {"type": "hparams", "path": str(common.REPO / "hparams/focalnet_cpu.yaml")})
     >>> by_design_interpreter(bundle).name
-    'modulation_contribution'
+    'modulation_contribution_x_input'
     """
-    return {"focalnet": ModulationContributionInterpreter, "vit": AttentionInterpreter}.get(
-        bundle.kind, lambda: None
-    )()
+    from hyperpyyaml import load_hyperpyyaml
+
+    from focalnet_lobes.inference.export import interpreter_definition
+
+    if bundle.kind not in ("focalnet", "vit"):
+        return None
+    return load_hyperpyyaml("interpreter: " + interpreter_definition(bundle.kind))["interpreter"]
 
 
 def interpretation_methods(bundle, features, quantile):
     """``method -> zero-argument callable`` of one batch-1 pass on ``features`` (no_grad).
 
-    ``forward``; ``by_design`` (the default map: the class-specific one of a
-    FocalNet, ``interpret_focalnet.yaml``), ``modulation_map`` (a FocalNet's
-    class-agnostic map), ``saliency`` and ``piq`` (map + quantile mask) where they
-    apply.
+    ``forward``; ``by_design`` (the default map of ``interpret_focalnet.yaml`` /
+    ``interpret_vit.yaml``), ``contribution`` (a FocalNet's class-specific map
+    alone), ``modulation_map`` (a FocalNet's class-agnostic map), ``saliency`` and
+    ``piq`` (map + quantile mask) where they apply.
 
     Example
     -------
@@ -110,7 +119,8 @@ def interpretation_methods(bundle, features, quantile):
     interpreter = by_design_interpreter(bundle)
     if interpreter is not None:
         methods["by_design"] = with_mask(interpreter)
-    if bundle.kind == "focalnet":  # the paper's class-agnostic map, for reference
+    if bundle.kind == "focalnet":  # the map without the input; the paper's class-agnostic map
+        methods["contribution"] = with_mask(ModulationContributionInterpreter())
         methods["modulation_map"] = with_mask(ModulationInterpreter())
     methods["saliency"] = with_mask(GradientSaliencyInterpreter())
     if bundle.piq:
@@ -295,6 +305,7 @@ def tables(entries, settings):
         [(f"{p} ms", timing("inference_latency", p), ".1f") for p in common.PRECISIONS])
     methods = [e["interpretation_latency"]["by_design_method"] or "-" for e in entries]
     labels = {"forward": "forward only ms", "by_design": "by-design map + mask ms",
+              "contribution": "class-specific map + mask ms (without the input)",
               "modulation_map": "modulation map + mask ms (class-agnostic)",
               "saliency": "saliency map + mask ms", "piq": "PIQ map + mask ms"}
     rows = [("by-design method", methods, "")]

@@ -199,9 +199,9 @@ def test_cpu_speed_runs_on_the_two_yamls(tmp_path, capsys, one_thread):
             assert throughput["clips_per_s"] == pytest.approx(2000.0 / throughput["median_ms"])
         assert "piq" not in model["interpretation_latency"]
     methods = [m["interpretation_latency"]["by_design_method"] for m in models]
-    assert methods == ["modulation_contribution", "attention"]
-    assert "modulation_map" in models[0]["interpretation_latency"]
-    assert "modulation_map" not in models[1]["interpretation_latency"]
+    assert methods == ["modulation_contribution_x_input", "attention"]  # interpret_<kind>.yaml's
+    assert {"modulation_map", "contribution"} <= set(models[0]["interpretation_latency"])
+    assert not {"modulation_map", "contribution"} & set(models[1]["interpretation_latency"])
     assert set(written["tables"]) == {
         "parameters", "training_throughput", "inference_latency", "interpretation_latency"
     }

@@ -321,7 +321,8 @@ def test_bad_method_lists_stop_before_any_training(tmp_path):
 
 
 def test_a_finished_interpretation_made_by_another_interpreter_is_not_relabelled(tmp_path):
-    """interpret_focalnet.yaml changed its map: reusing an old folder under its name stops."""
+    """interpret_focalnet.yaml changed its map (session 9: the class-specific map times the
+    input): reusing an old folder under its name stops."""
     root = data_folder(tmp_path / "data")
     recipes = fake_recipes(tmp_path / "recipes", "focalnet")
     cv_folder = tmp_path / "cv"
@@ -329,13 +330,13 @@ def test_a_finished_interpretation_made_by_another_interpreter_is_not_relabelled
     runs = len(calls(recipes))
     folders = [cv_folder / f"fold_{fold}" / "interpretation" / "focalnet" for fold in FOLDS]
     for folder in folders:  # what recipes/interpret.py records
-        (folder / "metrics.json").write_text(json.dumps({"interpreter": "ModulationContributionInterpreter"}))
+        (folder / "metrics.json").write_text(json.dumps({"interpreter": "InputWeightedInterpreter"}))
     assert cross_validate(root, recipes, cv_folder, ["by_design"])["methods"] == ["focalnet"]
     assert len(calls(recipes)) == runs  # the same interpreter: reused
-    (folders[2] / "metrics.json").write_text(json.dumps({"interpreter": "ModulationInterpreter"}))
+    (folders[2] / "metrics.json").write_text(json.dumps({"interpreter": "ModulationContributionInterpreter"}))
     with pytest.raises(CrossValidationError, match=(
-        "fold_3/interpretation/focalnet was made by ModulationInterpreter, but "
-        "interpret_focalnet.yaml now gives ModulationContributionInterpreter"
+        "fold_3/interpretation/focalnet was made by ModulationContributionInterpreter, but "
+        "interpret_focalnet.yaml now gives InputWeightedInterpreter"
     )):
         cross_validate(root, recipes, cv_folder, ["by_design"])
     assert len(calls(recipes)) == runs

@@ -47,7 +47,9 @@ def test_export_writes_a_hub_ready_folder(exported, run_folder):
     assert f"{100 * accuracy:.2f}%" in card
     assert "AudioClassifier.from_hparams" in card and "focalnet-audio interpret" in card
     text = (folder / "hyperparams.yaml").read_text()
-    assert "ModulationContributionInterpreter" in text and "data_folder" not in text  # interpret_focalnet.yaml's
+    # interpret_focalnet.yaml's map: the class-specific map times the input
+    assert "InputWeightedInterpreter" in text and "ModulationContributionInterpreter" in text
+    assert "data_folder" not in text
     assert "checkpointer" not in text and "epoch_counter" not in text
 
 

@@ -455,6 +455,8 @@ def test_input_weighted_map_is_the_normalised_map_times_the_input():
 
 
 def test_input_weighted_yamls_build_their_interpreters():
+    """interpret_focalnet.yaml (the default) is the class-specific map times the input;
+    interpret_focalnet_contribution.yaml keeps the map alone; saliency x input is the control."""
     from hyperpyyaml import load_hyperpyyaml
 
     from focalnet_lobes.interpretation.evaluation import configured_interpreter
@@ -463,13 +465,17 @@ def test_input_weighted_yamls_build_their_interpreters():
     )
 
     hparams_dir = pathlib.Path(__file__).resolve().parents[1] / "hparams"
-    for name, method, inner in (("focalnet_x_input", "focalnet_x_input", ModulationContributionInterpreter),
+    for name, method, inner in (("focalnet", "focalnet", ModulationContributionInterpreter),
                                 ("saliency_x_input", "saliency_x_input", GradientSaliencyInterpreter)):
         text = (hparams_dir / f"interpret_{name}.yaml").read_text()
         hparams = load_hyperpyyaml(text, {"classifier_folder": "/tmp/run"})
         assert hparams["method"] == method and configured_interpreter(text) == "InputWeightedInterpreter"
         assert isinstance(hparams["interpreter"], InputWeightedInterpreter)
         assert type(hparams["interpreter"].interpreter) is inner
+    text = (hparams_dir / "interpret_focalnet_contribution.yaml").read_text()
+    hparams = load_hyperpyyaml(text, {"classifier_folder": "/tmp/run"})
+    assert hparams["method"] == "focalnet_contribution"
+    assert type(hparams["interpreter"]) is ModulationContributionInterpreter
 
 
 def test_gradcam_refuses_a_classifier_without_a_known_backbone():

@@ -324,7 +324,8 @@ def test_interpreter_not_matching_the_backbone_names_the_folder(trained_runs, tm
         )
     )
     assert result.returncode != 0
-    assert "ModulationContributionInterpreter cannot interpret the vit classifier in" in result.stderr
+    assert "InputWeightedInterpreter cannot interpret the vit classifier in" in result.stderr
+    assert "ModulationContributionInterpreter needs" in result.stderr  # the wrapped map
     assert str(vit) in result.stderr and "modulators" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "metrics.json").exists()

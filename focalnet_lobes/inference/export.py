@@ -56,7 +56,7 @@ TEMPLATE_KEYS = (
 # The interpretation YAML whose ``interpreter`` the exported model uses, by backbone
 # kind: the same map as ``recipes/interpret.py`` with that file (hparams/).
 INTERPRETATION_YAMLS = {
-    "focalnet": "interpret_focalnet.yaml",  # class-specific by-design map
+    "focalnet": "interpret_focalnet.yaml",  # class-specific by-design map times the input
     "vit": "interpret_vit.yaml",  # last layer's class-token attention
     "other": "interpret_saliency.yaml",  # gradient saliency, any model
 }
