@@ -137,20 +137,21 @@ def model_card(summary, command):
     fa, fa_ci = summary["fa"], summary["fa_ci95"]
     q = summary["quantile"]
     folds = ", ".join(str(f) for f in summary["eval_folds"])
+    fold_word = "Fold" if len(summary["eval_folds"]) == 1 else "Folds"
     train = ", ".join(str(f) for f in summary["train_folds"])
     if summary["checkpoint_selection"] == "last_epoch":
         data = (f"- Training: ESC-10 folds {train} ({summary['train_clips']} clips), a fixed schedule of "
-                f"{summary['number_of_epochs']} epochs, the last epoch kept: nothing was chosen on fold(s) "
-                f"{folds}, which give the figures below. The recipe itself was chosen by the development "
+                f"{summary['number_of_epochs']} epochs, the last epoch kept: nothing was chosen on "
+                f"{fold_word.lower()} {folds}, which {'gives' if fold_word == 'Fold' else 'give'} the figures below. The recipe itself was chosen by the development "
                 "copy's cross-validation, in which these clips are one held-out fold of four (so the figures "
                 "are a slightly optimistic held-out estimate). Fold 5 was not available.")
-        caveat = (f"Fold(s) {folds} were held out of this model's training and chose nothing for it (the "
-                  "last epoch is kept).")
+        caveat = (f"{fold_word} {folds} {'was' if fold_word == 'Fold' else 'were'} held out of this model's "
+                  "training and chose nothing for it (the last epoch is kept).")
         selection = (f"`recipes/export.py` kept the last epoch ({summary['number_of_epochs']}) of the fixed "
                      "schedule.")
     else:
         data = (f"- Training: ESC-10 folds {train} ({summary['train_clips']} clips). Validation and checkpoint "
-                f"selection: fold(s) {folds}. Fold 5 was not available: **there is no held-out test set**.")
+                f"selection: {fold_word.lower()} {folds}. Fold 5 was not available: **there is no held-out test set**.")
         caveat = ("These folds selected the checkpoint (the epoch with the lowest validation error), so "
                   "these figures are **optimistic**: they are not a test-set estimate.")
         selection = (f"The training run's lowest validation error (`train_log.txt`, first reached at epoch "
@@ -166,7 +167,7 @@ Every fold of the development copy held out once, a model trained on the others 
 recipe (`recipes/cross_validate.py`, `{cv["path"]}`): accuracy
 {100 * cv["accuracy_mean"]:.1f} ± {100 * cv["accuracy_std"]:.1f}% (mean ± std over folds; pooled
 95% CI {100 * cv["accuracy_pooled_ci95"][0]:.1f}-{100 * cv["accuracy_pooled_ci95"][1]:.1f}%); the
-by-design map ({cv["map"]}) at q = {q}: FID-I {cv["fid_i"][0]:.3f} [{cv["fid_i"][1]:.3f}, {cv["fid_i"][2]:.3f}],
+by-design map (`{cv["map"]}` in that file) at q = {q}: FID-I {cv["fid_i"][0]:.3f} [{cv["fid_i"][1]:.3f}, {cv["fid_i"][2]:.3f}],
 FF {cv["ff"][0]:.3f} [{cv["ff"][1]:.3f}, {cv["ff"][2]:.3f}] (bootstrap over clips).
 """
     return f"""---
@@ -188,8 +189,8 @@ A compact Focal Modulation Network (2.4 M parameters, `hparams/focalnet_cpu.yaml
 trained from scratch on **ESC-10** (10 classes: {", ".join(summary["classes"])}),
 16 kHz mono clips of 5 s. Its decisions are interpretable by design: each last-stage
 position's exact share of the predicted class's logit (the modulation map weighted by the
-class evidence, `interpret_focalnet.yaml`), thresholded at the {q} quantile, is a mask on
-the spectrogram that can be listened to.
+class evidence), times the input spectrogram bin by bin (`interpret_focalnet.yaml`),
+thresholded at the {q} quantile, is a mask on the spectrogram that can be listened to.
 
 ## Use
 
@@ -215,7 +216,7 @@ It knows only the 10 ESC-10 classes: every sound is classified as one of them.
   are derived from them and are shared **for non-commercial use only**, with
   attribution to ESC-50 and its freesound.org authors.
 
-## Accuracy and interpretation (fold(s) {folds}, {summary["clips"]} clips)
+## Accuracy and interpretation ({fold_word.lower()} {folds}, {summary["clips"]} clips)
 
 {caveat}
 
