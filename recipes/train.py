@@ -85,10 +85,11 @@ class ESC50Brain(sb.Brain):
             term = getattr(self.hparams, "masked_in_loss", None)
             if term is not None and term.active:  # the map's faithfulness terms
                 model = self.modules.model
+                epoch = self.hparams.epoch_counter.current  # the terms may start late
                 if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-                    logits, extra = model(features, targets)  # DDP(TrainingForward(model, term))
+                    logits, extra = model(features, targets, epoch=epoch)  # DDP(TrainingForward)
                 else:
-                    logits, extra = term(model, features, targets)
+                    logits, extra = term(model, features, targets, epoch=epoch)
                 return logits, targets, extra
         logits = self.classifier(features)
         return logits, targets, None
@@ -108,6 +109,8 @@ class ESC50Brain(sb.Brain):
         loss = self.hparams.compute_cost(logits, targets)
         if extra is not None:
             loss = loss + extra
+            self.term_sum += float(extra.detach())
+            self.term_batches += 1
         if stage != sb.Stage.TRAIN:
             self.report.append(batch.id, logits.detach().float(), batch.label)
         return loss
@@ -118,14 +121,21 @@ class ESC50Brain(sb.Brain):
             step_schedule(self.lr_scheduler, self.total_steps)
 
     def on_stage_start(self, stage, epoch=None):
-        """Fresh prediction collector for every evaluation stage."""
+        """Fresh prediction collector for every evaluation stage, fresh term mean for training."""
         if stage != sb.Stage.TRAIN:
             self.report = ClassificationReport(self.hparams.class_names)
+        self.term_sum, self.term_batches = 0.0, 0
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log, checkpoint (the best by validation error, or the last), write the test report."""
         if stage == sb.Stage.TRAIN:
             self.train_loss = mean_over_processes(stage_loss, self.device)
+            term = getattr(self.hparams, "masked_in_loss", None)
+            self.train_term = None  # the faithfulness terms' mean over the epoch's batches
+            if term is not None and term.active:  # the same on every process
+                self.train_term = mean_over_processes(
+                    self.term_sum / max(self.term_batches, 1), self.device
+                )
             if not self.validates:  # a fixed schedule without a validation split
                 self._end_epoch(epoch)
             return
@@ -148,7 +158,8 @@ class ESC50Brain(sb.Brain):
         """Log the epoch and checkpoint it: keep the lowest validation error, or the last."""
         self.hparams.train_logger.log_stats(
             stats_meta={"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
-            train_stats={"loss": self.train_loss},
+            train_stats={"loss": self.train_loss,
+                         **({"faithfulness term": self.train_term} if self.train_term is not None else {})},
             **({"valid_stats": valid_stats} if valid_stats is not None else {}),
         )
         meta = {} if valid_stats is None else {"error": valid_stats["error"]}

@@ -256,6 +256,31 @@ def test_masked_terms_on_a_fraction_of_the_batch_use_its_first_clips():
             MaskedInFidelityLoss(ModulationContributionInterpreter(), cost, fraction=fraction)
 
 
+def test_masked_terms_start_after_start_epoch():
+    from focalnet_lobes.interpretation.interpret import ModulationContributionInterpreter
+    from focalnet_lobes.training.losses import MaskedInFidelityLoss, TrainingForward
+
+    torch.manual_seed(0)
+    model = _small_focalnet().train()
+    features, targets = torch.rand(3, 1, 64, 32) + 0.1, torch.tensor([0, 1, 2])
+    term = MaskedInFidelityLoss(ModulationContributionInterpreter(), SoftTargetCrossEntropy(),
+                                weight=1.0, quantiles=[0.9], out_weight=1.0, start_epoch=2)
+    passes = []
+    hook = model.normalizer.register_forward_pre_hook(lambda m, a: passes.append(a[0].shape[0]))
+    for epoch in (1, 2):  # up to start_epoch: the plain pass only, no loss
+        logits, loss = term(model, features, targets, epoch=epoch)
+        assert float(loss) == 0.0 and logits.shape == (3, 3)
+    assert passes == [3, 3]
+    _, loss = TrainingForward(model, term)(features, targets, epoch=3)  # after: both passes
+    assert float(loss.detach()) > 0 and passes == [3, 3, 3, 6]
+    _, loss = term(model, features, targets)  # no epoch: as after start_epoch
+    assert float(loss.detach()) > 0 and passes[-2:] == [3, 6]
+    assert term.runs_at(3) and not term.runs_at(2) and term.runs_at(None)
+    hook.remove()
+    with pytest.raises(ValueError, match="start_epoch must be >= 0"):
+        MaskedInFidelityLoss(ModulationContributionInterpreter(), SoftTargetCrossEntropy(), start_epoch=-1)
+
+
 def test_masked_in_term_with_weight_zero_is_the_plain_forward():
     from focalnet_lobes.interpretation.interpret import ModulationContributionInterpreter
     from focalnet_lobes.training.losses import MaskedInFidelityLoss

@@ -150,12 +150,18 @@ def test_selection_on_validation_error_keeps_and_tests_the_best_epoch(fake_esc10
 
 
 def test_masked_in_term_trains(fake_esc10, tmp_path):
+    """The term trains, starting after --masked_start_epoch; the log has its mean per epoch."""
+    from focalnet_lobes.training.logs import read_train_log
+
     output = tmp_path / "out"
-    command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, "--masked_in_weight", "0.5")
+    command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, "--masked_in_weight", "0.5",
+                             "--masked_start_epoch", "1")
     result = run(command)
     assert result.returncode == 0, result.stderr[-4000:]
     assert epochs_logged(output / "train_log.txt") == [1, 2]
     assert (output / "test_results.json").is_file()
+    terms = [row["train faithfulness term"] for row in read_train_log(output / "train_log.txt")]
+    assert terms[0] == 0.0 and terms[1] > 0.1  # epoch 1: plain; epoch 2: 0.5 x a cross-entropy
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -195,11 +195,17 @@ class MaskedInFidelityLoss(nn.Module):
     fraction : float
         Share of each batch, in (0, 1], that the masked passes use (its first
         ``ceil(fraction * B)`` clips; 1.0, the default, is the whole batch).
+    start_epoch : int
+        The terms run in the epochs after this one (``forward``'s ``epoch`` >
+        ``start_epoch``; 0, the default: every epoch); before, the plain pass
+        alone (no masked pass, no cost): the classifier is trained first and its
+        map made faithful in the last epochs.
 
     Raises
     ------
     ValueError
-        A negative weight, a quantile outside [0, 1) or a fraction outside (0, 1].
+        A negative weight or start epoch, a quantile outside [0, 1) or a fraction
+        outside (0, 1].
 
     Example
     -------
@@ -219,7 +225,7 @@ class MaskedInFidelityLoss(nn.Module):
     """
 
     def __init__(self, interpreter, cost, weight=1.0, quantiles=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
-                 out_weight=0.0, fraction=1.0):
+                 out_weight=0.0, fraction=1.0, start_epoch=0):
         super().__init__()
         if float(weight) < 0:
             raise ValueError(f"weight must be >= 0, got {weight}")
@@ -230,9 +236,12 @@ class MaskedInFidelityLoss(nn.Module):
             raise ValueError(f"quantiles must be in [0, 1), got {quantiles}")
         if not 0.0 < float(fraction) <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        if int(start_epoch) < 0:
+            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
         self.interpreter = interpreter
         self.cost = cost
         self.fraction = float(fraction)
+        self.start_epoch = int(start_epoch)
         self.weight = float(weight)
         self.out_weight = float(out_weight)
         self.quantiles = quantiles
@@ -242,12 +251,20 @@ class MaskedInFidelityLoss(nn.Module):
         """Whether the term runs any masked pass (a weight above 0)."""
         return self.weight > 0.0 or self.out_weight > 0.0
 
-    def forward(self, model, features, targets):
-        """``(logits of X (B, K), weighted masked-in + masked-out loss (scalar))``; 0 with both weights 0."""
+    def runs_at(self, epoch):
+        """Whether the masked passes run in ``epoch`` (1-based; None: any epoch)."""
+        return self.active and (epoch is None or int(epoch) > self.start_epoch)
+
+    def forward(self, model, features, targets, epoch=None):
+        """``(logits of X (B, K), weighted masked-in + masked-out loss (scalar))``.
+
+        The loss is 0 (and only the plain pass runs) with both weights 0 or in an
+        ``epoch`` up to ``start_epoch``; ``epoch=None`` counts as after it.
+        """
         from focalnet_lobes.interpretation.interpret import quantile_mask
         from focalnet_lobes.models.classifier import GlobalFeatureNorm
 
-        if not self.active:
+        if not self.runs_at(epoch):
             logits = model(features)
             return logits, logits.new_zeros(())
         logits, maps = self.interpreter(model, features)
@@ -303,7 +320,7 @@ class TrainingForward(nn.Module):
     Example
     -------
     >>> class Term(nn.Module):
-    ...     def forward(self, model, features, targets):
+    ...     def forward(self, model, features, targets, epoch=None):
     ...         logits = model(features)
     ...         return logits, (logits - targets).pow(2).mean()
     >>> forward = TrainingForward(nn.Linear(3, 2), Term())
@@ -317,6 +334,6 @@ class TrainingForward(nn.Module):
         self.model = model
         self.term = term
 
-    def forward(self, features, targets):
-        """``(logits (B, K), training term (scalar))`` of ``term(model, features, targets)``."""
-        return self.term(self.model, features, targets)
+    def forward(self, features, targets, epoch=None):
+        """``(logits (B, K), training term (scalar))`` of ``term(model, features, targets, epoch)``."""
+        return self.term(self.model, features, targets, epoch=epoch)
