@@ -472,6 +472,12 @@ def test_input_weighted_yamls_build_their_interpreters():
         assert hparams["method"] == method and configured_interpreter(text) == "InputWeightedInterpreter"
         assert isinstance(hparams["interpreter"], InputWeightedInterpreter)
         assert type(hparams["interpreter"].interpreter) is inner
+    from focalnet_lobes.interpretation.interpret import AttentionInterpreter
+
+    text = (hparams_dir / "interpret_vit_x_input.yaml").read_text()
+    hparams = load_hyperpyyaml(text, {"classifier_folder": "/tmp/run"})
+    assert hparams["method"] == "vit_x_input"
+    assert type(hparams["interpreter"].interpreter) is AttentionInterpreter
     text = (hparams_dir / "interpret_focalnet_contribution.yaml").read_text()
     hparams = load_hyperpyyaml(text, {"classifier_folder": "/tmp/run"})
     assert hparams["method"] == "focalnet_contribution"
