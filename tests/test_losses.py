@@ -157,27 +157,37 @@ def test_masked_in_term_classifies_the_input_masked_by_the_models_own_map():
     assert all(p.grad is not None for p in model.head.parameters())
 
 
-def test_masked_out_term_is_the_divergence_of_the_masked_out_prediction_from_uniform():
+def _reference_passes(model, features, q):
+    """A copy of ``model``'s passes by hand: training-mode logits and map of ``features``,
+    the map's mask at ``q``, evaluation-mode logits of the masked-in and masked-out inputs."""
     import copy
-    import math
 
     from focalnet_lobes.interpretation.interpret import (
         ModulationContributionInterpreter, quantile_mask,
     )
-    from focalnet_lobes.training.losses import MaskedInFidelityLoss
 
-    torch.manual_seed(0)
-    model = _small_focalnet().train()
     reference = copy.deepcopy(model)
-    features = torch.rand(4, 1, 64, 32) + 0.1
-    targets = torch.tensor([0, 1, 2, 0])
-    cost = SoftTargetCrossEntropy()
-    _, maps = ModulationContributionInterpreter()(reference, features)
-    masks = quantile_mask(maps, 0.9)
+    logits, maps = ModulationContributionInterpreter()(reference, features)
+    masks = quantile_mask(maps, q)
     reference.eval()
     with torch.no_grad():
         logits_in = reference(masks * features)
         logits_out = reference((1 - masks) * features)
+    return logits, masks, logits_in, logits_out
+
+
+def test_masked_out_term_is_the_divergence_of_the_masked_out_prediction_from_uniform():
+    import copy
+
+    from focalnet_lobes.interpretation.interpret import ModulationContributionInterpreter
+    from focalnet_lobes.training.losses import MaskedInFidelityLoss
+
+    torch.manual_seed(0)
+    model = _small_focalnet().train()
+    features = torch.rand(4, 1, 64, 32) + 0.1
+    targets = torch.tensor([0, 1, 2, 0])
+    cost = SoftTargetCrossEntropy()
+    _, masks, logits_in, logits_out = _reference_passes(model, features, 0.9)
     log_p = logits_out.log_softmax(dim=-1)
     # KL(U || p) = sum_k (1/K) log((1/K) / p_k), by hand
     divergence = float(sum((1 / 3) * (math.log(1 / 3) - log_p[:, k]) for k in range(3)).mean())
@@ -214,26 +224,15 @@ def test_masked_out_term_is_the_divergence_of_the_masked_out_prediction_from_uni
 
 
 def test_masked_terms_on_a_fraction_of_the_batch_use_its_first_clips():
-    import copy
-    import math
-
-    from focalnet_lobes.interpretation.interpret import (
-        ModulationContributionInterpreter, quantile_mask,
-    )
+    from focalnet_lobes.interpretation.interpret import ModulationContributionInterpreter
     from focalnet_lobes.training.losses import MaskedInFidelityLoss
 
     torch.manual_seed(0)
     model = _small_focalnet().train()
-    reference = copy.deepcopy(model)
     features = torch.rand(5, 1, 64, 32) + 0.1
     targets = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 0, 1]), 3).float()
     cost = SoftTargetCrossEntropy()
-    full_logits, maps = ModulationContributionInterpreter()(reference, features)
-    masks = quantile_mask(maps, 0.9)
-    reference.eval()
-    with torch.no_grad():
-        logits_in = reference(masks * features)
-        logits_out = reference((1 - masks) * features)
+    full_logits, masks, logits_in, logits_out = _reference_passes(model, features, 0.9)
     log_p = logits_out.log_softmax(dim=-1)
     divergence = -log_p.mean(dim=-1) - math.log(3)
     term = MaskedInFidelityLoss(ModulationContributionInterpreter(), cost, weight=0.5,
