@@ -430,9 +430,12 @@ def test_input_weighted_map_is_the_normalised_map_times_the_input():
     torch.testing.assert_close(logits, base_logits)
     flat = base_maps.flatten(1)
     low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    expected = ((flat - low) / (high - low)).view_as(features) * features.clamp_min(0)
+    normalised = ((flat - low) / (high - low)).view_as(features)
+    expected = (normalised + 1e-3) * features.clamp_min(0) + 1e-6 * normalised
     torch.testing.assert_close(maps, expected)
-    assert bool((maps >= 0).all()) and bool((maps[features <= 0] == 0).all())
+    assert bool((maps >= 0).all()) and bool((maps[features <= 0] <= 1e-6).all())
+    # every bin with energy above 1e-3 ranks above every silent bin
+    assert bool(maps[features > 1e-3].min() > maps[features <= 0].max())
     # within a last-stage cell where the base map is flat (nearest upsampling), the bins
     # are ranked by their energy: the finer mask the map alone cannot give
     nearest = ModulationContributionInterpreter(upsampling="nearest")
@@ -450,7 +453,19 @@ def test_input_weighted_map_is_the_normalised_map_times_the_input():
             return classifier(features), torch.full_like(features, 2.0)
     with torch.no_grad():
         _, constant = InputWeightedInterpreter(Flat())(classifier, features)
-    assert torch.equal(constant, features.clamp_min(0))
+    torch.testing.assert_close(constant, 1.001 * features.clamp_min(0) + 1e-6)
+    # a mostly silent clip (92% of the bins 0, as ESC-50's zero padding): the mask at
+    # q = 0.9 keeps 10% of the bins, every sounding bin and the silent ones the map
+    # rates highest, not every bin (quantile_mask keeps ties); the masked-in input is
+    # the whole clip, the masked-out input silence
+    silent = features.clamp_min(0.1)
+    silent[..., :37, :] = 0.0  # 37 of 40 frames: 92.5% of the bins
+    with torch.no_grad():
+        _, silent_maps = InputWeightedInterpreter(base)(classifier, silent)
+    mask = quantile_mask(silent_maps, 0.9)
+    assert torch.allclose(mask.flatten(1).mean(1), torch.full((2,), 0.1), atol=1 / (40 * 32))
+    assert bool((mask[..., 37:, :] == 1).all())
+    assert torch.equal(mask * silent, silent) and torch.equal((1 - mask) * silent, torch.zeros_like(silent))
     assert InputWeightedInterpreter(base).name == "modulation_contribution_x_input"
 
 

@@ -735,7 +735,7 @@ class EnergyInterpreter(MapInterpreter):
 
 
 class InputWeightedInterpreter(MapInterpreter):
-    """Another interpreter's map times the input: ``norm(map) * clamp(X, 0)``, bin by bin.
+    """Another interpreter's map times the input, bin by bin: ``norm(map) * clamp(X, 0)`` (and tie-breaks).
 
     The map of ``interpreter`` is min-max normalised per clip to [0, 1] and
     multiplied by the input log-spectrogram (clamped at 0, as
@@ -747,6 +747,16 @@ class InputWeightedInterpreter(MapInterpreter):
     2016; Ancona et al., ICLR 2018) applied to any map. The logits are the wrapped
     interpreter's (one forward pass for the by-design maps); a clip whose map is
     constant gets the input itself as its map.
+
+    Silent bins (input 0, e.g. the digital silence that pads many ESC-50 clips)
+    would all tie at 0 with the sounding bins the map rates 0, and
+    :func:`quantile_mask` keeps ties: a clip that is 92% silence would get a mask
+    of every bin at q = 0.9. Two tie-breaks keep the budget of 1 - q of the bins:
+    the map is ``(norm(map) + eps) * X + eps**2 * norm(map)`` with ``eps = 1e-3``,
+    so every bin with energy above ``eps`` ranks above every silent bin, and the
+    silent bins rank by the map. When the sound covers less than 1 - q of the
+    bins the mask then keeps all of it (as the energy control does) plus the
+    silent bins the map rates highest, which change no masked input.
 
     Arguments
     ---------
@@ -763,10 +773,15 @@ class InputWeightedInterpreter(MapInterpreter):
     >>> classifier = nn.Sequential(nn.Flatten(), nn.Linear(8, 3))
     >>> features = torch.tensor([[[[1.0, 5.0, 2.0, 3.0], [0.0, 1.0, -1.0, 6.0]]]])
     >>> logits, maps = InputWeightedInterpreter(Halves())(classifier, features)
-    >>> maps[0, 0]
+    >>> maps[0, 0].round(decimals=1)  # (1 + 1e-3) x the input where the map is 1
     tensor([[0., 0., 2., 3.],
             [0., 0., 0., 6.]])
+    >>> bool(maps[0, 0, 1, 2] > maps[0, 0, 1, 0])  # silent bins ranked by the map
+    True
     """
+
+    #: eps of the tie-breaks (see the class): sounding bins first, silent ones by the map.
+    TIE_BREAK = 1e-3
 
     def __init__(self, interpreter):
         super().__init__()
@@ -781,7 +796,9 @@ class InputWeightedInterpreter(MapInterpreter):
         spread = high - low
         normalised = torch.where(spread > 0, (flat - low) / spread.clamp_min(1e-12), torch.ones_like(flat))
         energy = features.detach().float().clamp_min(0.0).flatten(1)
-        return logits, (normalised * energy).view_as(features).to(features.dtype)
+        eps = self.TIE_BREAK
+        maps = (normalised + eps) * energy + eps * eps * normalised
+        return logits, maps.view_as(features).to(features.dtype)
 
 
 class GradientSaliencyInterpreter(MapInterpreter):
