@@ -187,7 +187,9 @@ datasets:
 A compact Focal Modulation Network (2.4 M parameters, `hparams/focalnet_cpu.yaml`:
 64 log1p-mel bands, three-block conv stem, focal stages 128-256, modulation pooling)
 trained from scratch on **ESC-10** (10 classes: {", ".join(summary["classes"])}),
-16 kHz mono clips of 5 s. Its decisions are interpretable by design: each last-stage
+16 kHz mono clips of 5 s, with faithfulness terms on its own map in the last 30% of the
+epochs (the masked-in input must still be classified, the masked-out input must carry no
+evidence). Its decisions are interpretable by design: each last-stage
 position's exact share of the predicted class's logit (the modulation map weighted by the
 class evidence), times the input spectrogram bin by bin (`interpret_focalnet.yaml`),
 thresholded at the {q} quantile, is a mask on the spectrogram that can be listened to.
@@ -260,7 +262,8 @@ def main(argv=None):
     parser.add_argument("--results", default=str(RESULTS), help="where the figures go (JSON)")
     parser.add_argument("--command", default=(
         "python recipes/train.py hparams/focalnet_cpu.yaml --data_folder ESC-50-dev --esc10 True "
-        '--valid_folds "[]" --test_folds "[4]"  # seed 1986, folds 1-3, fixed schedule'))
+        '--valid_folds "[]" --test_folds "[4]"  # seed 1986, folds 1-3, fixed schedule, '
+        "faithfulness terms in the last 30% of the epochs"))
     args = parser.parse_args(argv)
 
     from focalnet_lobes.inference.export import export_classifier

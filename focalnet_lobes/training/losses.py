@@ -195,11 +195,12 @@ class MaskedInFidelityLoss(nn.Module):
     fraction : float
         Share of each batch, in (0, 1], that the masked passes use (its first
         ``ceil(fraction * B)`` clips; 1.0, the default, is the whole batch).
-    start_epoch : int
+    start_epoch : int or float
         The terms run in the epochs after this one (``forward``'s ``epoch`` >
-        ``start_epoch``; 0, the default: every epoch); before, the plain pass
-        alone (no masked pass, no cost): the classifier is trained first and its
-        map made faithful in the last epochs.
+        ``start_epoch``; 0, the default: every epoch; a float is rounded down,
+        e.g. ``0.7 * number_of_epochs``); before, the plain pass alone (no masked
+        pass, no cost): the classifier is trained first and its map made faithful
+        in the last epochs.
 
     Raises
     ------
@@ -236,12 +237,12 @@ class MaskedInFidelityLoss(nn.Module):
             raise ValueError(f"quantiles must be in [0, 1), got {quantiles}")
         if not 0.0 < float(fraction) <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-        if int(start_epoch) < 0:
+        if float(start_epoch) < 0:
             raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
         self.interpreter = interpreter
         self.cost = cost
         self.fraction = float(fraction)
-        self.start_epoch = int(start_epoch)
+        self.start_epoch = int(math.floor(float(start_epoch)))
         self.weight = float(weight)
         self.out_weight = float(out_weight)
         self.quantiles = quantiles
