@@ -101,14 +101,25 @@ def best_valid_error(train_log):
 
 
 def run_settings(classifier_folder):
-    """``checkpoint_selection``, ``number_of_epochs`` and ``train_folds`` of a training run."""
+    """``checkpoint_selection``, ``number_of_epochs``, the folds and the faithfulness terms of a run.
+
+    ``terms_epochs``: ``[first, last]`` epochs of the faithfulness terms
+    (``masked_in_loss`` of the FocalNet YAMLs), ``None`` when the run had none.
+    """
     from focalnet_lobes.inference.trained import load_trained_classifier
 
     hparams = load_trained_classifier(classifier_folder, device="cpu").hparams
+    epochs = int(hparams["number_of_epochs"])
+    term = hparams.get("masked_in_loss")
+    terms = None
+    if term is not None and getattr(term, "active", False) and term.start_epoch < epochs:
+        terms = [term.start_epoch + 1, epochs]
     return {
         "checkpoint_selection": hparams.get("checkpoint_selection", "valid_error"),
-        "number_of_epochs": int(hparams["number_of_epochs"]),
+        "number_of_epochs": epochs,
         "train_folds": [int(f) for f in hparams["train_folds"]],
+        "valid_folds": [int(f) for f in hparams.get("valid_folds") or []],
+        "terms_epochs": terms,
     }
 
 
@@ -139,12 +150,17 @@ def model_card(summary, command):
     folds = ", ".join(str(f) for f in summary["eval_folds"])
     fold_word = "Fold" if len(summary["eval_folds"]) == 1 else "Folds"
     train = ", ".join(str(f) for f in summary["train_folds"])
+    epochs = summary["number_of_epochs"]
+    epochs_text = f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    watched = set(summary["eval_folds"]) <= set(summary.get("valid_folds") or [])
     if summary["checkpoint_selection"] == "last_epoch":
         data = (f"- Training: ESC-10 folds {train} ({summary['train_clips']} clips), a fixed schedule of "
-                f"{summary['number_of_epochs']} epochs, the last epoch kept: nothing was chosen on "
-                f"{fold_word.lower()} {folds}, which {'gives' if fold_word == 'Fold' else 'give'} the figures below. The recipe itself was chosen by the development "
-                "copy's cross-validation, in which these clips are one held-out fold of four (so the figures "
-                "are a slightly optimistic held-out estimate). Fold 5 was not available.")
+                f"{epochs_text}, the last epoch kept: nothing was chosen on "
+                f"{fold_word.lower()} {folds}, which {'gives' if fold_word == 'Fold' else 'give'} the figures "
+                "below" + (" (its validation loss was logged during training, nothing more)" if watched else "")
+                + ". The recipe itself was chosen by the development copy's cross-validation, in which these "
+                "clips are one held-out fold of four (so the figures are a slightly optimistic held-out "
+                "estimate). Fold 5 was not available.")
         caveat = (f"{fold_word} {folds} {'was' if fold_word == 'Fold' else 'were'} held out of this model's "
                   "training and chose nothing for it (the last epoch is kept).")
         selection = (f"`recipes/export.py` kept the last epoch ({summary['number_of_epochs']}) of the fixed "
@@ -157,6 +173,12 @@ def model_card(summary, command):
         selection = (f"The training run's lowest validation error (`train_log.txt`, first reached at epoch "
                      f"{summary['best_epoch']}) was {100 * summary['run_best_valid_error']:.2f}%; "
                      "`recipes/export.py` keeps the checkpoint with the lowest validation error.")
+    terms_text = ""
+    if summary.get("terms_epochs"):
+        first, last = summary["terms_epochs"]
+        span = f"epoch {first}" if first == last else f"epochs {first}-{last}"
+        terms_text = (f", with faithfulness terms on its own map in {span} (the masked-in "
+                      "input must still be classified, the masked-out input must carry no evidence)")
     cv = summary.get("cross_validation")
     cv_text = ""
     if cv:
@@ -170,6 +192,7 @@ recipe (`recipes/cross_validate.py`, `{cv["path"]}`): accuracy
 by-design map (`{cv["map"]}` in that file) at q = {q}: FID-I {cv["fid_i"][0]:.3f} [{cv["fid_i"][1]:.3f}, {cv["fid_i"][2]:.3f}],
 FF {cv["ff"][0]:.3f} [{cv["ff"][1]:.3f}, {cv["ff"][2]:.3f}] (bootstrap over clips).
 """
+    cv_option = f" --cv_results {cv['path']}" if cv else ""
     return f"""---
 license: cc-by-nc-3.0
 library_name: speechbrain
@@ -187,9 +210,7 @@ datasets:
 A compact Focal Modulation Network (2.4 M parameters, `hparams/focalnet_cpu.yaml`:
 64 log1p-mel bands, three-block conv stem, focal stages 128-256, modulation pooling)
 trained from scratch on **ESC-10** (10 classes: {", ".join(summary["classes"])}),
-16 kHz mono clips of 5 s, with faithfulness terms on its own map in the last 30% of the
-epochs (the masked-in input must still be classified, the masked-out input must carry no
-evidence). Its decisions are interpretable by design: each last-stage
+16 kHz mono clips of 5 s{terms_text}. Its decisions are interpretable by design: each last-stage
 position's exact share of the predicted class's logit (the modulation map weighted by the
 class evidence), times the input spectrogram bin by bin (`interpret_focalnet.yaml`),
 thresholded at the {q} quantile, is a mask on the spectrogram that can be listened to.
@@ -235,12 +256,12 @@ clips (largest logit difference {summary["max_logit_difference"]:.2g}).
 
 ```bash
 {command}
-python benchmarks/ship_pretrained.py --classifier_folder RUN --data_folder ESC-50-dev
+python benchmarks/ship_pretrained.py --classifier_folder RUN --data_folder ESC-50-dev{cv_option}
 ```
 
 `benchmarks/ship_pretrained.py` exports the run with `recipes/export.py` (its kept
 checkpoint), stores the weights in float16 and measures the figures above
-(`benchmarks/results/shipped_model_fold4.json`).
+(`{summary.get("results_file", "benchmarks/results/shipped_model_fold4.json")}`).
 
 ## Files
 
@@ -250,26 +271,43 @@ checkpoint), stores the weights in float16 and measures the figures above
 """
 
 
+def _shown_path(path):
+    """``path`` relative to the repository when inside it, else as given."""
+    try:
+        return str(pathlib.Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--classifier_folder", required=True)
-    parser.add_argument("--data_folder", required=True)
-    parser.add_argument("--output_folder", default=str(DEFAULT_OUTPUT))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--classifier_folder", required=True,
+                        help="output folder of recipes/train.py (its kept checkpoint is shipped)")
+    parser.add_argument("--data_folder", required=True, help="ESC-50-layout folder with the eval folds")
+    parser.add_argument("--output_folder", default=str(DEFAULT_OUTPUT),
+                        help="the model folder written (default: REPLACES the shipped model)")
     parser.add_argument("--eval_folds", "--valid_folds", type=int, nargs="+", default=[4],
-                        help="folds the figures are measured on (default 4)")
+                        help="folds the figures are measured on; must not be training folds of the run")
     parser.add_argument("--cv_results", default=None,
                         help="cv_results.json of the recipe's cross-validation, quoted in the card")
-    parser.add_argument("--results", default=str(RESULTS), help="where the figures go (JSON)")
+    parser.add_argument("--results", default=str(RESULTS),
+                        help="where the figures go (JSON; default: REPLACES the committed figures)")
     parser.add_argument("--command", default=(
         "python recipes/train.py hparams/focalnet_cpu.yaml --data_folder ESC-50-dev --esc10 True "
-        '--valid_folds "[]" --test_folds "[4]"  # seed 1986, folds 1-3, fixed schedule, '
-        "faithfulness terms in the last 30% of the epochs"))
+        '--valid_folds "[]" --test_folds "[4]"  # seed 1986, folds 1-3'),
+                        help="the training command the card names (say how RUN was made)")
     args = parser.parse_args(argv)
 
     from focalnet_lobes.inference.export import export_classifier
 
     from focalnet_lobes.inference.classifiers import AudioClassifier
 
+    settings = run_settings(args.classifier_folder)
+    overlap = sorted(set(args.eval_folds) & set(settings["train_folds"]))
+    if overlap:
+        parser.error(f"{args.classifier_folder} was trained on fold(s) {overlap}: "
+                     "--eval_folds must be folds it was not trained on")
     output = pathlib.Path(args.output_folder)
     with tempfile.TemporaryDirectory() as tmp:
         exported = pathlib.Path(tmp) / "focalnet-cpu-esc10"
@@ -287,7 +325,6 @@ def main(argv=None):
     targets = torch.tensor([half.class_names.index(category) for _, category in clips])
     correct32 = int((logits32.argmax(1) == targets).sum())
     correct16 = int((logits16.argmax(1) == targets).sum())
-    settings = run_settings(args.classifier_folder)
     epoch, valid_error = None, None
     if settings["checkpoint_selection"] != "last_epoch":
         epoch, valid_error = best_valid_error(pathlib.Path(args.classifier_folder) / "train_log.txt")
@@ -316,6 +353,7 @@ def main(argv=None):
         "fa_ci95": bootstrap_mean(fa),
         "model_bytes": (output / "model.ckpt").stat().st_size,
         "command": args.command,
+        "results_file": _shown_path(args.results),
     }
     if args.cv_results:
         summary["cross_validation"] = cv_summary(args.cv_results, quantile)

@@ -302,6 +302,17 @@ def test_ship_pretrained_on_a_fixed_schedule_run(trained_runs, fake_esc10, tmp_p
     assert "accuracy 90.0 ± 5.0% (mean ± std over folds; pooled 95% CI 86.0-93.0%)" in flat
     assert "(`focalnet` in that file) at q = 0.9: FID-I 0.800 [0.750, 0.850], FF 0.400 [0.380, 0.420]" in flat
     assert "nothing was chosen on fold 4" in flat and "Fold 4 was held out" in flat
+    assert "(its validation loss was logged during training, nothing more)" in flat  # valid_folds [4]
+    assert "with faithfulness terms on its own map in epoch 2 (" in flat  # 0.7 x 2 epochs -> epoch 2
+    assert summary["terms_epochs"] == [2, 2] and summary["valid_folds"] == [4]
+    assert f"({results})" in flat.replace("`", "")  # the figures file the card names is --results
+    # figures measured on a training fold would not be held out: refused
+    with pytest.raises(SystemExit):
+        ship.main(["--classifier_folder", str(run), "--data_folder", str(fake_esc10),
+                   "--output_folder", str(tmp_path / "other"), "--results", str(tmp_path / "other.json"),
+                   "--eval_folds", "1"])
+    assert "was trained on fold(s) [1]: --eval_folds must be folds it was not trained on" in capsys.readouterr().err
+    assert not (tmp_path / "other.json").exists()
 
 
 def test_ship_pretrained_card_of_a_selected_checkpoint():
@@ -318,3 +329,4 @@ def test_ship_pretrained_card_of_a_selected_checkpoint():
     assert "Validation and checkpoint selection: fold 4" in card and "**optimistic**" in card
     assert "first reached at epoch 52) was 1.25%" in card and "fixed schedule" not in card
     assert "cross-validated" not in card  # no --cv_results
+    assert "faithfulness terms" not in card  # no terms_epochs: a run without them

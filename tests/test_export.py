@@ -46,6 +46,8 @@ def test_export_writes_a_hub_ready_folder(exported, run_folder):
     accuracy = json.loads((run_folder / "test_results.json").read_text())["accuracy"]
     assert f"{100 * accuracy:.2f}%" in card
     assert "AudioClassifier.from_hparams" in card and "focalnet-audio interpret" in card
+    assert "license: cc-by-nc-3.0" in card and "non-commercial use only" in card  # ESC-50's license
+    assert "times the input spectrogram" in card  # interpret_focalnet.yaml's map
     text = (folder / "hyperparams.yaml").read_text()
     # interpret_focalnet.yaml's map: the class-specific map times the input
     assert "InputWeightedInterpreter" in text and "ModulationContributionInterpreter" in text

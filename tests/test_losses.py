@@ -276,6 +276,9 @@ def test_masked_terms_start_after_start_epoch():
     assert float(loss.detach()) > 0 and passes[-2:] == [3, 6]
     assert term.runs_at(3) and not term.runs_at(2) and term.runs_at(None)
     hook.remove()
+    for epochs, start in ((40, 28), (90, 63), (170, 119), (2, 1)):  # 0.7 x epochs, rounded down
+        assert MaskedInFidelityLoss(ModulationContributionInterpreter(), SoftTargetCrossEntropy(),
+                                    start_epoch=epochs * 0.7).start_epoch == start
     with pytest.raises(ValueError, match="start_epoch must be >= 0"):
         MaskedInFidelityLoss(ModulationContributionInterpreter(), SoftTargetCrossEntropy(), start_epoch=-1)
 

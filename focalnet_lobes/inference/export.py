@@ -476,7 +476,7 @@ def model_card(trained, metrics, repo_name, hub_id=None, quantile=0.9):
     lines = [
         "---",
         "language: en",
-        "license: apache-2.0",
+        "license: cc-by-nc-3.0",  # weights derived from ESC-50's CC BY-NC 3.0 clips
         "library_name: speechbrain",
         "pipeline_tag: audio-classification",
         "tags:",
@@ -499,14 +499,19 @@ def model_card(trained, metrics, repo_name, hub_id=None, quantile=0.9):
         "Its decisions are interpretable by design: "
         + (
             "each last-stage position's exact share of the predicted class's logit (the "
-            "modulation map weighted by the class evidence), thresholded at a quantile, "
-            "gives a mask on the spectrogram that can be listened to."
+            "modulation map weighted by the class evidence), times the input spectrogram "
+            "bin by bin (`interpret_focalnet.yaml`), thresholded at a quantile, gives a "
+            "mask on the spectrogram that can be listened to."
             if kind == "focalnet"
             else "the class-token attention of the last layer, thresholded at a quantile, "
             "gives a mask on the spectrogram that can be listened to."
             if kind == "vit"
             else "input-gradient saliency gives a mask on the spectrogram."
         ),
+        "",
+        "The ESC-50 clips (K. J. Piczak, ACM MM 2015; freesound.org) are licensed under "
+        "Creative Commons Attribution-NonCommercial 3.0; these weights are derived from "
+        "them: **non-commercial use only**, with attribution to ESC-50 and its authors.",
         "",
         "## Results",
         "",

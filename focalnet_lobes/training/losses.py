@@ -242,7 +242,7 @@ class MaskedInFidelityLoss(nn.Module):
         self.interpreter = interpreter
         self.cost = cost
         self.fraction = float(fraction)
-        self.start_epoch = int(math.floor(float(start_epoch)))
+        self.start_epoch = int(math.floor(float(start_epoch) + 1e-6))  # 90 * 0.7 = 62.99999...
         self.weight = float(weight)
         self.out_weight = float(out_weight)
         self.quantiles = quantiles
