@@ -259,6 +259,17 @@ def _no_spread(flat):
     return low, high, (high - low) <= tolerance
 
 
+def _min_max(flat):
+    """Per row: ``(flat - min) / (max - min)`` in [0, 1], and which rows have no spread.
+
+    A row with no spread (:func:`_no_spread`) cannot be ranked: it is all ones.
+    """
+    low, high, constant = _no_spread(flat)
+    spread = torch.where(constant, torch.ones_like(high), high - low)
+    scaled = ((flat - low[:, None]) / spread[:, None]).clamp(0.0, 1.0)
+    return torch.where(constant[:, None], torch.ones_like(scaled), scaled), constant
+
+
 def quantile_thresholds(maps, q):
     """Per-clip q-quantile of a map, with the linear interpolation of ``torch.quantile``.
 
@@ -351,10 +362,8 @@ def quantile_mask(maps, q, soft=False):
     flat = maps.reshape(maps.shape[0], -1)
     threshold = quantile_thresholds(flat, q)
     keep = (flat >= threshold[:, None]).to(flat.dtype)
-    low, high, constant = _no_spread(flat)
+    scaled, constant = _min_max(flat)
     if soft:
-        spread = torch.where(constant, torch.ones_like(high), high - low)
-        scaled = ((flat - low[:, None]) / spread[:, None]).clamp(0.0, 1.0)
         keep = keep * scaled
     keep = torch.where(constant[:, None], torch.ones_like(keep), keep)
     return keep.reshape(maps.shape)
@@ -791,10 +800,7 @@ class InputWeightedInterpreter(MapInterpreter):
     def compute_maps(self, classifier, features):
         """Logits of the wrapped interpreter and its normalised map times the clamped input."""
         logits, maps = self.interpreter(classifier, features)
-        flat = maps.detach().float().flatten(1)
-        low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
-        spread = high - low
-        normalised = torch.where(spread > 0, (flat - low) / spread.clamp_min(1e-12), torch.ones_like(flat))
+        normalised, _ = _min_max(maps.detach().float().flatten(1))  # a constant map: all ones
         energy = features.detach().float().clamp_min(0.0).flatten(1)
         eps = self.TIE_BREAK
         maps = (normalised + eps) * energy + eps * eps * normalised
