@@ -594,3 +594,16 @@ def test_convert_unwraps_training_checkpoints():
     wrapped = convert_state_dict({"model": reference.state_dict(), "epoch": 3}, "timm")
     assert plain.keys() == wrapped.keys()
     assert all(torch.equal(plain[k], wrapped[k]) for k in plain)
+
+
+def test_strided_stem_option_keeps_the_grid_and_needs_the_cnn_stem():
+    model = create_model("focalnet_audio_small", num_classes=4, in_chans=1, stem_strided_blocks=1)
+    vgg = create_model("focalnet_audio_small", num_classes=4, in_chans=1)
+    assert type(model.patch_embed.proj.blocks[0]).__name__ == "StridedConvBlock"
+    x = torch.randn(2, 1, 431, 64)
+    with torch.no_grad():
+        maps, modulators = model.eval().forward_features(x, return_modulators=True)
+        _, vgg_modulators = vgg.eval().forward_features(x, return_modulators=True)
+    assert [m.shape for m in modulators] == [m.shape for m in vgg_modulators]
+    with pytest.raises(ValueError, match="stem_strided_blocks needs stem='cnn'"):
+        create_model("focalnet_tiny_srf", num_classes=4, stem_strided_blocks=1)

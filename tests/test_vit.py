@@ -267,6 +267,45 @@ def test_explicit_and_fused_attention_agree():
     assert _max_diff(fused, explicit) <= 1e-5
 
 
+def test_unfused_attention_is_the_same_function_with_the_same_gradients():
+    """fused_attention=False (vit_cpu.yaml) trains the same function through the explicit softmax."""
+    torch.manual_seed(0)
+    fused = create_model("vit_audio_small", num_classes=3, in_chans=1, drop_path_rate=0.0)
+    explicit = create_model(
+        "vit_audio_small", num_classes=3, in_chans=1, drop_path_rate=0.0, fused_attention=False
+    )
+    explicit.load_state_dict(fused.state_dict())
+    assert all(not block.attn.fused_attention for block in explicit.blocks)
+    assert all(block.attn.fused_attention for block in fused.blocks)
+    x = torch.randn(2, 1, 64, 32)
+    fused.train(), explicit.train()
+    out_fused, out_explicit = fused(x), explicit(x)
+    assert _max_diff(out_fused, out_explicit) <= 1e-5
+    out_fused.square().sum().backward()
+    out_explicit.square().sum().backward()
+    for (name, a), b in zip(fused.named_parameters(), explicit.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+    # returned attentions do not depend on the switch
+    with torch.no_grad():
+        _, attn_fused = fused.eval().forward_features(x, return_attentions=True)
+        _, attn_explicit = explicit.eval().forward_features(x, return_attentions=True)
+    assert _max_diff(attn_fused[-1], attn_explicit[-1]) <= 1e-6
+
+
+def test_strided_stem_keeps_the_token_grid():
+    model = create_model("vit_audio_small", num_classes=5, in_chans=1, stem_strided_blocks=1)
+    vgg = create_model("vit_audio_small", num_classes=5, in_chans=1)
+    assert type(model.stem.blocks[0]).__name__ == "StridedConvBlock"
+    assert type(model.stem.blocks[1]).__name__ == "ConvBlock"
+    assert model.grid_size(501, 64) == vgg.grid_size(501, 64) == (63, 8)
+    with torch.no_grad():
+        tokens = model.eval().forward_features(torch.randn(1, 1, 501, 64))
+    assert tokens.shape == (1, 1 + 63 * 8, 192)
+    with pytest.raises(ValueError, match="stem_strided_blocks needs stem='cnn'"):
+        VisionTransformer(in_chans=1, patch_size=8, embed_dim=32, depth=1, num_heads=4,
+                          stem_strided_blocks=1)
+
+
 def test_padding_is_right_and_bottom():
     model = _spectrogram_model().eval()
     x = torch.randn(1, 1, 40, 50)

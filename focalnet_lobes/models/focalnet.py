@@ -711,6 +711,10 @@ class FocalNet(nn.Module):
         followed by the patch norm.
     stem_channels : sequence of int
         Block channels of the CNN stem (stride ``2 ** len(stem_channels)``).
+    stem_strided_blocks : int
+        How many of the CNN stem's first blocks are a single stride-2 convolution
+        (:class:`~focalnet_lobes.models.stems.StridedConvBlock`) instead of two
+        convolutions and a pooling; 0 is the VGG stem. Only with ``stem="cnn"``.
     use_checkpoint : bool
         Gradient checkpointing of every block (less memory, one more forward of each
         block during backward).
@@ -764,6 +768,7 @@ class FocalNet(nn.Module):
         patch_size=4,
         stem=None,
         stem_channels=(32, 64),
+        stem_strided_blocks=0,
         use_checkpoint=False,
         norm_layer=nn.LayerNorm,
         global_pool="avg",
@@ -784,6 +789,8 @@ class FocalNet(nn.Module):
             )
         if stem not in (None, "patch", "cnn"):
             raise ValueError(f"stem must be None, 'patch' or 'cnn', got {stem!r}")
+        if stem_strided_blocks and stem != "cnn":
+            raise ValueError("stem_strided_blocks needs stem='cnn'")
         if stem == "cnn" and use_conv_embed:
             raise ValueError("stem='cnn' and use_conv_embed=True are exclusive")
         if use_conv_embed and patch_size != 4:
@@ -806,7 +813,10 @@ class FocalNet(nn.Module):
                 in_chans,
                 embed_dim,
                 norm_layer=patch_norm_layer,
-                projection=ConvStem(in_chans, tuple(stem_channels), embed_dim),
+                projection=ConvStem(
+                    in_chans, tuple(stem_channels), embed_dim,
+                    strided_blocks=stem_strided_blocks,
+                ),
             )
         else:
             self.patch_embed = PatchEmbed(

@@ -5,6 +5,9 @@ locality prior of a CNN. :class:`ConvStem` is the front of a small VGG-style CNN
 (double 3x3 convolution + BatchNorm + ReLU + 2x2 average pooling per block); FocalNet
 and ViT use it in place of their patch embedding so that both get the same
 inductive bias and differ only in focal modulation versus self-attention.
+Its first blocks may instead be :class:`StridedConvBlock` (one 3x3 convolution of
+stride 2, as the first layer of ResNet-style stems), which never computes an
+activation at the input's full resolution.
 """
 
 import torch
@@ -49,6 +52,41 @@ class ConvBlock(nn.Module):
         return self.pool(x)
 
 
+class StridedConvBlock(nn.Module):
+    """One 3x3 convolution of stride 2 with BatchNorm and ReLU.
+
+    A cheaper stand-in for :class:`ConvBlock` on the same output grid
+    (``ceil(H / 2) x ceil(W / 2)``): the convolution's stride replaces the average
+    pooling, so no activation, BatchNorm or ReLU runs at the input's resolution.
+    On the CPU recipes' 431 x 64 features the first block's full-resolution
+    BatchNorm and ReLU are most of a training step's stem time
+    (``benchmarks/train_speed.py``).
+
+    Arguments
+    ---------
+    in_channels : int
+        Input channels.
+    out_channels : int
+        Output channels.
+
+    Example
+    -------
+    >>> block = StridedConvBlock(1, 8)
+    >>> block(torch.randn(2, 1, 15, 16)).shape
+    torch.Size([2, 8, 8, 8])
+    """
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        """Apply the block to ``x`` of shape (B, C, H, W)."""
+        return self.act(self.bn1(self.conv1(x)))
+
+
 class ConvStem(nn.Module):
     """A stack of :class:`ConvBlock` followed by a 1x1 projection to ``embed_dim``.
 
@@ -69,6 +107,15 @@ class ConvStem(nn.Module):
         activations): the same values in another memory order, and a faster
         training step on CPU (``benchmarks/train_speed.py``). False keeps the
         default layout (the reference of that benchmark).
+    strided_blocks : int
+        How many of the first blocks are :class:`StridedConvBlock` (one stride-2
+        convolution) instead of :class:`ConvBlock`; 0 (the default) is the VGG
+        stem. The output grid is the same either way.
+
+    Raises
+    ------
+    ValueError
+        If ``strided_blocks`` is not an int in ``[0, len(channels)]``.
 
     Example
     -------
@@ -77,14 +124,27 @@ class ConvStem(nn.Module):
     4
     >>> stem(torch.randn(2, 1, 431, 64)).shape
     torch.Size([2, 48, 108, 16])
+    >>> fast = ConvStem(1, channels=(16, 32), embed_dim=48, strided_blocks=1)
+    >>> type(fast.blocks[0]).__name__, fast(torch.randn(2, 1, 431, 64)).shape
+    ('StridedConvBlock', torch.Size([2, 48, 108, 16]))
     """
 
-    def __init__(self, in_chans=1, channels=(32, 64), embed_dim=64, channels_last=True):
+    def __init__(self, in_chans=1, channels=(32, 64), embed_dim=64, channels_last=True,
+                 strided_blocks=0):
         super().__init__()
+        channels = tuple(channels)
+        if (not isinstance(strided_blocks, int) or isinstance(strided_blocks, bool)
+                or not 0 <= strided_blocks <= len(channels)):
+            raise ValueError(
+                f"strided_blocks must be an int in [0, {len(channels)}] (the number of "
+                f"stem blocks), got {strided_blocks!r}"
+            )
+        self.strided_blocks = strided_blocks
         blocks = []
         previous = in_chans
-        for width in channels:
-            blocks.append(ConvBlock(previous, width))
+        for index, width in enumerate(channels):
+            block = StridedConvBlock if index < self.strided_blocks else ConvBlock
+            blocks.append(block(previous, width))
             previous = width
         self.blocks = nn.Sequential(*blocks)
         self.proj = (

@@ -89,6 +89,9 @@ class Attention(nn.Module):
         Dropout on the attention probabilities (training only).
     proj_drop : float
         Dropout after the output projection.
+    fused_attention : bool
+        Without ``return_attention``: ``F.scaled_dot_product_attention`` (True) or
+        the explicit softmax path (False), the same function up to float rounding.
 
     Example
     -------
@@ -102,9 +105,14 @@ class Attention(nn.Module):
     >>> fast_output, none = attention(tokens)
     >>> torch.allclose(fast_output, output, atol=1e-6), none
     (True, None)
+    >>> attention.fused_attention = False
+    >>> explicit_output, none = attention(tokens)
+    >>> torch.allclose(explicit_output, output, atol=1e-6), none
+    (True, None)
     """
 
-    def __init__(self, dim, num_heads=8, qkv_bias=True, attn_drop=0.0, proj_drop=0.0):
+    def __init__(self, dim, num_heads=8, qkv_bias=True, attn_drop=0.0, proj_drop=0.0,
+                 fused_attention=True):
         super().__init__()
         if dim % num_heads != 0:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
@@ -115,6 +123,7 @@ class Attention(nn.Module):
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.fused_attention = bool(fused_attention)
 
     def forward(self, x, return_attention=False):
         """Attend over the tokens of ``x`` (B, N, dim).
@@ -137,10 +146,12 @@ class Attention(nn.Module):
         batch, num_tokens, dim = x.shape
         qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        if return_attention:
+        if return_attention or not self.fused_attention:
             scores = (query * self.scale) @ key.transpose(-2, -1)
             probabilities = scores.float().softmax(dim=-1).to(query.dtype)
             output = self.attn_drop(probabilities) @ value
+            if not return_attention:
+                probabilities = None
         else:
             probabilities = None
             output = F.scaled_dot_product_attention(
@@ -171,6 +182,8 @@ class Block(nn.Module):
         Stochastic depth probability of both residual branches.
     layer_norm_eps : float
         Epsilon of the LayerNorms.
+    fused_attention : bool
+        ``Attention``'s path without returned probabilities (see :class:`Attention`).
 
     Example
     -------
@@ -190,10 +203,11 @@ class Block(nn.Module):
         attn_drop=0.0,
         drop_path=0.0,
         layer_norm_eps=1e-6,
+        fused_attention=True,
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=layer_norm_eps)
-        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop, fused_attention)
         self.drop_path1 = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=layer_norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
@@ -308,6 +322,16 @@ class VisionTransformer(nn.Module):
         ``None`` (plain patch embedding) or ``"cnn"`` (:class:`ConvStem` first).
     stem_channels : sequence of int
         Channels of the ``ConvStem`` blocks (stride ``2 ** len(stem_channels)``).
+    stem_strided_blocks : int
+        How many of the stem's first blocks are a single stride-2 convolution
+        (:class:`~focalnet_lobes.models.stems.StridedConvBlock`); 0 is the VGG stem.
+        Only with ``stem="cnn"``.
+    fused_attention : bool
+        Attention without returned probabilities through
+        ``F.scaled_dot_product_attention`` (True, timm's ``fused_attn``) or through
+        the explicit ``softmax(Q K^T / sqrt(d)) V`` (False: the same function up to
+        float rounding, faster to train on CPU for the compact model's ~100 tokens,
+        ``benchmarks/train_speed.py``). Returned attentions always use the explicit path.
 
     Example
     -------
@@ -343,6 +367,8 @@ class VisionTransformer(nn.Module):
         pos_embed_antialias=True,
         stem=None,
         stem_channels=(32, 64),
+        stem_strided_blocks=0,
+        fused_attention=True,
     ):
         super().__init__()
         if global_pool not in GLOBAL_POOLS:
@@ -351,6 +377,8 @@ class VisionTransformer(nn.Module):
             raise ValueError("global_pool='token' needs class_token=True")
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got '{stem}'")
+        if stem_strided_blocks and stem != "cnn":
+            raise ValueError("stem_strided_blocks needs stem='cnn'")
         if embed_dim % num_heads != 0:
             raise ValueError(
                 f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})"
@@ -371,7 +399,9 @@ class VisionTransformer(nn.Module):
         self.pos_embed_antialias = pos_embed_antialias
 
         if stem == "cnn":
-            self.stem = ConvStem(in_chans, tuple(stem_channels), embed_dim)
+            self.stem = ConvStem(
+                in_chans, tuple(stem_channels), embed_dim, strided_blocks=stem_strided_blocks
+            )
             patch_in_chans, stem_stride = embed_dim, self.stem.stride
         else:
             self.stem = None
@@ -397,6 +427,7 @@ class VisionTransformer(nn.Module):
                 attn_drop=attn_drop_rate,
                 drop_path=rate,
                 layer_norm_eps=layer_norm_eps,
+                fused_attention=fused_attention,
             )
             for rate in drop_path_rates
         )
