@@ -7,27 +7,33 @@ features of a batch of 5 s clips with the YAML's random gain, its feature
 augmentation and mixup, the bf16-autocast forward, the loss, the backward and the
 AdamW step; and one evaluation batch (features + forward). Variants:
 
-- ``reference``: the convolutional stem on the default memory layout, features
-  computed from the waveforms at every step (the recipe before this benchmark);
+- ``reference``: the recipe before this benchmark: the YAML's model with the VGG
+  stem and fused attention (:data:`REFERENCE_MODEL`), the stem on the default memory
+  layout, features computed from the waveforms at every step, no faithfulness
+  terms, ``--reference_epochs`` (80);
 - ``channels_last``: the stem's weights and activations on the ``channels_last``
-  layout (:class:`focalnet_lobes.models.stems.ConvStem`, the default now);
+  layout (:class:`focalnet_lobes.models.stems.ConvStem`);
 - ``channels_last+feature_cache``: and the projected magnitudes of each clip
-  cached across epochs (:class:`focalnet_lobes.data.features.FeatureCache`, the YAML
-  default now);
-- with ``--candidate BATCH EPOCHS``: that variant at another batch size and run
+  cached across epochs (:class:`focalnet_lobes.data.features.FeatureCache`);
+- ``today``: the YAML as it is: in addition its model options where they differ
+  from the reference (``stem_strided_blocks``, ``fused_attention``) and its
+  faithfulness terms (``masked_in_loss``) in the epochs they run in, timed with
+  their own training step;
+- with ``--candidate BATCH EPOCHS``: today's recipe at another batch size and run
   length (e.g. ``--candidate 8 40``: the same optimiser steps as 80 epochs at 16,
   half the clips per step), with its run speed-up against today's recipe.
 
-Every variant computes the same function: the script reports the largest logit
-difference between the layouts (same weights, float32) and between cached and
-directly computed features, and fails if either exceeds its tolerance. An epoch
-is estimated as ``steps_per_epoch`` training steps plus the evaluation batches of
-the validation fold (ESC-10: 240 training clips, 80 validation clips). A whole run is
-that epoch times the number of epochs: ``--reference_epochs`` for the reference (80,
-the recipe before) and the YAML's ``number_of_epochs`` (or ``--epochs``) for the
-others, so the last column is the speed-up of a whole training run of today's
-recipe against the recipe before, in one run of this script (the accuracy of both is
-the cross-validation's, ``benchmarks/README.md``).
+The first three variants compute the same function: the script reports the largest
+logit difference between the layouts (same weights, float32) and between cached and
+directly computed features, and fails if either exceeds its tolerance. Today's model
+options change the function: their accuracy is the cross-validation's
+(``benchmarks/README.md``). An epoch is estimated as ``steps_per_epoch`` training
+steps plus the evaluation batches of the validation fold (ESC-10: 240 training
+clips, 80 validation clips); an epoch with the terms uses the step with the terms. A
+whole run is the sum over its epochs: ``--reference_epochs`` for the reference and
+the YAML's ``number_of_epochs`` (or ``--epochs``) for the others, so the column "run
+speed-up" of ``today`` is the speed-up of a whole training run of today's recipe
+against the recipe before, in one run of this script.
 
 > python benchmarks/train_speed.py --threads 2 --output benchmarks/results/train_speed.json
 
@@ -53,8 +59,12 @@ from focalnet_lobes.training.plan import batch_features
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("reference", "channels_last", "channels_last+feature_cache")
+TODAY = "today"
 LOGIT_TOLERANCE = 1e-3
 FEATURE_TOLERANCE = 1e-4
+# Model keys of the training YAMLs whose reference value (the recipe before this
+# benchmark) may differ from today's: the VGG stem and fused attention.
+REFERENCE_MODEL = {"stem_strided_blocks": 0, "fused_attention": True}
 
 
 def set_stem_layout(model, channels_last):
@@ -67,111 +77,169 @@ def set_stem_layout(model, channels_last):
     return model
 
 
-def load_recipe(config, n_classes=10):
+def load_recipe(config, n_classes=10, overrides=None):
     """The hyperparameters of ``hparams/<config>.yaml`` (ESC-10, no data needed)."""
     with open(REPO / "hparams" / f"{config}.yaml", encoding="utf-8") as fin:
-        return load_hyperpyyaml(fin, {"data_folder": "unused", "esc10": n_classes == 10})
+        return load_hyperpyyaml(
+            fin, {"data_folder": "unused", "esc10": n_classes == 10, **(overrides or {})}
+        )
+
+
+def model_changes(hparams):
+    """``{key: today's value}`` of the :data:`REFERENCE_MODEL` keys that differ from the reference."""
+    return {
+        key: hparams[key] for key, value in REFERENCE_MODEL.items()
+        if key in hparams and hparams[key] != value
+    }
+
+
+def term_epochs(hparams, epochs):
+    """``(plain epochs, epochs with the faithfulness terms)`` of a run of ``epochs``.
+
+    The terms (``masked_in_loss``, :class:`~focalnet_lobes.training.losses.MaskedInFidelityLoss`)
+    run in the epochs after its ``start_epoch`` when one of its weights is > 0.
+    """
+    term = hparams.get("masked_in_loss")
+    if term is None or not term.active:
+        return epochs, 0
+    plain = min(max(int(term.start_epoch), 0), epochs)
+    return plain, epochs - plain
+
+
+def time_steps(hparams, model, frontend, cache, wavs, ids, targets, threads, min_run_time,
+               term=None):
+    """Median seconds of one training step, one evaluation batch and (with ``term``) one
+    training step with the faithfulness terms, each with ``torch.utils.benchmark``."""
+    optimizer = hparams["opt_class"](model.parameters())
+    autocast = hparams["precision"] == "bf16"
+
+    def train_step(with_term=False):
+        model.train()
+        hparams["wav_augment"].train()
+        batch = batch_features(frontend, ids, wavs, None, hparams["wav_augment"], cache)
+        batch = hparams["feature_augment"](batch)
+        batch, soft_targets = hparams["mixup"](batch, targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            if with_term:
+                logits, extra = term(model, batch, soft_targets)
+            else:
+                logits, extra = model(batch), 0.0
+        loss = hparams["compute_cost"](logits.float(), soft_targets) + extra
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def eval_step():
+        model.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            model(batch_features(frontend, ids, wavs, None, None, cache))
+
+    steps = {"train_step": train_step, "eval_step": eval_step}
+    if term is not None:
+        steps["term_step"] = lambda: train_step(with_term=True)
+    timings = {}
+    for name, function in steps.items():
+        function()  # warm-up (oneDNN primitive creation)
+        timer = benchmark.Timer(
+            stmt="function()", globals={"function": function}, num_threads=threads
+        )
+        timings[name] = timer.blocked_autorange(min_run_time=min_run_time).median
+    return timings
 
 
 def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
             reference_epochs=80, epochs=None, candidate=None):
     """Time every variant of one recipe; returns one dict per variant.
 
-    ``epochs`` (default: the YAML's ``number_of_epochs``) is the run length of
-    every variant but the reference, which runs ``reference_epochs``.
-    ``candidate`` (``(batch size, epochs)`` or None) adds today's variant at
-    another batch size and run length (its ``vs_today`` is the run speed-up
-    against today's recipe at ``batch_size`` and ``epochs``).
+    The variants are cumulative: ``reference`` (the YAML's model with the
+    :data:`REFERENCE_MODEL` values, the default memory layout, features computed
+    at every step, no faithfulness terms, ``reference_epochs``), ``channels_last``,
+    ``channels_last+feature_cache`` (both the same function as the reference,
+    checked), and ``today``: the YAML as it is, i.e. in addition its model options
+    (a different function: its accuracy is the cross-validation's) and its
+    faithfulness terms in their epochs. ``epochs`` (default: the YAML's
+    ``number_of_epochs``) is the run length of every variant but the reference.
+    ``candidate`` (``(batch size, epochs)`` or None) adds today's recipe at another
+    batch size and run length (its ``vs_today`` is its run speed-up against today's).
     """
     torch.manual_seed(0)
-    hparams = load_recipe(config)
-    epochs = int(epochs or hparams["number_of_epochs"])
-    frontend = hparams["compute_features"]
-    reference_model = hparams["model"]
-    samples = int(hparams["sample_rate"] * hparams["clip_seconds"])
+    today = load_recipe(config, overrides={"number_of_epochs": epochs} if epochs else None)
+    epochs = int(today["number_of_epochs"])
+    changes = model_changes(today)
+    reference = load_recipe(config, overrides={key: REFERENCE_MODEL[key] for key in changes})
+    frontend = today["compute_features"]
+    samples = int(today["sample_rate"] * today["clip_seconds"])
     clips = max(batch_size, candidate[0] if candidate else 0)
     all_wavs = 0.1 * torch.randn(clips, samples)
     all_ids = [f"clip{i}" for i in range(clips)]
     all_targets = torch.nn.functional.one_hot(
-        torch.arange(clips) % hparams["n_classes"], hparams["n_classes"]
+        torch.arange(clips) % today["n_classes"], today["n_classes"]
     ).float()
-    wavs, ids, targets = all_wavs[:batch_size], all_ids[:batch_size], all_targets[:batch_size]
-    autocast = hparams["precision"] == "bf16"
+    wavs, ids = all_wavs[:batch_size], all_ids[:batch_size]
 
     # The same function: layouts on the same weights, cached against direct features.
     features = frontend(wavs)
-    fast_model = set_stem_layout(copy.deepcopy(reference_model), True).eval()
-    slow_model = set_stem_layout(copy.deepcopy(reference_model), False).eval()
+    fast_model = set_stem_layout(copy.deepcopy(reference["model"]), True).eval()
+    slow_model = set_stem_layout(copy.deepcopy(reference["model"]), False).eval()
     with torch.no_grad():
         logit_gap = float((fast_model(features) - slow_model(features)).abs().max())
     cache = FeatureCache(frontend, max_items=batch_size)
     cache(ids, wavs)
-    gains = hparams["wav_augment"].sample_gains(batch_size)
+    gains = today["wav_augment"].sample_gains(batch_size)
     feature_gap = float((cache(ids, wavs, gains) - frontend(wavs * gains[:, None])).abs().max())
     if logit_gap > LOGIT_TOLERANCE or feature_gap > FEATURE_TOLERANCE:
         raise SystemExit(
             f"{config}: variants differ (logits {logit_gap:.2e}, features {feature_gap:.2e})"
         )
 
-    rows = []
-    variants = [(variant, batch_size, epochs) for variant in VARIANTS]
+    # (name, hparams, channels_last, cache, batch, epochs, with the terms)
+    variants = [
+        ("reference", reference, False, False, batch_size, reference_epochs, False),
+        ("channels_last", reference, True, False, batch_size, epochs, False),
+        ("channels_last+feature_cache", reference, True, True, batch_size, epochs, False),
+        (TODAY, today, True, True, batch_size, epochs, True),
+    ]
     if candidate:
-        variants.append((f"{VARIANTS[-1]}, batch {candidate[0]}", *candidate))
-    for variant, batch, run_epochs in variants:
-        wavs, ids, targets = all_wavs[:batch], all_ids[:batch], all_targets[:batch]
-        steps_per_epoch = train_clips // batch
-        valid_batches = math.ceil(valid_clips / batch)
-        model = set_stem_layout(copy.deepcopy(reference_model), variant != "reference")
-        optimizer = hparams["opt_class"](model.parameters())
-        cache = FeatureCache(frontend) if "feature_cache" in variant else None
+        cand = load_recipe(config, overrides={"number_of_epochs": candidate[1]})
+        variants.append((f"{TODAY}, batch {candidate[0]}", cand, True, True, *candidate, True))
+    rows = []
+    for variant, hparams, channels_last, cached, batch, run_epochs, with_terms in variants:
+        model = set_stem_layout(copy.deepcopy(hparams["model"]), channels_last)
+        plain_epochs, terms_epochs = term_epochs(hparams, run_epochs) if with_terms else (run_epochs, 0)
+        cache = FeatureCache(frontend) if cached else None
         if cache is not None:
-            cache(ids, wavs)  # every clip seen once: the state after the first epoch
-
-        def train_step(model=model, optimizer=optimizer, cache=cache, wavs=wavs, ids=ids,
-                       targets=targets):
-            model.train()
-            hparams["wav_augment"].train()
-            batch = batch_features(frontend, ids, wavs, None, hparams["wav_augment"], cache)
-            batch = hparams["feature_augment"](batch)
-            batch, soft_targets = hparams["mixup"](batch, targets)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                logits = model(batch)
-            loss = hparams["compute_cost"](logits.float(), soft_targets)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        def eval_step(model=model, cache=cache, wavs=wavs, ids=ids):
-            model.eval()
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                model(batch_features(frontend, ids, wavs, None, None, cache))
-
-        timings = {}
-        for name, function in (("train_step", train_step), ("eval_step", eval_step)):
-            function()  # warm-up (oneDNN primitive creation)
-            timer = benchmark.Timer(
-                stmt="function()", globals={"function": function}, num_threads=threads
-            )
-            timings[name] = timer.blocked_autorange(min_run_time=min_run_time).median
-        epoch = steps_per_epoch * timings["train_step"] + valid_batches * timings["eval_step"]
-        run_epochs = reference_epochs if variant == "reference" else run_epochs
+            cache(all_ids[:batch], all_wavs[:batch])  # every clip seen once: after epoch 1
+        timings = time_steps(
+            hparams, model, frontend, cache, all_wavs[:batch], all_ids[:batch],
+            all_targets[:batch], threads, min_run_time,
+            term=hparams["masked_in_loss"] if terms_epochs else None,
+        )
+        steps_per_epoch = train_clips // batch
+        evaluation = math.ceil(valid_clips / batch) * timings["eval_step"]
+        epoch = steps_per_epoch * timings["train_step"] + evaluation
+        term_epoch = steps_per_epoch * timings.get("term_step", 0.0) + evaluation
         rows.append({
             "config": config,
             "variant": variant,
+            "model_changes": changes if hparams is not reference else {},
             "batch_size": batch,
             "train_step_s": timings["train_step"],
+            "term_step_s": timings.get("term_step"),
             "eval_step_s": timings["eval_step"],
             "epoch_s": epoch,
+            "term_epoch_s": term_epoch if terms_epochs else None,
             "epochs": run_epochs,
-            "run_s": epoch * run_epochs,
+            "term_epochs": terms_epochs,
+            "run_s": epoch * plain_epochs + term_epoch * terms_epochs,
             "max_logit_difference": logit_gap,
             "max_feature_difference": feature_gap,
         })
     base, base_run = rows[0]["epoch_s"], rows[0]["run_s"]
+    today_run = rows[len(VARIANTS)]["run_s"]
     for row in rows:
         row["speedup"] = base / row["epoch_s"]
         row["run_speedup"] = base_run / row["run_s"]
-        row["vs_today"] = rows[len(VARIANTS) - 1]["run_s"] / row["run_s"]
+        row["vs_today"] = today_run / row["run_s"]
     return rows
 
 
@@ -200,21 +268,26 @@ def main(argv=None):
             config, args.batch_size, args.train_clips, args.valid_clips, args.threads,
             args.min_run_time, args.reference_epochs, args.epochs, args.candidate,
         )
-    print("| config | variant | batch | train step (ms) | eval batch (ms) | epoch (s) | speed-up "
-          "per epoch | epochs | run (min) | run speed-up | run vs today |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| config | variant | batch | train step (ms) | with terms (ms) | eval batch (ms) | "
+          "epoch (s) | speed-up per epoch | epochs (with terms) | run (min) | run speed-up | "
+          "run vs today |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
+        term_step = "" if row["term_step_s"] is None else f"{1000 * row['term_step_s']:.0f}"
         print(
             f"| {row['config']} | {row['variant']} | {row['batch_size']} | "
-            f"{1000 * row['train_step_s']:.0f} | {1000 * row['eval_step_s']:.0f} | "
-            f"{row['epoch_s']:.2f} | {row['speedup']:.2f}x | {row['epochs']} | "
+            f"{1000 * row['train_step_s']:.0f} | {term_step} | {1000 * row['eval_step_s']:.0f} | "
+            f"{row['epoch_s']:.2f} | {row['speedup']:.2f}x | {row['epochs']} ({row['term_epochs']}) | "
             f"{row['run_s'] / 60:.1f} | {row['run_speedup']:.2f}x | {row['vs_today']:.2f}x |"
         )
     for config in args.configs:
         row = next(r for r in rows if r["config"] == config)
+        today = next(r for r in rows if r["config"] == config and r["variant"] == TODAY)
+        changes = ", ".join(f"{k} {v}" for k, v in today["model_changes"].items()) or "none"
         print(
             f"{config}: largest logit difference between layouts {row['max_logit_difference']:.1e}, "
-            f"between cached and direct features {row['max_feature_difference']:.1e}"
+            f"between cached and direct features {row['max_feature_difference']:.1e}; "
+            f"today's model options against the reference: {changes}"
         )
     if args.output:
         record = {

@@ -127,6 +127,40 @@ def test_channels_last_stem_computes_the_same_function():
     assert fast.blocks[0].conv2.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("height, width", [(431, 64), (15, 16), (7, 9), (1, 1)])
+def test_strided_stem_blocks_keep_the_output_grid(height, width):
+    vgg = ConvStem(1, channels=(4, 8, 8), embed_dim=8)
+    x = torch.randn(2, 1, height, width)
+    for strided in (1, 2, 3):
+        stem = ConvStem(1, channels=(4, 8, 8), embed_dim=8, strided_blocks=strided)
+        kinds = [type(block).__name__ for block in stem.blocks]
+        assert kinds == ["StridedConvBlock"] * strided + ["ConvBlock"] * (3 - strided)
+        assert stem(x).shape == vgg(x).shape == (2, 8, *vgg.output_size(height, width))
+    # one convolution instead of two: fewer parameters, no full-resolution activation
+    strided = ConvStem(1, channels=(4, 8, 8), embed_dim=8, strided_blocks=1)
+    assert sum(p.numel() for p in strided.parameters()) < sum(p.numel() for p in vgg.parameters())
+    assert strided.blocks[0].conv1.stride == (2, 2)
+
+
+@pytest.mark.parametrize("bad", [-1, 4, 1.0, True, "1", None])
+def test_strided_blocks_must_count_stem_blocks(bad):
+    with pytest.raises(ValueError, match="strided_blocks must be an int in \\[0, 3\\]"):
+        ConvStem(1, channels=(4, 8, 8), embed_dim=8, strided_blocks=bad)
+
+
+def test_recipes_pass_the_stem_option_to_both_models():
+    spec = importlib.util.spec_from_file_location(
+        "train_speed_under_test_0", REPO / "benchmarks" / "train_speed.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for config in ("focalnet_cpu", "vit_cpu"):
+        for strided in (0, 1):
+            hparams = module.load_recipe(config, overrides={"stem_strided_blocks": strided})
+            stems = [m for m in hparams["model"].modules() if isinstance(m, ConvStem)]
+            assert len(stems) == 1 and stems[0].strided_blocks == strided
+
+
 def test_train_speed_benchmark_runs_and_reports_equal_functions(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location(
         "train_speed_under_test", REPO / "benchmarks" / "train_speed.py"
@@ -140,18 +174,46 @@ def test_train_speed_benchmark_runs_and_reports_equal_functions(tmp_path, capsys
         "--reference_epochs", "80", "--epochs", "40", "--candidate", "1", "20",
         "--output", str(output),
     ])
-    assert [row["variant"] for row in rows] == [*module.VARIANTS, f"{module.VARIANTS[-1]}, batch 1"]
+    names = [*module.VARIANTS, module.TODAY, f"{module.TODAY}, batch 1"]
+    assert [row["variant"] for row in rows] == names
     assert rows[0]["speedup"] == 1.0 and rows[0]["run_speedup"] == 1.0
     assert all(row["epoch_s"] > 0 for row in rows)
-    assert [row["epochs"] for row in rows] == [80, 40, 40, 20]
-    assert [row["batch_size"] for row in rows] == [2, 2, 2, 1]
+    assert [row["epochs"] for row in rows] == [80, 40, 40, 40, 20]
+    assert [row["batch_size"] for row in rows] == [2, 2, 2, 2, 1]
     for row in rows[:3]:  # a whole run: epochs x epoch, against the 80-epoch reference
+        assert row["term_epochs"] == 0 and row["term_step_s"] is None
         assert row["run_s"] == pytest.approx(row["epochs"] * row["epoch_s"])
         assert row["run_speedup"] == pytest.approx(2 * row["speedup"]) or row is rows[0]
-    # the candidate against today's recipe (the third row): its own run over today's
-    assert rows[2]["vs_today"] == 1.0
-    assert rows[3]["vs_today"] == pytest.approx(rows[2]["run_s"] / (20 * rows[3]["epoch_s"]))
+    # today's recipe runs the faithfulness terms in its last 30% of epochs, with their
+    # own (dearer) step: 28 plain epochs + 12 with the terms of 40; the candidate 14 + 6
+    today, candidate = rows[3], rows[4]
+    assert (today["term_epochs"], candidate["term_epochs"]) == (12, 6)
+    assert today["term_step_s"] > 0 and today["term_epoch_s"] > 0
+    assert today["run_s"] == pytest.approx(28 * today["epoch_s"] + 12 * today["term_epoch_s"])
+    assert today["vs_today"] == 1.0
+    assert candidate["vs_today"] == pytest.approx(today["run_s"] / candidate["run_s"])
+    assert candidate["run_s"] == pytest.approx(
+        14 * candidate["epoch_s"] + 6 * candidate["term_epoch_s"]
+    )
     assert rows[0]["max_logit_difference"] < module.LOGIT_TOLERANCE
     record = json.loads(output.read_text())
     assert record["rows"] == rows
     assert "| focalnet_cpu | channels_last+feature_cache |" in capsys.readouterr().out
+
+
+def test_train_speed_reference_undoes_todays_model_options():
+    """The reference row is built with the VGG stem and fused attention whatever the YAML says."""
+    spec = importlib.util.spec_from_file_location(
+        "train_speed_under_test_2", REPO / "benchmarks" / "train_speed.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    today = module.load_recipe("vit_cpu", overrides={"stem_strided_blocks": 1, "fused_attention": False})
+    assert module.model_changes(today) == {"stem_strided_blocks": 1, "fused_attention": False}
+    reference = module.load_recipe("vit_cpu", overrides={"stem_strided_blocks": 0})
+    assert module.model_changes(reference) == {}
+    assert module.term_epochs(today, 80) == (80, 0)  # the ViT has no faithfulness terms
+    focalnet = module.load_recipe("focalnet_cpu", overrides={"number_of_epochs": 10})
+    assert module.term_epochs(focalnet, 10) == (7, 3)
+    plain = module.load_recipe("focalnet_cpu", overrides={"masked_in_weight": 0.0, "masked_out_weight": 0.0})
+    assert module.term_epochs(plain, 40) == (40, 0)
