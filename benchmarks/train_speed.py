@@ -15,6 +15,9 @@ AdamW step; and one evaluation batch (features + forward). Variants:
   layout (:class:`focalnet_lobes.models.stems.ConvStem`);
 - ``channels_last+feature_cache``: and the projected magnitudes of each clip
   cached across epochs (:class:`focalnet_lobes.data.features.FeatureCache`);
+- ``channels_last+feature_cache+terms`` (only for a YAML with faithfulness terms):
+  and those terms (``masked_in_loss``) in the epochs they run in, timed with their
+  own training step, on the reference model;
 - ``today``: the YAML as it is: in addition its model options where they differ
   from the reference (``stem_strided_blocks``, ``fused_attention``) and its
   faithfulness terms (``masked_in_loss``) in the epochs they run in, timed with
@@ -166,7 +169,9 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
     today = load_recipe(config, overrides={"number_of_epochs": epochs} if epochs else None)
     epochs = int(today["number_of_epochs"])
     changes = model_changes(today)
-    reference = load_recipe(config, overrides={key: REFERENCE_MODEL[key] for key in changes})
+    reference = load_recipe(config, overrides={
+        "number_of_epochs": epochs, **{key: REFERENCE_MODEL[key] for key in changes}
+    })
     frontend = today["compute_features"]
     samples = int(today["sample_rate"] * today["clip_seconds"])
     clips = max(batch_size, candidate[0] if candidate else 0)
@@ -197,8 +202,11 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
         ("reference", reference, False, False, batch_size, reference_epochs, False),
         ("channels_last", reference, True, False, batch_size, epochs, False),
         ("channels_last+feature_cache", reference, True, True, batch_size, epochs, False),
-        (TODAY, today, True, True, batch_size, epochs, True),
     ]
+    if term_epochs(reference, epochs)[1]:  # today's terms on the reference model
+        variants.append(("channels_last+feature_cache+terms", reference, True, True, batch_size,
+                         epochs, True))
+    variants.append((TODAY, today, True, True, batch_size, epochs, True))
     if candidate:
         cand = load_recipe(config, overrides={"number_of_epochs": candidate[1]})
         variants.append((f"{TODAY}, batch {candidate[0]}", cand, True, True, *candidate, True))
@@ -235,7 +243,7 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
             "max_feature_difference": feature_gap,
         })
     base, base_run = rows[0]["epoch_s"], rows[0]["run_s"]
-    today_run = rows[len(VARIANTS)]["run_s"]
+    today_run = next(row["run_s"] for row in rows if row["variant"] == TODAY)
     for row in rows:
         row["speedup"] = base / row["epoch_s"]
         row["run_speedup"] = base_run / row["run_s"]

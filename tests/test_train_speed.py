@@ -174,12 +174,17 @@ def test_train_speed_benchmark_runs_and_reports_equal_functions(tmp_path, capsys
         "--reference_epochs", "80", "--epochs", "40", "--candidate", "1", "20",
         "--output", str(output),
     ])
-    names = [*module.VARIANTS, module.TODAY, f"{module.TODAY}, batch 1"]
+    names = [*module.VARIANTS, f"{module.VARIANTS[-1]}+terms", module.TODAY,
+             f"{module.TODAY}, batch 1"]
     assert [row["variant"] for row in rows] == names
+    assert json.loads(output.read_text())["rows"] == rows
+    rows = [rows[0], rows[1], rows[2], rows[4], rows[5], rows[3]]  # the +terms row last
     assert rows[0]["speedup"] == 1.0 and rows[0]["run_speedup"] == 1.0
     assert all(row["epoch_s"] > 0 for row in rows)
-    assert [row["epochs"] for row in rows] == [80, 40, 40, 40, 20]
-    assert [row["batch_size"] for row in rows] == [2, 2, 2, 2, 1]
+    assert [row["epochs"] for row in rows] == [80, 40, 40, 40, 20, 40]
+    assert [row["batch_size"] for row in rows] == [2, 2, 2, 2, 1, 2]
+    # the previous default: the reference model with today's terms in the same 12 epochs
+    assert rows[5]["term_epochs"] == 12 and rows[5]["model_changes"] == {}
     for row in rows[:3]:  # a whole run: epochs x epoch, against the 80-epoch reference
         assert row["term_epochs"] == 0 and row["term_step_s"] is None
         assert row["run_s"] == pytest.approx(row["epochs"] * row["epoch_s"])
@@ -196,8 +201,6 @@ def test_train_speed_benchmark_runs_and_reports_equal_functions(tmp_path, capsys
         14 * candidate["epoch_s"] + 6 * candidate["term_epoch_s"]
     )
     assert rows[0]["max_logit_difference"] < module.LOGIT_TOLERANCE
-    record = json.loads(output.read_text())
-    assert record["rows"] == rows
     assert "| focalnet_cpu | channels_last+feature_cache |" in capsys.readouterr().out
 
 
@@ -210,7 +213,12 @@ def test_train_speed_reference_undoes_todays_model_options():
     spec.loader.exec_module(module)
     today = module.load_recipe("vit_cpu", overrides={"stem_strided_blocks": 1, "fused_attention": False})
     assert module.model_changes(today) == {"stem_strided_blocks": 1, "fused_attention": False}
-    reference = module.load_recipe("vit_cpu", overrides={"stem_strided_blocks": 0})
+    # today's vit_cpu.yaml differs from the reference in both; undone, nothing differs
+    changes = module.model_changes(module.load_recipe("vit_cpu"))
+    assert changes == {"stem_strided_blocks": 1, "fused_attention": False}
+    reference = module.load_recipe(
+        "vit_cpu", overrides={key: module.REFERENCE_MODEL[key] for key in changes}
+    )
     assert module.model_changes(reference) == {}
     assert module.term_epochs(today, 80) == (80, 0)  # the ViT has no faithfulness terms
     focalnet = module.load_recipe("focalnet_cpu", overrides={"number_of_epochs": 10})
