@@ -105,6 +105,8 @@ def run_settings(classifier_folder):
 
     ``terms_epochs``: ``[first, last]`` epochs of the faithfulness terms
     (``masked_in_loss`` of the FocalNet YAMLs), ``None`` when the run had none.
+    ``stem_strided_blocks``: how many of the conv stem's first blocks are one stride-2
+    convolution (0 when the run's YAML has no such key: the VGG stem).
     """
     from focalnet_lobes.inference.trained import load_trained_classifier
 
@@ -120,6 +122,7 @@ def run_settings(classifier_folder):
         "train_folds": [int(f) for f in hparams["train_folds"]],
         "valid_folds": [int(f) for f in hparams.get("valid_folds") or []],
         "terms_epochs": terms,
+        "stem_strided_blocks": int(hparams.get("stem_strided_blocks", 0) or 0),
     }
 
 
@@ -173,6 +176,11 @@ def model_card(summary, command):
         selection = (f"The training run's lowest validation error (`train_log.txt`, first reached at epoch "
                      f"{summary['best_epoch']}) was {100 * summary['run_best_valid_error']:.2f}%; "
                      "`recipes/export.py` keeps the checkpoint with the lowest validation error.")
+    strided = summary.get("stem_strided_blocks", 0)
+    stem_text = "three-block conv stem" + (
+        f" (the first {strided} a single stride-2 convolution)" if strided > 1
+        else " (the first a single stride-2 convolution)" if strided == 1 else ""
+    )
     terms_text = ""
     if summary.get("terms_epochs"):
         first, last = summary["terms_epochs"]
@@ -208,7 +216,7 @@ datasets:
 # focalnet-cpu-esc10: an interpretable sound classifier that ships with focalnet-audio
 
 A compact Focal Modulation Network (2.4 M parameters, `hparams/focalnet_cpu.yaml`:
-64 log1p-mel bands, three-block conv stem, focal stages 128-256, modulation pooling)
+64 log1p-mel bands, {stem_text}, focal stages 128-256, modulation pooling)
 trained from scratch on **ESC-10** (10 classes: {", ".join(summary["classes"])}),
 16 kHz mono clips of 5 s{terms_text}. Its decisions are interpretable by design: each last-stage
 position's exact share of the predicted class's logit (the modulation map weighted by the

@@ -305,6 +305,8 @@ def test_ship_pretrained_on_a_fixed_schedule_run(trained_runs, fake_esc10, tmp_p
     assert "(its validation loss was logged during training, nothing more)" in flat  # valid_folds [4]
     assert "with faithfulness terms on its own map in epoch 2 (" in flat  # 0.7 x 2 epochs -> epoch 2
     assert summary["terms_epochs"] == [2, 2] and summary["valid_folds"] == [4]
+    assert summary["stem_strided_blocks"] == 1  # today's focalnet_cpu.yaml
+    assert "three-block conv stem (the first a single stride-2 convolution)," in flat
     assert f"({results})" in flat.replace("`", "")  # the figures file the card names is --results
     # figures measured on a training fold would not be held out: refused
     with pytest.raises(SystemExit):
@@ -330,3 +332,4 @@ def test_ship_pretrained_card_of_a_selected_checkpoint():
     assert "first reached at epoch 52) was 1.25%" in card and "fixed schedule" not in card
     assert "cross-validated" not in card  # no --cv_results
     assert "faithfulness terms" not in card  # no terms_epochs: a run without them
+    assert "three-block conv stem, focal" in card  # no stem_strided_blocks: the VGG stem

@@ -181,7 +181,7 @@ def test_shipped_files_are_package_data():
 @pytest.mark.real_data
 def test_shipped_model_on_fold_4(esc50_dev, tmp_path):
     """The shipped float16 model classifies the fold-4 ESC-10 clips as its card says
-    (78/80: trained on folds 1-3 with a fixed schedule, fold 4 held out), and a recording
+    (77/80: trained on folds 1-3 with a fixed schedule, fold 4 held out), and a recording
     of 6 clips one after another gets windows that follow the clips."""
     with open(esc50_dev / "meta" / "esc50.csv", newline="") as fin:
         rows = [row for row in csv.DictReader(fin) if row["fold"] == "4" and row["esc10"] == "True"]
