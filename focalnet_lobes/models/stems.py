@@ -65,9 +65,9 @@ class StridedConvBlock(nn.Module):
     Arguments
     ---------
     in_channels : int
-        Input channels.
+        Channels C of the input (B, C, H, W).
     out_channels : int
-        Output channels.
+        Channels of the convolution, BatchNorm and output.
 
     Example
     -------
