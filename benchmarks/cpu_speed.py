@@ -23,7 +23,7 @@ precisions and methods, so that a load drift affects them all alike;
    and the paper's :class:`~focalnet_lobes.interpretation.interpret.ModulationInterpreter`
    for a FocalNet, :class:`~focalnet_lobes.interpretation.interpret.AttentionInterpreter`
    for a ViT) plus :func:`~focalnet_lobes.interpretation.interpret.quantile_mask` at
-   ``--quantile``, versus
+   ``--quantile`` (and the by-design map without the mask, the map's own cost), versus
    :class:`~focalnet_lobes.interpretation.interpret.GradientSaliencyInterpreter`
    plus the mask, versus the classifier's forward alone; with ``--piq_folder``, PIQ
    (:func:`focalnet_lobes.interpretation.piq.load_piq_interpreter`) on the model it fits.
@@ -60,7 +60,8 @@ from focalnet_lobes.interpretation.interpret import (  # noqa: E402
 )
 
 DEFAULT_OUT = common.REPO / "benchmarks" / "results" / "cpu_speed.json"
-METHODS = ("forward", "by_design", "contribution", "modulation_map", "saliency", "piq")
+METHODS = ("forward", "by_design_map", "by_design", "contribution", "modulation_map", "saliency",
+           "piq")
 
 
 def by_design_interpreter(bundle):
@@ -90,7 +91,7 @@ def interpretation_methods(bundle, features, quantile):
     """``method -> zero-argument callable`` of one batch-1 pass on ``features`` (no_grad).
 
     ``forward``; ``by_design`` (the default map of ``interpret_focalnet.yaml`` /
-    ``interpret_vit.yaml``), ``contribution`` (a FocalNet's class-specific map
+    ``interpret_vit.yaml``; ``by_design_map`` the same without the mask), ``contribution`` (a FocalNet's class-specific map
     alone), ``modulation_map`` (a FocalNet's class-agnostic map), ``saliency`` and
     ``piq`` (map + quantile mask) where they apply.
 
@@ -111,6 +112,13 @@ def interpretation_methods(bundle, features, quantile):
 
         return run
 
+    def without_mask(interpreter):
+        def run():
+            with torch.no_grad():
+                return interpreter(model, features)[1]
+
+        return run
+
     def forward():
         with torch.no_grad():
             return model(features)
@@ -118,6 +126,7 @@ def interpretation_methods(bundle, features, quantile):
     methods = {"forward": forward}
     interpreter = by_design_interpreter(bundle)
     if interpreter is not None:
+        methods["by_design_map"] = without_mask(interpreter)
         methods["by_design"] = with_mask(interpreter)
     if bundle.kind == "focalnet":  # the map without the input; the paper's class-agnostic map
         methods["contribution"] = with_mask(ModulationContributionInterpreter())
@@ -304,7 +313,8 @@ def tables(entries, settings):
         f"+ classifier; {rounds})", names,
         [(f"{p} ms", timing("inference_latency", p), ".1f") for p in common.PRECISIONS])
     methods = [e["interpretation_latency"]["by_design_method"] or "-" for e in entries]
-    labels = {"forward": "forward only ms", "by_design": "by-design map + mask ms",
+    labels = {"forward": "forward only ms", "by_design_map": "by-design map ms (no mask)",
+              "by_design": "by-design map + mask ms",
               "contribution": "class-specific map + mask ms (without the input)",
               "modulation_map": "modulation map + mask ms (class-agnostic)",
               "saliency": "saliency map + mask ms", "piq": "PIQ map + mask ms"}
@@ -313,6 +323,7 @@ def tables(entries, settings):
              if any(m in e["interpretation_latency"] for e in entries)]
     for label, top, bottom in (("saliency / by-design", "saliency", "by_design"),
                                ("by-design / forward", "by_design", "forward"),
+                               ("by-design map (no mask) / forward", "by_design_map", "forward"),
                                ("modulation map / forward", "modulation_map", "forward"),
                                ("PIQ / by-design", "piq", "by_design")):
         quotients = [

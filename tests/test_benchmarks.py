@@ -190,6 +190,7 @@ def test_cpu_speed_runs_on_the_two_yamls(tmp_path, capsys, one_thread):
         timings += [model["inference_latency"][p] for p in ("fp32", "bf16")]
         interpretation = model["interpretation_latency"]
         timings += [interpretation[m] for m in ("forward", "by_design", "saliency")]
+        timings += [interpretation["by_design_map"]]  # the map without the mask
         for timing in timings:
             assert len(timing["times_ms"]) >= 2  # one block per round at least
             assert timing["median_ms"] > 0 and timing["iqr_ms"] >= 0
