@@ -578,7 +578,9 @@ def load_recipe_hparams(hparams_file, overrides=None):
     Raises
     ------
     TrainingPlanError
-        The file is missing, or an override names no key of it.
+        The file is missing, an override names no key of it, or an object the file
+        builds rejects its value (the object's ``ValueError``, e.g.
+        ``--stem_strided_blocks 5``: the message names the file).
 
     Example
     -------
@@ -591,6 +593,12 @@ def load_recipe_hparams(hparams_file, overrides=None):
     Traceback (most recent call last):
     ...
     focalnet_lobes.training.plan.TrainingPlanError: ...demo.yaml has no option --numbr_of_epochs (did you mean --number_of_epochs?)
+    >>> _ = path.write_text("blocks: 1\\nstem: !new:focalnet_lobes.models.stems.ConvStem\\n"
+    ...                     "    strided_blocks: !ref <blocks>\\n")
+    >>> load_recipe_hparams(path, {"blocks": 5})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.training.plan.TrainingPlanError: ...demo.yaml: strided_blocks must be an int in [0, 2] (the number of stem blocks), got 5
     """
     import difflib
     import re
@@ -602,6 +610,8 @@ def load_recipe_hparams(hparams_file, overrides=None):
             return load_hyperpyyaml(fin, overrides)
     except FileNotFoundError:
         raise TrainingPlanError(f"{hparams_file}: no such YAML file") from None
+    except ValueError as error:  # a value an object of the file rejects
+        raise TrainingPlanError(f"{hparams_file}: {error}") from None
     except KeyError as error:
         found = re.match(r"Override '(.+?)' not found in: \[(.*)\]$", str(error.args[0]))
         if found is None:
