@@ -301,6 +301,9 @@ def test_strided_stem_keeps_the_token_grid():
     with torch.no_grad():
         tokens = model.eval().forward_features(torch.randn(1, 1, 501, 64))
     assert tokens.shape == (1, 1 + 63 * 8, 192)
+    for bad in ("maybe", 1, None):
+        with pytest.raises(ValueError, match="fused_attention must be True or False"):
+            create_model("vit_audio_small", num_classes=5, in_chans=1, fused_attention=bad)
     with pytest.raises(ValueError, match="stem_strided_blocks needs stem='cnn'"):
         VisionTransformer(in_chans=1, patch_size=8, embed_dim=32, depth=1, num_heads=4,
                           stem_strided_blocks=1)

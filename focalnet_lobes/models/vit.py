@@ -93,6 +93,11 @@ class Attention(nn.Module):
         Without ``return_attention``: ``F.scaled_dot_product_attention`` (True) or
         the explicit softmax path (False), the same function up to float rounding.
 
+    Raises
+    ------
+    ValueError
+        If ``dim`` is not divisible by ``num_heads`` or ``fused_attention`` is not a bool.
+
     Example
     -------
     >>> attention = Attention(16, num_heads=4).eval()
@@ -123,7 +128,9 @@ class Attention(nn.Module):
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.fused_attention = bool(fused_attention)
+        if not isinstance(fused_attention, bool):
+            raise ValueError(f"fused_attention must be True or False, got {fused_attention!r}")
+        self.fused_attention = fused_attention
 
     def forward(self, x, return_attention=False):
         """Attend over the tokens of ``x`` (B, N, dim).
