@@ -13,6 +13,9 @@ archive it wrote (kept in ``benchmarks/results`` after the fold folders are gone
 To run this recipe, do the following:
 > python recipes/compare_cv.py results/cv/focalnet_cpu results/cv/vit_cpu \\
 >     --output_folder results/cv/focalnet_vs_vit
+> # the map against the ViT's attention x input instead of its attention:
+> python recipes/compare_cv.py results/cv/focalnet_cpu results/cv/vit_cpu \\
+>     --second_method vit_x_input --output_folder results/cv/focalnet_vs_vit_x_input
 
 Authors
  * focalnet-audio contributors
@@ -42,10 +45,15 @@ def main(argv=None):
     parser.add_argument("--output_folder", required=True)
     parser.add_argument("--bootstrap_resamples", type=int, default=N_RESAMPLES)
     parser.add_argument("--bootstrap_seed", type=int, default=SEED)
+    parser.add_argument("--first_method", default=None,
+                        help="method of the first CV paired first (default: its by-design map)")
+    parser.add_argument("--second_method", default=None,
+                        help="method of the second CV paired first (e.g. vit_x_input)")
     args = parser.parse_args(argv)
     try:
         result = compare_cross_validations(
-            args.first, args.second, n_resamples=args.bootstrap_resamples, seed=args.bootstrap_seed
+            args.first, args.second, n_resamples=args.bootstrap_resamples, seed=args.bootstrap_seed,
+            first_method=args.first_method, second_method=args.second_method,
         )
     except (CrossValidationError, ValueError, OSError) as error:
         sys.exit(f"compare_cv.py: error: {error}")

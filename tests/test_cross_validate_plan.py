@@ -219,6 +219,14 @@ def test_two_cross_validations_compared_clip_by_clip(tmp_path):
     empty = run_recipe(command[:2] + [str(tmp_path / "a"), str(tmp_path / "empty"),
                                       "--output_folder", str(out)])
     assert empty.returncode != 0 and "empty: no finished fold" in empty.stderr
+    # another method paired first: the energy control of b against a's map
+    chosen = compare_cross_validations(tmp_path / "a", tmp_path / "b", n_resamples=99,
+                                       second_method="energy")
+    assert [pair["label"] for pair in chosen["pairs"]] == ["focalnet − energy"]
+    assert chosen["accuracy"] == result["accuracy"]  # the classifiers' predictions, not the map's
+    missing = run_recipe(command + ["--second_method", "vit_x_input"])
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "has no method 'vit_x_input' (it ran vit, energy)" in missing.stderr.strip().splitlines()[-1]
 
 
 def assert_close_nested(actual, expected, rel=1e-5):

@@ -426,7 +426,7 @@ def test_training_longer_or_with_another_batch_size_continues(fake_esc10, tmp_pa
         (("--numbr_of_epochs", "3"), "has no option --numbr_of_epochs (did you mean --number_of_epochs?)"),
         # a value the model rejects: the file and the model's one-line reason
         (("--stem_strided_blocks", "5"),
-         "focalnet_cpu.yaml: strided_blocks must be an int in [0, 3] (the number of stem blocks), got 5"),
+         "focalnet_cpu.yaml: strided_blocks (YAML: stem_strided_blocks) must be an int in [0, 3] (the number of stem blocks), got 5"),
         (("--global_pool", "max"), "focalnet_cpu.yaml: global_pool must be 'avg' or 'modulation'"),
         # 60 clips, batch 12: 5 steps per epoch, 10 in all; OneCycleLR's warm-up is 1 step.
         (("--batch_size", "12"), "pct_start * total steps must not be 1"),

@@ -144,7 +144,7 @@ def test_strided_stem_blocks_keep_the_output_grid(height, width):
 
 @pytest.mark.parametrize("bad", [-1, 4, 1.0, True, "1", None])
 def test_strided_blocks_must_count_stem_blocks(bad):
-    with pytest.raises(ValueError, match="strided_blocks must be an int in \\[0, 3\\]"):
+    with pytest.raises(ValueError, match=r"\(YAML: stem_strided_blocks\) must be an int in \[0, 3\]"):
         ConvStem(1, channels=(4, 8, 8), embed_dim=8, strided_blocks=bad)
 
 

@@ -136,8 +136,8 @@ class ConvStem(nn.Module):
         if (not isinstance(strided_blocks, int) or isinstance(strided_blocks, bool)
                 or not 0 <= strided_blocks <= len(channels)):
             raise ValueError(
-                f"strided_blocks must be an int in [0, {len(channels)}] (the number of "
-                f"stem blocks), got {strided_blocks!r}"
+                f"strided_blocks (YAML: stem_strided_blocks) must be an int in "
+                f"[0, {len(channels)}] (the number of stem blocks), got {strided_blocks!r}"
             )
         self.strided_blocks = strided_blocks
         blocks = []

@@ -962,7 +962,8 @@ def load_fold_records(cv_folder):
     return [json.loads(path.read_text(encoding="utf-8")) for path in markers]
 
 
-def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED):
+def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
+                              first_method=None, second_method=None):
     """Paired comparison of two cross-validations on the same clips (e.g. FocalNet vs ViT).
 
     Every clip was held out once in each cross-validation, so the two pooled
@@ -980,6 +981,9 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED)
         differences are ``first - second``.
     n_resamples, seed :
         Of the bootstrap.
+    first_method, second_method : str or None
+        The methods paired first (e.g. ``"focalnet"`` against ``"vit_x_input"``);
+        None: each cross-validation's first method, its by-design map.
 
     Returns
     -------
@@ -990,7 +994,8 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED)
     Raises
     ------
     CrossValidationError
-        A folder without finished folds, or clips that differ between the two.
+        A folder without finished folds, clips that differ between the two, or a
+        ``first_method`` / ``second_method`` the cross-validation did not run.
 
     Example
     -------
@@ -1015,17 +1020,30 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED)
     ['by_design', 'energy']
     >>> round(result["pairs"][0]["quantiles"]["0.9"]["fid_i"]["mean"], 6)
     0.3
+    >>> chosen = compare_cross_validations(root / "a", root / "b", n_resamples=99,
+    ...                                    first_method="by_design", second_method="energy")
+    >>> [p["label"] for p in chosen["pairs"]]
+    ['by_design − energy']
     """
     pooled_first, _, methods_first = load_pooled_per_clip(first)
     pooled_second, _, methods_second = load_pooled_per_clip(second)
+    for folder, methods, method in ((first, methods_first, first_method),
+                                    (second, methods_second, second_method)):
+        if method is not None and method not in methods:
+            raise CrossValidationError(
+                f"{folder} has no method {method!r} (it ran {', '.join(methods)})"
+            )
+    lead_first = first_method or methods_first[0]
+    lead_second = second_method or methods_second[0]
     ids_first = sorted(pooled_first[methods_first[0]]["ids"])
     ids_second = sorted(pooled_second[methods_second[0]]["ids"])
     if ids_first != ids_second:
         raise CrossValidationError(
             f"{first} and {second} held out different clips: not comparable clip by clip"
         )
-    pairs = [(methods_first[0], methods_second[0])]
-    pairs += [(m, m) for m in methods_first[1:] if m in methods_second[1:]]
+    pairs = [(lead_first, lead_second)]
+    pairs += [(m, m) for m in methods_first if m in methods_second and (m, m) != pairs[0]
+              and m not in (lead_first, lead_second)]
     compared = []
     for left, right in pairs:
         difference = paired_comparison(

@@ -598,7 +598,7 @@ def load_recipe_hparams(hparams_file, overrides=None):
     >>> load_recipe_hparams(path, {"blocks": 5})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    focalnet_lobes.training.plan.TrainingPlanError: ...demo.yaml: strided_blocks must be an int in [0, 2] (the number of stem blocks), got 5
+    focalnet_lobes.training.plan.TrainingPlanError: ...demo.yaml: strided_blocks (YAML: stem_strided_blocks) must be an int in [0, 2] (the number of stem blocks), got 5
     """
     import difflib
     import re
