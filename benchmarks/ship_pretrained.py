@@ -113,9 +113,8 @@ def run_settings(classifier_folder):
     hparams = load_trained_classifier(classifier_folder, device="cpu").hparams
     epochs = int(hparams["number_of_epochs"])
     term = hparams.get("masked_in_loss")
-    terms = None
-    if term is not None and getattr(term, "active", False) and term.start_epoch < epochs:
-        terms = [term.start_epoch + 1, epochs]
+    with_terms = term.epochs_run(epochs) if term is not None else range(0)
+    terms = [with_terms[0], with_terms[-1]] if with_terms else None
     return {
         "checkpoint_selection": hparams.get("checkpoint_selection", "valid_error"),
         "number_of_epochs": epochs,

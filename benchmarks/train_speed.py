@@ -103,10 +103,8 @@ def term_epochs(hparams, epochs):
     run in the epochs after its ``start_epoch`` when one of its weights is > 0.
     """
     term = hparams.get("masked_in_loss")
-    if term is None or not term.active:
-        return epochs, 0
-    plain = min(max(int(term.start_epoch), 0), epochs)
-    return plain, epochs - plain
+    with_terms = len(term.epochs_run(epochs)) if term is not None else 0
+    return epochs - with_terms, with_terms
 
 
 def time_steps(hparams, model, frontend, cache, wavs, ids, targets, threads, min_run_time,

@@ -256,6 +256,24 @@ class MaskedInFidelityLoss(nn.Module):
         """Whether the masked passes run in ``epoch`` (1-based; None: any epoch)."""
         return self.active and (epoch is None or int(epoch) > self.start_epoch)
 
+    def epochs_run(self, number_of_epochs):
+        """The 1-based epochs of a run of ``number_of_epochs`` with the masked passes.
+
+        The epochs where :meth:`runs_at` holds, as a ``range`` (empty when the
+        term is inactive or starts after the run).
+
+        Example
+        -------
+        >>> term = MaskedInFidelityLoss(None, None, start_epoch=40 * 0.7)
+        >>> epochs = term.epochs_run(40)
+        >>> epochs[0], epochs[-1], len(epochs)
+        (29, 40, 12)
+        >>> len(term.epochs_run(20)), len(MaskedInFidelityLoss(None, None, weight=0.0).epochs_run(40))
+        (0, 0)
+        """
+        first = min(self.start_epoch, number_of_epochs) if self.active else number_of_epochs
+        return range(first + 1, number_of_epochs + 1)
+
     def forward(self, model, features, targets, epoch=None):
         """``(logits of X (B, K), weighted masked-in + masked-out loss (scalar))``.
 
