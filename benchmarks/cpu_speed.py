@@ -104,18 +104,18 @@ def interpretation_methods(bundle, features, quantile):
     """
     model = bundle.model
 
-    def with_mask(interpreter):
-        def run():
-            with torch.no_grad():
-                _, maps = interpreter(model, features)
-                return quantile_mask(maps.detach(), quantile)
-
-        return run
-
     def without_mask(interpreter):
         def run():
             with torch.no_grad():
                 return interpreter(model, features)[1]
+
+        return run
+
+    def with_mask(interpreter):
+        maps_of = without_mask(interpreter)
+
+        def run():
+            return quantile_mask(maps_of().detach(), quantile)
 
         return run
 

@@ -362,9 +362,11 @@ def quantile_mask(maps, q, soft=False):
     flat = maps.reshape(maps.shape[0], -1)
     threshold = quantile_thresholds(flat, q)
     keep = (flat >= threshold[:, None]).to(flat.dtype)
-    scaled, constant = _min_max(flat)
     if soft:
+        scaled, constant = _min_max(flat)
         keep = keep * scaled
+    else:  # the hard mask needs only which clips have no spread
+        constant = _no_spread(flat)[2]
     keep = torch.where(constant[:, None], torch.ones_like(keep), keep)
     return keep.reshape(maps.shape)
 

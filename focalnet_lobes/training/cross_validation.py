@@ -1042,8 +1042,8 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
             f"{first} and {second} held out different clips: not comparable clip by clip"
         )
     pairs = [(lead_first, lead_second)]
-    pairs += [(m, m) for m in methods_first if m in methods_second and (m, m) != pairs[0]
-              and m not in (lead_first, lead_second)]
+    pairs += [(m, m) for m in methods_first
+              if m in methods_second and m not in (lead_first, lead_second)]
     compared = []
     for left, right in pairs:
         difference = paired_comparison(
