@@ -202,6 +202,18 @@ def test_quantile_thresholds_match_torch_quantile(q):
     torch.testing.assert_close(quantile_thresholds(values, q), expected)
 
 
+def test_quantile_thresholds_with_ties_match_torch_quantile():
+    # few distinct values: v_(floor r) and v_(floor r + 1) are often equal (ties) and
+    # sometimes not; the masked minimum must give the second order statistic either way
+    generator = torch.Generator().manual_seed(2)
+    values = torch.randint(0, 4, (5, 1, 9, 13), generator=generator).float()
+    values[0] = 0.0  # all tied
+    values[1, 0, 0, 0] = -1.0  # one value below many ties
+    for q in torch.linspace(0.0, 1.0, 41).tolist():
+        expected = torch.quantile(values.reshape(5, -1), q, dim=1)
+        torch.testing.assert_close(quantile_thresholds(values, q), expected)
+
+
 def test_quantile_mask_area_on_full_size_maps():
     # 431 x 513 distinct values per clip (torch.quantile refuses such big batches)
     count = 431 * 513

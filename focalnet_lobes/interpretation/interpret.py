@@ -270,13 +270,28 @@ def _min_max(flat):
     return torch.where(constant[:, None], torch.ones_like(scaled), scaled), constant
 
 
+def _next_order_statistic(flat, low_value, upper):
+    """Per row, the order statistic v_(upper) given v_(upper - 1) = ``low_value`` (0-based).
+
+    If more than ``upper`` values are <= v_(upper - 1) (ties), v_(upper) equals it;
+    otherwise it is the smallest value above it. Equal to
+    ``flat.kthvalue(upper + 1, dim=1).values`` for maps without NaN, for the cost of
+    a comparison, a count and a minimum instead of a second selection.
+    """
+    above = flat > low_value[:, None]
+    tied = (~above).sum(dim=1) > upper
+    next_above = torch.where(above, flat, torch.full_like(flat, math.inf)).amin(dim=1)
+    return torch.where(tied, low_value, next_above)
+
+
 def quantile_thresholds(maps, q):
     """Per-clip q-quantile of a map, with the linear interpolation of ``torch.quantile``.
 
     For the n values of a clip sorted ascending, v_(0) <= ... <= v_(n-1), and
     r = q (n - 1): threshold = v_(floor r) + (r - floor r) (v_(floor r + 1) - v_(floor r)).
-    Computed with two ``kthvalue`` calls, so it has no size limit (unlike
-    ``torch.quantile``) and works for 431 x 513 maps.
+    Computed with one ``kthvalue`` call (v_(floor r)) and one masked minimum
+    (v_(floor r + 1), :func:`_next_order_statistic`), so it has no size limit
+    (unlike ``torch.quantile``) and works for 431 x 513 maps.
 
     Arguments
     ---------
@@ -311,7 +326,7 @@ def quantile_thresholds(maps, q):
     low_value = flat.kthvalue(lower + 1, dim=1).values
     if fraction == 0.0:
         return low_value
-    high_value = flat.kthvalue(upper + 1, dim=1).values
+    high_value = _next_order_statistic(flat, low_value, upper)
     threshold = low_value + fraction * (high_value - low_value)
     return torch.minimum(threshold, high_value)
 
