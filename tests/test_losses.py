@@ -296,3 +296,42 @@ def test_masked_in_term_with_weight_zero_is_the_plain_forward():
         MaskedInFidelityLoss(ModulationContributionInterpreter(), SoftTargetCrossEntropy(), weight=-1)
     with pytest.raises(ValueError, match=r"quantiles must be in \[0, 1\)"):
         MaskedInFidelityLoss(ModulationContributionInterpreter(), SoftTargetCrossEntropy(), quantiles=[1.0])
+
+
+def test_input_weighted_terms_mask_with_the_map_times_the_input():
+    import copy
+
+    from focalnet_lobes.interpretation.interpret import (
+        InputWeightedInterpreter, ModulationContributionInterpreter, quantile_mask,
+    )
+    from focalnet_lobes.training.losses import MaskedInFidelityLoss
+
+    torch.manual_seed(0)
+    model = _small_focalnet().train()
+    features = torch.rand(3, 1, 64, 32) + 0.1
+    features[:, :, 32:] = 0.0  # the second half of every clip is silent
+    targets = torch.tensor([0, 1, 2])
+
+    def masked_input(input_weighted):
+        term = MaskedInFidelityLoss(ModulationContributionInterpreter(), SoftTargetCrossEntropy(),
+                                    weight=1.0, quantiles=[0.6], input_weighted=input_weighted)
+        trained, inputs = copy.deepcopy(model), []
+        hook = trained.normalizer.register_forward_pre_hook(lambda m, a: inputs.append(a[0].detach()))
+        term(trained, features, targets)
+        hook.remove()
+        return term, inputs[1]
+
+    term, weighted = masked_input(True)
+    assert isinstance(term.interpreter, InputWeightedInterpreter) and term.input_weighted
+    _, maps = InputWeightedInterpreter(ModulationContributionInterpreter())(copy.deepcopy(model), features)
+    assert torch.equal(weighted, quantile_mask(maps, 0.6) * features)
+    # 40% of the bins kept, all of them sounding: the map times the input never keeps a silent
+    # bin while sounding ones remain; the map alone (upsampled from the last stage) does
+    sounding = features[:, :, :32] != 0
+    assert torch.equal(weighted[:, :, :32] != 0, quantile_mask(maps, 0.6)[:, :, :32].bool() & sounding)
+    kept = (weighted != 0).flatten(1).float().mean(dim=1)
+    assert torch.allclose(kept, torch.full((3,), 0.4), atol=0.01)
+    _, plain = masked_input(False)
+    assert not torch.equal(plain, weighted)
+    with pytest.raises(ValueError, match="input_weighted must be True or False, got 'yes'"):
+        MaskedInFidelityLoss(ModulationContributionInterpreter(), SoftTargetCrossEntropy(), input_weighted="yes")

@@ -195,6 +195,12 @@ class MaskedInFidelityLoss(nn.Module):
     fraction : float
         Share of each batch, in (0, 1], that the masked passes use (its first
         ``ceil(fraction * B)`` clips; 1.0, the default, is the whole batch).
+    input_weighted : bool
+        Threshold the interpreter's map times the input
+        (:class:`~focalnet_lobes.interpretation.interpret.InputWeightedInterpreter`,
+        the map that ``hparams/interpret_focalnet.yaml`` evaluates) instead of the
+        map itself: the terms then make faithful the masks that are reported.
+        False (the default) thresholds ``interpreter``'s map as it is.
     start_epoch : int or float
         The terms run in the epochs after this one (``forward``'s ``epoch`` >
         ``start_epoch``; 0, the default: every epoch; a float is rounded down,
@@ -205,8 +211,8 @@ class MaskedInFidelityLoss(nn.Module):
     Raises
     ------
     ValueError
-        A negative weight or start epoch, a quantile outside [0, 1) or a fraction
-        outside (0, 1].
+        A negative weight or start epoch, a quantile outside [0, 1), a fraction
+        outside (0, 1] or an ``input_weighted`` that is not a bool.
 
     Example
     -------
@@ -226,7 +232,7 @@ class MaskedInFidelityLoss(nn.Module):
     """
 
     def __init__(self, interpreter, cost, weight=1.0, quantiles=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
-                 out_weight=0.0, fraction=1.0, start_epoch=0):
+                 out_weight=0.0, fraction=1.0, start_epoch=0, input_weighted=False):
         super().__init__()
         if float(weight) < 0:
             raise ValueError(f"weight must be >= 0, got {weight}")
@@ -239,7 +245,14 @@ class MaskedInFidelityLoss(nn.Module):
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
         if float(start_epoch) < 0:
             raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+        if not isinstance(input_weighted, bool):
+            raise ValueError(f"input_weighted must be True or False, got {input_weighted!r}")
+        if input_weighted:
+            from focalnet_lobes.interpretation.interpret import InputWeightedInterpreter
+
+            interpreter = InputWeightedInterpreter(interpreter)
         self.interpreter = interpreter
+        self.input_weighted = input_weighted
         self.cost = cost
         self.fraction = float(fraction)
         self.start_epoch = int(math.floor(float(start_epoch) + 1e-6))  # 90 * 0.7 = 62.99999...
