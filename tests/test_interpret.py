@@ -22,6 +22,7 @@ from focalnet_lobes.interpretation.interpret import (
     attention_map,
     infer_stride,
     modulation_map,
+    _next_order_statistic,
     quantile_mask,
     quantile_thresholds,
     to_input_grid,
@@ -212,6 +213,18 @@ def test_quantile_thresholds_with_ties_match_torch_quantile():
     for q in torch.linspace(0.0, 1.0, 41).tolist():
         expected = torch.quantile(values.reshape(5, -1), q, dim=1)
         torch.testing.assert_close(quantile_thresholds(values, q), expected)
+    # the selection off the CPU (kthvalue and a masked minimum), called directly
+    flat = values.reshape(5, -1)
+    for lower in (0, 20, 57, 58, 100, flat.shape[1] - 2):
+        low = flat.kthvalue(lower + 1, dim=1).values
+        assert torch.equal(_next_order_statistic(flat, low, lower + 1), flat.kthvalue(lower + 2, dim=1).values)
+    # bfloat16 maps (no NumPy dtype): their own order statistics, interpolated in bfloat16
+    half = torch.rand(3, 700, generator=generator).to(torch.bfloat16)
+    for q in (0.5, 0.9):
+        position = q * 699
+        low, high = (half.kthvalue(int(position) + k, dim=1).values for k in (1, 2))
+        expected = torch.minimum(low + (position - int(position)) * (high - low), high)
+        assert torch.equal(quantile_thresholds(half, q), expected) and expected.dtype == torch.bfloat16
 
 
 def test_quantile_mask_area_on_full_size_maps():
