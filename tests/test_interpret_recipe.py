@@ -22,7 +22,7 @@ import pytest
 import soundfile
 import torch
 
-from conftest import REPO, real_training_command, run_recipe
+from conftest import REPO, run_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -398,31 +398,44 @@ def test_overlap_pairs_have_different_classes_and_are_seeded():
 
 
 @pytest.mark.real_data
-def test_modulation_map_beats_the_random_floors_on_real_esc10(esc50_dev, tmp_path):
-    """Issue 4, must-show 4, on the real clips: the compact CPU FocalNet (its YAML, only
-    20 epochs instead of 80: about 4 minutes on 2 cores) is interpreted by its
-    modulation map; at q = 0.9 the masked-in input keeps the predicted class for more
-    fold-4 clips than with random masks of the same area, per bin and on the map's
-    16 x 16 cells. (Measured: 0.312 against 0.225 and 0.163; the 80-epoch runs in
-    benchmarks/README.md: 0.388 against 0.275 and 0.212.)"""
-    output = tmp_path / "focalnet"
-    result = run_recipe(real_training_command("focalnet_cpu.yaml", esc50_dev, output, epochs=20))
-    assert result.returncode == 0, result.stderr[-4000:]
+def test_default_map_of_the_shipped_model_beats_the_random_floors_on_real_esc10(esc50_dev):
+    """Issue 4, must-show 4, on the real clips: the model this package ships (the compact
+    CPU FocalNet trained by hparams/focalnet_cpu.yaml on folds 1-3; fold 4 held out)
+    interpreted by the map of hparams/interpret_focalnet.yaml: at every quantile the
+    masked-in input keeps the predicted class for more of the 80 fold-4 clips than
+    random masks of the same area, per bin and on 16 x 16 cells (interpret_random*.yaml).
+    (Measured: FID-I 0.812 at q = 0.9 against 0.263 and 0.375. Until session 11 this
+    test trained the model for 20 epochs itself: 3 to 15 minutes of CI; the training
+    recipe is tested on the real clips by test_recipe.py.)"""
+    from hyperpyyaml import load_hyperpyyaml
+
+    from focalnet_lobes.inference.classifiers import AudioClassifier
+    from focalnet_lobes.interpretation.interpret import quantile_mask
+    from focalnet_lobes.interpretation.metrics import interpretation_metrics
+
+    with open(esc50_dev / "meta" / "esc50.csv", newline="") as fin:
+        rows = [row for row in csv.DictReader(fin) if row["fold"] == "4" and row["esc10"] == "True"]
+    assert len(rows) == 80
+    classifier = AudioClassifier.from_hparams()
+    clips = classifier._clips(torch.stack([classifier.load_audio(esc50_dev / "audio" / row["filename"])
+                                           for row in rows]))
+    ((_, wavs, _),) = list(classifier._batches(clips))
     fid_i = {}
     for method in ("focalnet", "random", "random_cells"):
-        result = run_recipe(
-            interpret_command(
-                f"interpret_{method}.yaml", "--classifier_folder", str(output),
-                "--split", "valid", "--num_examples", "1", "--overlap_pairs", "0",
-                "--latency_clips", "1",
-            )
-        )
-        assert result.returncode == 0, result.stderr[-4000:]
-        metrics = json.loads((output / "interpretation" / method / "metrics.json").read_text())
-        assert metrics["num_clips"] == 80
-        fid_i[method] = {q: values["fid_i"] for q, values in metrics["quantiles"].items()}
-    assert fid_i["focalnet"]["0.9"] > fid_i["random"]["0.9"], fid_i
-    assert fid_i["focalnet"]["0.9"] > fid_i["random_cells"]["0.9"], fid_i
-    # and on average over the quantiles
-    mean = {method: sum(values.values()) / len(values) for method, values in fid_i.items()}
-    assert mean["focalnet"] > max(mean["random"], mean["random_cells"]), mean
+        with open(REPO / "hparams" / f"interpret_{method}.yaml") as fin:
+            interpreter = load_hyperpyyaml(fin, {"classifier_folder": "unused"})["interpreter"]
+        fid_i[method] = {q: [] for q in QUANTILES}
+        with torch.no_grad():
+            for batch in wavs.split(16):
+                features = classifier.compute_features(batch)
+                logits, maps = interpreter(classifier.mods.model, features)
+                for q in QUANTILES:
+                    metrics = interpretation_metrics(classifier.mods.model, features,
+                                                     quantile_mask(maps, float(q)), logits=logits)
+                    fid_i[method][q].extend(metrics["fid_i"].tolist())
+    mean = {method: {q: sum(v) / len(v) for q, v in values.items()} for method, values in fid_i.items()}
+    for q in QUANTILES:  # (0.5: 1.000 against 0.450 and 0.838; 0.9: 0.812 against 0.263 and 0.375)
+        assert mean["focalnet"][q] > max(mean["random"][q], mean["random_cells"][q]) + 0.1, (q, mean)
+    assert mean["focalnet"]["0.9"] > max(mean["random"]["0.9"], mean["random_cells"]["0.9"]) + 0.3, mean
+    card = json.loads((REPO / "benchmarks" / "results" / "shipped_model_fold4.json").read_text())
+    assert card["quantile"] == 0.9 and abs(mean["focalnet"]["0.9"] - card["fid_i"]) <= 0.0125, mean  # one clip
