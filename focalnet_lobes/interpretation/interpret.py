@@ -294,16 +294,16 @@ def _order_statistics(flat, lower, upper):
     elsewhere ``kthvalue`` and :func:`_next_order_statistic`. The values are the
     map's own (exact in its dtype; detached).
     """
-    if flat.device.type == "cpu":
-        values = flat.detach()
+    values = flat.detach()
+    if values.device.type == "cpu":
         exact = values if values.dtype in (torch.float32, torch.float64) else values.float()
         parts = np.partition(exact.numpy(), lower, axis=1)
         low_value = parts[:, lower]
         high_value = parts[:, upper:].min(axis=1) if upper > lower else low_value
-        low_value, high_value = (torch.from_numpy(v).to(flat.dtype) for v in (low_value, high_value))
+        low_value, high_value = (torch.from_numpy(v).to(values.dtype) for v in (low_value, high_value))
         return low_value, high_value
-    low_value = flat.kthvalue(lower + 1, dim=1).values
-    return low_value, _next_order_statistic(flat, low_value, upper)
+    low_value = values.kthvalue(lower + 1, dim=1).values
+    return low_value, _next_order_statistic(values, low_value, upper)
 
 
 def quantile_thresholds(maps, q):
@@ -325,7 +325,7 @@ def quantile_thresholds(maps, q):
     Returns
     -------
     torch.Tensor
-        (B,) thresholds.
+        (B,) thresholds, detached, in the maps' floating dtype and on their device.
 
     Example
     -------
