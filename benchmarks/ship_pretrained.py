@@ -104,7 +104,8 @@ def run_settings(classifier_folder):
     """``checkpoint_selection``, ``number_of_epochs``, the folds and the faithfulness terms of a run.
 
     ``terms_epochs``: ``[first, last]`` epochs of the faithfulness terms
-    (``masked_in_loss`` of the FocalNet YAMLs), ``None`` when the run had none.
+    (``masked_in_loss`` of the FocalNet YAMLs), ``None`` when the run had none;
+    ``terms_input_weighted``: whether they masked with the map times the input.
     ``stem_strided_blocks``: how many of the conv stem's first blocks are one stride-2
     convolution (0 when the run's YAML has no such key: the VGG stem).
     """
@@ -121,6 +122,7 @@ def run_settings(classifier_folder):
         "train_folds": [int(f) for f in hparams["train_folds"]],
         "valid_folds": [int(f) for f in hparams.get("valid_folds") or []],
         "terms_epochs": terms,
+        "terms_input_weighted": bool(getattr(term, "input_weighted", False)) if terms else None,
         "stem_strided_blocks": int(hparams.get("stem_strided_blocks", 0) or 0),
     }
 
@@ -184,7 +186,8 @@ def model_card(summary, command):
     if summary.get("terms_epochs"):
         first, last = summary["terms_epochs"]
         span = f"epoch {first}" if first == last else f"epochs {first}-{last}"
-        terms_text = (f", with faithfulness terms on its own map in {span} (the masked-in "
+        own_map = "its own map times the input" if summary.get("terms_input_weighted") else "its own map"
+        terms_text = (f", with faithfulness terms on {own_map} in {span} (the masked-in "
                       "input must still be classified, the masked-out input must carry no evidence)")
     cv = summary.get("cross_validation")
     cv_text = ""

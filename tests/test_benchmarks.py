@@ -304,8 +304,10 @@ def test_ship_pretrained_on_a_fixed_schedule_run(trained_runs, fake_esc10, tmp_p
     assert "(`focalnet` in that file) at q = 0.9: FID-I 0.800 [0.750, 0.850], FF 0.400 [0.380, 0.420]" in flat
     assert "nothing was chosen on fold 4" in flat and "Fold 4 was held out" in flat
     assert "(its validation loss was logged during training, nothing more)" in flat  # valid_folds [4]
-    assert "with faithfulness terms on its own map in epoch 2 (" in flat  # 0.7 x 2 epochs -> epoch 2
+    # 0.7 x 2 epochs -> epoch 2; today's focalnet_cpu.yaml masks with the map times the input
+    assert "with faithfulness terms on its own map times the input in epoch 2 (" in flat
     assert summary["terms_epochs"] == [2, 2] and summary["valid_folds"] == [4]
+    assert summary["terms_input_weighted"] is True
     assert summary["stem_strided_blocks"] == 1  # today's focalnet_cpu.yaml
     assert "three-block conv stem (the first a single stride-2 convolution)," in flat
     assert f"({results})" in flat.replace("`", "")  # the figures file the card names is --results
