@@ -333,5 +333,5 @@ def test_input_weighted_terms_mask_with_the_map_times_the_input():
     assert torch.allclose(kept, torch.full((3,), 0.4), atol=0.01)
     _, plain = masked_input(False)
     assert not torch.equal(plain, weighted)
-    with pytest.raises(ValueError, match="input_weighted must be True or False, got 'yes'"):
+    with pytest.raises(ValueError, match=r"input_weighted \(YAML key masked_input_weighted\) must be True or False, got 'yes'"):
         MaskedInFidelityLoss(ModulationContributionInterpreter(), SoftTargetCrossEntropy(), input_weighted="yes")

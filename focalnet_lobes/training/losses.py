@@ -246,7 +246,8 @@ class MaskedInFidelityLoss(nn.Module):
         if float(start_epoch) < 0:
             raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
         if not isinstance(input_weighted, bool):
-            raise ValueError(f"input_weighted must be True or False, got {input_weighted!r}")
+            raise ValueError(f"input_weighted (YAML key masked_input_weighted) must be True or False, "
+                             f"got {input_weighted!r}")
         if input_weighted:
             from focalnet_lobes.interpretation.interpret import InputWeightedInterpreter
 
