@@ -285,25 +285,26 @@ def _next_order_statistic(flat, low_value, upper):
     return torch.where(tied, low_value, next_above)
 
 
-def _order_statistics(flat, lower, upper):
-    """Per row, the order statistics v_(lower) and v_(upper) (0-based, ``upper`` = ``lower`` + 1).
+def _order_statistics(flat, lower, upper=True):
+    """Per row, the order statistic v_(lower) (0-based) and, with ``upper``, v_(lower + 1).
 
     On the CPU with NumPy's ``np.partition`` at ``lower`` (a single-index
     selection, vectorised: about 10x faster than ``torch.kthvalue`` on a 431 x 64
-    map), v_(upper) being the smallest value of the partition's upper part;
+    map), v_(lower + 1) being the smallest value of the partition's upper part;
     elsewhere ``kthvalue`` and :func:`_next_order_statistic`. The values are the
-    map's own (exact in its dtype; detached).
+    map's own (exact in its dtype; detached). Without ``upper`` the second value is
+    None and not computed (``lower`` may then be the last index).
     """
     values = flat.detach()
     if values.device.type == "cpu":
         exact = values if values.dtype in (torch.float32, torch.float64) else values.float()
         parts = np.partition(exact.numpy(), lower, axis=1)
-        low_value = parts[:, lower]
-        high_value = parts[:, upper:].min(axis=1) if upper > lower else low_value
-        low_value, high_value = (torch.from_numpy(v).to(values.dtype) for v in (low_value, high_value))
-        return low_value, high_value
+        low_value = torch.from_numpy(parts[:, lower]).to(values.dtype)
+        if not upper:
+            return low_value, None
+        return low_value, torch.from_numpy(parts[:, lower + 1:].min(axis=1)).to(values.dtype)
     low_value = values.kthvalue(lower + 1, dim=1).values
-    return low_value, _next_order_statistic(values, low_value, upper)
+    return low_value, (_next_order_statistic(values, low_value, lower + 1) if upper else None)
 
 
 def quantile_thresholds(maps, q):
@@ -343,9 +344,8 @@ def quantile_thresholds(maps, q):
         raise ValueError("cannot take the quantile of an empty map")
     position = q * (count - 1)
     lower = min(int(math.floor(position)), count - 1)
-    upper = min(lower + 1, count - 1)
-    fraction = position - lower
-    low_value, high_value = _order_statistics(flat, lower, upper)
+    fraction = position - lower  # > 0 only when lower + 1 < count
+    low_value, high_value = _order_statistics(flat, lower, upper=fraction > 0.0)
     if fraction == 0.0:
         return low_value
     threshold = low_value + fraction * (high_value - low_value)
