@@ -40,6 +40,7 @@ setup(
         # torchvision is pinned with torch so that timm does not replace torch.
         "test": [
             "pytest>=9.2.0,<10",
+            "pytest-xdist>=3.8.0,<4",  # pytest.ini runs the suite on two workers
             "timm>=1.0.31,<2",
             "torchvision==0.26.0",
             "transformers>=5.23.0,<6",

@@ -11,6 +11,25 @@ sys.path.insert(0, str(REPO / "recipes"))
 
 ESC50_DEV = Path(os.environ.get("ESC50_DEV", REPO.parent / "shared" / "ESC-50-dev"))
 
+#: pytest-xdist workers running the suite (pytest.ini: ``-n 2``); 1 without xdist.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+#: Threads for each worker's torch and its recipe subprocesses: the cores shared among the
+#: workers (at most 2, as before), so that two workers on 2 cores do not oversubscribe them.
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
+
+
+def pytest_configure(config):
+    """Each xdist worker's own torch computations use its share of the cores."""
+    if WORKERS > 1:
+        import torch
+
+        torch.set_num_threads(THREADS)
+
+
+def recipe_env(**extra):
+    """The environment of a recipe subprocess: this checkout first on the path, the worker's threads."""
+    return dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=str(THREADS), **extra)
+
 
 @pytest.fixture(scope="session")
 def esc50_dev():
@@ -70,8 +89,9 @@ def run_recipe(command, **kwargs):
     """Run a recipe command from the repository root; returns the CompletedProcess."""
     import subprocess
 
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        command, cwd=REPO, env=recipe_env(), capture_output=True, text=True, **kwargs
+    )
 
 
 def kept_checkpoints(save_folder):

@@ -1,7 +1,6 @@
 """The focalnet-audio command line (focalnet_lobes.inference.cli)."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from conftest import recipe_env
 from focalnet_lobes.data.audio import load_audio
 from focalnet_lobes.inference.cli import main
 
@@ -33,10 +33,9 @@ def clip(fake_esc10):
 
 def _cli(*args):
     """Run ``python -m focalnet_lobes.inference.cli`` in a fresh process."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
     return subprocess.run(
         [sys.executable, "-m", "focalnet_lobes.inference.cli", *map(str, args)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO, env=recipe_env(), capture_output=True, text=True, timeout=300,
     )
 
 

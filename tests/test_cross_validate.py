@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_recipe
+from conftest import REPO, recipe_env, run_recipe
 from focalnet_lobes.training.cross_validation import fold_plan
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,7 @@ def test_cross_validation_runs_resumes_and_pools(five_folds, tmp_path):
     cv_hparams.write_text(text.replace("bootstrap_resamples: 9999", "bootstrap_resamples: 199"))
     cv_folder = tmp_path / "cv"
     command = cv_command(five_folds, cv_folder, cv_hparams)
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
+    env = recipe_env()
 
     # first run: killed (with its training subprocess) once fold 1 is finished
     process = subprocess.Popen(

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, run_recipe
+from conftest import REPO, recipe_env, run_recipe
 from focalnet_lobes.data.features import SpectrogramFrontend
 from focalnet_lobes.interpretation.lmac import (
     LMACFolderError,
@@ -219,7 +219,7 @@ def test_recipe_resumes_after_a_kill_and_is_evaluated_by_interpret(trained_runs,
         "--output_folder", str(output),
         "--number_of_epochs", "3", "--batch_size", "8", "--device", "cpu",
     ]
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
+    env = recipe_env()
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 
-from conftest import REPO, real_training_command, run_recipe as run, training_command as recipe_command
+from conftest import REPO, real_training_command, recipe_env, run_recipe as run, training_command as recipe_command
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +83,7 @@ def test_rerun_after_finish_does_not_retrain(fake_esc10, tmp_path):
 def test_resume_after_kill_during_epoch_two(fake_esc10, tmp_path):
     output = tmp_path / "out"
     command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, epochs=3)
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
+    env = recipe_env()
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
