@@ -191,6 +191,7 @@ def test_cpu_speed_runs_on_the_two_yamls(tmp_path, capsys, one_thread):
         interpretation = model["interpretation_latency"]
         timings += [interpretation[m] for m in ("forward", "by_design", "saliency")]
         timings += [interpretation["by_design_map"]]  # the map without the mask
+        timings += [interpretation["by_design_after_forward"]]  # its own operations alone
         for timing in timings:
             assert len(timing["times_ms"]) >= 2  # one block per round at least
             assert timing["median_ms"] > 0 and timing["iqr_ms"] >= 0
@@ -206,6 +207,7 @@ def test_cpu_speed_runs_on_the_two_yamls(tmp_path, capsys, one_thread):
     assert set(written["tables"]) == {
         "parameters", "training_throughput", "inference_latency", "interpretation_latency"
     }
+    assert "| map + mask's own operations / forward |" in written["tables"]["interpretation_latency"]
     for table in written["tables"].values():
         assert table in printed
         assert "| vit_cpu / focalnet_cpu |" in table.splitlines()[1]
@@ -215,6 +217,21 @@ def test_cpu_speed_runs_on_the_two_yamls(tmp_path, capsys, one_thread):
         if line.startswith("| parameters (M)")
     )
     assert row.endswith(f"| {vit['parameters']['total'] / focalnet['parameters']['total']:.2f} |")
+
+
+def test_cpu_speed_map_after_the_forward_pass_is_the_by_design_mask(one_thread):
+    """The map's own operations (the forward pass done once, ForwardDone) give the same mask."""
+    common = cpu_speed.common
+    bundles, sample_rate = common.build_models(common.model_sources(None, []))
+    assert [b.kind for b in bundles] == ["focalnet", "vit"]
+    for bundle in bundles:
+        bundle.model.eval()
+        with torch.no_grad():
+            features = bundle.frontend.eval()(common.random_clips(1, sample_rate, seed=3))
+        methods = cpu_speed.interpretation_methods(bundle, features, 0.9)
+        full, after = methods["by_design"](), methods["by_design_after_forward"]()
+        assert full.shape == features.shape and 0.05 < full.float().mean() < 0.2
+        assert torch.equal(full, after), bundle.name
 
 
 def test_cpu_speed_rejects_bad_options(tmp_path, capsys):
