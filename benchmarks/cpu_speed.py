@@ -97,7 +97,12 @@ class ForwardDone:
     ``model.forward_with_maps(features)`` (no_grad); every other attribute (``head``,
     ``backbone``, ...) is the model's. An interpreter given it computes its map from that
     pass: the time of ``interpreter(ForwardDone(model, f), f)`` is what the by-design map
-    adds to plain inference (the forward pass that gives the logits is the same one).
+    adds to plain inference (the forward pass that gives the logits is the same one). An
+    upper bound for a FocalNet: the class-specific map's ``pooling_terms`` recompute the
+    final norm and pooling weights that the pass computed. For a ViT with fused attention
+    ``forward_with_maps`` runs the explicit softmax instead, a difference this leaves out
+    (``vit_cpu.yaml`` does not fuse). Only for the ``features`` it was built with (a
+    ``ValueError`` otherwise).
 
     Arguments
     ---------
@@ -126,17 +131,22 @@ class ForwardDone:
 
     def __init__(self, model, features):
         self._model = model
+        self._features = features
         with torch.no_grad():
             self._outputs = model.forward_with_maps(features)
 
     def forward_with_maps(self, features):
         """The stored ``(logits, maps)`` of the pass."""
+        if features is not self._features:
+            raise ValueError("ForwardDone holds the pass of other features")
         return self._outputs
 
     def __call__(self, features):
-        return self._outputs[0]
+        return self.forward_with_maps(features)[0]
 
     def __getattr__(self, name):
+        if name.startswith("_"):  # not set yet (copy, pickle): no lookup on the model
+            raise AttributeError(name)
         return getattr(self._model, name)
 
 

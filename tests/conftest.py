@@ -13,9 +13,11 @@ ESC50_DEV = Path(os.environ.get("ESC50_DEV", REPO.parent / "shared" / "ESC-50-de
 
 #: pytest-xdist workers running the suite (pytest.ini: ``-n 2``); 1 without xdist.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-#: Threads for each worker's torch and its recipe subprocesses: the cores shared among the
-#: workers (at most 2, as before), so that two workers on 2 cores do not oversubscribe them.
-THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
+#: The cores this process may run on (a CPU-pinned container counts its own).
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+#: Threads for each worker's torch and its recipe subprocesses: cores / workers, at least 1
+#: and at most 2 (as before xdist), so that two workers on 2 cores do not oversubscribe them.
+THREADS = max(1, min(2, CORES // WORKERS))
 
 
 def pytest_configure(config):
@@ -27,8 +29,9 @@ def pytest_configure(config):
 
 
 def recipe_env(**extra):
-    """The environment of a recipe subprocess: this checkout first on the path, the worker's threads."""
-    return dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=str(THREADS), **extra)
+    """The environment of a recipe subprocess: this checkout first on the path, the worker's
+    threads; ``extra`` variables are added or replace those."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(THREADS), **extra}
 
 
 @pytest.fixture(scope="session")
