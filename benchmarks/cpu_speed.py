@@ -169,15 +169,15 @@ def interpretation_methods(bundle, features, quantile):
     """
     model = bundle.model
 
-    def without_mask(interpreter):
+    def without_mask(interpreter, classifier=model):
         def run():
             with torch.no_grad():
-                return interpreter(model, features)[1]
+                return interpreter(classifier, features)[1]
 
         return run
 
-    def with_mask(interpreter):
-        maps_of = without_mask(interpreter)
+    def with_mask(interpreter, classifier=model):
+        maps_of = without_mask(interpreter, classifier)
 
         def run():
             return quantile_mask(maps_of().detach(), quantile)
@@ -194,14 +194,7 @@ def interpretation_methods(bundle, features, quantile):
         methods["by_design_map"] = without_mask(interpreter)
         methods["by_design"] = with_mask(interpreter)
         if hasattr(model, "forward_with_maps"):
-            done = ForwardDone(model, features)
-
-            def after_forward():
-                with torch.no_grad():
-                    maps = interpreter(done, features)[1]
-                return quantile_mask(maps, quantile)
-
-            methods["by_design_after_forward"] = after_forward
+            methods["by_design_after_forward"] = with_mask(interpreter, ForwardDone(model, features))
     if bundle.kind == "focalnet":  # the map without the input; the paper's class-agnostic map
         methods["contribution"] = with_mask(ModulationContributionInterpreter())
         methods["modulation_map"] = with_mask(ModulationInterpreter())
@@ -397,19 +390,21 @@ def tables(entries, settings):
     rows = [("by-design method", methods, "")]
     rows += [(labels[m], timing("interpretation_latency", m), ".1f") for m in METHODS
              if any(m in e["interpretation_latency"] for e in entries)]
-    for label, top, bottom in (("saliency / by-design", "saliency", "by_design"),
-                               ("by-design / forward", "by_design", "forward"),
-                               ("by-design map (no mask) / forward", "by_design_map", "forward"),
-                               ("map + mask's own operations / forward", "by_design_after_forward", "forward"),
-                               ("modulation map / forward", "modulation_map", "forward"),
-                               ("PIQ / by-design", "piq", "by_design")):
+    for label, top, bottom, spec in (
+        ("saliency / by-design", "saliency", "by_design", ".2f"),
+        ("by-design / forward", "by_design", "forward", ".2f"),
+        ("by-design map (no mask) / forward", "by_design_map", "forward", ".2f"),
+        ("map + mask's own operations / forward", "by_design_after_forward", "forward", ".3f"),
+        ("modulation map / forward", "modulation_map", "forward", ".2f"),
+        ("PIQ / by-design", "piq", "by_design", ".2f"),
+    ):
         quotients = [
             common.ratio(*(((e["interpretation_latency"].get(k) or {}).get("median_ms"))
                            for k in (top, bottom)))
             for e in entries
         ]
         if any(q is not None for q in quotients):
-            rows.append((label, quotients, ".3f" if top == "by_design_after_forward" else ".2f"))
+            rows.append((label, quotients, spec))
     result["interpretation_latency"] = common.format_table(
         f"Interpretation latency per clip, ms (fp32, batch 1, features given, mask at "
         f"q={settings['quantile']}; {rounds})", names, rows)

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import REPO, kept_checkpoints, run_recipe, training_command
+from conftest import REPO, kept_checkpoints, recipe_env, run_recipe, training_command
 from focalnet_lobes.training.plan import (
     TrainingPlanError,
     build_step_schedule,
@@ -305,7 +305,7 @@ def with_options(command, *pairs):
 
 
 def run_torchrun(command):
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = recipe_env(OMP_NUM_THREADS="1")
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
 
 
@@ -360,7 +360,7 @@ def test_torchrun_resumes_after_kill_during_epoch_two(fake_esc10, tmp_path):
     """Issue 14 must-show 2."""
     output = tmp_path / "out"
     command = torchrun_command(fake_esc10, output, epochs=3)
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = recipe_env(OMP_NUM_THREADS="1")
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
