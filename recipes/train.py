@@ -73,9 +73,14 @@ class ESC50Brain(sb.Brain):
         wavs, wav_lens = batch.sig
         targets = torch.nn.functional.one_hot(batch.label, self.hparams.n_classes).float()
         wav_augment = self.hparams.wav_augment if stage == sb.Stage.TRAIN else None
+        cache = getattr(self.hparams, "feature_cache", None)
+        wav_mix = getattr(self.hparams, "wav_mix", None)  # between-class mixing of waveforms
+        if stage == sb.Stage.TRAIN and wav_mix is not None:
+            mixed, targets = wav_mix(wavs, targets)
+            if mixed is not wavs:  # mixes are new clips: no cached features
+                wavs, cache = mixed, None
         features = batch_features(
-            self.hparams.compute_features, batch.id, wavs, wav_lens, wav_augment,
-            getattr(self.hparams, "feature_cache", None),
+            self.hparams.compute_features, batch.id, wavs, wav_lens, wav_augment, cache
         )
         if stage == sb.Stage.TRAIN:
             if self.hparams.feature_augment is not None:

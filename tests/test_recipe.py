@@ -164,6 +164,25 @@ def test_masked_in_term_trains(fake_esc10, tmp_path):
     assert terms[0] == 0.0 and terms[1] > 0.1  # epoch 1: plain; epoch 2: 0.5 x a cross-entropy
 
 
+def test_between_class_mixing_of_waveforms_trains(fake_esc10, tmp_path):
+    """Lever B (wav_mix_probability 1.0, feature Mixup off): the mixes bypass the feature
+    cache and train; the defaults leave it off."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    output = tmp_path / "out"
+    command = recipe_command("focalnet_cpu.yaml", fake_esc10, output,
+                             "--wav_mix_probability", "1.0", "--mixup_alpha", "0.0")
+    result = run(command)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert epochs_logged(output / "train_log.txt") == [1, 2]
+    assert (output / "test_results.json").is_file()
+    saved = (output / "hyperparams.yaml").read_text()
+    assert "wav_mix_probability: 1.0" in saved and "mixup_alpha: 0.0" in saved
+    with open(REPO / "hparams" / "focalnet_cpu.yaml", encoding="utf-8") as fin:
+        defaults = load_hyperpyyaml(fin, {"data_folder": str(tmp_path)})
+    assert defaults["wav_mix"].probability == 0.0 and defaults["mixup"].alpha == 0.4
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--valid_folds", "[]", "--checkpoint_selection", "valid_error"],
      "valid_folds is empty: .* --checkpoint_selection last_epoch"),

@@ -207,3 +207,93 @@ class Mixup(nn.Module):
         mixed = weight * features + (1 - weight) * features[order]
         mixed_targets = weight * targets + (1 - weight) * targets[order]
         return mixed, mixed_targets
+
+
+class BetweenClassMix(nn.Module):
+    """Between-class learning (BC+) of waveforms: mixes of two clips, at the loudness of their ratio.
+
+    Each clip of the batch is mixed with another clip of the batch (a random
+    permutation) at a ratio ``r ~ U(0, 1)`` drawn per clip, the targets by the same
+    ratio. As in BC+ (Tokozume, Ushiku and Harada, *Learning from Between-class
+    Examples for Deep Sound Recognition*, ICLR 2018, eq. 2-3), the ratio says how
+    much of each clip is *heard*, so the waveform weights correct for the clips'
+    levels ``G1``, ``G2`` (dB):
+
+    ``p = 1 / (1 + 10 ** ((G1 - G2) / 20) * (1 - r) / r)``,
+    ``mix = (p * x1 + (1 - p) * x2) / sqrt(p ** 2 + (1 - p) ** 2)``.
+
+    The level here is the RMS level of the clip's loudest ``window`` (the paper
+    takes the A-weighted level of its loudest 50 ms window; the A-weighting is
+    left out), floored at ``floor_db``. A pair of clips of the same class is
+    allowed (its targets do not change). The training loss on the mixed targets
+    is the recipe's soft-target cross-entropy (the paper's KL divergence up to
+    the targets' entropy, which has no gradient).
+
+    Arguments
+    ---------
+    sample_rate : int
+        Hz, to size the level window.
+    window_seconds : float
+        Length of the level window (0.05 in the paper).
+    probability : float
+        Probability of mixing a given batch (1.0 in the paper: every example mixed).
+    floor_db : float
+        Lowest level (dB re full scale) a clip is given, so that silence mixes.
+
+    Example
+    -------
+    >>> mix = BetweenClassMix(sample_rate=1000)
+    >>> _ = torch.manual_seed(0)
+    >>> wavs = torch.randn(4, 2000)
+    >>> mixed, targets = mix(wavs, torch.eye(4))
+    >>> mixed.shape, bool(torch.allclose(targets.sum(1), torch.ones(4)))
+    (torch.Size([4, 2000]), True)
+    >>> same, _ = mix.eval()(wavs, torch.eye(4))
+    >>> bool(torch.equal(same, wavs))
+    True
+    """
+
+    def __init__(self, sample_rate=16000, window_seconds=0.05, probability=1.0, floor_db=-80.0):
+        super().__init__()
+        if window_seconds <= 0 or not 0 <= probability <= 1:
+            raise ValueError(
+                f"BetweenClassMix: window_seconds must be > 0 and probability in [0, 1], "
+                f"got {window_seconds} and {probability}"
+            )
+        self.window = max(1, int(round(sample_rate * window_seconds)))
+        self.probability = probability
+        self.floor_db = floor_db
+
+    def levels_db(self, wavs):
+        """Level (dB re full scale) of each waveform's loudest window: (B, samples) -> (B,).
+
+        Example
+        -------
+        >>> mix = BetweenClassMix(sample_rate=1000, window_seconds=0.01)
+        >>> wavs = torch.zeros(2, 100)
+        >>> wavs[0, 50:60] = 0.1  # one loud window: -20 dB
+        >>> [round(v, 1) for v in mix.levels_db(wavs).tolist()]
+        [-20.0, -80.0]
+        """
+        window = min(self.window, wavs.shape[-1])
+        frames = wavs.float().unfold(-1, window, max(1, window // 2))
+        power = frames.pow(2).mean(-1).amax(-1)
+        return (10 * torch.log10(power.clamp_min(1e-30))).clamp_min(self.floor_db)
+
+    def forward(self, wavs, targets):
+        """Mix ``wavs`` (B, samples) and soft ``targets`` (B, K).
+
+        Returns the inputs themselves (the same tensors) in eval mode, with
+        ``probability`` 0 (no random number drawn) and for a batch left unmixed.
+        """
+        if not self.training or self.probability <= 0 or torch.rand(()) >= self.probability:
+            return wavs, targets
+        order = torch.randperm(wavs.shape[0], device=wavs.device)
+        ratio = torch.rand(wavs.shape[0], device=wavs.device).clamp(1e-3, 1 - 1e-3)
+        levels = self.levels_db(wavs)
+        p = 1.0 / (1.0 + 10 ** ((levels - levels[order]) / 20) * (1 - ratio) / ratio)
+        mixed = (p[:, None] * wavs + (1 - p[:, None]) * wavs[order]) / torch.sqrt(
+            p**2 + (1 - p) ** 2
+        )[:, None]
+        mixed_targets = ratio[:, None] * targets + (1 - ratio[:, None]) * targets[order]
+        return mixed.to(wavs.dtype), mixed_targets
