@@ -1,5 +1,6 @@
 """Shared test fixtures: the real ESC-10 data when present, and generated audio."""
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -140,3 +141,13 @@ def trained_runs(fake_esc10, tmp_path_factory):
         return folders[hparams]
 
     return get
+
+
+def load_benchmark(name):
+    """Import benchmarks/<name>.py (the benchmarks folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"{name}_under_test", REPO / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 their benchmarks/common.py): tiny end-to-end runs on the two CPU YAMLs, and the log
 parser they use (focalnet_lobes.training.logs)."""
 
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -10,20 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import load_benchmark
 from focalnet_lobes.training.logs import parse_training_log
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_benchmark(name):
-    """Import benchmarks/<name>.py (the benchmarks folder is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"{name}_under_test", REPO / "benchmarks" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 common = load_benchmark("common")
 cpu_speed = load_benchmark("cpu_speed")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, recipe_env, run_recipe
+from conftest import REPO, load_benchmark, recipe_env, run_recipe
 from focalnet_lobes.training.cross_validation import fold_plan
 
 pytestmark = pytest.mark.slow
@@ -126,6 +126,18 @@ def test_cross_validation_runs_resumes_and_pools(five_folds, tmp_path):
     assert "mean ± std over folds" in markdown and "## q = 0.9" in markdown
     assert "| energy − focalnet |" in markdown
     assert (cv_folder / "cv_results.png").stat().st_size > 10_000
+
+    # benchmarks/tta_and_ensembles.py on this CV: its unshifted predictions are the CV's,
+    # an ensemble of a model with itself is the model, the TTA's first shift is none
+    levers = load_benchmark("tta_and_ensembles")
+    run = levers.evaluate_cross_validation(cv_folder, shifts=3)
+    assert run["recorded_agreement"] == 1.0
+    assert run["probabilities"].shape == (3, 5 * CLIPS_PER_FOLD, 10)
+    correct = levers.lever_correctness([run, run])
+    assert (correct["ensemble"][0] == correct["single"][0]).all()
+    result = levers.compare_levers(correct, n_resamples=199)
+    assert result["single"]["accuracy"] == pytest.approx(pooled["mean"])
+    assert result["ensemble"]["difference"]["mean"] == 0.0
 
 
 def test_cross_validation_errors_are_one_line(tmp_path):
