@@ -8,7 +8,9 @@ differences of every interpretation metric for the two by-design maps and for
 each method both ran (:func:`focalnet_lobes.training.cross_validation.compare_cross_validations`).
 Writes ``cv_comparison.{json,md}`` to the output folder and prints the table.
 Either side may be a cross-validation folder or the ``cv_results_per_clip.json.gz``
-archive it wrote (kept in ``benchmarks/results`` after the fold folders are gone).
+archive it wrote (kept in ``benchmarks/results`` after the fold folders are gone), or
+several of them separated by commas: the seeds of one recipe, each clip's correctness
+and metrics averaged over them before the paired difference (McNemar per seed pair).
 
 To run this recipe, do the following:
 > python recipes/compare_cv.py results/cv/focalnet_cpu results/cv/vit_cpu \\
@@ -16,6 +18,9 @@ To run this recipe, do the following:
 > # the map against the ViT's attention x input instead of its attention:
 > python recipes/compare_cv.py results/cv/focalnet_cpu results/cv/vit_cpu \\
 >     --second_method vit_x_input --output_folder results/cv/focalnet_vs_vit_x_input
+> # two seeds of each recipe (a lever against the default):
+> python recipes/compare_cv.py results/cv/lever_1986,results/cv/lever_1987 \\
+>     results/cv/default_1986,results/cv/default_1987 --output_folder results/cv/lever_vs_default
 
 Authors
  * focalnet-audio contributors
@@ -34,14 +39,27 @@ from focalnet_lobes.training.cross_validation import (
 from focalnet_lobes.interpretation.stats import N_RESAMPLES, SEED
 
 
+def seed_list(text):
+    """A command-line side: one source, or a list of them when it holds commas.
+
+    Example
+    -------
+    >>> seed_list("cv/a"), seed_list("cv/a,cv/b")
+    ('cv/a', ['cv/a', 'cv/b'])
+    """
+    parts = [part for part in text.split(",") if part]
+    return parts if len(parts) > 1 else text
+
+
 def main(argv=None):
     """Command line; errors exit with a one-line message."""
     parser = argparse.ArgumentParser(description="Compare two cross-validations clip by clip.")
     parser.add_argument(
         "first",
-        help="cross-validation folder or its cv_results_per_clip.json.gz (differences are first - second)",
+        help="cross-validation folder or its cv_results_per_clip.json.gz, or several (seeds) "
+             "separated by commas (differences are first - second)",
     )
-    parser.add_argument("second", help="cross-validation folder (or archive) of the same folds")
+    parser.add_argument("second", help="cross-validation folder(s) (or archives) of the same folds")
     parser.add_argument("--output_folder", required=True)
     parser.add_argument("--bootstrap_resamples", type=int, default=N_RESAMPLES)
     parser.add_argument("--bootstrap_seed", type=int, default=SEED)
@@ -52,7 +70,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         result = compare_cross_validations(
-            args.first, args.second, n_resamples=args.bootstrap_resamples, seed=args.bootstrap_seed,
+            seed_list(args.first), seed_list(args.second), n_resamples=args.bootstrap_resamples, seed=args.bootstrap_seed,
             first_method=args.first_method, second_method=args.second_method,
         )
     except (CrossValidationError, ValueError, OSError) as error:

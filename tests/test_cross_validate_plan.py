@@ -229,6 +229,47 @@ def test_two_cross_validations_compared_clip_by_clip(tmp_path):
     assert "has no method 'vit_x_input' (it ran vit, energy)" in missing.stderr.strip().splitlines()[-1]
 
 
+def test_seeds_of_each_recipe_averaged_clip_by_clip(tmp_path):
+    """Several cross-validations per side (seeds): per-clip means, McNemar per seed pair."""
+    focalnet_and_vit_cross_validations(tmp_path)
+    a, b = tmp_path / "a", tmp_path / "b"
+    single = compare_cross_validations(a, b, n_resamples=99)
+    twice = compare_cross_validations([a, a], [b, b, b], n_resamples=99)
+    assert twice["seeds"] == [2, 3] and twice["first"] == [str(a)] * 2
+    # the same seed twice is that seed: the same per-clip values, the same intervals
+    assert twice["accuracy"]["difference"] == single["accuracy"]["difference"]
+    assert twice["accuracy"]["mcnemar"] is None
+    assert [p["mcnemar"] for p in twice["accuracy"]["per_seed"]] == [single["accuracy"]["mcnemar"]] * 3
+    assert [p["label"] for p in twice["pairs"]] == ["focalnet − vit", "energy"]
+    for left, right in zip(twice["pairs"], single["pairs"]):
+        assert left["quantiles"] == right["quantiles"] and "accuracy" not in left
+    # a side of two different runs: each clip's value is their mean (focalnet's map
+    # has FID-I 0.2 above the ViT's attention on every clip, energy the same on both)
+    mixed = compare_cross_validations([a, b], b, n_resamples=99, first_method="energy",
+                                      second_method="energy")
+    assert mixed["accuracy"]["first"] == pytest.approx((0.75 + 0.5) / 2)
+    assert mixed["accuracy"]["difference"]["mean"] == pytest.approx(0.125)
+    assert [p["first"] for p in mixed["accuracy"]["per_seed"]] == pytest.approx([0.75, 0.5])
+    # the command line: commas separate the seeds
+    out = tmp_path / "cmp"
+    command = [sys.executable, str(REPO / "recipes" / "compare_cv.py"), f"{a},{a}", f"{b},{b},{b}",
+               "--output_folder", str(out), "--bootstrap_resamples", "99"]
+    finished = run_recipe(command)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "- seeds: 2 / 3;" in finished.stdout and "  - seed pair 3:" in finished.stdout
+    assert json.loads((out / "cv_comparison.json").read_text())["seeds"] == [2, 3]
+    # a seed that held out other clips is refused, naming it
+    import gzip
+
+    archive = json.loads(gzip.decompress((a / "cv_results_per_clip.json.gz").read_bytes()))
+    for per_clip in archive["per_clip"].values():
+        per_clip["ids"] = [f"x{clip}" for clip in per_clip["ids"]]
+    other = tmp_path / "other.json.gz"
+    other.write_bytes(gzip.compress(json.dumps(archive).encode()))
+    with pytest.raises(CrossValidationError, match=f"{a} and {other} held out different clips"):
+        compare_cross_validations([a, other], b, n_resamples=99)
+
+
 def assert_close_nested(actual, expected, rel=1e-5):
     """Equal structure and labels; floats equal to ``rel``."""
     if isinstance(expected, dict):

@@ -973,12 +973,20 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
     both ran (energy, saliency, L-MAC, ...) as a paired difference with its CI
     (:func:`focalnet_lobes.interpretation.evaluation.paired_comparison`).
 
+    Either side may be several cross-validations of one recipe (seeds) on the same
+    folds: each clip's correctness and metrics are then averaged over that side's
+    seeds before the paired difference (one value per clip: the bootstrap still
+    resamples clips, and the seeds' variance is in each clip's value); the exact
+    McNemar test, which needs one prediction per clip, is then given per seed
+    pair instead (``accuracy["per_seed"]``, the i-th seed of each side paired,
+    the last one repeated when a side has fewer).
+
     Arguments
     ---------
-    first, second : str or pathlib.Path
+    first, second : str, pathlib.Path or list of them
         Cross-validation folders (``fold_<k>/fold_done.json``) or their per-clip
         archives (``cv_results_per_clip.json.gz``, :func:`load_pooled_per_clip`);
-        differences are ``first - second``.
+        a list: the seeds of one recipe. Differences are ``first - second``.
     n_resamples, seed :
         Of the bootstrap.
     first_method, second_method : str or None
@@ -988,14 +996,17 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
     Returns
     -------
     dict
-        ``{"first", "second", "clips", "accuracy": {"first", "second",
-        "difference" (CI dict), "mcnemar"}, "pairs": [{"label", "quantiles"}]}``.
+        ``{"first", "second", "clips", "seeds": [first, second], "accuracy":
+        {"first", "second", "difference" (CI dict), "mcnemar" (None with several
+        seeds), "per_seed": [{"first", "second", "mcnemar"}]}, "pairs": [{"label",
+        "quantiles"}]}``.
 
     Raises
     ------
     CrossValidationError
-        A folder without finished folds, clips that differ between the two, or a
-        ``first_method`` / ``second_method`` the cross-validation did not run.
+        A folder without finished folds, clips that differ between the
+        cross-validations, or a ``first_method`` / ``second_method`` one of them did
+        not run.
 
     Example
     -------
@@ -1024,56 +1035,109 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
     ...                                    first_method="by_design", second_method="energy")
     >>> [p["label"] for p in chosen["pairs"]]
     ['by_design − energy']
+    >>> seeds = compare_cross_validations([root / "a", root / "b"], root / "b", n_resamples=99)
+    >>> seeds["seeds"], seeds["accuracy"]["first"], seeds["accuracy"]["mcnemar"]
+    ([2, 1], 0.75, None)
+    >>> [s["mcnemar"]["first_only"] for s in seeds["accuracy"]["per_seed"]]
+    [4, 0]
+    >>> round(seeds["pairs"][0]["quantiles"]["0.9"]["fid_i"]["mean"], 6)  # (0.8 + 0.5) / 2 - 0.5
+    0.15
     """
-    pooled_first, _, methods_first = load_pooled_per_clip(first)
-    pooled_second, _, methods_second = load_pooled_per_clip(second)
-    for folder, methods, method in ((first, methods_first, first_method),
-                                    (second, methods_second, second_method)):
-        if method is not None and method not in methods:
-            raise CrossValidationError(
-                f"{folder} has no method {method!r} (it ran {', '.join(methods)})"
-            )
-    lead_first = first_method or methods_first[0]
-    lead_second = second_method or methods_second[0]
-    ids_first = sorted(pooled_first[methods_first[0]]["ids"])
-    ids_second = sorted(pooled_second[methods_second[0]]["ids"])
-    if ids_first != ids_second:
-        raise CrossValidationError(
-            f"{first} and {second} held out different clips: not comparable clip by clip"
-        )
-    pairs = [(lead_first, lead_second)]
-    pairs += [(m, m) for m in methods_first
-              if m in methods_second and m not in (lead_first, lead_second)]
+    sides = [_seed_sources(first), _seed_sources(second)]
+    loaded = [[load_pooled_per_clip(source) for source in side] for side in sides]
+    methods = []
+    for side, runs, method in zip(sides, loaded, (first_method, second_method)):
+        common = [m for m in runs[0][2] if all(m in run[2] for run in runs)]
+        for source, run in zip(side, runs):
+            if method is not None and method not in run[2]:
+                raise CrossValidationError(
+                    f"{source} has no method {method!r} (it ran {', '.join(run[2])})"
+                )
+        methods.append(common)
+    reference_ids = sorted(loaded[0][0][0][loaded[0][0][2][0]]["ids"])
+    for side, runs in zip(sides, loaded):
+        for source, (pooled, _, run_methods) in zip(side, runs):
+            if sorted(pooled[run_methods[0]]["ids"]) != reference_ids:
+                raise CrossValidationError(
+                    f"{sides[0][0]} and {source} held out different clips: "
+                    "not comparable clip by clip"
+                )
+    lead = [first_method or methods[0][0], second_method or methods[1][0]]
+    pairs = [tuple(lead)]
+    pairs += [(m, m) for m in methods[0] if m in methods[1] and m not in lead]
+    several = any(len(side) > 1 for side in sides)
     compared = []
     for left, right in pairs:
         difference = paired_comparison(
-            pooled_first[left], pooled_second[right], n_resamples=n_resamples, seed=seed
+            _seed_average([run[0][left] for run in loaded[0]], reference_ids),
+            _seed_average([run[0][right] for run in loaded[1]], reference_ids),
+            n_resamples=n_resamples, seed=seed,
         )
+        if several:  # a McNemar test of the first seeds only would read as the whole
+            difference.pop("accuracy", None)
         # "focalnet − vit" across two kinds of model; one name when both CVs have it
         compared.append({"label": left if left == right else f"{left} − {right}", **difference})
-    reference_first = pooled_first[methods_first[0]]
-    index = {clip: i for i, clip in enumerate(pooled_second[methods_second[0]]["ids"])}
-    reference_second = pooled_second[methods_second[0]]
-    right_first, right_second = [], []
-    for i, clip in enumerate(reference_first["ids"]):
-        j = index[clip]
-        right_first.append(int(reference_first["predicted"][i] == reference_first["labels"][i]))
-        right_second.append(int(reference_second["predicted"][j] == reference_second["labels"][j]))
+    correct = [[_correct(run[0][run[2][0]], reference_ids) for run in runs] for runs in loaded]
+    per_seed = []
+    for i in range(max(len(side) for side in sides)):
+        one, two = correct[0][min(i, len(correct[0]) - 1)], correct[1][min(i, len(correct[1]) - 1)]
+        per_seed.append({"first": statistics.fmean(one), "second": statistics.fmean(two),
+                         "mcnemar": mcnemar_exact(one, two)})
+    mean_first = [statistics.fmean(values) for values in zip(*correct[0])]
+    mean_second = [statistics.fmean(values) for values in zip(*correct[1])]
     return {
-        "first": str(first),
-        "second": str(second),
-        "clips": len(ids_first),
+        "first": str(first) if len(sides[0]) == 1 else [str(s) for s in sides[0]],
+        "second": str(second) if len(sides[1]) == 1 else [str(s) for s in sides[1]],
+        "clips": len(reference_ids),
+        "seeds": [len(side) for side in sides],
         "accuracy": {
-            "first": statistics.fmean(right_first),
-            "second": statistics.fmean(right_second),
+            "first": statistics.fmean(mean_first),
+            "second": statistics.fmean(mean_second),
             "difference": paired_difference(
-                right_first, right_second, n_resamples=n_resamples, seed=seed
+                mean_first, mean_second, n_resamples=n_resamples, seed=seed
             ),
-            "mcnemar": mcnemar_exact(right_first, right_second),
+            "mcnemar": None if several else per_seed[0]["mcnemar"],
+            "per_seed": per_seed,
         },
         "pairs": compared,
         "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": 0.95},
     }
+
+
+def _seed_sources(value):
+    """One source or a list of them (the seeds of one recipe) as a non-empty list."""
+    sources = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not sources:
+        raise CrossValidationError("no cross-validation given")
+    return sources
+
+
+def _correct(per_clip, ids):
+    """Per-clip correctness (0/1) of a pooled per-clip result, in the order of ``ids``."""
+    index = {clip: i for i, clip in enumerate(per_clip["ids"])}
+    return [int(per_clip["predicted"][index[c]] == per_clip["labels"][index[c]]) for c in ids]
+
+
+def _seed_average(results, ids):
+    """The per-clip results of several seeds as one: metrics averaged clip by clip.
+
+    ``ids`` orders the clips; ``predicted`` is the first seed's (a single seed is
+    returned as it is, reordered). Only the metrics every seed holds are kept.
+    """
+    index = [{clip: i for i, clip in enumerate(r["ids"])} for r in results]
+    first = results[0]
+    averaged = {"ids": list(ids),
+                "labels": [first["labels"][index[0][c]] for c in ids],
+                "predicted": [first["predicted"][index[0][c]] for c in ids],
+                "quantiles": {}}
+    for q, columns in first["quantiles"].items():
+        names = [n for n in columns if all(n in r["quantiles"].get(q, {}) for r in results)]
+        averaged["quantiles"][q] = {
+            n: [statistics.fmean(r["quantiles"][q][n][k[c]] for r, k in zip(results, index))
+                for c in ids]
+            for n in names
+        }
+    return averaged
 
 
 def _difference_cells(row, names):
@@ -1113,22 +1177,48 @@ def markdown_comparison(result):
     ...           "pairs": [{"label": "x − y", "quantiles": {"0.9": {"fid_i": d}}}]}
     >>> print(markdown_comparison(result).splitlines()[-1])
     | x − y | **+0.100 [+0.050, +0.200]** |
+    >>> test = {"p_value": 0.5, "first_only": 2, "second_only": 1}
+    >>> seeds = dict(result, first=["A1", "A2"], seeds=[2, 1], accuracy=dict(
+    ...     result["accuracy"], mcnemar=None,
+    ...     per_seed=[{"first": 0.9, "second": 0.8, "mcnemar": test}] * 2))
+    >>> print("\\n".join(markdown_comparison(seeds).splitlines()[2:7]))
+    - first: `A1`, `A2`; second: `B`; 8 clips, each held out once in every one
+    - seeds: 2 / 1; each clip's correctness and metrics are averaged over a side's seeds before the paired difference
+    - accuracy: 90.0% vs 80.0%, difference +10.0 points [+5.0, +20.0] (95% bootstrap CI, excludes 0)
+      - seed pair 1: 90.0% vs 80.0%, exact McNemar p = 0.5 (2 clips right only in the first, 1 only in the second)
+      - seed pair 2: 90.0% vs 80.0%, exact McNemar p = 0.5 (2 clips right only in the first, 1 only in the second)
     """
     accuracy = result["accuracy"]
     d = accuracy["difference"]
     mcnemar = accuracy["mcnemar"]
+    seeds = result.get("seeds", [1, 1])
+
+    def names(side):
+        return ", ".join(f"`{s}`" for s in side) if isinstance(side, list) else f"`{side}`"
+
+    def discordant(test):
+        return (f"exact McNemar p = {test['p_value']:.3g} ({test.get('first_only', '?')} clips "
+                f"right only in the first, {test.get('second_only', '?')} only in the second)")
+
     lines = [
         "# Two cross-validations, clip by clip",
         "",
-        f"- first: `{result['first']}`; second: `{result['second']}`; {result['clips']} clips, "
-        "each held out once in both",
+        f"- first: {names(result['first'])}; second: {names(result['second'])}; "
+        f"{result['clips']} clips, each held out once in every one",
+    ]
+    if max(seeds) > 1:
+        lines.append(f"- seeds: {seeds[0]} / {seeds[1]}; each clip's correctness and metrics "
+                     "are averaged over a side's seeds before the paired difference")
+    lines.append(
         f"- accuracy: {100 * accuracy['first']:.1f}% vs {100 * accuracy['second']:.1f}%, "
         f"difference {100 * d['mean']:+.1f} points [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] "
-        f"(95% bootstrap CI{', excludes 0' if d['significant'] else ', includes 0'}); "
-        f"exact McNemar p = {mcnemar['p_value']:.3g} "
-        f"({mcnemar.get('first_only', '?')} clips right only in the first, "
-        f"{mcnemar.get('second_only', '?')} only in the second)",
-    ]
+        f"(95% bootstrap CI{', excludes 0' if d['significant'] else ', includes 0'})"
+        + (f"; {discordant(mcnemar)}" if mcnemar is not None else "")
+    )
+    if mcnemar is None:
+        for i, pair in enumerate(accuracy.get("per_seed", []), 1):
+            lines.append(f"  - seed pair {i}: {100 * pair['first']:.1f}% vs "
+                         f"{100 * pair['second']:.1f}%, {discordant(pair['mcnemar'])}")
     quantiles = sorted({q for pair in result["pairs"] for q in pair["quantiles"]}, key=float)
     for q in quantiles:
         names = [n for n in TABLE_KEYS if any(n in p["quantiles"].get(q, {}) for p in result["pairs"])]
