@@ -14,8 +14,10 @@ already trained, so they are measured here on those models:
   times the training and inference cost as there are seeds.
 
 Every clip of every held-out fold is classified once per model (features of the
-unaugmented clip, the recipe's evaluation precision), and the unshifted predictions
-are checked against the ones the cross-validation recorded. Each lever is compared
+unaugmented clip; float32 by default, as the cross-validation's interpretations, whose
+predictions it pools, classify), and the unshifted predictions are checked against
+the ones the cross-validation recorded (``recorded_agreement``; ``--precision bf16``,
+the recipes' ``eval_precision``, flips a few near-tied clips). Each lever is compared
 with the single model on the same clips: per clip, the lever's correctness minus the
 single model's, averaged over seeds, with a 95% bootstrap CI over clips
 (:func:`focalnet_lobes.interpretation.stats.paired_difference`). The map a model is
@@ -99,7 +101,7 @@ def shifted_probabilities(model, features, shifts, precision="fp32"):
     return torch.stack(outputs)
 
 
-def evaluate_cross_validation(cv_folder, shifts, batch_size=None):
+def evaluate_cross_validation(cv_folder, shifts, batch_size=None, precision="fp32"):
     """Shifted probabilities of every held-out clip of a finished cross-validation.
 
     Arguments
@@ -110,6 +112,8 @@ def evaluate_cross_validation(cv_folder, shifts, batch_size=None):
         As in :func:`shifted_probabilities`.
     batch_size : int or None
         Clips per forward pass (None: the recipe's evaluation batch size).
+    precision : str
+        ``"fp32"`` (as the cross-validation's interpretations classify) or ``"bf16"``.
 
     Returns
     -------
@@ -139,7 +143,6 @@ def evaluate_cross_validation(cv_folder, shifts, batch_size=None):
                                    hparams["clip_seconds"])["test"]
         size = batch_size or hparams.get("valid_dataloader_opts", {}).get("batch_size", 16)
         loader = sb.dataio.dataloader.make_dataloader(test, batch_size=size)
-        precision = hparams.get("eval_precision", "fp32")
         for batch in loader:
             wavs, lens = batch.sig
             features = batch_features(trained.frontend, batch.id, wavs, lens)
@@ -198,7 +201,7 @@ def lever_correctness(runs):
     return out
 
 
-def compare_levers(correct, n_resamples=9999):
+def compare_levers(correct, n_resamples=None):
     """Accuracy of each lever and its paired difference to the single model (per clip, mean over seeds).
 
     Returns a dict: lever -> ``accuracy`` (mean over seeds and clips), ``per_seed``
@@ -214,8 +217,9 @@ def compare_levers(correct, n_resamples=9999):
     >>> result["tta"]["accuracy"], result["tta"]["difference"]["significant"]
     (1.0, True)
     """
-    from focalnet_lobes.interpretation.stats import paired_difference
+    from focalnet_lobes.interpretation.stats import N_RESAMPLES, paired_difference
 
+    n_resamples = N_RESAMPLES if n_resamples is None else n_resamples
     single = np.asarray(correct["single"], dtype=float).mean(0)
     result = {}
     for lever, values in correct.items():
@@ -246,19 +250,28 @@ def main(argv=None):
                         metavar=("NAME", "CV_FOLDER"),
                         help="a recipe's name and its cross-validation folders, one per seed")
     parser.add_argument("--shifts", type=int, default=4, help="circular time shifts of the TTA")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="of the forward passes (fp32: as the CV's interpretations classify)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/tta_and_ensembles.json")
     args = parser.parse_args(argv)
     for recipe in args.recipe:
         if len(recipe) < 2:
             parser.error(f"--recipe {recipe[0]}: give the recipe's cross-validation folders")
+    if args.shifts < 1:
+        parser.error(f"--shifts must be at least 1, got {args.shifts}")
     torch.set_num_threads(args.threads)
     report = {"command": command_line("tta_and_ensembles.py", argv),
-              "environment": environment(args.threads), "shifts": args.shifts, "recipes": {}}
+              "environment": environment(args.threads), "shifts": args.shifts,
+              "precision": args.precision, "recipes": {}}
     tables = {}
     for name, *folders in args.recipe:
-        runs = [evaluate_cross_validation(folder, args.shifts) for folder in folders]
-        result = compare_levers(lever_correctness(runs))
+        try:
+            runs = [evaluate_cross_validation(folder, args.shifts, precision=args.precision)
+                    for folder in folders]
+            result = compare_levers(lever_correctness(runs))
+        except (ValueError, OSError) as error:  # CrossValidationError, TrainedClassifierError too
+            sys.exit(f"tta_and_ensembles.py: error: {name}: {error}")
         report["recipes"][name] = {
             "cv_folders": [str(Path(f).resolve()) for f in folders],
             "clips": len(runs[0]["ids"]),

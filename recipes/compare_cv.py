@@ -44,11 +44,11 @@ def seed_list(text):
 
     Example
     -------
-    >>> seed_list("cv/a"), seed_list("cv/a,cv/b")
-    ('cv/a', ['cv/a', 'cv/b'])
+    >>> seed_list("cv/a"), seed_list("cv/a,cv/b"), seed_list("cv/a,")
+    ('cv/a', ['cv/a', 'cv/b'], 'cv/a')
     """
     parts = [part for part in text.split(",") if part]
-    return parts if len(parts) > 1 else text
+    return parts if len(parts) > 1 else (parts[0] if parts else text)
 
 
 def main(argv=None):

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -342,3 +343,29 @@ def test_ship_pretrained_card_of_a_selected_checkpoint():
     assert "cross-validated" not in card  # no --cv_results
     assert "faithfulness terms" not in card  # no terms_epochs: a run without them
     assert "three-block conv stem, focal" in card  # no stem_strided_blocks: the VGG stem
+
+
+def test_tta_rolls_the_time_axis_and_averages_every_shift():
+    """benchmarks/tta_and_ensembles.py: shift k is the features rolled by k * T // shifts frames
+    along time (dim 2), and the TTA prediction is the mean of all shifts' probabilities."""
+    levers = load_benchmark("tta_and_ensembles")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8 * 3, 4)).eval()
+    features = torch.randn(2, 1, 8, 3)
+    probs = levers.shifted_probabilities(model, features, shifts=4)
+    assert levers.shift_offsets(8, 4) == [0, 2, 4, 6]
+    for k, offset in enumerate([0, 2, 4, 6]):
+        expected = torch.softmax(model(torch.roll(features, offset, dims=2)), dim=-1)
+        assert torch.allclose(probs[k], expected, atol=1e-6)
+    assert not torch.allclose(probs[1], probs[0])  # not shift-invariant: the rolls differ
+    # the mean of the shifts decides, not the first or the last one
+    shifted = np.array([[[0.6, 0.4]], [[0.0, 1.0]], [[0.6, 0.4]], [[0.6, 0.4]]])  # (4, 1, 2)
+    run = {"ids": ["a"], "labels": np.array([1]), "probabilities": shifted}
+    correct = levers.lever_correctness([run])
+    assert correct["single"].tolist() == [[False]] and correct["tta"].tolist() == [[True]]
+    other = dict(run, labels=np.array([0]))
+    assert levers.lever_correctness([other])["tta"].tolist() == [[False]]
+    with pytest.raises(ValueError, match="shifts must be in \\[1, 8\\]"):
+        levers.shift_offsets(8, 9)
+    with pytest.raises(ValueError, match="the same clips"):
+        levers.lever_correctness([run, dict(run, ids=["b"])])

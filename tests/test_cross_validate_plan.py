@@ -258,16 +258,40 @@ def test_seeds_of_each_recipe_averaged_clip_by_clip(tmp_path):
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "- seeds: 2 / 3;" in finished.stdout and "  - seed pair 3:" in finished.stdout
     assert json.loads((out / "cv_comparison.json").read_text())["seeds"] == [2, 3]
-    # a seed that held out other clips is refused, naming it
+    assert [p["difference"]["mean"] for p in mixed["accuracy"]["per_seed"]] == pytest.approx([0.25, 0.0])
+    # seeds are aligned by clip id, not by position: a's clips in another order are a
     import gzip
+    import random
 
     archive = json.loads(gzip.decompress((a / "cv_results_per_clip.json.gz").read_bytes()))
+    order = list(range(len(archive["per_clip"]["focalnet"]["ids"])))
+    random.Random(0).shuffle(order)
+    shuffled = json.loads(json.dumps(archive))
+    for method, per_clip in shuffled["per_clip"].items():
+        for key in ("ids", "labels", "predicted"):
+            per_clip[key] = [per_clip[key][i] for i in order]
+        for columns in per_clip["quantiles"].values():
+            for name in columns:
+                columns[name] = [columns[name][i] for i in order]
+    assert shuffled["per_clip"]["focalnet"]["ids"] != archive["per_clip"]["focalnet"]["ids"]
+    moved = tmp_path / "shuffled.json.gz"
+    moved.write_bytes(gzip.compress(json.dumps(shuffled).encode()))
+    again = compare_cross_validations([a, moved], b, n_resamples=99)
+    assert again["accuracy"]["difference"] == single["accuracy"]["difference"]
+    assert again["pairs"][0]["quantiles"] == single["pairs"][0]["quantiles"]
+    # a seed that held out other clips is refused, naming it
     for per_clip in archive["per_clip"].values():
         per_clip["ids"] = [f"x{clip}" for clip in per_clip["ids"]]
     other = tmp_path / "other.json.gz"
     other.write_bytes(gzip.compress(json.dumps(archive).encode()))
     with pytest.raises(CrossValidationError, match=f"{a} and {other} held out different clips"):
         compare_cross_validations([a, other], b, n_resamples=99)
+    # seeds whose first methods differ: one line asking which to pair
+    with pytest.raises(CrossValidationError, match="the seeds' first methods differ .*--first_method"):
+        compare_cross_validations([a, b], b, n_resamples=99)
+    broken = run_recipe(command[:2] + [f"{a},{b}", str(b), "--output_folder", str(out)])
+    assert broken.returncode != 0 and "Traceback" not in broken.stderr
+    assert "first methods differ (focalnet, vit)" in broken.stderr.strip().splitlines()[-1]
 
 
 def assert_close_nested(actual, expected, rel=1e-5):

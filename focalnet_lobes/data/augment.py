@@ -225,7 +225,10 @@ class BetweenClassMix(nn.Module):
     The level here is the RMS level of the clip's loudest ``window`` (the paper
     takes the A-weighted level of its loudest 50 ms window; the A-weighting is
     left out), floored at ``floor_db``. A pair of clips of the same class is
-    allowed (its targets do not change). The training loss on the mixed targets
+    allowed (its targets do not change), and so is a clip paired with itself (the
+    permutation may fix it: a gain of at most +3 dB). As in the paper, a near-silent
+    clip mixed with a loud one gives a near-silent mix (the loud clip is scaled down
+    to be heard at the ratio), its targets still ``r`` and ``1 - r``. The training loss on the mixed targets
     is the recipe's soft-target cross-entropy (the paper's KL divergence up to
     the targets' entropy, which has no gradient).
 

@@ -975,11 +975,13 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
 
     Either side may be several cross-validations of one recipe (seeds) on the same
     folds: each clip's correctness and metrics are then averaged over that side's
-    seeds before the paired difference (one value per clip: the bootstrap still
-    resamples clips, and the seeds' variance is in each clip's value); the exact
-    McNemar test, which needs one prediction per clip, is then given per seed
-    pair instead (``accuracy["per_seed"]``, the i-th seed of each side paired,
-    the last one repeated when a side has fewer).
+    seeds before the paired difference (one value per clip; the bootstrap resamples
+    clips, so the interval is for *these* seeds: it does not account for how much
+    another draw of seeds would move the means). Each seed pair (the i-th seed of
+    each side, the last one repeated when a side has fewer; the pairing itself is
+    arbitrary, so these are descriptive) gets its accuracy difference with its CI
+    and the exact McNemar test, which needs one prediction per clip
+    (``accuracy["per_seed"]``).
 
     Arguments
     ---------
@@ -998,8 +1000,8 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
     dict
         ``{"first", "second", "clips", "seeds": [first, second], "accuracy":
         {"first", "second", "difference" (CI dict), "mcnemar" (None with several
-        seeds), "per_seed": [{"first", "second", "mcnemar"}]}, "pairs": [{"label",
-        "quantiles"}]}``.
+        seeds), "per_seed": [{"first", "second", "difference", "mcnemar"}]},
+        "pairs": [{"label", "quantiles"}]}``.
 
     Raises
     ------
@@ -1053,6 +1055,12 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
                 raise CrossValidationError(
                     f"{source} has no method {method!r} (it ran {', '.join(run[2])})"
                 )
+        if method is None and (not common or common[0] != runs[0][2][0]):
+            raise CrossValidationError(
+                f"{', '.join(str(s) for s in side)}: the seeds' first methods differ "
+                f"({', '.join(run[2][0] for run in runs)}): name the one to pair with "
+                "--first_method / --second_method"
+            )
         methods.append(common)
     reference_ids = sorted(loaded[0][0][0][loaded[0][0][2][0]]["ids"])
     for side, runs in zip(sides, loaded):
@@ -1082,12 +1090,14 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
     for i in range(max(len(side) for side in sides)):
         one, two = correct[0][min(i, len(correct[0]) - 1)], correct[1][min(i, len(correct[1]) - 1)]
         per_seed.append({"first": statistics.fmean(one), "second": statistics.fmean(two),
+                         "difference": paired_difference(one, two, n_resamples=n_resamples,
+                                                         seed=seed),
                          "mcnemar": mcnemar_exact(one, two)})
     mean_first = [statistics.fmean(values) for values in zip(*correct[0])]
     mean_second = [statistics.fmean(values) for values in zip(*correct[1])]
     return {
-        "first": str(first) if len(sides[0]) == 1 else [str(s) for s in sides[0]],
-        "second": str(second) if len(sides[1]) == 1 else [str(s) for s in sides[1]],
+        "first": str(sides[0][0]) if len(sides[0]) == 1 else [str(s) for s in sides[0]],
+        "second": str(sides[1][0]) if len(sides[1]) == 1 else [str(s) for s in sides[1]],
         "clips": len(reference_ids),
         "seeds": [len(side) for side in sides],
         "accuracy": {
@@ -1183,7 +1193,7 @@ def markdown_comparison(result):
     ...     per_seed=[{"first": 0.9, "second": 0.8, "mcnemar": test}] * 2))
     >>> print("\\n".join(markdown_comparison(seeds).splitlines()[2:7]))
     - first: `A1`, `A2`; second: `B`; 8 clips, each held out once in every one
-    - seeds: 2 / 1; each clip's correctness and metrics are averaged over a side's seeds before the paired difference
+    - seeds: 2 / 1; each clip's correctness and metrics are averaged over a side's seeds before the paired difference (the CI is for these seeds)
     - accuracy: 90.0% vs 80.0%, difference +10.0 points [+5.0, +20.0] (95% bootstrap CI, excludes 0)
       - seed pair 1: 90.0% vs 80.0%, exact McNemar p = 0.5 (2 clips right only in the first, 1 only in the second)
       - seed pair 2: 90.0% vs 80.0%, exact McNemar p = 0.5 (2 clips right only in the first, 1 only in the second)
@@ -1193,7 +1203,7 @@ def markdown_comparison(result):
     mcnemar = accuracy["mcnemar"]
     seeds = result.get("seeds", [1, 1])
 
-    def names(side):
+    def sources(side):
         return ", ".join(f"`{s}`" for s in side) if isinstance(side, list) else f"`{side}`"
 
     def discordant(test):
@@ -1203,12 +1213,14 @@ def markdown_comparison(result):
     lines = [
         "# Two cross-validations, clip by clip",
         "",
-        f"- first: {names(result['first'])}; second: {names(result['second'])}; "
-        f"{result['clips']} clips, each held out once in every one",
+        f"- first: {sources(result['first'])}; second: {sources(result['second'])}; "
+        f"{result['clips']} clips, each held out once in "
+        + ("both" if max(seeds) == 1 else "every one"),
     ]
     if max(seeds) > 1:
         lines.append(f"- seeds: {seeds[0]} / {seeds[1]}; each clip's correctness and metrics "
-                     "are averaged over a side's seeds before the paired difference")
+                     "are averaged over a side's seeds before the paired difference (the CI is "
+                     "for these seeds)")
     lines.append(
         f"- accuracy: {100 * accuracy['first']:.1f}% vs {100 * accuracy['second']:.1f}%, "
         f"difference {100 * d['mean']:+.1f} points [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] "
@@ -1217,8 +1229,11 @@ def markdown_comparison(result):
     )
     if mcnemar is None:
         for i, pair in enumerate(accuracy.get("per_seed", []), 1):
+            gap = pair.get("difference")
+            gap = ("" if gap is None else f" ({100 * gap['mean']:+.1f} [{100 * gap['low']:+.1f}, "
+                   f"{100 * gap['high']:+.1f}])")
             lines.append(f"  - seed pair {i}: {100 * pair['first']:.1f}% vs "
-                         f"{100 * pair['second']:.1f}%, {discordant(pair['mcnemar'])}")
+                         f"{100 * pair['second']:.1f}%{gap}, {discordant(pair['mcnemar'])}")
     quantiles = sorted({q for pair in result["pairs"] for q in pair["quantiles"]}, key=float)
     for q in quantiles:
         names = [n for n in TABLE_KEYS if any(n in p["quantiles"].get(q, {}) for p in result["pairs"])]
