@@ -245,15 +245,18 @@ COSTS = {
 
 def main(argv=None):
     """Evaluate each recipe's cross-validations, print the table, write the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--recipe", nargs="+", action="append", required=True,
                         metavar=("NAME", "CV_FOLDER"),
-                        help="a recipe's name and its cross-validation folders, one per seed")
+                        help="a recipe's name and at least one cross-validation folder (one per "
+                             "seed; folders with their fold models, not per-clip archives)")
     parser.add_argument("--shifts", type=int, default=4, help="circular time shifts of the TTA")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="of the forward passes (fp32: as the CV's interpretations classify)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/results/tta_and_ensembles.json")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--out", default="benchmarks/results/tta_and_ensembles.json",
+                        help="JSON file to write")
     args = parser.parse_args(argv)
     for recipe in args.recipe:
         if len(recipe) < 2:
