@@ -64,3 +64,38 @@ def test_identity_without_mixing_returns_the_same_tensors_and_draws_nothing():
 def test_bad_options_are_one_line_errors(kwargs):
     with pytest.raises(ValueError, match="BetweenClassMix: window_seconds must be > 0"):
         BetweenClassMix(**kwargs)
+
+
+@pytest.mark.parametrize("probability", [1.0, 0.0])
+def test_recipe_step_mixes_waveforms_and_bypasses_the_cache(probability, tmp_path):
+    """recipes/train.py's training forward with wav_mix_probability 1.0 gets mixed targets and
+    leaves the feature cache alone; with 0.0 (the default) one-hot targets and cached features."""
+    import importlib.util
+
+    import speechbrain as sb
+    from hyperpyyaml import load_hyperpyyaml
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("train_recipe_under_test", REPO / "recipes" / "train.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    overrides = {"data_folder": str(tmp_path), "esc10": True, "output_folder": str(tmp_path / "out"),
+                 "wav_mix_probability": probability, "mixup_alpha": 0.0}
+    with open(REPO / "hparams" / "focalnet_cpu.yaml", encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    brain = recipe.ESC50Brain(modules=hparams["modules"], hparams=hparams,
+                              run_opts={"device": "cpu"})
+    torch.manual_seed(0)
+    batch = sb.dataio.batch.PaddedBatch([
+        {"id": f"clip{i}", "sig": tone(-6.0 - 10 * i, samples=16000, frequency=300.0 * (i + 1)),
+         "label": i} for i in range(4)
+    ])
+    _, targets, _ = brain.compute_forward(batch, sb.Stage.TRAIN)
+    one_hot = bool(((targets == 0) | (targets == 1)).all())
+    cached = len(hparams["feature_cache"])
+    if probability:
+        assert not one_hot and cached == 0  # mixed targets, no cached features of the mixes
+        assert torch.allclose(targets.sum(1), torch.ones(4))
+    else:
+        assert one_hot and cached == 4
