@@ -143,11 +143,16 @@ def trained_runs(fake_esc10, tmp_path_factory):
     return get
 
 
-def load_benchmark(name):
-    """Import benchmarks/<name>.py (the benchmarks folder is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"{name}_under_test", REPO / "benchmarks" / f"{name}.py"
-    )
+def load_script(path):
+    """Import a script of this checkout (``benchmarks/<name>.py``, ``recipes/<name>.py``: not
+    packages) as a fresh module, under the name ``<name>_under_test``."""
+    path = REPO / path
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_benchmark(name):
+    """Import benchmarks/<name>.py (the benchmarks folder is not a package)."""
+    return load_script(f"benchmarks/{name}.py")

@@ -70,16 +70,12 @@ def test_bad_options_are_one_line_errors(kwargs):
 def test_recipe_step_mixes_waveforms_and_bypasses_the_cache(probability, tmp_path):
     """recipes/train.py's training forward with wav_mix_probability 1.0 gets mixed targets and
     leaves the feature cache alone; with 0.0 (the default) one-hot targets and cached features."""
-    import importlib.util
-
     import speechbrain as sb
     from hyperpyyaml import load_hyperpyyaml
 
-    from conftest import REPO
+    from conftest import REPO, load_script
 
-    spec = importlib.util.spec_from_file_location("train_recipe_under_test", REPO / "recipes" / "train.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = load_script("recipes/train.py")
     overrides = {"data_folder": str(tmp_path), "esc10": True, "output_folder": str(tmp_path / "out"),
                  "wav_mix_probability": probability, "mixup_alpha": 0.0}
     with open(REPO / "hparams" / "focalnet_cpu.yaml", encoding="utf-8") as fin:

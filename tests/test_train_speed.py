@@ -1,19 +1,16 @@
 """Training speed-ups that must not change what is computed: the feature cache and
 the channels_last stem; and benchmarks/train_speed.py that measures them."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import load_benchmark
 from focalnet_lobes.data.augment import RandomGain
 from focalnet_lobes.data.features import FeatureCache, SpectrogramFrontend
 from focalnet_lobes.models.stems import ConvStem
 from focalnet_lobes.training.plan import batch_features
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -149,11 +146,7 @@ def test_strided_blocks_must_count_stem_blocks(bad):
 
 
 def test_recipes_pass_the_stem_option_to_both_models():
-    spec = importlib.util.spec_from_file_location(
-        "train_speed_under_test_0", REPO / "benchmarks" / "train_speed.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("train_speed")
     for config in ("focalnet_cpu", "vit_cpu"):
         for strided in (0, 1):
             hparams = module.load_recipe(config, overrides={"stem_strided_blocks": strided})
@@ -162,11 +155,7 @@ def test_recipes_pass_the_stem_option_to_both_models():
 
 
 def test_train_speed_benchmark_runs_and_reports_equal_functions(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(
-        "train_speed_under_test", REPO / "benchmarks" / "train_speed.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("train_speed")
     output = tmp_path / "speed.json"
     rows = module.main([
         "--configs", "focalnet_cpu", "--threads", "1", "--batch_size", "2",
@@ -206,11 +195,7 @@ def test_train_speed_benchmark_runs_and_reports_equal_functions(tmp_path, capsys
 
 def test_train_speed_reference_undoes_todays_model_options():
     """The reference row is built with the VGG stem and fused attention whatever the YAML says."""
-    spec = importlib.util.spec_from_file_location(
-        "train_speed_under_test_2", REPO / "benchmarks" / "train_speed.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("train_speed")
     today = module.load_recipe("vit_cpu", overrides={"stem_strided_blocks": 1, "fused_attention": False})
     assert module.model_changes(today) == {"stem_strided_blocks": 1, "fused_attention": False}
     # today's vit_cpu.yaml differs from the reference in both; undone, nothing differs
