@@ -1095,6 +1095,10 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
                          "mcnemar": mcnemar_exact(one, two)})
     mean_first = [statistics.fmean(values) for values in zip(*correct[0])]
     mean_second = [statistics.fmean(values) for values in zip(*correct[1])]
+    difference = (  # one seed a side: the seed pair's difference is the difference
+        paired_difference(mean_first, mean_second, n_resamples=n_resamples, seed=seed)
+        if several else per_seed[0]["difference"]
+    )
     return {
         "first": str(sides[0][0]) if len(sides[0]) == 1 else [str(s) for s in sides[0]],
         "second": str(sides[1][0]) if len(sides[1]) == 1 else [str(s) for s in sides[1]],
@@ -1103,9 +1107,7 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
         "accuracy": {
             "first": statistics.fmean(mean_first),
             "second": statistics.fmean(mean_second),
-            "difference": paired_difference(
-                mean_first, mean_second, n_resamples=n_resamples, seed=seed
-            ),
+            "difference": difference,
             "mcnemar": None if several else per_seed[0]["mcnemar"],
             "per_seed": per_seed,
         },
