@@ -121,9 +121,11 @@ class ESC50Brain(sb.Brain):
         return loss
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        """Step the per-step learning-rate schedule after each optimiser step."""
+        """Step the per-step learning-rate schedule and the weight average after each optimiser step."""
         if should_step:
             step_schedule(self.lr_scheduler, self.total_steps)
+            if self.weight_average is not None:
+                self.weight_average.update(self.classifier, self.hparams.epoch_counter.current)
 
     def on_stage_start(self, stage, epoch=None):
         """Fresh prediction collector for every evaluation stage, fresh term mean for training."""
@@ -168,6 +170,12 @@ class ESC50Brain(sb.Brain):
             **({"valid_stats": valid_stats} if valid_stats is not None else {}),
         )
         meta = {} if valid_stats is None else {"error": valid_stats["error"]}
+        if self.weight_average is not None and epoch >= self.hparams.number_of_epochs:
+            # The schedule's end: the averaged weights become the model that is kept.
+            if self.weight_average.apply_to(self.classifier):
+                logger.info("The model is now the average of the last %d steps' weights "
+                            "(weight_average_decay %s)", self.weight_average.updates,
+                            self.weight_average.decay)
         if valid_stats is None:
             # Saved from the training stage: SpeechBrain resets its step count and running
             # loss only after on_stage_end, so do it first, or the checkpoint carries them
@@ -183,9 +191,18 @@ class ESC50Brain(sb.Brain):
 
         ``self.steps_per_epoch`` (optimiser steps per process and epoch, see
         :func:`focalnet_lobes.training.plan.optimizer_steps_per_epoch`) is set by
-        :func:`main`; the schedule spans ``number_of_epochs`` such epochs.
+        :func:`main`; the schedule spans ``number_of_epochs`` such epochs. The weight
+        average (YAML ``weight_average``, when its decay is set) is created here, as a
+        copy of the model, and checkpointed too.
         """
         super().init_optimizers()
+        self.weight_average = getattr(self.hparams, "weight_average", None)
+        if self.weight_average is not None and self.weight_average.active:
+            self.weight_average.attach(self.classifier)
+            if self.checkpointer is not None:
+                self.checkpointer.add_recoverable("weight_average", self.weight_average)
+        else:
+            self.weight_average = None
         self.lr_scheduler = None
         self.total_steps = self.hparams.number_of_epochs * self.steps_per_epoch
         factory = getattr(self.hparams, "lr_scheduler", None)
@@ -318,6 +335,14 @@ def main(argv):
         raise RecipeError(
             f"{hparams_file}: checkpoint_selection must be one of "
             f"{', '.join(CHECKPOINT_SELECTIONS)}, got {selection!r}"
+        )
+
+    average = hparams.get("weight_average")
+    if average is not None and average.active and selection != "last_epoch":
+        raise RecipeError(
+            f"{hparams_file}: weight_average_decay needs checkpoint_selection last_epoch "
+            "(the average replaces the model after the last epoch; a checkpoint selected "
+            f"by validation error would not be averaged), got {selection!r}"
         )
 
     # Everything that cannot train stops here, before any work, on every process.

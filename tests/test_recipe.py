@@ -183,10 +183,81 @@ def test_between_class_mixing_of_waveforms_trains(fake_esc10, tmp_path):
     assert defaults["wav_mix"].probability == 0.0 and defaults["mixup"].alpha == 0.4
 
 
+def averaged_run_state(output):
+    """The kept checkpoint's model and weight average, and the training clips per epoch."""
+    checkpoints = list((output / "save").glob("CKPT+*"))
+    assert len(checkpoints) == 1
+    model = torch.load(checkpoints[0] / "model.ckpt", weights_only=True)
+    average = torch.load(checkpoints[0] / "weight_average.ckpt", weights_only=True)
+    train_clips = len(json.loads((output / "save" / "train.json").read_text()))
+    return model, average, train_clips
+
+
+def test_weight_average_becomes_the_kept_and_tested_model(fake_esc10, tmp_path):
+    """Lever W: the EMA of the steps after the start epoch replaces the model after the
+    last epoch; the test stage and every loader of the run take it."""
+    from focalnet_lobes.inference.trained import load_trained_classifier
+
+    runs = {}
+    for name, extra in (("plain", ()), ("averaged", ("--weight_average_decay", "0.5"))):
+        output = tmp_path / name
+        command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, "--valid_folds", "[]",
+                                 "--weight_average_start_epoch", "1", *extra, epochs=3)
+        result = run(command)
+        assert result.returncode == 0, result.stderr[-4000:]
+        runs[name] = output
+    model, average, train_clips = averaged_run_state(runs["averaged"])
+    steps = train_clips // 8  # batch 8, drop_last
+    assert int(average["average.n_averaged"]) == 2 * steps  # epochs 2 and 3
+    assert f"average of the last {2 * steps} steps' weights" in (runs["averaged"] / "log.txt").read_text()
+    for key, value in model.items():
+        assert torch.equal(value, average[f"average.module.{key}"]), key
+    plain = next((runs["plain"] / "save").glob("CKPT+*"))
+    assert not (plain / "weight_average.ckpt").exists()  # off by default
+    plain = torch.load(plain / "model.ckpt", weights_only=True)
+    # same seed and data: the same steps, but the averaged run keeps other weights
+    assert any(not torch.equal(plain[k], model[k]) for k in model if model[k].is_floating_point())
+    trained = load_trained_classifier(runs["averaged"])
+    for key, value in trained.model.state_dict().items():
+        assert torch.equal(value, model[key]), key
+
+
+def test_weight_average_survives_a_kill_and_resumes(fake_esc10, tmp_path):
+    """Killed during epoch 2, the rerun continues the average saved with epoch 1's checkpoint:
+    it averages all three epochs' steps, not only those after the restart."""
+    output = tmp_path / "out"
+    command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, "--valid_folds", "[]",
+                             "--weight_average_decay", "0.5", "--weight_average_start_epoch", "0",
+                             epochs=3)
+    process = subprocess.Popen(
+        command, cwd=REPO, env=recipe_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if list((output / "save").glob("CKPT+*")):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "training ended before it could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert epochs_logged(output / "train_log.txt") == [1]
+    result = run(command)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert epochs_logged(output / "train_log.txt") == [1, 2, 3]
+    model, average, train_clips = averaged_run_state(output)
+    assert int(average["average.n_averaged"]) == 3 * (train_clips // 8)
+    for key, value in model.items():
+        assert torch.equal(value, average[f"average.module.{key}"]), key
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--valid_folds", "[]", "--checkpoint_selection", "valid_error"],
      "valid_folds is empty: .* --checkpoint_selection last_epoch"),
     (["--checkpoint_selection", "best"], "checkpoint_selection must be one of valid_error, last_epoch, got 'best'"),
+    (["--checkpoint_selection", "valid_error", "--weight_average_decay", "0.99"],
+     "weight_average_decay needs checkpoint_selection last_epoch .* got 'valid_error'"),
+    (["--weight_average_decay", "1.5"], r"weight_average_decay must be in \[0, 1\) or null, got 1.5"),
 ])
 def test_checkpoint_selection_errors_are_one_line(fake_esc10, tmp_path, extra, message):
     result = run(recipe_command("focalnet_cpu.yaml", fake_esc10, tmp_path / "out", *extra))

@@ -1,0 +1,134 @@
+"""The exponential moving average of the weights (lever W of session 14)."""
+
+import pytest
+import torch
+
+from focalnet_lobes.training.averaging import WeightAverage
+
+
+def small_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+
+
+def train_steps(model, average, epochs, steps, lr=0.1):
+    """Plain SGD steps on random data; the average updated after each, as the recipe does.
+
+    Returns the model's parameters and buffers after every averaged step.
+    """
+    optimiser = torch.optim.SGD(model.parameters(), lr=lr)
+    averaged = []
+    for epoch in range(1, epochs + 1):
+        for _ in range(steps):
+            loss = model(torch.randn(8, 3)).pow(2).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            average.update(model, epoch)
+            if epoch > average.start_epoch:
+                averaged.append([t.detach().clone() for t in list(model.parameters()) + list(model.buffers())])
+    return averaged
+
+
+def test_the_average_is_the_ema_of_the_steps_after_the_start_epoch():
+    decay = 0.9
+    model = small_model()
+    average = WeightAverage(decay=decay, start_epoch=2)
+    average.attach(model)
+    snapshots = train_steps(model, average, epochs=4, steps=5)
+    assert average.updates == len(snapshots) == 2 * 5  # epochs 3 and 4 only
+    expected = [t.clone().float() for t in snapshots[0]]  # the first update copies
+    for snapshot in snapshots[1:]:
+        expected = [decay * e + (1 - decay) * s.float() for e, s in zip(expected, snapshot)]
+    raw = [t.detach().clone() for t in list(model.parameters()) + list(model.buffers())]
+    assert average.apply_to(model)
+    kept = list(model.parameters()) + list(model.buffers())
+    for got, want, last in zip(kept, expected, raw):
+        if got.is_floating_point():  # weights and BatchNorm running statistics
+            torch.testing.assert_close(got, want.to(got.dtype), rtol=1e-5, atol=1e-6)
+    # averaging changed the weights that are kept: they are not the last step's
+    assert any(not torch.equal(g, r) for g, r in zip(kept, raw) if g.is_floating_point())
+
+
+def test_off_by_default_and_with_nothing_averaged_the_model_is_untouched():
+    model = small_model()
+    before = [t.clone() for t in model.state_dict().values()]
+    off = WeightAverage()
+    off.attach(model)
+    assert not off.active and off.average is None and off.updates == 0
+    off.update(model, epoch=5)
+    assert not off.apply_to(model)
+    late = WeightAverage(decay=0.99, start_epoch=10)
+    late.attach(model)
+    train_steps(model, late, epochs=2, steps=2)  # never after epoch 10
+    trained = [t.clone() for t in model.state_dict().values()]
+    assert late.updates == 0 and not late.apply_to(model)
+    assert all(torch.equal(a, b) for a, b in zip(trained, model.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(before, trained))
+
+
+def test_the_average_resumes_from_its_state_dict():
+    """A checkpointed average continues where it was: the same result as without a break."""
+    torch.manual_seed(1)
+    model = small_model()
+    steps = [[p + 0.1 * (i + 1) * torch.randn_like(p) if p.is_floating_point() else p + i
+              for p in model.state_dict().values()] for i in range(6)]
+
+    def set_weights(target, values):
+        with torch.no_grad():
+            for tensor, value in zip(target.state_dict().values(), values):
+                tensor.copy_(value)
+
+    straight = WeightAverage(decay=0.8)
+    straight.attach(model)
+    for values in steps:
+        set_weights(model, values)
+        straight.update(model, epoch=1)
+    state = None
+    for part in (steps[:3], steps[3:]):
+        resumed = WeightAverage(decay=0.8)
+        resumed.attach(model)
+        if state is not None:
+            resumed.load_state_dict(state)
+        for values in part:
+            set_weights(model, values)
+            resumed.update(model, epoch=1)
+        state = resumed.state_dict()
+    assert resumed.updates == straight.updates == 6
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(state[key], value)
+
+
+@pytest.mark.parametrize("decay, start, message", [
+    (1.0, 0, r"weight_average_decay must be in \[0, 1\) or null, got 1.0"),
+    (-0.1, 0, r"weight_average_decay must be in \[0, 1\)"),
+    (0.9, -1, "weight_average_start_epoch must be >= 0, got -1"),
+])
+def test_bad_settings_are_one_clear_error(decay, start, message):
+    with pytest.raises(ValueError, match=message):
+        WeightAverage(decay=decay, start_epoch=start)
+
+
+def test_cpu_yamls_have_averaging_off_and_specaugment_stripes_as_keys(tmp_path):
+    """Both CPU recipes keep the session-13 defaults; the stripe counts are overridable keys."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    from conftest import REPO
+
+    for name in ("focalnet_cpu.yaml", "vit_cpu.yaml"):
+        with open(REPO / "hparams" / name, encoding="utf-8") as fin:
+            text = fin.read()
+        defaults = load_hyperpyyaml(text, {"data_folder": str(tmp_path)})
+        assert not defaults["weight_average"].active
+        assert defaults["weight_average"].start_epoch == defaults["number_of_epochs"] * 0.5
+        masking = defaults["feature_augment"][1]
+        assert (masking.time_drop.drop_count_low, masking.time_drop.drop_count_high) == (1, 1)
+        assert (masking.freq_drop.drop_count_low, masking.freq_drop.drop_count_high) == (1, 1)
+        assert (masking.time_drop.drop_length_low, masking.time_drop.drop_length_high) == (0, 40)
+        assert (masking.freq_drop.drop_length_low, masking.freq_drop.drop_length_high) == (0, 8)
+        lever = load_hyperpyyaml(text, {"data_folder": str(tmp_path), "num_time_masks": [2, 2],
+                                        "num_freq_masks": [2, 2], "weight_average_decay": 0.995})
+        masking = lever["feature_augment"][1]
+        assert (masking.time_drop.drop_count_low, masking.time_drop.drop_count_high) == (2, 2)
+        assert (masking.freq_drop.drop_count_low, masking.freq_drop.drop_count_high) == (2, 2)
+        assert lever["weight_average"].active and lever["weight_average"].decay == 0.995
