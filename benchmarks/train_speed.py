@@ -24,7 +24,12 @@ AdamW step; and one evaluation batch (features + forward). Variants:
   their own training step;
 - with ``--candidate BATCH EPOCHS``: today's recipe at another batch size and run
   length (e.g. ``--candidate 8 40``: the same optimiser steps as 80 epochs at 16,
-  half the clips per step), with its run speed-up against today's recipe.
+  half the clips per step), with its run speed-up against today's recipe;
+- with ``--lever NAME KEY=VALUE ...`` (repeatable): today's recipe with these YAML
+  overrides (e.g. ``--lever W weight_average_decay=0.995``), row ``today+NAME``, with
+  its run speed-up against today's recipe (``run vs today`` below 1: slower). A weight
+  average (``weight_average``) is updated after every optimiser step of every epoch:
+  an upper bound, the recipe updates it only after its start epoch.
 
 The first three variants compute the same function: the script reports the largest
 logit difference between the layouts (same weights, float32) and between cached and
@@ -54,6 +59,7 @@ from pathlib import Path
 
 import torch
 import torch.utils.benchmark as benchmark
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 
 from focalnet_lobes.data.features import FeatureCache
@@ -110,9 +116,18 @@ def term_epochs(hparams, epochs):
 def time_steps(hparams, model, frontend, cache, wavs, ids, targets, threads, min_run_time,
                term=None):
     """Median seconds of one training step, one evaluation batch and (with ``term``) one
-    training step with the faithfulness terms, each with ``torch.utils.benchmark``."""
+    training step with the faithfulness terms, each with ``torch.utils.benchmark``.
+
+    A training step includes the update of the recipe's weight average when it has an
+    active one (``weight_average``, :class:`~focalnet_lobes.training.averaging.WeightAverage`).
+    """
     optimizer = hparams["opt_class"](model.parameters())
     autocast = hparams["precision"] == "bf16"
+    average = hparams.get("weight_average")
+    if average is not None and average.active:
+        average.attach(model)
+    else:
+        average = None
 
     def train_step(with_term=False):
         model.train()
@@ -129,6 +144,8 @@ def time_steps(hparams, model, frontend, cache, wavs, ids, targets, threads, min
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if average is not None:
+            average.update(model, epoch=math.inf)
 
     def eval_step():
         model.eval()
@@ -149,7 +166,7 @@ def time_steps(hparams, model, frontend, cache, wavs, ids, targets, threads, min
 
 
 def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
-            reference_epochs=80, epochs=None, candidate=None):
+            reference_epochs=80, epochs=None, candidate=None, levers=()):
     """Time every variant of one recipe; returns one dict per variant.
 
     The variants are cumulative: ``reference`` (the YAML's model with the
@@ -162,6 +179,8 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
     ``number_of_epochs``) is the run length of every variant but the reference.
     ``candidate`` (``(batch size, epochs)`` or None) adds today's recipe at another
     batch size and run length (its ``vs_today`` is its run speed-up against today's).
+    ``levers`` (``(name, {key: value})`` pairs) adds today's recipe with those YAML
+    overrides, one row ``today+name`` each.
     """
     torch.manual_seed(0)
     today = load_recipe(config, overrides={"number_of_epochs": epochs} if epochs else None)
@@ -208,6 +227,9 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
     if candidate:
         cand = load_recipe(config, overrides={"number_of_epochs": candidate[1]})
         variants.append((f"{TODAY}, batch {candidate[0]}", cand, True, True, *candidate, True))
+    for name, overrides in levers:
+        lever = load_recipe(config, overrides={"number_of_epochs": epochs, **overrides})
+        variants.append((f"{TODAY}+{name}", lever, True, True, batch_size, epochs, True))
     rows = []
     for variant, hparams, channels_last, cached, batch, run_epochs, with_terms in variants:
         model = set_stem_layout(copy.deepcopy(hparams["model"]), channels_last)
@@ -249,6 +271,27 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
     return rows
 
 
+def parse_lever(words, parser):
+    """``(name, {key: value})`` from ``--lever NAME KEY=VALUE ...`` (values read as YAML).
+
+    Example
+    -------
+    >>> import argparse
+    >>> parse_lever(["A", "num_time_masks=[2, 2]", "weight_average_decay=0.995"], argparse.ArgumentParser())
+    ('A', {'num_time_masks': [2, 2], 'weight_average_decay': 0.995})
+    """
+    name, *pairs = words
+    overrides = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():
+            parser.error(f"--lever {name}: expected KEY=VALUE, got {pair!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    if not overrides:
+        parser.error(f"--lever {name}: no KEY=VALUE override given")
+    return name, overrides
+
+
 def main(argv=None):
     """Command line: time the variants, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -265,14 +308,18 @@ def main(argv=None):
     parser.add_argument("--candidate", nargs=2, type=int, default=None,
                         metavar=("BATCH_SIZE", "EPOCHS"),
                         help="also time today's variant at this batch size and run length")
+    parser.add_argument("--lever", nargs="+", action="append", default=[],
+                        metavar="NAME KEY=VALUE",
+                        help="also time today's recipe with these YAML overrides (repeatable)")
     parser.add_argument("--output", default=None, help="JSON file for the results")
     args = parser.parse_args(argv)
+    levers = [parse_lever(words, parser) for words in args.lever]
     torch.set_num_threads(args.threads)
     rows = []
     for config in args.configs:
         rows += measure(
             config, args.batch_size, args.train_clips, args.valid_clips, args.threads,
-            args.min_run_time, args.reference_epochs, args.epochs, args.candidate,
+            args.min_run_time, args.reference_epochs, args.epochs, args.candidate, levers,
         )
     print("| config | variant | batch | train step (ms) | with terms (ms) | eval batch (ms) | "
           "epoch (s) | speed-up per epoch | epochs (with terms) | run (min) | run speed-up | "

@@ -173,9 +173,9 @@ class ESC50Brain(sb.Brain):
         if self.weight_average is not None and epoch >= self.hparams.number_of_epochs:
             # The schedule's end: the averaged weights become the model that is kept.
             if self.weight_average.apply_to(self.classifier):
-                logger.info("The model is now the average of the last %d steps' weights "
-                            "(weight_average_decay %s)", self.weight_average.updates,
-                            self.weight_average.decay)
+                logger.info("The model is now the exponential moving average of the weights "
+                            "(decay %s) over the last %d optimiser steps",
+                            self.weight_average.decay, self.weight_average.updates)
         if valid_stats is None:
             # Saved from the training stage: SpeechBrain resets its step count and running
             # loss only after on_stage_end, so do it first, or the checkpoint carries them

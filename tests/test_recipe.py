@@ -209,7 +209,7 @@ def test_weight_average_becomes_the_kept_and_tested_model(fake_esc10, tmp_path):
     model, average, train_clips = averaged_run_state(runs["averaged"])
     steps = train_clips // 8  # batch 8, drop_last
     assert int(average["average.n_averaged"]) == 2 * steps  # epochs 2 and 3
-    assert f"average of the last {2 * steps} steps' weights" in (runs["averaged"] / "log.txt").read_text()
+    assert f"average of the weights (decay 0.5) over the last {2 * steps} optimiser steps" in (runs["averaged"] / "log.txt").read_text()
     for key, value in model.items():
         assert torch.equal(value, average[f"average.module.{key}"]), key
     plain = next((runs["plain"] / "save").glob("CKPT+*"))

@@ -210,3 +210,32 @@ def test_train_speed_reference_undoes_todays_model_options():
     assert module.term_epochs(focalnet, 10) == (7, 3)
     plain = module.load_recipe("focalnet_cpu", overrides={"masked_in_weight": 0.0, "masked_out_weight": 0.0})
     assert module.term_epochs(plain, 40) == (40, 0)
+
+
+def test_train_speed_times_levers_as_overrides_of_today(tmp_path, monkeypatch, capsys):
+    """``--lever NAME KEY=VALUE``: today's recipe with YAML overrides, side by side; a weight
+    average is updated after every timed training step."""
+    from focalnet_lobes.training.averaging import WeightAverage
+
+    module = load_benchmark("train_speed")
+    updates = []
+    original = WeightAverage.update
+    monkeypatch.setattr(WeightAverage, "update",
+                        lambda self, model, epoch: updates.append(self.decay) or original(self, model, epoch))
+    rows = module.main([
+        "--configs", "focalnet_cpu", "--threads", "1", "--batch_size", "2",
+        "--train_clips", "4", "--valid_clips", "2", "--min_run_time", "0.01", "--epochs", "10",
+        "--lever", "W", "weight_average_decay=0.9",
+        "--lever", "A", "num_time_masks=[2, 2]", "num_freq_masks=[2, 2]",
+    ])
+    names = [row["variant"] for row in rows]
+    assert names[-3:] == [module.TODAY, f"{module.TODAY}+W", f"{module.TODAY}+A"]
+    assert updates and set(updates) == {0.9}  # only the W row averages
+    today = rows[-3]
+    for row in rows[-2:]:
+        assert row["epochs"] == 10 and row["term_epochs"] == today["term_epochs"] == 3
+        assert row["vs_today"] == pytest.approx(today["run_s"] / row["run_s"])
+    assert f"| focalnet_cpu | {module.TODAY}+A |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        module.main(["--lever", "W", "weight_average_decay"])
+    assert "--lever W: expected KEY=VALUE, got 'weight_average_decay'" in capsys.readouterr().err
