@@ -108,6 +108,14 @@ class ESC50Brain(sb.Brain):
                 return model.module.model
         return model
 
+    @property
+    def trained_model(self):
+        """The model's own module: no DDP wrapper, no training term (what the weight average copies)."""
+        model = self.classifier
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            return model.module
+        return model
+
     def compute_objectives(self, predictions, batch, stage):
         """Loss on (possibly mixed) soft targets; collects predictions when evaluating."""
         logits, targets, extra = predictions
@@ -125,7 +133,7 @@ class ESC50Brain(sb.Brain):
         if should_step:
             step_schedule(self.lr_scheduler, self.total_steps)
             if self.weight_average is not None:
-                self.weight_average.update(self.classifier, self.hparams.epoch_counter.current)
+                self.weight_average.update(self.trained_model, self.hparams.epoch_counter.current)
 
     def on_stage_start(self, stage, epoch=None):
         """Fresh prediction collector for every evaluation stage, fresh term mean for training."""
@@ -172,7 +180,7 @@ class ESC50Brain(sb.Brain):
         meta = {} if valid_stats is None else {"error": valid_stats["error"]}
         if self.weight_average is not None and epoch >= self.hparams.number_of_epochs:
             # The schedule's end: the averaged weights become the model that is kept.
-            if self.weight_average.apply_to(self.classifier):
+            if self.weight_average.apply_to(self.trained_model):
                 logger.info("The model is now the exponential moving average of the weights "
                             "(decay %s) over the last %d optimiser steps",
                             self.weight_average.decay, self.weight_average.updates)
@@ -198,7 +206,7 @@ class ESC50Brain(sb.Brain):
         super().init_optimizers()
         self.weight_average = getattr(self.hparams, "weight_average", None)
         if self.weight_average is not None and self.weight_average.active:
-            self.weight_average.attach(self.classifier)
+            self.weight_average.attach(self.trained_model)
             if self.checkpointer is not None:
                 self.checkpointer.add_recoverable("weight_average", self.weight_average)
         else:

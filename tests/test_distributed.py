@@ -356,6 +356,26 @@ def test_torchrun_trains_with_the_faithfulness_terms(fake_esc10, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("terms", ["0.0", "1.0"])  # DDP(model) / DDP(TrainingForward)
+def test_torchrun_keeps_the_weight_average(fake_esc10, tmp_path, terms):
+    """Under torchrun the average copies the model's own module (not its DDP wrapper) and
+    replaces it after the last epoch; the one checkpoint holds the same weights."""
+    output = tmp_path / "ddp"
+    command = torchrun_command(fake_esc10, output, "--weight_average_decay", "0.5",
+                               "--weight_average_start_epoch", "0", "--masked_in_weight", terms,
+                               "--masked_out_weight", terms)
+    result = run_torchrun(command)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    (folder,) = (output / "save").glob("CKPT+*")  # last_epoch: the last epoch's only
+    model = torch.load(folder / "model.ckpt", weights_only=True)
+    average = torch.load(folder / "weight_average.ckpt", weights_only=True)
+    assert int(average["average.n_averaged"]) == 6  # 2 epochs x 3 steps (30 clips per process)
+    for key, value in model.items():
+        assert torch.equal(value, average[f"average.module.{key}"]), key
+    assert "over the last 6 optimiser steps" in (output / "log.txt").read_text()
+
+
+@pytest.mark.slow
 def test_torchrun_resumes_after_kill_during_epoch_two(fake_esc10, tmp_path):
     """Issue 14 must-show 2."""
     output = tmp_path / "out"
