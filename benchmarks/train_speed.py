@@ -64,7 +64,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from focalnet_lobes.data.features import FeatureCache
 from focalnet_lobes.models.stems import ConvStem
-from focalnet_lobes.training.plan import batch_features
+from focalnet_lobes.training.plan import TrainingPlanError, batch_features, load_recipe_hparams
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("reference", "channels_last", "channels_last+feature_cache")
@@ -215,6 +215,7 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
         )
 
     # (name, hparams, channels_last, cache, batch, epochs, with the terms)
+    lever_overrides = {f"{TODAY}+{name}": overrides for name, overrides in levers}
     variants = [
         ("reference", reference, False, False, batch_size, reference_epochs, False),
         ("channels_last", reference, True, False, batch_size, epochs, False),
@@ -250,6 +251,7 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
             "config": config,
             "variant": variant,
             "model_changes": changes if hparams is not reference else {},
+            "lever_overrides": lever_overrides.get(variant),
             "batch_size": batch,
             "train_step_s": timings["train_step"],
             "term_step_s": timings.get("term_step"),
@@ -314,6 +316,17 @@ def main(argv=None):
     parser.add_argument("--output", default=None, help="JSON file for the results")
     args = parser.parse_args(argv)
     levers = [parse_lever(words, parser) for words in args.lever]
+    for name, overrides in levers:  # every lever loads, or one line names what is wrong
+        fixed = sorted({"number_of_epochs", "batch_size"} & overrides.keys())
+        if fixed:
+            parser.error(f"--lever {name}: {', '.join(fixed)} is set by --epochs / "
+                         "--batch_size / --candidate, not by a lever")
+        for config in args.configs:
+            try:
+                load_recipe_hparams(REPO / "hparams" / f"{config}.yaml",
+                                    {"data_folder": "unused", "esc10": True, **overrides})
+            except TrainingPlanError as error:
+                parser.error(f"--lever {name}: {error}")
     torch.set_num_threads(args.threads)
     rows = []
     for config in args.configs:

@@ -144,6 +144,13 @@ class ESC50Brain(sb.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log, checkpoint (the best by validation error, or the last), write the test report."""
         if stage == sb.Stage.TRAIN:
+            if self.weight_average is not None and epoch >= self.hparams.number_of_epochs:
+                # The schedule's end: the averaged weights become the model that the last
+                # validation sees and the checkpoint keeps.
+                if self.weight_average.apply_to(self.trained_model):
+                    logger.info("The model is now the exponential moving average of its "
+                                "weights (decay %s; %d optimiser steps averaged)",
+                                self.weight_average.decay, self.weight_average.updates)
             self.train_loss = mean_over_processes(stage_loss, self.device)
             term = getattr(self.hparams, "masked_in_loss", None)
             self.train_term = None  # the faithfulness terms' mean over the epoch's batches
@@ -178,12 +185,6 @@ class ESC50Brain(sb.Brain):
             **({"valid_stats": valid_stats} if valid_stats is not None else {}),
         )
         meta = {} if valid_stats is None else {"error": valid_stats["error"]}
-        if self.weight_average is not None and epoch >= self.hparams.number_of_epochs:
-            # The schedule's end: the averaged weights become the model that is kept.
-            if self.weight_average.apply_to(self.trained_model):
-                logger.info("The model is now the exponential moving average of the weights "
-                            "(decay %s) over the last %d optimiser steps",
-                            self.weight_average.decay, self.weight_average.updates)
         if valid_stats is None:
             # Saved from the training stage: SpeechBrain resets its step count and running
             # loss only after on_stage_end, so do it first, or the checkpoint carries them
@@ -208,7 +209,10 @@ class ESC50Brain(sb.Brain):
         if self.weight_average is not None and self.weight_average.active:
             self.weight_average.attach(self.trained_model)
             if self.checkpointer is not None:
-                self.checkpointer.add_recoverable("weight_average", self.weight_average)
+                # optional: a run checkpointed without averaging starts a new average
+                self.checkpointer.add_recoverable(
+                    "weight_average", self.weight_average, optional_load=True
+                )
         else:
             self.weight_average = None
         self.lr_scheduler = None
@@ -351,6 +355,12 @@ def main(argv):
             f"{hparams_file}: weight_average_decay needs checkpoint_selection last_epoch "
             "(the average replaces the model after the last epoch; a checkpoint selected "
             f"by validation error would not be averaged), got {selection!r}"
+        )
+    if average is not None and average.active and average.start_epoch >= hparams["number_of_epochs"]:
+        raise RecipeError(
+            f"{hparams_file}: weight_average_start_epoch is {average.start_epoch:g}, but the "
+            f"epochs after it are averaged and the run has {hparams['number_of_epochs']}: "
+            "lower weight_average_start_fraction (or weight_average_start_epoch)"
         )
 
     # Everything that cannot train stops here, before any work, on every process.

@@ -46,6 +46,8 @@ def test_the_average_is_the_ema_of_the_steps_after_the_start_epoch():
     for got, want, last in zip(kept, expected, raw):
         if got.is_floating_point():  # weights and BatchNorm running statistics
             torch.testing.assert_close(got, want.to(got.dtype), rtol=1e-5, atol=1e-6)
+        else:  # counts (num_batches_tracked) are the model's, not averaged and rounded down
+            assert torch.equal(got, last) and int(got) == 4 * 5
     # averaging changed the weights that are kept: they are not the last step's
     assert any(not torch.equal(g, r) for g, r in zip(kept, raw) if g.is_floating_point())
 
@@ -99,10 +101,28 @@ def test_the_average_resumes_from_its_state_dict():
         torch.testing.assert_close(state[key], value)
 
 
+def test_feature_norm_update_count_is_copied_not_averaged():
+    """GlobalFeatureNorm uses its count (running mean weights 1 / (count + 1), max_updates):
+    the averaged model's count is the model's, so a continued run weighs new batches right."""
+    from focalnet_lobes.models.classifier import GlobalFeatureNorm
+
+    norm = GlobalFeatureNorm(num_bins=3, max_updates=5)
+    average = WeightAverage(decay=0.9)
+    average.attach(norm)
+    for _ in range(20):
+        norm(torch.randn(2, 1, 4, 3))
+        average.update(norm, epoch=1)
+    assert int(norm.num_updates) == 5
+    assert average.apply_to(norm) and int(norm.num_updates) == 5
+
+
 @pytest.mark.parametrize("decay, start, message", [
     (1.0, 0, r"weight_average_decay must be in \[0, 1\) or null, got 1.0"),
     (-0.1, 0, r"weight_average_decay must be in \[0, 1\)"),
-    (0.9, -1, "weight_average_start_epoch must be >= 0, got -1"),
+    ("abc", 0, r"weight_average_decay must be in \[0, 1\) or null, got 'abc'"),
+    (True, 0, r"weight_average_decay must be in \[0, 1\) or null, got True"),
+    (0.9, -1, "weight_average_start_epoch must be a number >= 0, got -1"),
+    (None, None, "weight_average_start_epoch must be a number >= 0, got None"),
 ])
 def test_bad_settings_are_one_clear_error(decay, start, message):
     with pytest.raises(ValueError, match=message):
@@ -132,3 +152,22 @@ def test_cpu_yamls_have_averaging_off_and_specaugment_stripes_as_keys(tmp_path):
         assert (masking.time_drop.drop_count_low, masking.time_drop.drop_count_high) == (2, 2)
         assert (masking.freq_drop.drop_count_low, masking.freq_drop.drop_count_high) == (2, 2)
         assert lever["weight_average"].active and lever["weight_average"].decay == 0.995
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("num_time_masks", 2, r"num_time_masks must be \[low, high\] integers with 0 <= low <= high, got 2"),
+    ("time_mask_width", [5, 5], r"time_mask_width must be \[low, high\] integers with 0 <= low < high \(high excluded\), got \[5, 5\]"),
+    ("freq_mask_width", [8, 0], "freq_mask_width must be"),
+    ("num_freq_masks", [2, 1], "num_freq_masks must be"),
+    ("num_freq_masks", [1.0, 2], "num_freq_masks must be"),
+])
+def test_specaugment_keys_are_checked_with_their_name(tmp_path, key, value, message):
+    """A bad stripe key stops the YAML's loading with one line naming the key (the
+    recipes print it as `error: <file>: ...`), not at the first training step."""
+    from focalnet_lobes.training.plan import TrainingPlanError, load_recipe_hparams
+
+    from conftest import REPO
+
+    with pytest.raises(TrainingPlanError, match=message):
+        load_recipe_hparams(REPO / "hparams" / "focalnet_cpu.yaml",
+                            {"data_folder": str(tmp_path), key: value})

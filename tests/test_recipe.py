@@ -209,7 +209,7 @@ def test_weight_average_becomes_the_kept_and_tested_model(fake_esc10, tmp_path):
     model, average, train_clips = averaged_run_state(runs["averaged"])
     steps = train_clips // 8  # batch 8, drop_last
     assert int(average["average.n_averaged"]) == 2 * steps  # epochs 2 and 3
-    assert f"average of the weights (decay 0.5) over the last {2 * steps} optimiser steps" in (runs["averaged"] / "log.txt").read_text()
+    assert f"average of its weights (decay 0.5; {2 * steps} optimiser steps averaged)" in (runs["averaged"] / "log.txt").read_text()
     for key, value in model.items():
         assert torch.equal(value, average[f"average.module.{key}"]), key
     plain = next((runs["plain"] / "save").glob("CKPT+*"))
@@ -220,6 +220,50 @@ def test_weight_average_becomes_the_kept_and_tested_model(fake_esc10, tmp_path):
     trained = load_trained_classifier(runs["averaged"])
     for key, value in trained.model.state_dict().items():
         assert torch.equal(value, model[key]), key
+
+
+def test_last_validation_sees_the_averaged_model(fake_esc10, tmp_path):
+    """With validation folds (the YAML's default), the average replaces the model before
+    the last epoch's validation: its logged loss is the kept (averaged) model's."""
+    from focalnet_lobes.data.audio import fix_length, load_audio
+    from focalnet_lobes.inference.trained import load_trained_classifier
+    from focalnet_lobes.training.losses import SoftTargetCrossEntropy
+
+    output = tmp_path / "out"
+    command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, "--weight_average_decay", "0.5",
+                             "--weight_average_start_epoch", "1", epochs=3)
+    result = run(command)
+    assert result.returncode == 0, result.stderr[-4000:]
+    logged = [float(v) for v in re.findall(r"valid loss: ([0-9.e+-]+)", (output / "train_log.txt").read_text())]
+    assert len(logged) == 3
+    trained = load_trained_classifier(output)
+    manifest = list(json.loads(trained.manifest("valid").read_text()).values())
+    cost = SoftTargetCrossEntropy(label_smoothing=0.1)
+    losses = []
+    for start in range(0, len(manifest), 8):  # the recipe's valid batches (batch 8), in bf16
+        batch = manifest[start:start + 8]
+        wavs = torch.stack([fix_length(load_audio(e["wav"]), 16000) for e in batch])
+        labels = torch.tensor([e["label"] for e in batch])
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = trained.model(trained.frontend(wavs))
+        losses.append(float(cost(logits.float(), labels)))
+    # the log keeps 3 significant digits
+    assert sum(losses) / len(losses) == pytest.approx(logged[-1], abs=0.006)
+
+
+def test_averaging_starts_on_a_run_checkpointed_without_it(fake_esc10, tmp_path):
+    """Continuing a finished run with --weight_average_decay: no saved average to load,
+    a new one starts (its first update copies the weights)."""
+    output = tmp_path / "out"
+    first = recipe_command("focalnet_cpu.yaml", fake_esc10, output, "--valid_folds", "[]", epochs=1)
+    assert run(first).returncode == 0
+    more = recipe_command("focalnet_cpu.yaml", fake_esc10, output, "--valid_folds", "[]",
+                          "--weight_average_decay", "0.5", "--weight_average_start_epoch", "1", epochs=3)
+    result = run(more)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert epochs_logged(output / "train_log.txt") == [1, 2, 3]
+    model, average, train_clips = averaged_run_state(output)
+    assert int(average["average.n_averaged"]) == 2 * (train_clips // 8)
 
 
 def test_weight_average_survives_a_kill_and_resumes(fake_esc10, tmp_path):
@@ -258,6 +302,8 @@ def test_weight_average_survives_a_kill_and_resumes(fake_esc10, tmp_path):
     (["--checkpoint_selection", "valid_error", "--weight_average_decay", "0.99"],
      "weight_average_decay needs checkpoint_selection last_epoch .* got 'valid_error'"),
     (["--weight_average_decay", "1.5"], r"weight_average_decay must be in \[0, 1\) or null, got 1.5"),
+    (["--weight_average_decay", "0.9", "--weight_average_start_fraction", "1.0"],
+     "weight_average_start_epoch is 2, but the epochs after it are averaged and the run has 2"),
 ])
 def test_checkpoint_selection_errors_are_one_line(fake_esc10, tmp_path, extra, message):
     result = run(recipe_command("focalnet_cpu.yaml", fake_esc10, tmp_path / "out", *extra))

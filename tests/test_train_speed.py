@@ -236,6 +236,15 @@ def test_train_speed_times_levers_as_overrides_of_today(tmp_path, monkeypatch, c
         assert row["epochs"] == 10 and row["term_epochs"] == today["term_epochs"] == 3
         assert row["vs_today"] == pytest.approx(today["run_s"] / row["run_s"])
     assert f"| focalnet_cpu | {module.TODAY}+A |" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        module.main(["--lever", "W", "weight_average_decay"])
-    assert "--lever W: expected KEY=VALUE, got 'weight_average_decay'" in capsys.readouterr().err
+    assert rows[-1]["lever_overrides"] == {"num_time_masks": [2, 2], "num_freq_masks": [2, 2]}
+    assert today["lever_overrides"] is None
+    for words, message in (
+        (["W", "weight_average_decay"], "--lever W: expected KEY=VALUE, got 'weight_average_decay'"),
+        (["L", "number_of_epochs=80"], "--lever L: number_of_epochs is set by --epochs"),
+        (["T", "weight_avrage_decay=0.9"], "--lever T: "),
+        (["D", "weight_average_decay=2"], "weight_average_decay must be in [0, 1)"),
+    ):
+        with pytest.raises(SystemExit):
+            module.main(["--configs", "focalnet_cpu", "--lever", *words])
+        error = capsys.readouterr().err
+        assert message in error and "Traceback" not in error

@@ -129,6 +129,19 @@ def _zero_bands(width, count, dim):
     )
 
 
+def _check_range(name, pair, exclusive):
+    """Raise a ValueError naming ``name`` unless ``pair`` is ``[low, high]`` integers,
+    0 <= low < high (``exclusive``: a width drawn from low to high - 1) or low <= high."""
+    ok = (
+        isinstance(pair, (list, tuple)) and len(pair) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+        and 0 <= pair[0] and (pair[0] < pair[1] if exclusive else pair[0] <= pair[1])
+    )
+    if not ok:
+        rule = "0 <= low < high (high excluded)" if exclusive else "0 <= low <= high"
+        raise ValueError(f"{name} must be [low, high] integers with {rule}, got {pair!r}")
+
+
 class SpecMasking(nn.Module):
     """SpecAugment-style time and frequency masks (zeros, the log1p of silence).
 
@@ -137,13 +150,20 @@ class SpecMasking(nn.Module):
     Arguments
     ---------
     time_mask_width : tuple of int
-        (low, high) width in frames of each time mask.
+        (low, high) width in frames of each time mask, drawn from low to high - 1
+        (0 <= low < high).
     num_time_masks : tuple of int
-        (low, high) number of time masks.
+        (low, high) number of time masks, both included (0 <= low <= high).
     freq_mask_width : tuple of int
-        (low, high) width in bins of each frequency mask.
+        (low, high) width in bins of each frequency mask (as ``time_mask_width``).
     num_freq_masks : tuple of int
-        (low, high) number of frequency masks.
+        (low, high) number of frequency masks (as ``num_time_masks``).
+
+    Raises
+    ------
+    ValueError
+        An argument that is not two such integers; the message names it (the CPU
+        YAMLs' keys have the same names).
 
     Example
     -------
@@ -161,6 +181,11 @@ class SpecMasking(nn.Module):
         num_freq_masks=(1, 1),
     ):
         super().__init__()
+        for name, pair, widths in (
+            ("time_mask_width", time_mask_width, True), ("num_time_masks", num_time_masks, False),
+            ("freq_mask_width", freq_mask_width, True), ("num_freq_masks", num_freq_masks, False),
+        ):
+            _check_range(name, pair, widths)
         self.time_drop = _zero_bands(time_mask_width, num_time_masks, dim=1)
         self.freq_drop = _zero_bands(freq_mask_width, num_freq_masks, dim=2)
 

@@ -1,16 +1,59 @@
 """Weight averaging during training: an exponential moving average of the weights.
 
-The average is PyTorch's :class:`torch.optim.swa_utils.AveragedModel` with
-:func:`torch.optim.swa_utils.get_ema_multi_avg_fn` (Polyak & Juditsky 1992; the
-"model EMA" of timm's ``ModelEmaV3``), updated after each optimiser step from a start
-epoch on; after the last epoch it replaces the trained weights, so that the last
-checkpoint, the test stage and every later use of the run (interpretation, export)
-take the averaged model.
+The average is PyTorch's :class:`torch.optim.swa_utils.AveragedModel` updated with an
+exponential moving average (the "model EMA" of timm's ``ModelEmaV3``; averaging the
+iterates of SGD: Polyak & Juditsky 1992, uniformly over a schedule's end: SWA,
+Izmailov et al. 2018) after each optimiser step from a start epoch on; after the last
+epoch it replaces the trained weights, so that the last checkpoint, the test stage and
+every later use of the run (interpretation, export) take the averaged model.
 """
+
+import math
+import numbers
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
+
+
+def ema_multi_avg_fn(decay):
+    """An ``AveragedModel`` update: EMA of floating tensors, a copy of the others.
+
+    ``W_avg <- decay * W_avg + (1 - decay) * W`` for floating-point parameters and
+    buffers (``torch._foreach_lerp_``, as :func:`torch.optim.swa_utils.get_ema_multi_avg_fn`);
+    integer buffers (BatchNorm's ``num_batches_tracked``, ``GlobalFeatureNorm``'s
+    ``num_updates``: counts, not weights) are copied from the model, as timm's
+    ``ModelEmaV3`` does (torch's function would average them and round down).
+
+    Arguments
+    ---------
+    decay : float
+        In [0, 1].
+
+    Returns
+    -------
+    callable
+        ``(averaged tensors, model tensors, n_averaged) -> None``, in place; each call
+        gets tensors of one dtype (``AveragedModel`` groups them by device and dtype).
+
+    Example
+    -------
+    >>> update = ema_multi_avg_fn(0.5)
+    >>> average, count = [torch.tensor([2.0])], [torch.tensor(3)]
+    >>> update(average, [torch.tensor([4.0])], None)
+    >>> update(count, [torch.tensor(10)], None)
+    >>> average[0].item(), count[0].item()
+    (3.0, 10)
+    """
+
+    @torch.no_grad()
+    def update(averaged, current, _):
+        if torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1 - decay)
+        else:
+            torch._foreach_copy_(averaged, current)
+
+    return update
 
 
 class WeightAverage(nn.Module):
@@ -19,7 +62,8 @@ class WeightAverage(nn.Module):
     ``W_avg <- decay * W_avg + (1 - decay) * W`` after each optimiser step of the
     epochs after ``start_epoch``; the first update copies ``W`` (PyTorch's
     ``AveragedModel``), so the random initialisation never enters the average.
-    Buffers (BatchNorm running statistics) are averaged the same way.
+    Floating-point buffers (BatchNorm and feature-norm running statistics) are averaged
+    the same way, integer ones (update counts) copied (:func:`ema_multi_avg_fn`).
     The module is a checkpoint recoverable: its ``state_dict`` holds the average and
     the number of updates, so a resumed run continues the same average.
 
@@ -36,7 +80,9 @@ class WeightAverage(nn.Module):
     Raises
     ------
     ValueError
-        ``decay`` outside [0, 1) or ``start_epoch`` negative.
+        ``decay`` not a number in [0, 1) (nor None), or ``start_epoch`` not a number >= 0;
+        the message names the YAML keys (``weight_average_decay``,
+        ``weight_average_start_epoch``).
 
     Example
     -------
@@ -60,10 +106,12 @@ class WeightAverage(nn.Module):
 
     def __init__(self, decay=None, start_epoch=0):
         super().__init__()
-        if decay is not None and not 0.0 <= float(decay) < 1.0:
-            raise ValueError(f"weight_average_decay must be in [0, 1) or null, got {decay}")
-        if float(start_epoch) < 0:
-            raise ValueError(f"weight_average_start_epoch must be >= 0, got {start_epoch}")
+        if decay is not None and not (_is_number(decay) and 0.0 <= decay < 1.0):
+            raise ValueError(f"weight_average_decay must be in [0, 1) or null, got {decay!r}")
+        if not (_is_number(start_epoch) and start_epoch >= 0):
+            raise ValueError(
+                f"weight_average_start_epoch must be a number >= 0, got {start_epoch!r}"
+            )
         self.decay = None if decay is None else float(decay)
         self.start_epoch = float(start_epoch)
         self.average = None
@@ -88,7 +136,7 @@ class WeightAverage(nn.Module):
         """
         if self.active:
             self.average = AveragedModel(
-                model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True
+                model, multi_avg_fn=ema_multi_avg_fn(self.decay), use_buffers=True
             )
             self.average.requires_grad_(False)
 
@@ -108,6 +156,11 @@ class WeightAverage(nn.Module):
     def apply_to(self, model):
         """Copy the average's weights and buffers into ``model``.
 
+        Arguments
+        ---------
+        model : torch.nn.Module
+            The model attached (same architecture), changed in place.
+
         Returns
         -------
         bool
@@ -124,3 +177,9 @@ class WeightAverage(nn.Module):
             ):
                 target.copy_(source)
         return True
+
+
+def _is_number(value):
+    """A finite real number, not a bool (YAML's ``True`` is not a decay)."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
