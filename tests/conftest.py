@@ -98,6 +98,30 @@ def run_recipe(command, **kwargs):
     )
 
 
+def kill_after_first_checkpoint(command, output_folder, timeout=300):
+    """Start a training ``command`` and SIGKILL its process group once ``output_folder/save``
+    holds a checkpoint (they appear atomically: epoch 2 is then running).
+
+    Fails the calling test if the run ends before it could be interrupted.
+    """
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(
+        command, cwd=REPO, env=recipe_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if list((Path(output_folder) / "save").glob("CKPT+*")):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "training ended before it could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def kept_checkpoints(save_folder):
     """The recipe's checkpoints in ``save_folder``, most recent first, checking the keep rule.
 

@@ -10,17 +10,13 @@ and L-MAC evaluated by recipes/interpret.py and listed by compare.py.
 
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import REPO, recipe_env, run_recipe
+from conftest import REPO, kill_after_first_checkpoint, run_recipe
 from focalnet_lobes.data.features import SpectrogramFrontend
 from focalnet_lobes.interpretation.lmac import (
     LMACFolderError,
@@ -219,20 +215,7 @@ def test_recipe_resumes_after_a_kill_and_is_evaluated_by_interpret(trained_runs,
         "--output_folder", str(output),
         "--number_of_epochs", "3", "--batch_size", "8", "--device", "cpu",
     ]
-    env = recipe_env()
-    process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        # Checkpoints appear atomically: once one exists, epoch 2 is running.
-        if list((output / "save").glob("CKPT+*")):
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "training ended before it could be interrupted"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_after_first_checkpoint(command, output)
     assert [line.split(",")[0] for line in epochs_logged(output / "train_log.txt")] == ["epoch: 1"]
     assert not (output / "lmac_training.json").exists()
 

@@ -5,10 +5,7 @@ test report (accuracy, per-class accuracy, confusion matrix as text and PNG).
 """
 
 import json
-import os
 import re
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +13,10 @@ import pytest
 import torch
 
 
-from conftest import REPO, real_training_command, recipe_env, run_recipe as run, training_command as recipe_command
+from conftest import (
+    REPO, kill_after_first_checkpoint, real_training_command, run_recipe as run,
+    training_command as recipe_command,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -83,21 +83,8 @@ def test_rerun_after_finish_does_not_retrain(fake_esc10, tmp_path):
 def test_resume_after_kill_during_epoch_two(fake_esc10, tmp_path):
     output = tmp_path / "out"
     command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, epochs=3)
-    env = recipe_env()
-    process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     train_log = output / "train_log.txt"
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        # Checkpoints appear atomically: once one exists, epoch 2 is running.
-        if list((output / "save").glob("CKPT+*")):
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "training ended before it could be interrupted"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_after_first_checkpoint(command, output)
     assert epochs_logged(train_log) == [1]
 
     result = run(command)
@@ -273,18 +260,7 @@ def test_weight_average_survives_a_kill_and_resumes(fake_esc10, tmp_path):
     command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, "--valid_folds", "[]",
                              "--weight_average_decay", "0.5", "--weight_average_start_epoch", "0",
                              epochs=3)
-    process = subprocess.Popen(
-        command, cwd=REPO, env=recipe_env(), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if list((output / "save").glob("CKPT+*")):
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "training ended before it could be interrupted"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_after_first_checkpoint(command, output)
     assert epochs_logged(output / "train_log.txt") == [1]
     result = run(command)
     assert result.returncode == 0, result.stderr[-4000:]
