@@ -54,6 +54,7 @@ import copy
 import json
 import math
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -357,7 +358,7 @@ def main(argv=None):
         )
     if args.output:
         record = {
-            "command": " ".join(["python", "benchmarks/train_speed.py", *sys.argv[1:]]),
+            "command": shlex.join(["python", "benchmarks/train_speed.py", *(sys.argv[1:] if argv is None else argv)]),
             "torch": torch.__version__,
             "machine": platform.processor() or platform.machine(),
             "threads": args.threads,

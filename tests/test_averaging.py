@@ -171,3 +171,14 @@ def test_specaugment_keys_are_checked_with_their_name(tmp_path, key, value, mess
     with pytest.raises(TrainingPlanError, match=message):
         load_recipe_hparams(REPO / "hparams" / "focalnet_cpu.yaml",
                             {"data_folder": str(tmp_path), key: value})
+
+
+def test_start_epoch_is_floored_as_the_faithfulness_terms_start():
+    """90 x 0.7 = 62.99999...: both the average and the terms start after epoch 63."""
+    from focalnet_lobes.training.losses import MaskedInFidelityLoss
+
+    assert 90 * 0.7 < 63
+    average = WeightAverage(decay=0.9, start_epoch=90 * 0.7)
+    terms = MaskedInFidelityLoss(interpreter=None, cost=None, start_epoch=90 * 0.7)
+    assert average.start_epoch == terms.start_epoch == 63
+    assert WeightAverage(decay=0.9, start_epoch=20.5).start_epoch == 20

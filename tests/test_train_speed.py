@@ -227,7 +227,11 @@ def test_train_speed_times_levers_as_overrides_of_today(tmp_path, monkeypatch, c
         "--train_clips", "4", "--valid_clips", "2", "--min_run_time", "0.01", "--epochs", "10",
         "--lever", "W", "weight_average_decay=0.9",
         "--lever", "A", "num_time_masks=[2, 2]", "num_freq_masks=[2, 2]",
+        "--output", str(tmp_path / "speed.json"),
     ])
+    import shlex  # the recorded command runs again as written: quoted overrides kept
+    command = shlex.split(json.loads((tmp_path / "speed.json").read_text())["command"])
+    assert command[command.index("A") + 1:command.index("A") + 3] == ["num_time_masks=[2, 2]", "num_freq_masks=[2, 2]"]
     names = [row["variant"] for row in rows]
     assert names[-3:] == [module.TODAY, f"{module.TODAY}+W", f"{module.TODAY}+A"]
     assert updates and set(updates) == {0.9}  # only the W row averages

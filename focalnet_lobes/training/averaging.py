@@ -75,7 +75,10 @@ class WeightAverage(nn.Module):
         ``1 / (1 - decay)`` steps.
     start_epoch : float
         Epochs (1-based) after this one are averaged: ``0`` averages from the first
-        step; ``number_of_epochs * 0.5`` the second half.
+        step; ``number_of_epochs * 0.5`` the second half. Floored (with a 1e-6
+        tolerance, as :class:`~focalnet_lobes.training.losses.MaskedInFidelityLoss`'s
+        ``start_epoch``), so ``start_fraction * number_of_epochs`` starts the average
+        with the faithfulness terms for the same fraction.
 
     Raises
     ------
@@ -113,7 +116,8 @@ class WeightAverage(nn.Module):
                 f"weight_average_start_epoch must be a number >= 0, got {start_epoch!r}"
             )
         self.decay = None if decay is None else float(decay)
-        self.start_epoch = float(start_epoch)
+        # floored as the faithfulness terms' start epoch: 90 * 0.7 = 62.99999... is epoch 63
+        self.start_epoch = int(math.floor(float(start_epoch) + 1e-6))
         self.average = None
 
     @property
