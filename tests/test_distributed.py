@@ -372,7 +372,7 @@ def test_torchrun_keeps_the_weight_average(fake_esc10, tmp_path, terms):
     assert int(average["average.n_averaged"]) == 6  # 2 epochs x 3 steps (30 clips per process)
     for key, value in model.items():
         assert torch.equal(value, average[f"average.module.{key}"]), key
-    assert "over the last 6 optimiser steps" in (output / "log.txt").read_text()
+    assert "weights (decay 0.5; 6 optimiser steps averaged)" in (output / "log.txt").read_text()
 
 
 @pytest.mark.slow
