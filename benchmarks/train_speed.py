@@ -317,6 +317,9 @@ def main(argv=None):
     parser.add_argument("--output", default=None, help="JSON file for the results")
     args = parser.parse_args(argv)
     levers = [parse_lever(words, parser) for words in args.lever]
+    names = [name for name, _ in levers]
+    if len(set(names)) != len(names):
+        parser.error(f"--lever names must differ, got {names}")
     for name, overrides in levers:  # every lever loads, or one line names what is wrong
         fixed = sorted({"number_of_epochs", "batch_size"} & overrides.keys())
         if fixed:
@@ -324,8 +327,10 @@ def main(argv=None):
                          "--batch_size / --candidate, not by a lever")
         for config in args.configs:
             try:
-                load_recipe_hparams(REPO / "hparams" / f"{config}.yaml",
-                                    {"data_folder": "unused", "esc10": True, **overrides})
+                load_recipe_hparams(REPO / "hparams" / f"{config}.yaml", {
+                    "data_folder": "unused", "esc10": True, **overrides,
+                    **({"number_of_epochs": args.epochs} if args.epochs else {}),
+                })
             except TrainingPlanError as error:
                 parser.error(f"--lever {name}: {error}")
     torch.set_num_threads(args.threads)

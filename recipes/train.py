@@ -353,7 +353,7 @@ def main(argv):
     if average is not None and average.active and selection != "last_epoch":
         raise RecipeError(
             f"{hparams_file}: weight_average_decay needs checkpoint_selection last_epoch "
-            "(the average replaces the model after the last epoch; a checkpoint selected "
+            "(the average replaces the model at the end of the last epoch; a checkpoint selected "
             f"by validation error would not be averaged), got {selection!r}"
         )
     if average is not None and average.active and average.start_epoch >= hparams["number_of_epochs"]:

@@ -113,11 +113,17 @@ def kill_after_first_checkpoint(command, output_folder, timeout=300):
         stderr=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.time() + timeout
+    checkpointed = False
     while time.time() < deadline and process.poll() is None:
-        if list((Path(output_folder) / "save").glob("CKPT+*")):
+        checkpointed = bool(list((Path(output_folder) / "save").glob("CKPT+*")))
+        if checkpointed:
             break
         time.sleep(0.05)
     assert process.poll() is None, "training ended before it could be interrupted"
+    if not checkpointed:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise AssertionError(f"no checkpoint in {output_folder}/save within {timeout} s")
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 

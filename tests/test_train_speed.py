@@ -247,6 +247,8 @@ def test_train_speed_times_levers_as_overrides_of_today(tmp_path, monkeypatch, c
         (["L", "number_of_epochs=80"], "--lever L: number_of_epochs is set by --epochs"),
         (["T", "weight_avrage_decay=0.9"], "--lever T: "),
         (["D", "weight_average_decay=2"], "weight_average_decay must be in [0, 1)"),
+        (["W", "weight_average_decay=0.9", "--lever", "W", "weight_average_decay=0.8"],
+         "--lever names must differ, got ['W', 'W']"),
     ):
         with pytest.raises(SystemExit):
             module.main(["--configs", "focalnet_cpu", "--lever", *words])

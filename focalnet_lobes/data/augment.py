@@ -131,7 +131,7 @@ def _zero_bands(width, count, dim):
 
 def _check_range(name, pair, exclusive):
     """Raise a ValueError naming ``name`` unless ``pair`` is ``[low, high]`` integers,
-    0 <= low < high (``exclusive``: a width drawn from low to high - 1) or low <= high."""
+    0 <= low < high (``exclusive``: a width drawn from low to high - 1) or 0 <= low <= high."""
     ok = (
         isinstance(pair, (list, tuple)) and len(pair) == 2
         and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)

@@ -3,9 +3,10 @@
 The average is PyTorch's :class:`torch.optim.swa_utils.AveragedModel` updated with an
 exponential moving average (the "model EMA" of timm's ``ModelEmaV3``; averaging the
 iterates of SGD: Polyak & Juditsky 1992, uniformly over a schedule's end: SWA,
-Izmailov et al. 2018) after each optimiser step from a start epoch on; after the last
-epoch it replaces the trained weights, so that the last checkpoint, the test stage and
-every later use of the run (interpretation, export) take the averaged model.
+Izmailov et al. 2018) after each optimiser step from a start epoch on; at the end of the
+last epoch's training (``recipes/train.py``, before that epoch's validation) it replaces the
+trained weights, so that the last validation, the last checkpoint, the test stage and every
+later use of the run (interpretation, export) take the averaged model.
 """
 
 import math
