@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from focalnet_lobes.training.plan import last_epoch_before
+
 
 def ema_multi_avg_fn(decay):
     """An ``AveragedModel`` update: EMA of floating tensors, a copy of the others.
@@ -76,10 +78,10 @@ class WeightAverage(nn.Module):
         ``1 / (1 - decay)`` steps.
     start_epoch : float
         Epochs (1-based) after this one are averaged: ``0`` averages from the first
-        step; ``number_of_epochs * 0.5`` the second half. Floored (with a 1e-6
-        tolerance, as :class:`~focalnet_lobes.training.losses.MaskedInFidelityLoss`'s
-        ``start_epoch``), so ``start_fraction * number_of_epochs`` starts the average
-        with the faithfulness terms for the same fraction.
+        step; ``number_of_epochs * 0.5`` the second half. Floored by
+        :func:`~focalnet_lobes.training.plan.last_epoch_before`, as the faithfulness
+        terms' ``start_epoch``, so one fraction of ``number_of_epochs`` starts both
+        after the same epoch.
 
     Raises
     ------
@@ -117,8 +119,8 @@ class WeightAverage(nn.Module):
                 f"weight_average_start_epoch must be a number >= 0, got {start_epoch!r}"
             )
         self.decay = None if decay is None else float(decay)
-        # floored as the faithfulness terms' start epoch: 90 * 0.7 = 62.99999... is epoch 63
-        self.start_epoch = int(math.floor(float(start_epoch) + 1e-6))
+        self.start_epoch = last_epoch_before(start_epoch)
+
         self.average = None
 
     @property

@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from focalnet_lobes.training.plan import last_epoch_before
+
 
 def _as_soft_targets(targets, num_classes):
     """(B, K) float targets from (B,), (B, 1) class indices or (B, K) probabilities."""
@@ -256,7 +258,7 @@ class MaskedInFidelityLoss(nn.Module):
         self.input_weighted = input_weighted
         self.cost = cost
         self.fraction = float(fraction)
-        self.start_epoch = int(math.floor(float(start_epoch) + 1e-6))  # 90 * 0.7 = 62.99999...
+        self.start_epoch = last_epoch_before(start_epoch)  # 90 * 0.7 = 62.99999... -> 63
         self.weight = float(weight)
         self.out_weight = float(out_weight)
         self.quantiles = quantiles

@@ -245,6 +245,23 @@ def shared_folds(folds_by_split):
     return None
 
 
+def last_epoch_before(start_epoch):
+    """The epoch (1-based) after which something that starts at ``start_epoch`` runs.
+
+    ``start_epoch`` is usually ``fraction * number_of_epochs``: floored, with a 1e-6
+    tolerance, since ``90 * 0.7 = 62.99999...`` means epoch 63. The faithfulness terms
+    (:class:`~focalnet_lobes.training.losses.MaskedInFidelityLoss`) and the weight average
+    (:class:`~focalnet_lobes.training.averaging.WeightAverage`) both use it, so one
+    fraction starts both after the same epoch.
+
+    Example
+    -------
+    >>> last_epoch_before(90 * 0.7), last_epoch_before(20.5), last_epoch_before(0)
+    (63, 20, 0)
+    """
+    return int(math.floor(float(start_epoch) + 1e-6))
+
+
 def check_training_numbers(number_of_epochs, batch_size, grad_accumulation_factor=1):
     """Stop at once on non-positive epochs, batch size or accumulation factor.
 
