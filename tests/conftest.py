@@ -120,12 +120,9 @@ def kill_after_first_checkpoint(command, output_folder, timeout=300):
             break
         time.sleep(0.05)
     assert process.poll() is None, "training ended before it could be interrupted"
-    if not checkpointed:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        raise AssertionError(f"no checkpoint in {output_folder}/save within {timeout} s")
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    assert checkpointed, f"no checkpoint in {output_folder}/save within {timeout} s"
 
 
 def kept_checkpoints(save_folder):
