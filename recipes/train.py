@@ -350,18 +350,19 @@ def main(argv):
         )
 
     average = hparams.get("weight_average")
-    if average is not None and average.active and selection != "last_epoch":
-        raise RecipeError(
-            f"{hparams_file}: weight_average_decay needs checkpoint_selection last_epoch "
-            "(the average replaces the model at the end of the last epoch; a checkpoint selected "
-            f"by validation error would not be averaged), got {selection!r}"
-        )
-    if average is not None and average.active and average.start_epoch >= hparams["number_of_epochs"]:
-        raise RecipeError(
-            f"{hparams_file}: weight_average_start_epoch is {average.start_epoch:g}, but the "
-            f"epochs after it are averaged and the run has {hparams['number_of_epochs']}: "
-            "lower weight_average_start_fraction (or weight_average_start_epoch)"
-        )
+    if average is not None and average.active:
+        if selection != "last_epoch":
+            raise RecipeError(
+                f"{hparams_file}: weight_average_decay needs checkpoint_selection last_epoch "
+                "(the average replaces the model at the end of the last epoch; a checkpoint "
+                f"selected by validation error would not be averaged), got {selection!r}"
+            )
+        if average.start_epoch >= hparams["number_of_epochs"]:
+            raise RecipeError(
+                f"{hparams_file}: weight_average_start_epoch is {average.start_epoch:g}, but the "
+                f"epochs after it are averaged and the run has {hparams['number_of_epochs']}: "
+                "lower weight_average_start_fraction (or weight_average_start_epoch)"
+            )
 
     # Everything that cannot train stops here, before any work, on every process.
     loader_opts = hparams["train_dataloader_opts"]
