@@ -61,7 +61,6 @@ from pathlib import Path
 import torch
 import torch.utils.benchmark as benchmark
 import yaml
-from hyperpyyaml import load_hyperpyyaml
 
 from focalnet_lobes.data.features import FeatureCache
 from focalnet_lobes.models.stems import ConvStem
@@ -88,11 +87,18 @@ def set_stem_layout(model, channels_last):
 
 
 def load_recipe(config, n_classes=10, overrides=None):
-    """The hyperparameters of ``hparams/<config>.yaml`` (ESC-10, no data needed)."""
-    with open(REPO / "hparams" / f"{config}.yaml", encoding="utf-8") as fin:
-        return load_hyperpyyaml(
-            fin, {"data_folder": "unused", "esc10": n_classes == 10, **(overrides or {})}
-        )
+    """The hyperparameters of ``hparams/<config>.yaml`` (ESC-10, no data needed).
+
+    Raises
+    ------
+    focalnet_lobes.training.plan.TrainingPlanError
+        An override names no key or a value the file's objects reject (one line, from
+        :func:`~focalnet_lobes.training.plan.load_recipe_hparams`).
+    """
+    return load_recipe_hparams(
+        REPO / "hparams" / f"{config}.yaml",
+        {"data_folder": "unused", "esc10": n_classes == 10, **(overrides or {})},
+    )
 
 
 def model_changes(hparams):
@@ -327,9 +333,8 @@ def main(argv=None):
                          "--batch_size / --candidate, not by a lever")
         for config in args.configs:
             try:
-                load_recipe_hparams(REPO / "hparams" / f"{config}.yaml", {
-                    "data_folder": "unused", "esc10": True, **overrides,
-                    **({"number_of_epochs": args.epochs} if args.epochs else {}),
+                load_recipe(config, overrides={
+                    **overrides, **({"number_of_epochs": args.epochs} if args.epochs else {}),
                 })
             except TrainingPlanError as error:
                 parser.error(f"--lever {name}: {error}")
