@@ -245,9 +245,12 @@ class ESC50Brain(sb.Brain):
         batch size or number of processes) holds a schedule of another total; it
         is rebuilt for this run's total and set at the optimiser steps the
         completed epochs take in this run, so training continues on the new curve
-        (:func:`focalnet_lobes.training.plan.build_step_schedule`).
+        (:func:`focalnet_lobes.training.plan.build_step_schedule`). A checkpoint
+        written without a weight average, recovered by a run that averages from an
+        epoch it has already passed, starts a new average and says which epochs it misses.
         """
         super().on_fit_start()
+        self._warn_average_missing_epochs()
         scheduler = self.lr_scheduler
         recovered_total = getattr(scheduler, "total_steps", None)
         if scheduler is None or recovered_total in (None, self.total_steps):
@@ -266,6 +269,19 @@ class ESC50Brain(sb.Brain):
                 recovered_total, self.total_steps, self.hparams.number_of_epochs,
                 self.steps_per_epoch, epochs_done, self.optimizer.param_groups[0]["lr"],
             )
+
+
+    def _warn_average_missing_epochs(self):
+        """One warning when the recovered run is past the average's start with nothing averaged."""
+        average = self.weight_average
+        epochs_done = int(self.hparams.epoch_counter.current)
+        if average is None or average.updates > 0 or epochs_done <= average.start_epoch:
+            return
+        logger.warning(
+            "The checkpoint (after epoch %d) holds no weight average: the average starts now "
+            "and leaves out epochs %d-%d, which weight_average_start_epoch %d asks for",
+            epochs_done, average.start_epoch + 1, epochs_done, average.start_epoch,
+        )
 
 
 def mean_over_processes(value, device="cpu"):

@@ -240,17 +240,20 @@ def test_last_validation_sees_the_averaged_model(fake_esc10, tmp_path):
 
 def test_averaging_starts_on_a_run_checkpointed_without_it(fake_esc10, tmp_path):
     """Continuing a finished run with --weight_average_decay: no saved average to load,
-    a new one starts (its first update copies the weights)."""
+    a new one starts (its first update copies the weights), and a warning names the
+    epochs it leaves out (here epoch 1: averaging was asked from epoch 0 on)."""
     output = tmp_path / "out"
     first = recipe_command("focalnet_cpu.yaml", fake_esc10, output, "--valid_folds", "[]", epochs=1)
     assert run(first).returncode == 0
     more = recipe_command("focalnet_cpu.yaml", fake_esc10, output, "--valid_folds", "[]",
-                          "--weight_average_decay", "0.5", "--weight_average_start_epoch", "1", epochs=3)
+                          "--weight_average_decay", "0.5", "--weight_average_start_epoch", "0", epochs=3)
     result = run(more)
     assert result.returncode == 0, result.stderr[-4000:]
     assert epochs_logged(output / "train_log.txt") == [1, 2, 3]
     model, average, train_clips = averaged_run_state(output)
     assert int(average["average.n_averaged"]) == 2 * (train_clips // 8)
+    assert ("The checkpoint (after epoch 1) holds no weight average: the average starts now "
+            "and leaves out epochs 1-1, which weight_average_start_epoch 0 asks for") in (output / "log.txt").read_text()
 
 
 def test_weight_average_survives_a_kill_and_resumes(fake_esc10, tmp_path):
@@ -267,6 +270,7 @@ def test_weight_average_survives_a_kill_and_resumes(fake_esc10, tmp_path):
     assert epochs_logged(output / "train_log.txt") == [1, 2, 3]
     model, average, train_clips = averaged_run_state(output)
     assert int(average["average.n_averaged"]) == 3 * (train_clips // 8)
+    assert "holds no weight average" not in (output / "log.txt").read_text()  # the average was recovered
     for key, value in model.items():
         assert torch.equal(value, average[f"average.module.{key}"]), key
 
