@@ -1,5 +1,6 @@
 """The exponential moving average of the weights (lever W of session 14)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -171,6 +172,22 @@ def test_specaugment_keys_are_checked_with_their_name(tmp_path, key, value, mess
     with pytest.raises(TrainingPlanError, match=message):
         load_recipe_hparams(REPO / "hparams" / "focalnet_cpu.yaml",
                             {"data_folder": str(tmp_path), key: value})
+
+
+def test_specaugment_takes_numpy_integers_and_zero_stripes():
+    """NumPy integers are integers (as Python's); zero stripes on both axes leave the
+    features unchanged (the way to turn SpecAugment off: num_*_masks [0, 0])."""
+    from focalnet_lobes.data.augment import SpecMasking
+
+    masking = SpecMasking([np.int64(0), np.int64(40)],
+                          [np.int64(2), np.int64(2)], (0, 8), (0, 0)).train()
+    assert type(masking.time_drop.drop_count_low) is int and masking.time_drop.drop_count_low == 2
+    features = torch.rand(3, 1, 100, 64) + 1.0  # no zeros before masking
+    assert bool(masking(features).eq(0).any())
+    off = SpecMasking((0, 40), (0, 0), (0, 8), (0, 0)).train()
+    assert torch.equal(off(features), features)
+    with pytest.raises(ValueError, match="num_time_masks must be"):
+        SpecMasking((0, 40), (np.True_, 2), (0, 8), (1, 1))
 
 
 def test_start_epoch_is_floored_as_the_faithfulness_terms_start():

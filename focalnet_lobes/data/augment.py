@@ -4,6 +4,8 @@ Each augmentation is a module that the recipe YAML wires in (``wav_augment``,
 ``feature_augment``, ``mixup``); all are identity in ``eval()`` mode.
 """
 
+import numbers
+
 import torch
 from speechbrain.augment.freq_domain import SpectrogramDrop
 from torch import nn
@@ -120,21 +122,22 @@ def _zero_bands(width, count, dim):
     (True, True)
     """
     return SpectrogramDrop(
-        drop_length_low=width[0],
-        drop_length_high=width[1],
-        drop_count_low=count[0],
-        drop_count_high=count[1],
+        drop_length_low=int(width[0]),  # NumPy integers become Python's
+        drop_length_high=int(width[1]),
+        drop_count_low=int(count[0]),
+        drop_count_high=int(count[1]),
         replace="zeros",
         dim=dim,
     )
 
 
 def _check_range(name, pair, exclusive):
-    """Raise a ValueError naming ``name`` unless ``pair`` is ``[low, high]`` integers,
-    0 <= low < high (``exclusive``: a width drawn from low to high - 1) or 0 <= low <= high."""
+    """Raise a ValueError naming ``name`` unless ``pair`` is ``[low, high]`` integers
+    (Python's or NumPy's, not bools), 0 <= low < high (``exclusive``: a width drawn from
+    low to high - 1) or 0 <= low <= high."""
     ok = (
         isinstance(pair, (list, tuple)) and len(pair) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair)
         and 0 <= pair[0] and (pair[0] < pair[1] if exclusive else pair[0] <= pair[1])
     )
     if not ok:
