@@ -270,17 +270,29 @@ class ESC50Brain(sb.Brain):
                 self.steps_per_epoch, epochs_done, self.optimizer.param_groups[0]["lr"],
             )
 
-
     def _warn_average_missing_epochs(self):
-        """One warning when the recovered run is past the average's start with nothing averaged."""
+        """One warning (main process) when the recovered run is past the average's start
+        epoch and its checkpoint holds no averaged step: the epochs the new average misses,
+        or, for a finished run, that the model stays unaveraged."""
         average = self.weight_average
         epochs_done = int(self.hparams.epoch_counter.current)
-        if average is None or average.updates > 0 or epochs_done <= average.start_epoch:
+        if (average is None or average.updates > 0 or epochs_done <= average.start_epoch
+                or not if_main_process()):
             return
+        if epochs_done >= self.hparams.number_of_epochs:
+            logger.warning(
+                "The checkpoint (after epoch %d, the last) holds no weight average and no "
+                "epoch is left to average: the model stays unaveraged (train more epochs, "
+                "or start in a new output folder)", epochs_done,
+            )
+            return
+        missed = average.start_epoch + 1
         logger.warning(
             "The checkpoint (after epoch %d) holds no weight average: the average starts now "
-            "and leaves out epochs %d-%d, which weight_average_start_epoch %d asks for",
-            epochs_done, average.start_epoch + 1, epochs_done, average.start_epoch,
+            "and leaves out %s, which weight_average_start_epoch %d asks for",
+            epochs_done,
+            f"epoch {missed}" if missed == epochs_done else f"epochs {missed}-{epochs_done}",
+            average.start_epoch,
         )
 
 

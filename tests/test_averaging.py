@@ -175,19 +175,61 @@ def test_specaugment_keys_are_checked_with_their_name(tmp_path, key, value, mess
 
 
 def test_specaugment_takes_numpy_integers_and_zero_stripes():
-    """NumPy integers are integers (as Python's); zero stripes on both axes leave the
-    features unchanged (the way to turn SpecAugment off: num_*_masks [0, 0])."""
+    """NumPy integers are integers (as Python's), bools are not; zero stripes on both axes
+    leave the features unchanged (the way to turn SpecAugment off: num_*_masks [0, 0]); the
+    input tensor (a cached feature, say) is never changed in place."""
     from focalnet_lobes.data.augment import SpecMasking
 
     masking = SpecMasking([np.int64(0), np.int64(40)],
                           [np.int64(2), np.int64(2)], (0, 8), (0, 0)).train()
     assert type(masking.time_drop.drop_count_low) is int and masking.time_drop.drop_count_low == 2
     features = torch.rand(3, 1, 100, 64) + 1.0  # no zeros before masking
+    before = features.clone()
     assert bool(masking(features).eq(0).any())
+    assert torch.equal(features, before)  # masked a copy
     off = SpecMasking((0, 40), (0, 0), (0, 8), (0, 0)).train()
-    assert torch.equal(off(features), features)
-    with pytest.raises(ValueError, match="num_time_masks must be"):
-        SpecMasking((0, 40), (np.True_, 2), (0, 8), (1, 1))
+    assert torch.equal(off(features), before)
+    for counts in ((np.True_, 2), (True, 2)):
+        with pytest.raises(ValueError, match="num_time_masks must be"):
+            SpecMasking((0, 40), counts, (0, 8), (1, 1))
+
+
+class _Counter:
+    current = 0
+
+
+@pytest.mark.parametrize("epochs_done, start, updates, expected", [
+    (1, 1, 0, None),  # done == start: nothing missed
+    (1, 0, 0, "leaves out epoch 1, which weight_average_start_epoch 0 asks for"),
+    (3, 1, 0, "leaves out epochs 2-3, which weight_average_start_epoch 1 asks for"),
+    (3, 0, 5, None),  # an average was recovered
+    (4, 1, 0, "(after epoch 4, the last) holds no weight average and no epoch is left to average"),
+])
+def test_recovered_run_warns_of_the_epochs_its_new_average_misses(caplog, epochs_done, start,
+                                                                    updates, expected):
+    """recipes/train.py, after checkpoint recovery: a checkpoint without an averaged step,
+    recovered past the average's start epoch, gets one warning naming what is missed."""
+    import logging
+    from types import SimpleNamespace
+
+    from conftest import load_script
+
+    recipe = load_script("recipes/train.py")
+    average = WeightAverage(decay=0.5, start_epoch=start)
+    average.attach(torch.nn.Linear(1, 1))
+    for _ in range(updates):
+        average.update(torch.nn.Linear(1, 1), epoch=start + 1)
+    counter = _Counter()
+    counter.current = epochs_done
+    brain = SimpleNamespace(weight_average=average,
+                            hparams=SimpleNamespace(epoch_counter=counter, number_of_epochs=4))
+    with caplog.at_level(logging.WARNING):
+        recipe.ESC50Brain._warn_average_missing_epochs(brain)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if expected is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and expected in warnings[0], warnings
 
 
 def test_start_epoch_is_floored_as_the_faithfulness_terms_start():

@@ -165,8 +165,8 @@ class SpecMasking(nn.Module):
     Raises
     ------
     ValueError
-        An argument that is not two such integers; the message names it (the CPU
-        YAMLs' keys have the same names).
+        An argument that is not two such integers (Python's or NumPy's); the message
+        names it (the CPU YAMLs' keys have the same names).
 
     Example
     -------
@@ -196,7 +196,9 @@ class SpecMasking(nn.Module):
         """Mask features (B, 1, T, F)."""
         if not self.training:
             return features
-        spectrogram = features.squeeze(1)
+        # SpeechBrain's SpectrogramDrop zeroes in place: a copy keeps the input (a cached
+        # feature tensor, say) untouched
+        spectrogram = features.squeeze(1).clone()
         spectrogram = self.freq_drop(self.time_drop(spectrogram))
         return spectrogram.unsqueeze(1)
 
