@@ -194,10 +194,6 @@ def test_specaugment_takes_numpy_integers_and_zero_stripes():
             SpecMasking((0, 40), counts, (0, 8), (1, 1))
 
 
-class _Counter:
-    current = 0
-
-
 @pytest.mark.parametrize("epochs_done, start, updates, expected", [
     (1, 1, 0, None),  # done == start: nothing missed
     (1, 0, 0, "leaves out epoch 1, which weight_average_start_epoch 0 asks for"),
@@ -219,10 +215,8 @@ def test_recovered_run_warns_of_the_epochs_its_new_average_misses(caplog, epochs
     average.attach(torch.nn.Linear(1, 1))
     for _ in range(updates):
         average.update(torch.nn.Linear(1, 1), epoch=start + 1)
-    counter = _Counter()
-    counter.current = epochs_done
-    brain = SimpleNamespace(weight_average=average,
-                            hparams=SimpleNamespace(epoch_counter=counter, number_of_epochs=4))
+    brain = SimpleNamespace(weight_average=average, hparams=SimpleNamespace(
+        epoch_counter=SimpleNamespace(current=epochs_done), number_of_epochs=4))
     with caplog.at_level(logging.WARNING):
         recipe.ESC50Brain._warn_average_missing_epochs(brain)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
