@@ -181,7 +181,7 @@ def test_specaugment_takes_numpy_integers_and_zero_stripes():
     from focalnet_lobes.data.augment import SpecMasking
 
     masking = SpecMasking([np.int64(0), np.int64(40)],
-                          [np.int64(2), np.int64(2)], (0, 8), (0, 0)).train()
+                          np.array([2, 2]), (0, 8), (0, 0)).train()
     assert type(masking.time_drop.drop_count_low) is int and masking.time_drop.drop_count_low == 2
     features = torch.rand(3, 1, 100, 64) + 1.0  # no zeros before masking
     before = features.clone()
@@ -189,15 +189,17 @@ def test_specaugment_takes_numpy_integers_and_zero_stripes():
     assert torch.equal(features, before)  # masked a copy
     off = SpecMasking((0, 40), (0, 0), (0, 8), (0, 0)).train()
     assert torch.equal(off(features), before)
-    for counts in ((np.True_, 2), (True, 2)):
+    for counts in ((np.True_, 2), (True, 2), np.array([1.0, 2.0]), np.array([[1, 2]])):
         with pytest.raises(ValueError, match="num_time_masks must be"):
             SpecMasking((0, 40), counts, (0, 8), (1, 1))
 
 
 @pytest.mark.parametrize("epochs_done, start, updates, expected", [
     (1, 1, 0, None),  # done == start: nothing missed
-    (1, 0, 0, "leaves out epoch 1, which weight_average_start_epoch 0 asks for"),
-    (3, 1, 0, "leaves out epochs 2-3, which weight_average_start_epoch 1 asks for"),
+    (1, 0, 0, "leaves out epoch 1 (weight_average_start_epoch or _start_fraction: "
+              "averaging after epoch 0)"),
+    (3, 1, 0, "leaves out epochs 2-3 (weight_average_start_epoch or _start_fraction: "
+              "averaging after epoch 1)"),
     (3, 0, 5, None),  # an average was recovered
     (4, 1, 0, "(after epoch 4, the last) holds no weight average and no epoch is left to average"),
 ])

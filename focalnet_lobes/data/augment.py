@@ -6,6 +6,7 @@ Each augmentation is a module that the recipe YAML wires in (``wav_augment``,
 
 import numbers
 
+import numpy as np
 import torch
 from speechbrain.augment.freq_domain import SpectrogramDrop
 from torch import nn
@@ -133,12 +134,13 @@ def _zero_bands(width, count, dim):
 
 def _check_range(name, pair, exclusive):
     """Raise a ValueError naming ``name`` unless ``pair`` is ``[low, high]`` integers
-    (Python's or NumPy's, not bools), 0 <= low < high (``exclusive``: a width drawn from
-    low to high - 1) or 0 <= low <= high."""
+    (Python's or NumPy's, not bools; a list, tuple or 1-D NumPy array), 0 <= low < high
+    (``exclusive``: a width drawn from low to high - 1) or 0 <= low <= high."""
+    values = list(pair) if isinstance(pair, np.ndarray) and pair.ndim == 1 else pair
     ok = (
-        isinstance(pair, (list, tuple)) and len(pair) == 2
-        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair)
-        and 0 <= pair[0] and (pair[0] < pair[1] if exclusive else pair[0] <= pair[1])
+        isinstance(values, (list, tuple)) and len(values) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values)
+        and 0 <= values[0] and (values[0] < values[1] if exclusive else values[0] <= values[1])
     )
     if not ok:
         rule = "0 <= low < high (high excluded)" if exclusive else "0 <= low <= high"
@@ -165,8 +167,8 @@ class SpecMasking(nn.Module):
     Raises
     ------
     ValueError
-        An argument that is not two such integers (Python's or NumPy's); the message
-        names it (the CPU YAMLs' keys have the same names).
+        An argument that is not two such integers (Python's or NumPy's, in a list, tuple
+        or 1-D array); the message names it (the CPU YAMLs' keys have the same names).
 
     Example
     -------
