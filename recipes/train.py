@@ -289,8 +289,8 @@ class ESC50Brain(sb.Brain):
         missed = average.start_epoch + 1
         logger.warning(
             "The checkpoint (after epoch %d) holds no weight average: the average starts now "
-            "and leaves out %s (weight_average_start_epoch or _start_fraction: averaging "
-            "after epoch %d)",
+            "and leaves out %s (weight_average_start_epoch, or number_of_epochs x "
+            "weight_average_start_fraction: averaging after epoch %d)",
             epochs_done,
             f"epoch {missed}" if missed == epochs_done else f"epochs {missed}-{epochs_done}",
             average.start_epoch,

@@ -189,17 +189,21 @@ def test_specaugment_takes_numpy_integers_and_zero_stripes():
     assert torch.equal(features, before)  # masked a copy
     off = SpecMasking((0, 40), (0, 0), (0, 8), (0, 0)).train()
     assert torch.equal(off(features), before)
-    for counts in ((np.True_, 2), (True, 2), np.array([1.0, 2.0]), np.array([[1, 2]])):
-        with pytest.raises(ValueError, match="num_time_masks must be"):
+    for counts in ((np.True_, 2), (True, 2), np.array([1.0, 2.0]), np.array([[1, 2]]),
+                   np.array(5), np.array([[1, 2], [3, 4]])):
+        with pytest.raises(ValueError, match="num_time_masks must be") as error:
             SpecMasking((0, 40), counts, (0, 8), (1, 1))
+        assert "\n" not in str(error.value)  # one line, a 2-D array's repr too
 
 
 @pytest.mark.parametrize("epochs_done, start, updates, expected", [
     (1, 1, 0, None),  # done == start: nothing missed
-    (1, 0, 0, "leaves out epoch 1 (weight_average_start_epoch or _start_fraction: "
-              "averaging after epoch 0)"),
-    (3, 1, 0, "leaves out epochs 2-3 (weight_average_start_epoch or _start_fraction: "
-              "averaging after epoch 1)"),
+    (1, 0, 0, "leaves out epoch 1 (weight_average_start_epoch, or number_of_epochs x "
+              "weight_average_start_fraction: averaging after epoch 0)"),
+    (3, 1, 0, "leaves out epochs 2-3 (weight_average_start_epoch, or number_of_epochs x "
+              "weight_average_start_fraction: averaging after epoch 1)"),
+    (3, 4 * 0.7, 0, "leaves out epoch 3 (weight_average_start_epoch, or number_of_epochs x "
+                    "weight_average_start_fraction: averaging after epoch 2)"),  # a fraction's start
     (3, 0, 5, None),  # an average was recovered
     (4, 1, 0, "(after epoch 4, the last) holds no weight average and no epoch is left to average"),
 ])

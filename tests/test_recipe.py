@@ -253,8 +253,8 @@ def test_averaging_starts_on_a_run_checkpointed_without_it(fake_esc10, tmp_path)
     model, average, train_clips = averaged_run_state(output)
     assert int(average["average.n_averaged"]) == 2 * (train_clips // 8)
     assert ("The checkpoint (after epoch 1) holds no weight average: the average starts now "
-            "and leaves out epoch 1 (weight_average_start_epoch or _start_fraction: averaging "
-            "after epoch 0)") in (output / "log.txt").read_text()
+            "and leaves out epoch 1 (weight_average_start_epoch, or number_of_epochs x "
+            "weight_average_start_fraction: averaging after epoch 0)") in (output / "log.txt").read_text()
 
 
 def test_weight_average_survives_a_kill_and_resumes(fake_esc10, tmp_path):

@@ -144,7 +144,8 @@ def _check_range(name, pair, exclusive):
     )
     if not ok:
         rule = "0 <= low < high (high excluded)" if exclusive else "0 <= low <= high"
-        raise ValueError(f"{name} must be [low, high] integers with {rule}, got {pair!r}")
+        got = " ".join(repr(pair).split())  # one line, a multi-row array's repr too
+        raise ValueError(f"{name} must be [low, high] integers with {rule}, got {got}")
 
 
 class SpecMasking(nn.Module):
@@ -154,14 +155,14 @@ class SpecMasking(nn.Module):
 
     Arguments
     ---------
-    time_mask_width : tuple of int
+    time_mask_width : pair of int (list, tuple or 1-D NumPy array)
         (low, high) width in frames of each time mask, drawn from low to high - 1
         (0 <= low < high).
-    num_time_masks : tuple of int
+    num_time_masks : pair of int
         (low, high) number of time masks, both included (0 <= low <= high).
-    freq_mask_width : tuple of int
+    freq_mask_width : pair of int
         (low, high) width in bins of each frequency mask (as ``time_mask_width``).
-    num_freq_masks : tuple of int
+    num_freq_masks : pair of int
         (low, high) number of frequency masks (as ``num_time_masks``).
 
     Raises
