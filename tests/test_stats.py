@@ -82,6 +82,50 @@ def test_paired_difference_that_must_not_be_significant():
         paired_difference([1.0, 2.0], [1.0])
 
 
+def test_paired_difference_round_off_is_a_tie_a_small_real_difference_is_not():
+    """Differences within float round-off count as 0; a small systematic one still counts."""
+    import numpy as np
+
+    areas = np.linspace(0.05, 0.95, 320)
+    as_float32 = areas.astype(np.float32).astype(np.float64)  # one run stored float32
+    assert np.any(as_float32 != areas)
+    tie = paired_difference(as_float32, areas)
+    assert tie == {"mean": 0.0, "low": 0.0, "high": 0.0, "n": 320, "significant": False}
+    # the archived case: every clip 2.13e-9 apart (session 16's mask areas at q = 0.95)
+    constant = paired_difference(areas + 2.13e-9, areas)
+    assert constant["significant"] is False and constant["mean"] == 0.0
+    # one mask bin of 431 x 64 on every clip (3.6e-5): not round-off, so significant
+    bin_area = 1.0 / (431 * 64)
+    real = paired_difference(areas + bin_area, areas)
+    assert real["significant"] is True
+    assert real["low"] == pytest.approx(bin_area, rel=1e-6)
+    # round-off on some clips, a real difference on others: only the real ones count
+    mixed = paired_difference(np.concatenate([areas[:300] + 1e-12, areas[300:] + 0.1]), areas)
+    assert mixed["mean"] == pytest.approx(20 * 0.1 / 320)
+
+
+def test_difference_cell_shows_the_sign_of_every_bound_and_bolds_visible_differences():
+    from focalnet_lobes.interpretation.evaluation import difference_cell
+
+    # session 15's W' FF at q = 0.9: a CI above 0 by less than 0.0005 must show its sign
+    ff = {"mean": -0.011, "low": -0.022, "high": -0.0004, "significant": True}
+    assert difference_cell(ff) == "**-0.011 [-0.022, -0.0004]**"
+    # the same numbers with a CI that includes 0: not bold
+    assert difference_cell({**ff, "high": 0.0004, "significant": False}) == (
+        "-0.011 [-0.022, +0.0004]"
+    )
+    # a systematic difference below the printed precision: its digits shown, not bold
+    tiny = {"mean": 3.4e-7, "low": 1.1e-7, "high": 9.1e-7, "significant": True}
+    assert difference_cell(tiny) == "+3e-07 [+1e-07, +9e-07]"
+    # a significant difference whose mean rounds to 0.001 is bold
+    assert difference_cell({"mean": 0.0006, "low": 0.0002, "high": 0.001, "significant": True}) == (
+        "**+0.001 [+0.0002, +0.001]**"
+    )
+    assert difference_cell({"mean": 0.0, "low": 0.0, "high": 0.0, "significant": False}) == (
+        "+0.000 [+0.000, +0.000]"
+    )
+
+
 def test_mcnemar_exact_hand_values():
     # 8 discordant clips, all for the first classifier: p = 2 * 0.5^8 = 0.0078125
     first = [True] * 8 + [True] * 30 + [False] * 2

@@ -354,8 +354,10 @@ def markdown_differences(differences):
         "# Paired differences (method − reference, same clips)",
         "",
         "Mean of the per-clip difference with its 95% bootstrap CI; **bold** when the CI "
-        "excludes 0 (a difference the benchmark can tell; also at the printed precision, so "
-        "that a systematic difference below 0.0005 is not marked), plain otherwise.",
+        "excludes 0 (a difference the benchmark can tell) and the mean is at least 0.0005 "
+        "(a systematic difference below it, e.g. mask areas that differ by quantile ties, is "
+        "not marked), plain otherwise; a number that would print as 0.000 prints with one "
+        "significant digit.",
     ]
     quantiles = sorted({key for d in differences for key in d["quantiles"]}, key=float)
     for key in quantiles:

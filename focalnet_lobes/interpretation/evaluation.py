@@ -1311,12 +1311,15 @@ def markdown_metrics(metrics):
 
 
 def difference_cell(difference):
-    """``mean [low, high]`` of a paired difference, bold when its CI excludes 0 at 3 decimals.
+    """``mean [low, high]`` of a paired difference, bold when its CI excludes 0.
 
     The table cell of every paired difference (``compare.py``, ``cross_validate.py``,
-    ``compare_cv.py``): a CI that excludes 0 only beyond the printed precision
-    (e.g. mask areas that differ by quantile ties) is not bold, so that a bold
-    cell never reads +0.000.
+    ``compare_cv.py``). Numbers print with 3 decimals; one that is not 0 but would
+    print as 0.000 prints with one significant digit instead (``-0.0004``, ``+2e-05``),
+    so that a CI bound never hides its sign. Bold when the CI excludes 0
+    (``significant``) and the mean is visible at 3 decimals: a systematic
+    difference below 0.0005 (e.g. mask areas that differ by quantile ties) is
+    not marked, however narrow its CI.
 
     Arguments
     ---------
@@ -1331,12 +1334,21 @@ def difference_cell(difference):
     -------
     >>> difference_cell({"mean": 0.1, "low": 0.05, "high": 0.2, "significant": True})
     '**+0.100 [+0.050, +0.200]**'
+    >>> difference_cell({"mean": -0.011, "low": -0.022, "high": -0.0004, "significant": True})
+    '**-0.011 [-0.022, -0.0004]**'
     >>> difference_cell({"mean": 2e-5, "low": 1e-5, "high": 3e-5, "significant": True})
-    '+0.000 [+0.000, +0.000]'
+    '+2e-05 [+1e-05, +3e-05]'
+    >>> difference_cell({"mean": 0.0, "low": -0.01, "high": 0.01, "significant": False})
+    '+0.000 [-0.010, +0.010]'
     """
-    low, high = round(difference["low"], 3), round(difference["high"], 3)
-    text = f"{difference['mean']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}]"
-    return f"**{text}**" if difference["significant"] and (low > 0 or high < 0) else text
+    def number(value):
+        return f"{value:+.1g}" if value != 0 and round(value, 3) == 0 else f"{value:+.3f}"
+
+    text = (
+        f"{number(difference['mean'])} [{number(difference['low'])}, {number(difference['high'])}]"
+    )
+    visible = round(abs(difference["mean"]), 3) > 0
+    return f"**{text}**" if difference["significant"] and visible else text
 
 
 def markdown_table_header(first_columns, keys):

@@ -29,6 +29,10 @@ CONFIDENCE = 0.95
 N_RESAMPLES = 9999
 METHOD = "BCa"
 SEED = 0
+#: Per-clip differences within float round-off count as ties (``numpy.isclose``):
+#: relative and absolute tolerance of :func:`paired_difference`.
+ROUNDOFF_RTOL = 1e-6
+ROUNDOFF_ATOL = 1e-8
 
 
 def _as_sample(values, name="values"):
@@ -121,7 +125,11 @@ def paired_difference(
     -------
     dict
         ``mean``, ``low``, ``high``, ``n`` of the per-clip differences and
-        ``significant``: True when the interval excludes 0.
+        ``significant``: True when the interval excludes 0. A clip whose two values
+        agree within float round-off (:func:`numpy.isclose` with ``ROUNDOFF_RTOL``,
+        ``ROUNDOFF_ATOL``: e.g. a mask area stored in float32 by one run and float64
+        by the other) counts as a difference of exactly 0, so that round-off alone
+        never makes a difference "significant".
 
     Raises
     ------
@@ -135,6 +143,8 @@ def paired_difference(
     (0.463, True)
     >>> paired_difference([1.0, 0.0] * 20, [0.0, 1.0] * 20)["significant"]
     False
+    >>> paired_difference([0.05 + 2e-9] * 40, [0.05] * 40)["significant"]  # round-off
+    False
     """
     first = _as_sample(first, "first")
     second = _as_sample(second, "second")
@@ -142,7 +152,10 @@ def paired_difference(
         raise ValueError(
             f"paired samples must cover the same clips: {first.size} against {second.size} values"
         )
-    result = bootstrap_ci(first - second, confidence, n_resamples, method, seed)
+    difference = np.where(
+        np.isclose(first, second, rtol=ROUNDOFF_RTOL, atol=ROUNDOFF_ATOL), 0.0, first - second
+    )
+    result = bootstrap_ci(difference, confidence, n_resamples, method, seed)
     result["significant"] = bool(result["low"] > 0 or result["high"] < 0)
     return result
 
