@@ -180,3 +180,36 @@ def test_export_command_reports_errors(tmp_path, capsys):
     assert main(["--classifier_folder", str(tmp_path), "--output_folder", str(tmp_path / "o")]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "hyperparams.yaml is missing" in error
+
+
+def test_pcen_run_trains_exports_and_loads_with_pcen(fake_esc10, tmp_path):
+    """``--compression pcen``: the run trains on PCEN features, and the exported folder
+    carries the compression and its options, so from_hparams gives the trained logits."""
+    from conftest import run_recipe, training_command
+
+    output = tmp_path / "run"
+    result = run_recipe(training_command("focalnet_cpu.yaml", fake_esc10, output, "--compression", "pcen",
+                                         "--pcen_options", "{alpha: 0.9, smooth_coef: 0.05}", epochs=1))
+    assert result.returncode == 0, result.stderr[-4000:]
+    trained = load_trained_classifier(output)
+    assert trained.frontend.compression == "pcen"
+    assert torch.allclose(dict(trained.frontend.named_parameters())["pcen.alpha"], torch.tensor(0.9))
+    folder = tmp_path / "hub"
+    summary = export_classifier(output, folder)
+    assert summary["max_logit_difference"] <= 1e-5
+    text = (folder / "hyperparams.yaml").read_text()
+    assert "compression: pcen" in text and "smooth_coef: 0.05" in text
+    classifier = AudioClassifier.from_hparams(source=str(folder), savedir=str(tmp_path / "sd"))
+    assert classifier.mods.compute_features.compression == "pcen"
+    manifest = json.loads(trained.manifest("test").read_text())
+    num_samples = int(trained.hparams["sample_rate"] * trained.hparams["clip_seconds"])
+    wavs = torch.stack([
+        fix_length(load_audio(entry["wav"], trained.hparams["sample_rate"]), num_samples)
+        for entry in list(manifest.values())[:4]
+    ])
+    frontend = trained.frontend
+    with torch.no_grad():
+        reference = trained.model(frontend(wavs))
+        on_log1p = trained.model(torch.log1p(frontend.project(frontend.spectrum(wavs).abs())).unsqueeze(1))
+    assert (classifier(wavs) - reference).abs().max() <= 1e-5
+    assert (on_log1p - reference).abs().max() > 1e-2  # the model's input was PCEN's, not log1p's

@@ -6,13 +6,16 @@ turns a mask on that feature grid back into a mask on the linear STFT grid and
 into a listenable waveform (masked magnitude with the original phase, inverted by
 the ISTFT to the input's length).
 
-Masks act on ``log1p`` features, so a masked-out bin is 0: the feature of silence.
+Masks act on the compressed features, so a masked-out bin is 0: the feature of
+silence (``log1p(0) = 0``; per-channel energy normalization, the other compression,
+also maps silence to 0).
 """
 
 from collections import OrderedDict
 
 import torch
 import torchaudio
+from speechbrain.nnet.normalization import PCEN
 from speechbrain.processing.features import ISTFT, STFT
 from torch import nn
 
@@ -20,6 +23,10 @@ WINDOWS = {
     "hamming": torch.hamming_window,
     "hann": torch.hann_window,
 }
+#: ``compression`` values of :class:`SpectrogramFrontend`.
+COMPRESSIONS = ("log1p", "pcen")
+#: Keys of ``pcen_options``: the arguments of SpeechBrain's PCEN (fixed, not trained).
+PCEN_OPTIONS = ("alpha", "smooth_coef", "delta", "root", "floor")
 
 
 class SpectrogramFrontend(nn.Module):
@@ -49,6 +56,26 @@ class SpectrogramFrontend(nn.Module):
         Lowest mel frequency in Hz.
     f_max : float or None
         Highest mel frequency in Hz (``None``: Nyquist).
+    compression : str
+        How the projected magnitude E (B, T, F) becomes features: ``"log1p"`` (the
+        paper's, ``log(1 + E)``) or ``"pcen"``, per-channel energy normalization
+        (Wang et al., "Trainable frontend for robust and far-field keyword spotting",
+        ICASSP 2017, eq. 1): ``(E / (floor + M)^alpha + delta)^(1/root) - delta^(1/root)``
+        with M a first-order smoother of E along time (``M[t] = (1 - s) M[t-1] + s E[t]``,
+        ``M[0] = E[0]``), computed by :class:`speechbrain.nnet.normalization.PCEN` with
+        its parameters fixed (the front end is not trained), in float32. Both map
+        silence (E = 0) to 0.
+    pcen_options : dict or None
+        With ``compression="pcen"``: the keys ``alpha`` (gain normalization exponent,
+        in [0, 1]), ``smooth_coef`` (s, in (0, 1]), ``delta`` (> 0), ``root`` (>= 1)
+        and ``floor`` (> 0), each optional (SpeechBrain's defaults, LEAF's: 0.96, 0.04,
+        2.0, 2.0, 1e-12). Not used with ``"log1p"`` (so that a YAML file can hold
+        them for a ``--compression pcen`` override).
+
+    Raises
+    ------
+    ValueError
+        An unknown window or compression, an unknown or out-of-range PCEN option.
 
     Example
     -------
@@ -65,6 +92,11 @@ class SpectrogramFrontend(nn.Module):
     torch.Size([2, 80000])
     >>> bool((rebuilt - wav).abs().max() < 1e-3)
     True
+    >>> pcen = SpectrogramFrontend(n_mels=64, compression="pcen", pcen_options={"alpha": 0.98})
+    >>> pcen(wav).shape
+    torch.Size([2, 1, 431, 64])
+    >>> float(pcen(torch.zeros(1, 8000)).abs().max())  # silence
+    0.0
     """
 
     def __init__(
@@ -77,10 +109,14 @@ class SpectrogramFrontend(nn.Module):
         n_mels=None,
         f_min=0.0,
         f_max=None,
+        compression="log1p",
+        pcen_options=None,
     ):
         super().__init__()
         if window not in WINDOWS:
             raise ValueError(f"Unknown window '{window}': expected one of {sorted(WINDOWS)}")
+        self.compression = compression
+        self.pcen = _fixed_pcen(compression, pcen_options, n_fft // 2 + 1 if n_mels is None else n_mels)
         self.sample_rate = sample_rate
         self.n_fft = n_fft
         self.n_mels = n_mels
@@ -177,14 +213,20 @@ class SpectrogramFrontend(nn.Module):
         return magnitude
 
     def compress(self, projected):
-        """``log1p`` features (B, 1, T, F) of a projected magnitude (B, T, F).
+        """Features (B, 1, T, F) of a projected magnitude (B, T, F): ``log1p`` or PCEN.
+
+        PCEN runs in float32 outside any autocast region (its smoother is a
+        recursion over the T frames).
 
         Example
         -------
         >>> SpectrogramFrontend().compress(torch.zeros(2, 3, 513)).shape
         torch.Size([2, 1, 3, 513])
         """
-        return torch.log1p(projected).unsqueeze(1)
+        if self.pcen is None:
+            return torch.log1p(projected).unsqueeze(1)
+        with torch.autocast(device_type=projected.device.type, enabled=False):
+            return self.pcen(projected.float()).unsqueeze(1)
 
     def forward(self, wavs):
         """Features (B, 1, T, F) of waveforms (B, samples)."""
@@ -257,6 +299,31 @@ class SpectrogramFrontend(nn.Module):
         return self.istft(torch.view_as_real(masked), sig_length=wavs.shape[-1])
 
 
+def _fixed_pcen(compression, options, num_bins):
+    """SpeechBrain's PCEN with fixed parameters for ``compression="pcen"``, else None."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"Unknown compression '{compression}': expected one of {list(COMPRESSIONS)}")
+    if compression != "pcen":
+        return None
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(PCEN_OPTIONS))
+    if unknown:
+        raise ValueError(f"Unknown pcen_options {unknown}: expected some of {list(PCEN_OPTIONS)}")
+    ranges = {
+        "alpha": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+        "smooth_coef": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+        "delta": (lambda v: v > 0.0, "> 0"),
+        "root": (lambda v: v >= 1.0, ">= 1"),
+        "floor": (lambda v: v > 0.0, "> 0"),
+    }
+    for key, value in options.items():
+        valid, text = ranges[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(float(value)):
+            raise ValueError(f"pcen_options {key} must be a number {text}, got {value!r}")
+        options[key] = float(value)
+    return PCEN(num_bins, trainable=False, per_channel_smooth_coef=False, **options)
+
+
 def _mel_to_linear_weights(filters):
     """(n_mels, n_freqs) weights mapping a mel-band mask to linear bins.
 
@@ -278,7 +345,8 @@ class FeatureCache:
     Training recomputes the STFT of every clip at every epoch although the clip
     does not change; only a random waveform gain does, and the STFT and the mel
     projection are linear, so a gain g on the waveform scales the projected
-    magnitude M by g exactly: the features ``log1p(g * M)`` come from a cached M.
+    magnitude M by g exactly: the features ``log1p(g * M)`` (or PCEN of g * M) come
+    from a cached M.
     The cache therefore serves evaluation (no augmentation) and training with a
     :class:`~focalnet_lobes.data.augment.RandomGain` waveform augmentation (or none);
     any other waveform augmentation changes the signal, and those batches are

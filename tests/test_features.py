@@ -1,0 +1,108 @@
+"""focalnet_lobes.data.features: the front end's compression (log1p, PCEN) and its checks."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import lfilter
+
+from focalnet_lobes.data.features import FeatureCache, SpectrogramFrontend
+
+PCEN_OPTIONS = {"alpha": 0.98, "smooth_coef": 0.0286, "delta": 2.0, "root": 2.0, "floor": 1e-6}
+
+
+def pcen_reference(energy, alpha, smooth_coef, delta, root, floor):
+    """PCEN (Wang et al. 2017, eq. 1) of E (T, F) with SciPy's IIR filter along time, M[0] = E[0]."""
+    energy = np.asarray(energy, dtype=np.float64)
+    initial = (1.0 - smooth_coef) * energy[:1]  # lfilter's state so that M[0] = E[0]
+    smoother, _ = lfilter([smooth_coef], [1.0, smooth_coef - 1.0], energy, axis=0, zi=initial)
+    return (energy / (floor + smoother) ** alpha + delta) ** (1.0 / root) - delta ** (1.0 / root)
+
+
+def test_pcen_features_follow_the_equation():
+    frontend = SpectrogramFrontend(n_mels=16, compression="pcen", pcen_options=PCEN_OPTIONS)
+    torch.manual_seed(0)
+    energy = torch.rand(3, 50, 16) * torch.logspace(-3, 2, 50).reshape(1, 50, 1)
+    features = frontend.compress(energy)
+    assert features.shape == (3, 1, 50, 16) and features.dtype == torch.float32
+    for row in range(3):
+        expected = pcen_reference(energy[row].numpy(), **PCEN_OPTIONS)
+        np.testing.assert_allclose(features[row, 0].numpy(), expected, rtol=1e-4, atol=1e-6)
+    # log1p stays the default, unchanged
+    plain = SpectrogramFrontend(n_mels=16)
+    assert plain.compression == "log1p" and plain.pcen is None
+    assert torch.equal(plain.compress(energy), torch.log1p(energy).unsqueeze(1))
+
+
+def test_pcen_options_change_the_features_and_defaults_are_speechbrains():
+    energy = torch.rand(1, 40, 8) * 10
+    default = SpectrogramFrontend(n_mels=8, compression="pcen").compress(energy)
+    np.testing.assert_allclose(
+        default[0, 0].numpy(),
+        pcen_reference(energy[0].numpy(), 0.96, 0.04, 2.0, 2.0, 1e-12),  # LEAF's, SpeechBrain's
+        rtol=1e-4, atol=1e-6,
+    )
+    other = SpectrogramFrontend(n_mels=8, compression="pcen", pcen_options={"root": 3.0})
+    assert not torch.allclose(other.compress(energy), default)
+
+
+def test_pcen_maps_silence_to_zero_and_normalizes_loudness():
+    frontend = SpectrogramFrontend(n_mels=64, compression="pcen", pcen_options=PCEN_OPTIONS)
+    assert float(frontend(torch.zeros(2, 8000)).abs().max()) == 0.0
+    torch.manual_seed(1)
+    wav = torch.randn(1, 16000) * torch.linspace(0.1, 1.0, 16000)
+    quiet, loud = frontend(0.25 * wav), frontend(4.0 * wav)
+    log_quiet, log_loud = SpectrogramFrontend(n_mels=64)(0.25 * wav), SpectrogramFrontend(n_mels=64)(4.0 * wav)
+    # a 24 dB gain: PCEN's features move by a few percent, log1p's by far more
+    pcen_change = float((loud - quiet).abs().mean() / quiet.abs().mean())
+    log_change = float((log_loud - log_quiet).abs().mean() / log_quiet.abs().mean())
+    assert pcen_change < 0.1 < 1.0 < log_change
+
+
+def test_pcen_runs_in_float32_under_autocast():
+    frontend = SpectrogramFrontend(n_mels=16, compression="pcen", pcen_options=PCEN_OPTIONS)
+    energy = torch.rand(2, 30, 16) * 5
+    reference = frontend.compress(energy)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        under_autocast = frontend.compress(energy)
+    assert under_autocast.dtype == torch.float32
+    assert torch.equal(under_autocast, reference)
+
+
+def test_pcen_is_fixed_not_trained():
+    frontend = SpectrogramFrontend(n_mels=16, compression="pcen", pcen_options=PCEN_OPTIONS)
+    parameters = list(frontend.parameters())
+    assert parameters and not any(p.requires_grad for p in parameters)
+    alpha = dict(frontend.named_parameters())["pcen.alpha"]
+    assert torch.allclose(alpha, torch.full((16,), 0.98))
+
+
+def test_feature_cache_with_gains_matches_the_front_end_under_pcen():
+    frontend = SpectrogramFrontend(n_mels=16, compression="pcen", pcen_options=PCEN_OPTIONS)
+    cache = FeatureCache(frontend, max_items=8)
+    torch.manual_seed(2)
+    wavs = torch.randn(2, 4000)
+    gains = torch.tensor([0.5, 2.0])
+    cache(["a", "b"], wavs)
+    assert torch.allclose(cache(["a", "b"], wavs, gains=gains), frontend(wavs * gains[:, None]), atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"compression": "log"}, "Unknown compression 'log': expected one of \\['log1p', 'pcen'\\]"),
+    ({"compression": "pcen", "pcen_options": {"gain": 0.98}}, "Unknown pcen_options \\['gain'\\]"),
+    ({"compression": "pcen", "pcen_options": {"alpha": 1.5}}, "alpha must be a number in \\[0, 1\\], got 1.5"),
+    ({"compression": "pcen", "pcen_options": {"smooth_coef": 0.0}}, "smooth_coef must be a number in \\(0, 1\\]"),
+    ({"compression": "pcen", "pcen_options": {"delta": -1}}, "delta must be a number > 0"),
+    ({"compression": "pcen", "pcen_options": {"root": 0.5}}, "root must be a number >= 1"),
+    ({"compression": "pcen", "pcen_options": {"floor": "tiny"}}, "floor must be a number > 0, got 'tiny'"),
+    ({"compression": "pcen", "pcen_options": {"delta": True}}, "delta must be a number > 0, got True"),
+])
+def test_bad_compression_settings_are_one_line_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message) as error:
+        SpectrogramFrontend(n_mels=8, **kwargs)
+    assert "\n" not in str(error.value)
+
+
+def test_log1p_ignores_pcen_options():
+    """A YAML file holds the options for a --compression pcen override; log1p does not use them."""
+    frontend = SpectrogramFrontend(n_mels=8, compression="log1p", pcen_options=PCEN_OPTIONS)
+    assert frontend.pcen is None and list(frontend.parameters()) == []
