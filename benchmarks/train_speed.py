@@ -187,7 +187,8 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
     ``candidate`` (``(batch size, epochs)`` or None) adds today's recipe at another
     batch size and run length (its ``vs_today`` is its run speed-up against today's).
     ``levers`` (``(name, {key: value})`` pairs) adds today's recipe with those YAML
-    overrides, one row ``today+name`` each.
+    overrides, one row ``today+name`` each, timed with its own front end (e.g.
+    ``compression=pcen``).
     """
     torch.manual_seed(0)
     today = load_recipe(config, overrides={"number_of_epochs": epochs} if epochs else None)
@@ -242,11 +243,12 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
     for variant, hparams, channels_last, cached, batch, run_epochs, with_terms in variants:
         model = set_stem_layout(copy.deepcopy(hparams["model"]), channels_last)
         plain_epochs, terms_epochs = term_epochs(hparams, run_epochs) if with_terms else (run_epochs, 0)
-        cache = FeatureCache(frontend) if cached else None
+        own_frontend = hparams["compute_features"]  # a lever may change the front end
+        cache = FeatureCache(own_frontend) if cached else None
         if cache is not None:
             cache(all_ids[:batch], all_wavs[:batch])  # every clip seen once: after epoch 1
         timings = time_steps(
-            hparams, model, frontend, cache, all_wavs[:batch], all_ids[:batch],
+            hparams, model, own_frontend, cache, all_wavs[:batch], all_ids[:batch],
             all_targets[:batch], threads, min_run_time,
             term=hparams["masked_in_loss"] if terms_epochs else None,
         )

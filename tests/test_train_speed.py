@@ -242,6 +242,20 @@ def test_train_speed_times_levers_as_overrides_of_today(tmp_path, monkeypatch, c
     assert f"| focalnet_cpu | {module.TODAY}+A |" in capsys.readouterr().out
     assert rows[-1]["lever_overrides"] == {"num_time_masks": [2, 2], "num_freq_masks": [2, 2]}
     assert today["lever_overrides"] is None
+    # a lever that changes the front end is timed with its own front end
+    from focalnet_lobes.data.features import SpectrogramFrontend
+
+    compressions = []
+    original_compress = SpectrogramFrontend.compress
+    monkeypatch.setattr(SpectrogramFrontend, "compress",
+                        lambda self, projected: compressions.append(self.compression)
+                        or original_compress(self, projected))
+    rows = module.main([
+        "--configs", "focalnet_cpu", "--threads", "1", "--batch_size", "2",
+        "--train_clips", "4", "--valid_clips", "2", "--min_run_time", "0.01", "--epochs", "10",
+        "--lever", "P", "compression=pcen", "--output", str(tmp_path / "speed_pcen.json"),
+    ])
+    assert rows[-1]["variant"] == f"{module.TODAY}+P" and "pcen" in compressions
     for words, message in (
         (["W", "weight_average_decay"], "--lever W: expected KEY=VALUE, got 'weight_average_decay'"),
         (["L", "number_of_epochs=80"], "--lever L: number_of_epochs is set by --epochs"),
