@@ -94,6 +94,9 @@ def test_paired_difference_round_off_is_a_tie_a_small_real_difference_is_not():
     # the archived case: every clip 2.13e-9 apart (session 16's mask areas at q = 0.95)
     constant = paired_difference(areas + 2.13e-9, areas)
     assert constant["significant"] is False and constant["mean"] == 0.0
+    # an archive's 6 significant digits against the unrounded values: a tie
+    rounded = np.array([float(f"{value:.6g}") for value in areas + 1.234567e-7])
+    assert paired_difference(rounded, areas + 1.234567e-7)["mean"] == 0.0
     # one mask bin of 431 x 64 on every clip (3.6e-5): not round-off, so significant
     bin_area = 1.0 / (431 * 64)
     real = paired_difference(areas + bin_area, areas)
