@@ -58,13 +58,13 @@ def test_pcen_maps_silence_to_zero_and_normalizes_loudness():
     assert pcen_change < 0.1 < 1.0 < log_change
 
 
-def test_pcen_runs_in_float32_under_autocast():
+def test_pcen_runs_in_float32_on_low_precision_input_and_under_autocast():
     frontend = SpectrogramFrontend(n_mels=16, compression="pcen", pcen_options=PCEN_OPTIONS)
-    energy = torch.rand(2, 30, 16) * 5
-    reference = frontend.compress(energy)
+    energy = (torch.rand(2, 30, 16) * 5).to(torch.bfloat16)
+    reference = frontend.compress(energy.float())
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         under_autocast = frontend.compress(energy)
-    assert under_autocast.dtype == torch.float32
+    assert under_autocast.dtype == torch.float32  # the recursion does not run in bf16
     assert torch.equal(under_autocast, reference)
 
 
@@ -89,12 +89,16 @@ def test_feature_cache_with_gains_matches_the_front_end_under_pcen():
 @pytest.mark.parametrize("kwargs, message", [
     ({"compression": "log"}, "Unknown compression 'log': expected one of \\['log1p', 'pcen'\\]"),
     ({"compression": "pcen", "pcen_options": {"gain": 0.98}}, "Unknown pcen_options \\['gain'\\]"),
-    ({"compression": "pcen", "pcen_options": {"alpha": 1.5}}, "alpha must be a number in \\[0, 1\\], got 1.5"),
-    ({"compression": "pcen", "pcen_options": {"smooth_coef": 0.0}}, "smooth_coef must be a number in \\(0, 1\\]"),
-    ({"compression": "pcen", "pcen_options": {"delta": -1}}, "delta must be a number > 0"),
-    ({"compression": "pcen", "pcen_options": {"root": 0.5}}, "root must be a number >= 1"),
-    ({"compression": "pcen", "pcen_options": {"floor": "tiny"}}, "floor must be a number > 0, got 'tiny'"),
-    ({"compression": "pcen", "pcen_options": {"delta": True}}, "delta must be a number > 0, got True"),
+    ({"compression": "pcen", "pcen_options": {"alpha": 1.5}}, "alpha must be a finite number in \\[0, 1\\], got 1.5"),
+    ({"compression": "pcen", "pcen_options": {"smooth_coef": 0.0}}, "smooth_coef must be a finite number in \\(0, 1\\]"),
+    ({"compression": "pcen", "pcen_options": {"delta": -1}}, "delta must be a finite number > 0"),
+    ({"compression": "pcen", "pcen_options": {"root": 0.5}}, "root must be a finite number >= 1"),
+    ({"compression": "pcen", "pcen_options": {"floor": "tiny"}}, "floor must be a finite number > 0, got 'tiny'"),
+    ({"compression": "pcen", "pcen_options": {"delta": True}}, "delta must be a finite number > 0, got True"),
+    ({"compression": "pcen", "pcen_options": {"delta": float("inf")}}, "delta must be a finite number > 0, got inf"),
+    ({"compression": "pcen", "pcen_options": {"floor": float("nan")}}, "floor must be a finite number > 0, got nan"),
+    ({"compression": "pcen", "pcen_options": "alpha: 0.9"}, "pcen_options must be a mapping of option: value, got 'alpha: 0.9'"),
+    ({"compression": "pcen", "pcen_options": [0.9]}, "pcen_options must be a mapping"),
 ])
 def test_bad_compression_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(ValueError, match=message) as error:
@@ -106,3 +110,18 @@ def test_log1p_ignores_pcen_options():
     """A YAML file holds the options for a --compression pcen override; log1p does not use them."""
     frontend = SpectrogramFrontend(n_mels=8, compression="log1p", pcen_options=PCEN_OPTIONS)
     assert frontend.pcen is None and list(frontend.parameters()) == []
+
+
+def test_a_mask_on_log1p_features_is_the_masked_spectrogram_on_pcen_it_is_not():
+    """What the README and metrics.py say: a binary mask on log1p features equals the
+    features of the masked magnitude; PCEN's smoother spans frames, so on PCEN it does not."""
+    torch.manual_seed(3)
+    energy = torch.rand(1, 60, 8) * 10
+    mask = (torch.rand(1, 60, 8) > 0.5).float()
+    log1p = SpectrogramFrontend(n_mels=8)
+    assert torch.allclose(log1p.compress(mask * energy), mask.unsqueeze(1) * log1p.compress(energy))
+    pcen = SpectrogramFrontend(n_mels=8, compression="pcen", pcen_options=PCEN_OPTIONS)
+    masked_input, masked_features = pcen.compress(mask * energy), mask.unsqueeze(1) * pcen.compress(energy)
+    assert torch.equal(masked_input == 0, masked_features == 0)  # both silent where masked out
+    kept = mask.unsqueeze(1).bool()
+    assert float((masked_input - masked_features)[kept].abs().max()) > 0.1

@@ -119,10 +119,14 @@ def test_difference_cell_shows_the_sign_of_every_bound_and_bolds_visible_differe
     )
     # a systematic difference below the printed precision: its digits shown, not bold
     tiny = {"mean": 3.4e-7, "low": 1.1e-7, "high": 9.1e-7, "significant": True}
-    assert difference_cell(tiny) == "+3e-07 [+1e-07, +9e-07]"
+    assert difference_cell(tiny) == "+3.4e-07 [+1.1e-07, +9.1e-07]"
     # a significant difference whose mean rounds to 0.001 is bold
     assert difference_cell({"mean": 0.0006, "low": 0.0002, "high": 0.001, "significant": True}) == (
         "**+0.001 [+0.0002, +0.001]**"
+    )
+    # below 0.0005 not bold, and printed with two digits (not as the bold threshold 0.0005)
+    assert difference_cell({"mean": 0.00049, "low": 0.0002, "high": 0.0008, "significant": True}) == (
+        "+0.00049 [+0.0002, +0.001]"
     )
     assert difference_cell({"mean": 0.0, "low": 0.0, "high": 0.0, "significant": False}) == (
         "+0.000 [+0.000, +0.000]"

@@ -1,17 +1,25 @@
-"""The spectrogram front end: waveform -> STFT -> log-magnitude features, and back.
+"""The spectrogram front end: waveform -> STFT -> compressed-magnitude features, and back.
 
 :class:`SpectrogramFrontend` computes the classifier's input (``log1p`` of the STFT
-magnitude, as the paper, or of a mel projection of it) and, for interpretation,
+magnitude, as the paper, or of a mel projection of it; or their per-channel energy
+normalization, PCEN) and, for interpretation,
 turns a mask on that feature grid back into a mask on the linear STFT grid and
 into a listenable waveform (masked magnitude with the original phase, inverted by
 the ISTFT to the input's length).
 
 Masks act on the compressed features, so a masked-out bin is 0: the feature of
-silence (``log1p(0) = 0``; per-channel energy normalization, the other compression,
-also maps silence to 0).
+silence (``log1p(0) = 0``; PCEN also maps silence to 0). With ``log1p`` a binary
+mask on the features equals the features of the masked magnitude (``log1p(M E) =
+M log1p(E)``), so the masked input the metrics score is the listenable one. With PCEN
+it is not: its smoother spans frames, so PCEN of a masked magnitude differs from the
+masked PCEN features (by as much as the features themselves at kept bins). The
+metrics (:mod:`focalnet_lobes.interpretation.metrics`) score the masked model input;
+the listenable audio and L-MAC's training mask the magnitude.
 """
 
+import math
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import torch
 import torchaudio
@@ -70,12 +78,15 @@ class SpectrogramFrontend(nn.Module):
         in [0, 1]), ``smooth_coef`` (s, in (0, 1]), ``delta`` (> 0), ``root`` (>= 1)
         and ``floor`` (> 0), each optional (SpeechBrain's defaults, LEAF's: 0.96, 0.04,
         2.0, 2.0, 1e-12). Not used with ``"log1p"`` (so that a YAML file can hold
-        them for a ``--compression pcen`` override).
+        them for a ``--compression pcen`` override). Note that librosa.pcen starts its
+        smoother at a steady state and its defaults assume magnitudes scaled by
+        2**31: its parameter values, not its output, are reproduced by the YAML's.
 
     Raises
     ------
     ValueError
-        An unknown window or compression, an unknown or out-of-range PCEN option.
+        An unknown window or compression; ``pcen_options`` not a mapping, with an
+        unknown key, or with a value that is not a finite number in its range.
 
     Example
     -------
@@ -177,7 +188,7 @@ class SpectrogramFrontend(nn.Module):
         return torch.view_as_complex(self.stft(wavs.float()).contiguous())
 
     def features_from_magnitude(self, magnitude):
-        """``log1p`` features (B, 1, T, F) from a linear magnitude (B, T, F_linear).
+        """Features (B, 1, T, F) from a linear magnitude (B, T, F_linear): projected, compressed.
 
         Arguments
         ---------
@@ -305,6 +316,8 @@ def _fixed_pcen(compression, options, num_bins):
         raise ValueError(f"Unknown compression '{compression}': expected one of {list(COMPRESSIONS)}")
     if compression != "pcen":
         return None
+    if options is not None and not isinstance(options, Mapping):
+        raise ValueError(f"pcen_options must be a mapping of option: value, got {options!r}")
     options = dict(options or {})
     unknown = sorted(set(options) - set(PCEN_OPTIONS))
     if unknown:
@@ -318,8 +331,9 @@ def _fixed_pcen(compression, options, num_bins):
     }
     for key, value in options.items():
         valid, text = ranges[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(float(value)):
-            raise ValueError(f"pcen_options {key} must be a number {text}, got {value!r}")
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or not valid(float(value))):
+            raise ValueError(f"pcen_options {key} must be a finite number {text}, got {value!r}")
         options[key] = float(value)
     return PCEN(num_bins, trainable=False, per_channel_smooth_coef=False, **options)
 

@@ -213,7 +213,7 @@ class Interpretation:
     probabilities : torch.Tensor
         (B, K) class probabilities (softmax of the logits).
     features : torch.Tensor
-        (B, 1, T, F) ``log1p`` features of the clips.
+        (B, 1, T, F) features of the clips (the model's compression: ``log1p`` or PCEN).
     maps : torch.Tensor
         (B, 1, T, F) the interpreter's maps on the feature grid.
     mask : torch.Tensor
@@ -314,7 +314,7 @@ def plot_interpretation(features, maps, mask, path, title="", frame_rate=None):
     from matplotlib.figure import Figure
 
     panels = [
-        ("input log1p spectrogram", features, "magma"),
+        ("input spectrogram features", features, "magma"),
         ("interpretation map", maps, "viridis"),
         ("masked input (what the interpretation keeps)", features * mask, "magma"),
     ]
@@ -549,7 +549,7 @@ class AudioClassifier(Pretrained):
     # -- classification -------------------------------------------------------------
 
     def compute_features(self, wavs):
-        """``log1p`` features (B, 1, T, F) of (already normalised) waveforms (B, samples)."""
+        """Features (B, 1, T, F) (``log1p`` or PCEN) of (already normalised) waveforms (B, samples)."""
         return self.mods.compute_features(wavs.to(self.device))
 
     def forward(self, wavs, wav_lens=None):

@@ -1084,7 +1084,7 @@ def plot_example(path, features, maps, masks, title=""):
         value.detach().cpu().float().reshape(value.shape[-2:]) for value in (features, maps, masks)
     )
     panels = [
-        ("Spectrogram (log1p)", features, "magma"),
+        ("Spectrogram features", features, "magma"),
         ("Interpretation map", maps, "viridis"),
         ("Mask", masks, "gray"),
         ("Masked spectrogram", masks * features, "magma"),
@@ -1315,7 +1315,7 @@ def difference_cell(difference):
 
     The table cell of every paired difference (``compare.py``, ``cross_validate.py``,
     ``compare_cv.py``). Numbers print with 3 decimals; one that is not 0 but would
-    print as 0.000 prints with one significant digit instead (``-0.0004``, ``+2e-05``),
+    print as 0.000 prints with two significant digits instead (``-0.0004``, ``+2e-05``),
     so that a CI bound never hides its sign. Bold when the CI excludes 0
     (``significant``) and the mean is visible at 3 decimals: a systematic
     difference below 0.0005 (e.g. mask areas that differ by quantile ties) is
@@ -1342,7 +1342,7 @@ def difference_cell(difference):
     '+0.000 [-0.010, +0.010]'
     """
     def number(value):
-        return f"{value:+.1g}" if value != 0 and round(value, 3) == 0 else f"{value:+.3f}"
+        return f"{value:+.2g}" if value != 0 and round(value, 3) == 0 else f"{value:+.3f}"
 
     text = (
         f"{number(difference['mean'])} [{number(difference['low'])}, {number(difference['high'])}]"

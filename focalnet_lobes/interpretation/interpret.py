@@ -1,6 +1,7 @@
 """Interpretation maps on the spectrogram grid, and binary / soft masks from them.
 
-Every interpretation method here turns a batch of ``log1p`` features (B, 1, T, F)
+Every interpretation method here turns a batch of features (B, 1, T, F) (``log1p``
+or PCEN of the spectrogram)
 into non-negative maps on the same T x F grid, so that one evaluator
 (:func:`focalnet_lobes.interpretation.evaluation.evaluate_split`) serves them all:
 
@@ -412,7 +413,7 @@ def _check_features(features):
         raise ValueError(f"features must be a torch.Tensor, got {type(features).__name__}")
     if features.dim() != 4 or features.shape[1] != 1:
         raise ValueError(
-            f"features must be (B, 1, T, F) log1p spectrogram features, "
+            f"features must be (B, 1, T, F) spectrogram features, "
             f"got shape {tuple(features.shape)}"
         )
     return features
@@ -763,7 +764,9 @@ class EnergyInterpreter(MapInterpreter):
 
     The mask at quantile q keeps the loudest (1 - q) of the bins of each clip. A
     method that does not beat this control explains no more than "where the
-    energy is". Model-agnostic (FocalNet, ViT or any classifier).
+    energy is". Model-agnostic (FocalNet, ViT or any classifier). On PCEN
+    features (``compression: pcen``) the map is the normalized energy (energy
+    against its recent average per band: onsets), not loudness.
 
     Example
     -------

@@ -35,7 +35,9 @@ every other map) and trains it through that same linear-domain mask:
   X_in = log1p(expm1(M_lin log1p|X|) W), likewise for X_out.
 
 For linear-frequency features (``n_mels: null``) M_lin = M and this is L-MAC on
-the STFT grid exactly.
+the STFT grid exactly. With PCEN features (``compression: pcen``) the outer log1p
+above (the compression) is PCEN: the masked magnitude is compressed as a whole
+clip, which (unlike log1p) is not the mask times the input's features.
 
 The decoder. SpeechBrain's L-MAC decoders (``CNN14PSI_stft``, and
 ``speechbrain.lobes.models.L2I.CNN14PSI_stft_2d``) are hard-wired to the four
@@ -105,7 +107,7 @@ def masked_features(frontend, magnitude, mask, domain="magnitude"):
     Returns
     -------
     torch.Tensor
-        Features (B, 1, T, F) (``log1p``, >= 0).
+        Features (B, 1, T, F) (the front end's compression, ``log1p`` or PCEN, >= 0).
 
     Raises
     ------

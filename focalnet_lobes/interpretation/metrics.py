@@ -3,10 +3,13 @@
 All metrics are per clip, for the class c the model predicts on the full input X,
 with probabilities p = softmax(logits) of the logits the model was trained with
 (a cosine head's scale is part of the classifier's logits). With a mask M on the
-``log1p`` feature grid (0 is silence):
+feature grid (``log1p`` or PCEN features; 0 is silence for both):
 
 * masked-in input M * X (only what the interpretation selects is kept),
 * masked-out input (1 - M) * X (what it selects is removed),
+
+(with PCEN features M * X is not the PCEN of the masked magnitude, which the
+listenable audio is: :mod:`focalnet_lobes.data.features`),
 
 and p_full = p_c(X), p_in = p_c(M * X), p_out = p_c((1 - M) * X):
 
@@ -362,7 +365,7 @@ def interpretation_metrics(classifier, features, masks, maps=None, logits=None):
     classifier : torch.nn.Module
         Maps features (B, 1, T, F) to logits (B, K).
     features : torch.Tensor
-        ``log1p`` features X, (B, 1, T, F).
+        Features X (``log1p`` or PCEN), (B, 1, T, F).
     masks : torch.Tensor
         Masks M in [0, 1], (B, 1, T, F).
     maps : torch.Tensor or None

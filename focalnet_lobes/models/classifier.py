@@ -1,7 +1,7 @@
 """The whole classifier on spectrogram features: normalisation, backbone, head.
 
 :class:`SpectrogramClassifier` is the one module the recipes train, checkpoint,
-interpret and export. Its input is the front end's ``log1p`` features (B, 1, T, F),
+interpret and export. Its input is the front end's features (B, 1, T, F) (``log1p`` or PCEN),
 the grid on which interpretation masks act; it standardises them with
 :class:`GlobalFeatureNorm`, runs a backbone (FocalNet, ViT or anything that maps
 features to pooled embeddings) and a head that gives the logits whose softmax is
@@ -172,7 +172,7 @@ class SpectrogramClassifier(nn.Module):
         Arguments
         ---------
         features : torch.Tensor
-            ``log1p`` features (B, 1, T, F).
+            Features (B, 1, T, F) (``log1p`` or PCEN).
 
         Returns
         -------
