@@ -34,7 +34,7 @@ classifier folder.
 Every metric is shown with its 95% bootstrap CI over clips (from the
 ``metrics.json``), and every method is compared clip by clip with the by-design
 map of the same classifier (``per_clip.json``; mean difference with its 95%
-bootstrap CI, in bold when the CI excludes 0), the two by-design maps with each
+bootstrap CI, in bold when the CI excludes 0 and the mean is at least 0.0005 in size), the two by-design maps with each
 other, and the two classifiers' accuracies with the exact McNemar test
 (:func:`focalnet_lobes.interpretation.comparison.paired_differences`, also in ``comparison.json`` under
 ``"paired_differences"``).

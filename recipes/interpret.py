@@ -37,6 +37,7 @@ Outputs (default folder ``<classifier_folder>/interpretation/<method>/``):
     {
       "method": str,                 # "focalnet", "vit", "random", "piq", ...
       "interpreter": str,            # class name of the interpreter
+      "compression": str,            # the front end's: "log1p" or "pcen"
       "backbone": str,               # "focalnet", "vit" or "other"
       "classifier_folder": str,
       "checkpoint": str,
@@ -309,6 +310,7 @@ def run_interpretation(hparams_file, overrides=None, device="cpu"):
     metrics = {
         "method": str(hparams["method"]),
         "interpreter": type(interpreter).__name__,
+        "compression": getattr(frontend, "compression", "log1p"),
         "backbone": model.kind,
         "classifier_folder": str(classifier_folder),
         "checkpoint": str(trained.checkpoint),

@@ -106,10 +106,15 @@ def test_bad_compression_settings_are_one_line_errors(kwargs, message):
     assert "\n" not in str(error.value)
 
 
-def test_log1p_ignores_pcen_options():
-    """A YAML file holds the options for a --compression pcen override; log1p does not use them."""
+def test_log1p_checks_but_does_not_use_pcen_options():
+    """A YAML file holds the options for a --compression pcen override; log1p does not use
+    them, but a bad option is an error with either compression (not a silent log1p run)."""
     frontend = SpectrogramFrontend(n_mels=8, compression="log1p", pcen_options=PCEN_OPTIONS)
     assert frontend.pcen is None and list(frontend.parameters()) == []
+    with pytest.raises(ValueError, match="Unknown pcen_options \\['gain'\\]"):
+        SpectrogramFrontend(n_mels=8, pcen_options={"gain": 0.9})
+    with pytest.raises(ValueError, match="alpha must be a finite number in \\[0, 1\\], got 2"):
+        SpectrogramFrontend(n_mels=8, pcen_options={"alpha": 2})
 
 
 def test_a_mask_on_log1p_features_is_the_masked_spectrogram_on_pcen_it_is_not():
@@ -125,3 +130,17 @@ def test_a_mask_on_log1p_features_is_the_masked_spectrogram_on_pcen_it_is_not():
     assert torch.equal(masked_input == 0, masked_features == 0)  # both silent where masked out
     kept = mask.unsqueeze(1).bool()
     assert float((masked_input - masked_features)[kept].abs().max()) > 0.1
+
+
+def test_interpretation_report_names_pcen_features_and_their_caveat():
+    """metrics.md of an interpretation says when the features are PCEN's (masked features
+    and listenable audio then describe different inputs); log1p reports stay as before."""
+    from focalnet_lobes.interpretation.evaluation import markdown_metrics
+
+    metrics = {"method": "focalnet", "classifier_folder": "run", "split": "test", "num_clips": 2,
+               "accuracy": 0.5, "soft": False, "interpreter": "InputWeightedInterpreter",
+               "quantiles": {"0.9": {"fid_i": 0.5}}}
+    assert "features:" not in markdown_metrics({**metrics, "compression": "log1p"})
+    assert "features:" not in markdown_metrics(metrics)  # reports written before the key
+    report = markdown_metrics({**metrics, "compression": "pcen"})
+    assert "- features: pcen (the metrics score the masked features" in report

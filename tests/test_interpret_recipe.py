@@ -90,6 +90,7 @@ def test_metrics_json_has_every_quantile_and_metric_in_range(comparison, method)
     assert metrics["soft"] is False
     assert Path(metrics["classifier_folder"]) == comparison["runs"][method]
     assert metrics["backbone"] == ("vit" if method == "vit" else "focalnet")
+    assert metrics["compression"] == "log1p"  # the front end's, recorded for the report
     assert sorted(metrics["quantiles"], key=float) == QUANTILES
     max_entropy = math.log(87 * 64)  # T x F of a 1 s clip with 64 mel bands
     for q, values in metrics["quantiles"].items():

@@ -110,23 +110,26 @@ def test_paired_difference_round_off_is_a_tie_a_small_real_difference_is_not():
 def test_difference_cell_shows_the_sign_of_every_bound_and_bolds_visible_differences():
     from focalnet_lobes.interpretation.evaluation import difference_cell
 
-    # session 15's W' FF at q = 0.9: a CI above 0 by less than 0.0005 must show its sign
+    # session 15's W' FF at q = 0.9: a CI above 0 by less than 0.0005 must show its sign,
+    # the three numbers at one precision
     ff = {"mean": -0.011, "low": -0.022, "high": -0.0004, "significant": True}
-    assert difference_cell(ff) == "**-0.011 [-0.022, -0.0004]**"
+    assert difference_cell(ff) == "**-0.01100 [-0.02200, -0.00040]**"
     # the same numbers with a CI that includes 0: not bold
     assert difference_cell({**ff, "high": 0.0004, "significant": False}) == (
-        "-0.011 [-0.022, +0.0004]"
+        "-0.01100 [-0.02200, +0.00040]"
     )
-    # a systematic difference below the printed precision: its digits shown, not bold
+    # a systematic difference below 0.0005: its digits shown, not bold
     tiny = {"mean": 3.4e-7, "low": 1.1e-7, "high": 9.1e-7, "significant": True}
-    assert difference_cell(tiny) == "+3.4e-07 [+1.1e-07, +9.1e-07]"
-    # a significant difference whose mean rounds to 0.001 is bold
-    assert difference_cell({"mean": 0.0006, "low": 0.0002, "high": 0.001, "significant": True}) == (
-        "**+0.001 [+0.0002, +0.001]**"
-    )
-    # below 0.0005 not bold, and printed with two digits (not as the bold threshold 0.0005)
+    assert difference_cell(tiny) == "+0.00000034 [+0.00000011, +0.00000091]"
     assert difference_cell({"mean": 0.00049, "low": 0.0002, "high": 0.0008, "significant": True}) == (
-        "+0.00049 [+0.0002, +0.001]"
+        "+0.00049 [+0.00020, +0.00080]"
+    )
+    # from 0.0005 on, a significant difference is bold
+    assert difference_cell({"mean": 0.0006, "low": 0.0002, "high": 0.001, "significant": True}) == (
+        "**+0.00060 [+0.00020, +0.00100]**"
+    )
+    assert difference_cell({"mean": 0.02, "low": 0.01, "high": 0.03, "significant": True}) == (
+        "**+0.020 [+0.010, +0.030]**"
     )
     assert difference_cell({"mean": 0.0, "low": 0.0, "high": 0.0, "significant": False}) == (
         "+0.000 [+0.000, +0.000]"

@@ -77,8 +77,9 @@ class SpectrogramFrontend(nn.Module):
         With ``compression="pcen"``: the keys ``alpha`` (gain normalization exponent,
         in [0, 1]), ``smooth_coef`` (s, in (0, 1]), ``delta`` (> 0), ``root`` (>= 1)
         and ``floor`` (> 0), each optional (SpeechBrain's defaults, LEAF's: 0.96, 0.04,
-        2.0, 2.0, 1e-12). Not used with ``"log1p"`` (so that a YAML file can hold
-        them for a ``--compression pcen`` override). Note that librosa.pcen starts its
+        2.0, 2.0, 1e-12). Checked whatever the compression but used only with
+        ``"pcen"`` (so that a YAML file can hold them for a ``--compression pcen``
+        override). Note that librosa.pcen starts its
         smoother at a steady state and its defaults assume magnitudes scaled by
         2**31: its parameter values, not its output, are reproduced by the YAML's.
 
@@ -311,11 +312,10 @@ class SpectrogramFrontend(nn.Module):
 
 
 def _fixed_pcen(compression, options, num_bins):
-    """SpeechBrain's PCEN with fixed parameters for ``compression="pcen"``, else None."""
+    """SpeechBrain's PCEN with fixed parameters for ``compression="pcen"``, else None
+    (``options`` are checked in both cases)."""
     if compression not in COMPRESSIONS:
         raise ValueError(f"Unknown compression '{compression}': expected one of {list(COMPRESSIONS)}")
-    if compression != "pcen":
-        return None
     if options is not None and not isinstance(options, Mapping):
         raise ValueError(f"pcen_options must be a mapping of option: value, got {options!r}")
     options = dict(options or {})
@@ -335,6 +335,8 @@ def _fixed_pcen(compression, options, num_bins):
                 or not math.isfinite(value) or not valid(float(value))):
             raise ValueError(f"pcen_options {key} must be a finite number {text}, got {value!r}")
         options[key] = float(value)
+    if compression != "pcen":
+        return None
     return PCEN(num_bins, trainable=False, per_channel_smooth_coef=False, **options)
 
 

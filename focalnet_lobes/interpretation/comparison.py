@@ -356,8 +356,8 @@ def markdown_differences(differences):
         "Mean of the per-clip difference with its 95% bootstrap CI; **bold** when the CI "
         "excludes 0 (a difference the benchmark can tell) and the mean is at least 0.0005 "
         "(a systematic difference below it, e.g. mask areas that differ by quantile ties, is "
-        "not marked), plain otherwise; a number that would print as 0.000 prints with two "
-        "significant digits.",
+        "not marked), plain otherwise; when a number would print as 0.000 without being 0, "
+        "the cell's three numbers print with the decimals that show its two first digits.",
     ]
     quantiles = sorted({key for d in differences for key in d["quantiles"]}, key=float)
     for key in quantiles:

@@ -1263,6 +1263,13 @@ def markdown_metrics(metrics):
         + _ci_suffix(metrics.get("accuracy_ci"), scale=100, digits=1),
         f"- masks: {'soft' if metrics.get('soft') else 'binary'}, "
         f"interpreter {metrics.get('interpreter', '?')}",
+    ]
+    if metrics.get("compression", "log1p") != "log1p":
+        lines.append(
+            f"- features: {metrics['compression']} (the metrics score the masked features the "
+            "model sees; the listenable audio masks the spectrogram, a different input)"
+        )
+    lines += [
         "",
     ]
     keys = [key for key in TABLE_KEYS if any(key in row for row in metrics["quantiles"].values())]
@@ -1314,12 +1321,13 @@ def difference_cell(difference):
     """``mean [low, high]`` of a paired difference, bold when its CI excludes 0.
 
     The table cell of every paired difference (``compare.py``, ``cross_validate.py``,
-    ``compare_cv.py``). Numbers print with 3 decimals; one that is not 0 but would
-    print as 0.000 prints with two significant digits instead (``-0.0004``, ``+2e-05``),
+    ``compare_cv.py``). The three numbers print with 3 decimals, or, when one of
+    them is not 0 but would print as 0.000, all three with as many decimals as
+    show that one's first two significant digits (``-0.01100 [-0.02200, -0.00040]``),
     so that a CI bound never hides its sign. Bold when the CI excludes 0
-    (``significant``) and the mean is visible at 3 decimals: a systematic
-    difference below 0.0005 (e.g. mask areas that differ by quantile ties) is
-    not marked, however narrow its CI.
+    (``significant``) and the mean is at least 0.0005 in size: a systematic
+    difference below that (e.g. mask areas that differ by quantile ties) is not
+    marked, however narrow its CI.
 
     Arguments
     ---------
@@ -1335,20 +1343,18 @@ def difference_cell(difference):
     >>> difference_cell({"mean": 0.1, "low": 0.05, "high": 0.2, "significant": True})
     '**+0.100 [+0.050, +0.200]**'
     >>> difference_cell({"mean": -0.011, "low": -0.022, "high": -0.0004, "significant": True})
-    '**-0.011 [-0.022, -0.0004]**'
+    '**-0.01100 [-0.02200, -0.00040]**'
     >>> difference_cell({"mean": 2e-5, "low": 1e-5, "high": 3e-5, "significant": True})
-    '+2e-05 [+1e-05, +3e-05]'
+    '+0.000020 [+0.000010, +0.000030]'
     >>> difference_cell({"mean": 0.0, "low": -0.01, "high": 0.01, "significant": False})
     '+0.000 [-0.010, +0.010]'
     """
-    def number(value):
-        return f"{value:+.2g}" if value != 0 and round(value, 3) == 0 else f"{value:+.3f}"
-
-    text = (
-        f"{number(difference['mean'])} [{number(difference['low'])}, {number(difference['high'])}]"
-    )
-    visible = round(abs(difference["mean"]), 3) > 0
-    return f"**{text}**" if difference["significant"] and visible else text
+    values = [difference[key] for key in ("mean", "low", "high")]
+    hidden = [abs(value) for value in values if value != 0 and round(value, 3) == 0]
+    decimals = 3 if not hidden else min(12, 1 - math.floor(math.log10(min(hidden))))
+    mean, low, high = (f"{value:+.{decimals}f}" for value in values)
+    text = f"{mean} [{low}, {high}]"
+    return f"**{text}**" if difference["significant"] and abs(values[0]) >= 0.0005 else text
 
 
 def markdown_table_header(first_columns, keys):

@@ -1241,7 +1241,8 @@ def markdown_comparison(result):
         names = [n for n in TABLE_KEYS if any(n in p["quantiles"].get(q, {}) for p in result["pairs"])]
         lines += [
             "",
-            f"## q = {q}: paired differences (first − second; **bold**: the 95% CI excludes 0)",
+            f"## q = {q}: paired differences (first − second; **bold**: the 95% CI excludes 0 "
+            "and |mean| >= 0.0005)",
             "",
             *markdown_table_header(["Pair"], names),
         ]
@@ -1326,7 +1327,7 @@ def markdown_cv(results):
             lines += [
                 "",
                 f"Paired differences at q = {q} (method − {results['methods'][0]}, same clips; "
-                "**bold**: the 95% CI excludes 0):",
+                "**bold**: the 95% CI excludes 0 and |mean| >= 0.0005):",
                 "",
                 *markdown_table_header(["Pair"], names),
             ]
