@@ -48,6 +48,7 @@ def test_export_writes_a_hub_ready_folder(exported, run_folder):
     assert "AudioClassifier.from_hparams" in card and "focalnet-audio interpret" in card
     assert "license: cc-by-nc-3.0" in card and "non-commercial use only" in card  # ESC-50's license
     assert "times the input spectrogram" in card  # interpret_focalnet.yaml's map
+    assert "PCEN" not in card  # log1p features: no caveat
     text = (folder / "hyperparams.yaml").read_text()
     # interpret_focalnet.yaml's map: the class-specific map times the input
     assert "InputWeightedInterpreter" in text and "ModulationContributionInterpreter" in text
@@ -199,6 +200,7 @@ def test_pcen_run_trains_exports_and_loads_with_pcen(fake_esc10, tmp_path):
     assert summary["max_logit_difference"] <= 1e-5
     text = (folder / "hyperparams.yaml").read_text()
     assert "compression: pcen" in text and "smooth_coef: 0.05" in text
+    assert "Its features are PCEN" in (folder / "README.md").read_text()
     classifier = AudioClassifier.from_hparams(source=str(folder), savedir=str(tmp_path / "sd"))
     assert classifier.mods.compute_features.compression == "pcen"
     manifest = json.loads(trained.manifest("test").read_text())

@@ -507,6 +507,13 @@ def model_card(trained, metrics, repo_name, hub_id=None, quantile=0.9):
             "gives a mask on the spectrogram that can be listened to."
             if kind == "vit"
             else "input-gradient saliency gives a mask on the spectrogram."
+        )
+        + (
+            " Its features are PCEN (per-channel energy normalization) of the spectrogram: "
+            "the interpretation metrics score the masked features the model sees, while the "
+            "listenable audio masks the spectrogram, a different input."
+            if getattr(trained.frontend, "compression", "log1p") == "pcen"
+            else ""
         ),
         "",
         "The ESC-50 clips (K. J. Piczak, ACM MM 2015; freesound.org) are licensed under "
