@@ -35,6 +35,11 @@ WINDOWS = {
 COMPRESSIONS = ("log1p", "pcen")
 #: Keys of ``pcen_options``: the arguments of SpeechBrain's PCEN (fixed, not trained).
 PCEN_OPTIONS = ("alpha", "smooth_coef", "delta", "root", "floor")
+#: What a report says of an interpretation on PCEN features (module docstring, above).
+PCEN_MASKING_CAVEAT = (
+    "the metrics score the masked features the model sees, while the listenable audio "
+    "masks the spectrogram, a different input"
+)
 
 
 class SpectrogramFrontend(nn.Module):

@@ -35,6 +35,7 @@ import re
 
 import torch
 
+from focalnet_lobes.data.features import PCEN_MASKING_CAVEAT
 from focalnet_lobes.inference.trained import load_trained_classifier
 
 #: The repository's inference template (source checkout; ``template=`` to use another).
@@ -510,8 +511,7 @@ def model_card(trained, metrics, repo_name, hub_id=None, quantile=0.9):
         )
         + (
             " Its features are PCEN (per-channel energy normalization) of the spectrogram: "
-            "the interpretation metrics score the masked features the model sees, while the "
-            "listenable audio masks the spectrogram, a different input."
+            f"{PCEN_MASKING_CAVEAT}."
             if getattr(trained.frontend, "compression", "log1p") == "pcen"
             else ""
         ),

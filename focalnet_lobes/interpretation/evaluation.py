@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from focalnet_lobes.data.audio import fix_length, load_audio
+from focalnet_lobes.data.features import PCEN_MASKING_CAVEAT
 from focalnet_lobes.interpretation.interpret import quantile_mask
 from focalnet_lobes.interpretation.metrics import (
     METRIC_KEYS,
@@ -1265,13 +1266,8 @@ def markdown_metrics(metrics):
         f"interpreter {metrics.get('interpreter', '?')}",
     ]
     if metrics.get("compression", "log1p") != "log1p":
-        lines.append(
-            f"- features: {metrics['compression']} (the metrics score the masked features the "
-            "model sees; the listenable audio masks the spectrogram, a different input)"
-        )
-    lines += [
-        "",
-    ]
+        lines.append(f"- features: {metrics['compression']} ({PCEN_MASKING_CAVEAT})")
+    lines.append("")
     keys = [key for key in TABLE_KEYS if any(key in row for row in metrics["quantiles"].values())]
     lines += markdown_table_header(["q"], keys)
     intervals = metrics.get("ci") or {}
