@@ -41,6 +41,7 @@ from focalnet_lobes.training.report import ClassificationReport
 from esc50_prepare import DownloadError, ESC50NotFoundError, prepare_esc50
 from focalnet_lobes.interpretation.posthoc import classifier_datasets
 from focalnet_lobes.models.pretrained_init import initialise_new_run
+from focalnet_lobes.training.checkpoints import CheckpointMismatchError, check_resumable
 from focalnet_lobes.training.losses import TrainingForward
 from focalnet_lobes.training.plan import (
     TrainingPlanError,
@@ -403,6 +404,13 @@ def main(argv):
         hparams["train_folds"], hparams["valid_folds"], hparams["test_folds"],
         valid_folds_required=selection == "valid_error",
     )
+    # The front end is checkpointed too (optional, so that checkpoints written without it
+    # still resume): a run resumed with another compression or PCEN values stops here,
+    # before it writes anything, as one with another model size does.
+    hparams["checkpointer"].add_recoverable(
+        "compute_features", hparams["compute_features"], optional_load=True
+    )
+    check_resumable(hparams["checkpointer"])
     imagenet = getattr(hparams.get("pretrained_init"), "keywords", {}).get("path")
     if imagenet and not os.path.isfile(imagenet) and hparams["checkpointer"].find_checkpoint() is None:
         raise RecipeError(f"pretrained_backbone: pretrained checkpoint not found: {imagenet}")
@@ -499,5 +507,6 @@ if __name__ == "__main__":
     try:
         with process_group_closed_at_exit():
             main(sys.argv[1:])
-    except (ESC50NotFoundError, DownloadError, RecipeError, TrainingPlanError) as error:
+    except (ESC50NotFoundError, DownloadError, RecipeError, TrainingPlanError,
+            CheckpointMismatchError) as error:
         sys.exit(f"error: {error}")

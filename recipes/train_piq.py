@@ -42,6 +42,7 @@ from focalnet_lobes.interpretation.posthoc import (
     train_posthoc,
 )
 from focalnet_lobes.inference.trained import TrainedClassifierError, load_trained_classifier
+from focalnet_lobes.training.checkpoints import CheckpointMismatchError, check_resumable
 from focalnet_lobes.training.plan import (
     TrainingPlanError,
     load_recipe_hparams,
@@ -134,6 +135,7 @@ def main(argv):
         overrides, n_classes, representation_channels(trained.model)
     )
     hparams = load_recipe_hparams(hparams_file, overrides)
+    check_resumable(hparams["checkpointer"])  # other settings in this folder: one line, nothing written
 
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
@@ -154,5 +156,5 @@ if __name__ == "__main__":
     try:
         with process_group_closed_at_exit():
             main(sys.argv[1:])
-    except (TrainingPlanError, TrainedClassifierError) as error:
+    except (TrainingPlanError, TrainedClassifierError, CheckpointMismatchError) as error:
         sys.exit(f"error: {error}")

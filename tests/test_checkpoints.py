@@ -36,3 +36,139 @@ def test_interrupted_save_leaves_previous_checkpoint_recoverable(tmp_path):
     fresh.save_checkpoint(meta={"epoch": 2})
     assert not list(tmp_path.glob(STAGING_PREFIX + "*"))
     assert sorted(c.meta["epoch"] for c in fresh.list_checkpoints()) == [1, 2]
+
+
+class Frontend(torch.nn.Module):
+    """A module of fixed values only (as a PCEN front end): compared by value."""
+
+    def __init__(self, alpha=0.98, bands=3):
+        super().__init__()
+        self.alpha = torch.nn.Parameter(torch.full((bands,), alpha), requires_grad=False)
+        self.ramp = torch.nn.Parameter(torch.arange(bands) * alpha, requires_grad=False)
+
+
+def saved_checkpoint(folder, **recoverables):
+    return AtomicCheckpointer(folder, recoverables=recoverables).save_checkpoint()
+
+
+def test_checkpoint_differences_names_missing_unexpected_shapes_and_fixed_values(tmp_path):
+    from focalnet_lobes.training.checkpoints import checkpoint_differences
+
+    checkpoint = saved_checkpoint(
+        tmp_path, model=torch.nn.Sequential(torch.nn.Linear(4, 2)), frontend=Frontend(),
+        counter=torch.nn.Identity(),
+    )
+    same = {"model": torch.nn.Sequential(torch.nn.Linear(4, 2)), "frontend": Frontend()}
+    # trained values may differ (a resumed model is trained further); fixed ones may not
+    assert checkpoint_differences(checkpoint, same) == []
+    other = {
+        "model": torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 1)),
+        "frontend": Frontend(alpha=0.5),
+        "optimizer": object(),  # not a module: not compared
+        "absent": torch.nn.Linear(1, 1),  # no file in the checkpoint: not compared
+    }
+    assert checkpoint_differences(checkpoint, other) == [
+        "model: the run has 1.bias, 1.weight, the checkpoint not; shapes differ (checkpoint "
+        "vs run) for 0.bias (2,) vs (3,), 0.weight (2, 4) vs (3, 4)",
+        "frontend: fixed values differ for alpha (checkpoint 0.98, run 0.5), ramp",
+    ]
+    # names and shapes only
+    assert checkpoint_differences(checkpoint, {"frontend": Frontend(alpha=0.5)}, values=False) == []
+    many = {"model": torch.nn.Sequential(*[torch.nn.Linear(4, 2) for _ in range(3)])}
+    assert checkpoint_differences(checkpoint, many) == [
+        "model: the run has 1.bias, 1.weight, 2.bias and 1 more, the checkpoint not"
+    ]
+
+
+def test_check_resumable_without_checkpoint_does_nothing_and_names_the_folder(tmp_path):
+    from focalnet_lobes.training.checkpoints import CheckpointMismatchError, check_resumable
+
+    empty = AtomicCheckpointer(tmp_path / "empty", recoverables={"model": torch.nn.Linear(4, 2)})
+    assert check_resumable(empty) is None
+    checkpoint = saved_checkpoint(tmp_path / "run", frontend=Frontend())
+    other = AtomicCheckpointer(tmp_path / "run", recoverables={"frontend": Frontend(0.5)})
+    with pytest.raises(CheckpointMismatchError) as error:
+        check_resumable(other)
+    assert str(error.value) == (
+        f"{checkpoint.path}: this run's settings differ from the checkpoint's (frontend: fixed "
+        "values differ for alpha (checkpoint 0.98, run 0.5), ramp): resume with the settings it was written with, or choose "
+        "another output_folder"
+    )
+    # the objects to compare can be given (e.g. ones a run adds later)
+    assert check_resumable(other, modules={"frontend": Frontend()}) is None
+
+
+def test_a_checkpoint_that_cannot_load_is_one_line_naming_it(tmp_path):
+    from focalnet_lobes.training.checkpoints import CheckpointMismatchError, check_resumable
+
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 4)).sum().backward()
+    optimizer.step()
+    checkpoint = saved_checkpoint(tmp_path, model=model, optimizer=optimizer)
+    # an optimiser over other parameters: torch's ValueError becomes one line
+    more = torch.nn.Linear(4, 2)
+    resumed = AtomicCheckpointer(tmp_path, recoverables={
+        "model": model, "optimizer": torch.optim.AdamW([*model.parameters(), *more.parameters()]),
+    })
+    with pytest.raises(CheckpointMismatchError) as error:
+        resumed.recover_if_possible()
+    message = str(error.value)
+    assert message.startswith(f"{checkpoint.path}: cannot load this checkpoint (loaded "
+                              "state dict contains a parameter group")
+    assert "\n" not in message and message.endswith("choose another output_folder")
+    # a damaged parameter file: named by check_resumable, one line from the loader
+    (checkpoint.path / "model.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointMismatchError, match=r"model\.ckpt: cannot read this checkpoint file"):
+        check_resumable(AtomicCheckpointer(tmp_path, recoverables={"model": model}))
+    with pytest.raises(CheckpointMismatchError) as error:
+        AtomicCheckpointer(tmp_path, recoverables={"model": model}).recover_if_possible()
+    assert "\n" not in str(error.value) and str(error.value).startswith(str(checkpoint.path))
+
+
+def test_a_state_dict_that_does_not_fit_names_the_differences_when_loaded(tmp_path):
+    from focalnet_lobes.training.checkpoints import CheckpointMismatchError
+
+    checkpoint = saved_checkpoint(tmp_path, model=torch.nn.Linear(4, 2))
+    with pytest.raises(CheckpointMismatchError) as error:
+        AtomicCheckpointer(tmp_path, recoverables={"model": torch.nn.Linear(4, 3)}).recover_if_possible()
+    assert str(error.value) == (
+        f"{checkpoint.path}: cannot load this checkpoint (model: shapes differ (checkpoint vs "
+        "run) for bias (2,) vs (3,), weight (2, 4) vs (3, 4)): resume with the settings it was "
+        "written with, or choose another output_folder"
+    )
+
+
+def test_a_damaged_checkpoint_yaml_is_one_line(tmp_path):
+    from focalnet_lobes.training.checkpoints import CheckpointMismatchError, check_resumable
+
+    checkpoint = saved_checkpoint(tmp_path, model=torch.nn.Linear(4, 2))
+    for text in ("end-of-epoch: [unclosed", ""):
+        (checkpoint.path / "CKPT.yaml").write_text(text)
+        with pytest.raises(CheckpointMismatchError) as error:
+            check_resumable(AtomicCheckpointer(tmp_path, recoverables={"model": torch.nn.Linear(4, 2)}))
+        message = str(error.value)
+        assert message.startswith(f"{tmp_path}: a checkpoint's CKPT.yaml cannot be read (")
+        assert "\n" not in message and message.endswith("choose another output_folder")
+
+
+class ExtraState(torch.nn.Module):
+    """A module with non-tensor state (``get_extra_state``): not compared."""
+
+    def __init__(self, note="a"):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+        self.note = note
+
+    def get_extra_state(self):
+        return {"note": self.note}
+
+    def set_extra_state(self, state):
+        self.note = state["note"]
+
+
+def test_non_tensor_state_is_not_compared(tmp_path):
+    from focalnet_lobes.training.checkpoints import checkpoint_differences
+
+    checkpoint = saved_checkpoint(tmp_path, module=ExtraState("a"))
+    assert checkpoint_differences(checkpoint, {"module": ExtraState("b")}) == []

@@ -242,6 +242,15 @@ def test_recipe_resumes_after_a_kill_and_is_evaluated_by_interpret(trained_runs,
     assert sorted(p.name for p in (output / "save").glob("CKPT+*")) == checkpoints
     assert load_training_cost(output) == cost
 
+    # Rerun with another interpreter size: one line naming the checkpoint, nothing written.
+    saved = (output / "hyperparams.yaml").read_bytes()
+    result = run_recipe([*command, "--decoder_channels", "[32, 16, 8, 4]"])
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: {output / 'save' / checkpoints[-1]}: this run's settings "
+                              "differ from the checkpoint's (interpreter: shapes differ"), message
+    assert (output / "hyperparams.yaml").read_bytes() == saved
+
     # L-MAC through the common evaluator, with the interface of the issue.
     options = {
         "max_clips": 8, "num_examples": 1, "overlap_pairs": 2, "latency_clips": 2,

@@ -94,6 +94,41 @@ def test_resume_after_kill_during_epoch_two(fake_esc10, tmp_path):
     assert (output / "test_results.json").is_file()
 
 
+def test_resume_with_other_settings_stops_with_one_line_before_writing(fake_esc10, tmp_path):
+    """A run started in the folder of a run with other settings (front end, mel bands)
+    stops with what differs, before it overwrites anything; the same settings resume."""
+    output = tmp_path / "out"
+    pcen = ("--compression", "pcen")
+    result = run(recipe_command("focalnet_cpu.yaml", fake_esc10, output, *pcen, epochs=1))
+    assert result.returncode == 0, result.stderr[-4000:]
+    (checkpoint,) = (output / "save").glob("CKPT+*")
+    frontend = torch.load(checkpoint / "compute_features.ckpt", weights_only=True)
+    assert sorted(frontend) == ["pcen.alpha", "pcen.delta", "pcen.ema._weights", "pcen.root"]
+    saved = (output / "hyperparams.yaml").read_bytes()
+    other_pcen = ("--pcen_options",
+                  "{alpha: 0.9, smooth_coef: 0.0286, delta: 2.0, root: 2.0, floor: 1.0e-6}")
+    cases = {
+        "the checkpoint has pcen.alpha, pcen.delta, pcen.ema._weights and 1 more, the run not":
+            ("--compression", "log1p"),
+        "compute_features: fixed values differ for pcen.alpha (checkpoint 0.98, run 0.9)":
+            (*pcen, *other_pcen),
+        "model: shapes differ (checkpoint vs run) for normalizer.mean (64,) vs (80,)":
+            (*pcen, "--n_mels", "80"),
+    }
+    for expected, extra in cases.items():
+        result = run(recipe_command("focalnet_cpu.yaml", fake_esc10, output, *extra, epochs=2))
+        assert result.returncode != 0
+        message = result.stderr.strip().splitlines()[-1]
+        assert message.startswith(f"error: {checkpoint}: this run's settings differ"), message
+        assert expected in message and "choose another output_folder" in message, message
+        assert "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert (output / "hyperparams.yaml").read_bytes() == saved
+        assert epochs_logged(output / "train_log.txt") == [1]
+    result = run(recipe_command("focalnet_cpu.yaml", fake_esc10, output, *pcen, epochs=2))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert epochs_logged(output / "train_log.txt") == [1, 2]
+
+
 def test_fixed_schedule_without_validation_keeps_and_tests_the_last_epoch(fake_esc10, tmp_path):
     from focalnet_lobes.inference.trained import load_trained_classifier
 

@@ -12,16 +12,194 @@ take part in the collective calls); only the main process removes stale staging
 folders and renames, and all processes leave ``save_checkpoint`` together
 (a barrier after the rename), so a process that arrives late can neither remove
 a folder being written nor read a checkpoint that is not in place yet.
+
+A run resumed in an output folder whose checkpoint was written with other settings
+(another model size, number of mel bands, feature compression...) cannot load it:
+:func:`check_resumable` names what differs before the run writes anything, and
+:meth:`AtomicCheckpointer.load_checkpoint` turns any other failure to load into a
+one-line :class:`CheckpointMismatchError` naming the checkpoint.
 """
 
 import logging
+import pickle
 import shutil
 
+import torch
+import yaml
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
+from focalnet_lobes.models.convert import state_dict_differences
+
 STAGING_PREFIX = ".staging-"
+SHOWN_DIFFERENCES = 3  # names quoted per module in a message; the rest are counted
 logger = logging.getLogger(__name__)
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint this run cannot resume from (written with other settings, or damaged)."""
+
+
+# What loading a checkpoint file that does not fit or is damaged raises (torch, pickle).
+LOAD_ERRORS = (RuntimeError, ValueError, KeyError, EOFError, OSError, pickle.UnpicklingError)
+
+
+def _first_line(error):
+    """The first line of an exception's message (its type's name if it has none)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(":")
+
+
+def _value_change(key, saved, current):
+    """``"pcen.alpha (checkpoint 0.98, run 0.9)"`` when each side holds one value
+    (repeated, as PCEN's per-band constants), the name alone otherwise."""
+    saved, current = saved.detach().float().flatten(), current.detach().float().flatten().cpu()
+    if saved.numel() == 0 or not (torch.all(saved == saved[0]) and torch.all(current == current[0])):
+        return key
+    return f"{key} (checkpoint {saved[0].item():.4g}, run {current[0].item():.4g})"
+
+
+def _listed(items, limit=SHOWN_DIFFERENCES):
+    """``"a, b, c and 4 more"``: the first ``limit`` items, the rest counted."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def checkpoint_differences(checkpoint, modules, values=True):
+    """What keeps a checkpoint's module states from loading into this run's modules.
+
+    Each ``torch.nn.Module`` in ``modules`` that has a parameter file in the checkpoint
+    is compared by name and shape of its tensors
+    (:func:`focalnet_lobes.models.convert.state_dict_differences`); the parameters of a
+    module whose parameters are all frozen (a fixed front end such as PCEN, whose values
+    come from the YAML) are compared by value too, since loading would silently replace
+    the run's settings with the checkpoint's. Other objects (counters, optimisers),
+    non-tensor state and modules without a file are not compared. Call it before
+    objects that change without training (a weight average) are added to the
+    recoverables.
+
+    Arguments
+    ---------
+    checkpoint : speechbrain.utils.checkpoints.Checkpoint
+        The checkpoint (its ``paramfiles``, read with ``torch.load(weights_only=True)``).
+    modules : dict
+        Name -> object, as a checkpointer's ``recoverables``.
+    values : bool
+        Compare the frozen modules' values (``False``: names and shapes only).
+
+    Returns
+    -------
+    list of str
+        One phrase per module that differs, e.g. ``"model: shapes differ (checkpoint
+        vs run) for head.fc.weight (10, 256) vs (10, 192)"``; empty when every module
+        would load.
+
+    Raises
+    ------
+    CheckpointMismatchError
+        When a parameter file cannot be read (damaged or not a state dict).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     checkpointer = AtomicCheckpointer(folder, recoverables={"model": torch.nn.Linear(4, 2)})
+    ...     checkpoint = checkpointer.save_checkpoint(verbosity=logging.DEBUG)
+    ...     same = checkpoint_differences(checkpoint, {"model": torch.nn.Linear(4, 2)})
+    ...     other = checkpoint_differences(checkpoint, {"model": torch.nn.Linear(3, 2)})
+    >>> same
+    []
+    >>> other
+    ['model: shapes differ (checkpoint vs run) for weight (2, 4) vs (2, 3)']
+    """
+    phrases = []
+    for name, module in modules.items():
+        path = checkpoint.paramfiles.get(name)
+        if not isinstance(module, torch.nn.Module) or path is None:
+            continue
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except (*LOAD_ERRORS, AttributeError) as error:
+            raise CheckpointMismatchError(
+                f"{path}: cannot read this checkpoint file ({_first_line(error)})"
+            ) from None
+        if not isinstance(saved, dict):
+            raise CheckpointMismatchError(f"{path}: not a state dict ({type(saved).__name__})")
+        saved = {key: value for key, value in saved.items() if torch.is_tensor(value)}
+        current = {key: value for key, value in module.state_dict().items() if torch.is_tensor(value)}
+        missing, unexpected, mismatched = state_dict_differences(saved, current)
+        found = []
+        if missing:
+            found.append(f"the run has {_listed(missing)}, the checkpoint not")
+        if unexpected:
+            found.append(f"the checkpoint has {_listed(unexpected)}, the run not")
+        if mismatched:
+            found.append(f"shapes differ (checkpoint vs run) for {_listed(mismatched)}")
+        fixed = [key for key, p in module.named_parameters() if not p.requires_grad]
+        if values and fixed and len(fixed) == len(list(module.parameters())):
+            changed = [
+                _value_change(key, saved[key], current[key]) for key in sorted(fixed)
+                if key in saved and key in current and saved[key].shape == current[key].shape
+                and not torch.equal(saved[key].to(current[key].dtype), current[key].cpu())
+            ]
+            if changed:
+                found.append(f"fixed values differ for {_listed(changed)}")
+        if found:
+            phrases.append(f"{name}: " + "; ".join(found))
+    return phrases
+
+
+def check_resumable(checkpointer, modules=None):
+    """Raise a one-line error if this run cannot resume from the checkpointer's latest checkpoint.
+
+    Called before a run writes anything to its output folder, so that a run started
+    with other settings in the folder of an earlier run stops with what differs,
+    not a traceback from ``load_state_dict`` after it has overwritten the folder's
+    ``hyperparams.yaml``. Does nothing when the folder holds no checkpoint.
+
+    Arguments
+    ---------
+    checkpointer : speechbrain.utils.checkpoints.Checkpointer
+    modules : dict, optional
+        The objects to compare (default: the checkpointer's ``recoverables``).
+
+    Raises
+    ------
+    CheckpointMismatchError
+        ``"<checkpoint folder>: this run's settings differ from the checkpoint's
+        (...): resume with the settings it was written with, or choose another
+        output_folder"``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = AtomicCheckpointer(folder, recoverables={"model": torch.nn.Linear(4, 2)}
+    ...                            ).save_checkpoint(verbosity=logging.DEBUG)
+    ...     check_resumable(AtomicCheckpointer(folder, recoverables={"model": torch.nn.Linear(4, 2)}))
+    ...     try:
+    ...         check_resumable(AtomicCheckpointer(folder, recoverables={"model": torch.nn.Linear(4, 3)}))
+    ...     except CheckpointMismatchError as error:
+    ...         print(str(error).split(": ", 1)[1])
+    this run's settings differ from the checkpoint's (model: shapes differ (checkpoint vs run) for bias (2,) vs (3,), weight (2, 4) vs (3, 4)): resume with the settings it was written with, or choose another output_folder
+    """
+    try:
+        checkpoint = checkpointer.find_checkpoint()
+    except (yaml.YAMLError, TypeError, KeyError, ValueError, OSError) as error:
+        raise CheckpointMismatchError(
+            f"{checkpointer.checkpoints_dir}: a checkpoint's CKPT.yaml cannot be read "
+            f"({_first_line(error)}): remove the damaged CKPT+ folder, or choose another output_folder"
+        ) from None
+    if checkpoint is None:
+        return
+    differences = checkpoint_differences(
+        checkpoint, checkpointer.recoverables if modules is None else modules
+    )
+    if differences:
+        raise CheckpointMismatchError(
+            f"{checkpoint.path}: this run's settings differ from the checkpoint's "
+            f"({'; '.join(differences)}): resume with the settings it was written with, "
+            "or choose another output_folder"
+        )
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -77,6 +255,33 @@ class AtomicCheckpointer(Checkpointer):
         logger.log(verbosity, f"Saved an {kind} checkpoint in {final_path}")
         paramfiles = {key: final_path / path.name for key, path in staged.paramfiles.items()}
         return Checkpoint(final_path, staged.meta, paramfiles)
+
+    def load_checkpoint(self, checkpoint):
+        """Load a checkpoint; any failure is one :class:`CheckpointMismatchError` line.
+
+        SpeechBrain's loaders raise ``RuntimeError`` (a state dict that does not fit),
+        ``ValueError`` (an optimiser state for other parameters), ``KeyError``, or
+        pickle / I/O errors (a damaged file) with long messages; the error here names
+        the checkpoint folder and what differs (:func:`checkpoint_differences`), or the
+        first line of the cause. A CUDA out-of-memory error is raised as it is. :func:`check_resumable` names the differing settings beforehand
+        where it can.
+
+        Raises
+        ------
+        CheckpointMismatchError
+        """
+        try:
+            super().load_checkpoint(checkpoint)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except LOAD_ERRORS as error:
+            # names and shapes only: a weight average's frozen copy changes as it trains
+            differences = checkpoint_differences(checkpoint, self.recoverables, values=False)
+            cause = "; ".join(differences) if differences else _first_line(error)
+            raise CheckpointMismatchError(
+                f"{checkpoint.path}: cannot load this checkpoint ({cause}): resume with the "
+                "settings it was written with, or choose another output_folder"
+            ) from None
 
     def _new_checkpoint_dirpath(self):
         if self._staging_path is not None:
