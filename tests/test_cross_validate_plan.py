@@ -436,6 +436,43 @@ def test_a_rerun_with_other_training_options_stops_instead_of_mixing_models(tmp_
     assert len(calls(recipes)) == runs
 
 
+def test_a_half_trained_fold_rerun_with_other_training_options_stops_before_training(tmp_path):
+    """A fold interrupted in training has no record yet: the options it was started with
+    (fold_started.json) stop a rerun that asks for others, naming --cv_folder, before
+    train.py runs; the same options resume it."""
+    root = data_folder(tmp_path / "data")
+    recipes = fake_recipes(tmp_path / "recipes", "focalnet")
+    cv_folder = tmp_path / "cv"
+    working = (recipes / "train.py").read_text()
+    (recipes / "train.py").write_text(working + "\nif value('--test_folds') == '[1]': sys.exit('interrupted')\n")
+    with pytest.raises(CrossValidationError, match="train.py failed .*interrupted"):
+        cross_validate(root, recipes, cv_folder, ["by_design"])
+    started = json.loads((cv_folder / "fold_1" / "fold_started.json").read_text())
+    assert started["training"]["train_overrides"] == ["--number_of_epochs", "1"]
+    assert not (cv_folder / "fold_1" / "fold_done.json").exists()
+    (recipes / "train.py").write_text(working)
+    runs = len(calls(recipes))
+    with pytest.raises(CrossValidationError, match=(
+        r"fold_1 was started by focalnet_cpu.yaml --number_of_epochs 1 on .*; this command asks "
+        r"for focalnet_cpu.yaml --number_of_epochs 40 on .*: rerun it as it was started, or use "
+        r"another --cv_folder"
+    )):
+        run_cross_validation(
+            REPO / "hparams" / "focalnet_cpu.yaml", root, cv_folder, ["by_design"],
+            train_overrides=["--number_of_epochs", "40"], recipes_dir=recipes, n_resamples=99,
+        )
+    assert len(calls(recipes)) == runs  # stopped before train.py
+    (cv_folder / "fold_1" / "fold_started.json").write_text("{not json")
+    with pytest.raises(CrossValidationError, match=r"fold_1/fold_started.json is damaged"):
+        cross_validate(root, recipes, cv_folder, ["by_design"])
+    (cv_folder / "fold_1" / "fold_started.json").write_text(json.dumps(started))
+    results = cross_validate(root, recipes, cv_folder, ["by_design"])  # as started: resumes
+    assert results["methods"] == ["focalnet"]
+    trained = [json.loads(c["args"][c["args"].index("--test_folds") + 1])
+               for c in calls(recipes)[runs:] if c["recipe"] == "train.py"]
+    assert trained == [[1], [2], [3], [4]]
+
+
 def test_fixed_schedule_trains_on_every_other_fold_and_keeps_the_last_epoch(tmp_path):
     root = data_folder(tmp_path / "data")
     recipes = fake_recipes(tmp_path / "recipes", "focalnet")

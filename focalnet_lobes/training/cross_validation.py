@@ -18,7 +18,8 @@ subprocesses of ``recipes/train.py`` and ``recipes/interpret.py`` (the same
 commands a user would type), showing the fold and the epoch as they progress,
 and skips finished folds when rerun (a fold is finished when
 ``fold_<k>/fold_done.json`` exists; a half-trained fold resumes from its last
-checkpoint, which ``train.py`` does by itself). :func:`pool_folds` and
+checkpoint, which ``train.py`` does by itself, if the rerun asks for the training
+options it was started with, ``fold_<k>/fold_started.json``). :func:`pool_folds` and
 :func:`write_cv_results` build ``cv_results.{json,md,png}``, and
 :func:`write_per_clip_archive` ``cv_results_per_clip.json.gz`` (every clip's results,
 self-contained, for later paired comparisons by :func:`compare_cross_validations`):
@@ -61,6 +62,10 @@ logger = logging.getLogger(__name__)
 DONE_MARKER = "fold_done.json"
 #: A fold whose classifier is trained, with the methods interpreted so far.
 PROGRESS_FILE = "fold_progress.json"
+#: Written before a fold's classifier starts training: what it is trained with, so
+#: that a rerun of a half-trained fold with other options stops with the
+#: cross-validation's own message instead of ``train.py``'s.
+STARTED_FILE = "fold_started.json"
 #: Per split interpreted: (finished marker, progress file, interpretation folder,
 #: results name). "valid" interprets each fold's validation split: data to choose
 #: on (a map, a quantile), never to report.
@@ -343,6 +348,26 @@ def _check_reused_interpretations(interpret_hparams, kind, done, hparams_dir, po
             )
 
 
+def _read_started(fold_folder):
+    """The training options of ``fold_folder/fold_started.json``, or None without one.
+
+    Raises
+    ------
+    CrossValidationError
+        The file is not the JSON this module writes (one line naming it).
+    """
+    path = Path(fold_folder) / STARTED_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["training"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise CrossValidationError(
+            f"{path} is damaged ({type(error).__name__}: {error}): remove it to resume the fold "
+            "as this command asks, or use another --cv_folder"
+        ) from None
+
+
 def _describe_training(training):
     """``focalnet_cpu.yaml --number_of_epochs 40 on /data/ESC-50 with validation next_fold``."""
     return " ".join(
@@ -584,6 +609,13 @@ def run_cross_validation(
                 f"{fold_folder} was trained by {_describe_training(previous['training'])}; this "
                 f"command asks for {_describe_training(training)}: use another --cv_folder"
             )
+        started = _read_started(fold_folder) if previous is None else None
+        if started is not None and started != training:
+            raise CrossValidationError(
+                f"{fold_folder} was started by {_describe_training(started)}; this command asks "
+                f"for {_describe_training(training)}: rerun it as it was started, or use another "
+                "--cv_folder"
+            )
         if previous:
             wanted = [_method_name(name, previous["kind"]) for name in interpret_hparams]
             _check_reused_interpretations(
@@ -629,6 +661,10 @@ def run_cross_validation(
             *train_overrides,
         ]
         # fmt: on
+        fold_folder.mkdir(parents=True, exist_ok=True)
+        (fold_folder / STARTED_FILE).write_text(
+            json.dumps({"training": training}, indent=2) + "\n", encoding="utf-8"
+        )
         run_command(
             command, fold_folder / "train_output.txt", model_folder / "train_log.txt", prefix
         )
