@@ -214,6 +214,11 @@ def _closing_worker(rank, world, port, second_port, folder):
     except RuntimeError:
         record["closed_after_error"] = not torch.distributed.is_initialized()
     Path(folder, f"rank{rank}.json").write_text(json.dumps(record))
+    # Rank 0 hosts the TCP store: leaving before rank 1 has closed its group broke
+    # rank 1's connection under load ("Failed to recv"; a test flake, not the recipes').
+    deadline = time.time() + 120
+    while rank == 0 and not Path(folder, "rank1.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
 
 
 def test_recipes_close_their_process_group_after_the_slowest_process(tmp_path):
