@@ -93,13 +93,13 @@ def data_folder(root):
     return root
 
 
-def cross_validate(root, recipes, cv_folder, methods, split="test", validation="next_fold"):
+def cross_validate(root, recipes, cv_folder, methods, split="test", validation="next_fold", epochs=1):
     return run_cross_validation(
         REPO / "hparams" / "focalnet_cpu.yaml",
         root,
         cv_folder,
         methods,
-        train_overrides=["--number_of_epochs", "1"],
+        train_overrides=["--number_of_epochs", str(epochs)],
         recipes_dir=recipes,
         posthoc_hparams={"lmac": {"focalnet": "lmac_focalnet_cpu.yaml", "vit": "lmac_vit_cpu.yaml"}},
         posthoc_overrides=["--number_of_epochs", "2"],
@@ -415,14 +415,6 @@ def test_a_finished_interpretation_made_by_another_interpreter_is_not_relabelled
     assert len(calls(recipes)) == runs
 
 
-def rerun_with_other_epochs(root, recipes, cv_folder):
-    """:func:`cross_validate`'s command with ``--number_of_epochs 40`` instead of 1."""
-    return run_cross_validation(
-        REPO / "hparams" / "focalnet_cpu.yaml", root, cv_folder, ["by_design"],
-        train_overrides=["--number_of_epochs", "40"], recipes_dir=recipes, n_resamples=99,
-    )
-
-
 def test_a_rerun_with_other_training_options_stops_instead_of_mixing_models(tmp_path):
     root = data_folder(tmp_path / "data")
     recipes = fake_recipes(tmp_path / "recipes", "vit")
@@ -437,7 +429,7 @@ def test_a_rerun_with_other_training_options_stops_instead_of_mixing_models(tmp_
         r"next_fold; this command asks for focalnet_cpu.yaml --number_of_epochs 40 on .* with "
         r"validation next_fold: use another --cv_folder"
     )):
-        rerun_with_other_epochs(root, recipes, cv_folder)
+        cross_validate(root, recipes, cv_folder, ["by_design"], epochs=40)
     assert len(calls(recipes)) == runs
 
 
@@ -462,7 +454,7 @@ def test_a_half_trained_fold_rerun_with_other_training_options_stops_before_trai
         r"for focalnet_cpu.yaml --number_of_epochs 40 on .*: rerun it as it was started, or use "
         r"another --cv_folder"
     )):
-        rerun_with_other_epochs(root, recipes, cv_folder)
+        cross_validate(root, recipes, cv_folder, ["by_design"], epochs=40)
     assert len(calls(recipes)) == runs  # stopped before train.py
     (cv_folder / "fold_1" / "fold_started.json").write_text("{not json")
     with pytest.raises(CrossValidationError, match=r"fold_1/fold_started.json is damaged"):
