@@ -60,9 +60,12 @@ def main(argv=None):
              "separated by commas (differences are first - second)",
     )
     parser.add_argument("second", help="cross-validation folder(s) (or archives) of the same folds")
-    parser.add_argument("--output_folder", required=True)
-    parser.add_argument("--bootstrap_resamples", type=int, default=N_RESAMPLES)
-    parser.add_argument("--bootstrap_seed", type=int, default=SEED)
+    parser.add_argument("--output_folder", required=True,
+                        help="folder to write cv_comparison.json and cv_comparison.md to (created)")
+    parser.add_argument("--bootstrap_resamples", type=int, default=N_RESAMPLES,
+                        help="bootstrap resamples of the clips for every 95%% CI (default: %(default)s)")
+    parser.add_argument("--bootstrap_seed", type=int, default=SEED,
+                        help="seed of the bootstrap resampling (default: %(default)s)")
     parser.add_argument("--first_method", default=None,
                         help="method of the first CV paired first (default: its by-design map)")
     parser.add_argument("--second_method", default=None,

@@ -211,10 +211,14 @@ def test_two_cross_validations_compared_clip_by_clip(tmp_path):
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "| focalnet − vit | **+0.200" in finished.stdout
     assert json.loads((out / "cv_comparison.json").read_text())["clips"] == 16
+    assert "- bootstrap: 99 resamples of the clips, seed 0\n" in (out / "cv_comparison.md").read_text()
     broken = run_recipe(command[:2] + [str(tmp_path / "a"), str(tmp_path / "nothing"),
                                        "--output_folder", str(out)])
-    assert broken.returncode != 0 and "nothing: no such folder" in broken.stderr
+    assert broken.returncode != 0 and "nothing: no such folder or file" in broken.stderr
     assert "Traceback" not in broken.stderr
+    missing = run_recipe(command[:2] + [str(tmp_path / "a"), str(tmp_path / "b_cv_results_per_clip.json.gz"),
+                                        "--output_folder", str(out)])
+    assert missing.returncode != 0 and "b_cv_results_per_clip.json.gz: no such folder or file" in missing.stderr
     (tmp_path / "empty").mkdir()
     empty = run_recipe(command[:2] + [str(tmp_path / "a"), str(tmp_path / "empty"),
                                       "--output_folder", str(out)])

@@ -926,11 +926,13 @@ def load_pooled_per_clip(source):
     >>> load_pooled_per_clip("/nonexistent")
     Traceback (most recent call last):
     ...
-    focalnet_lobes.training.cross_validation.CrossValidationError: /nonexistent: no such folder
+    focalnet_lobes.training.cross_validation.CrossValidationError: /nonexistent: no such folder or file
     """
     source = Path(source)
     if source.is_file():
         return _read_per_clip_archive(source)
+    if not source.exists():
+        raise CrossValidationError(f"{source}: no such folder or file")
     archive = source / f"{SPLIT_FILES['test'][3]}{PER_CLIP_SUFFIX}"
     if source.is_dir() and archive.is_file():
         try:
@@ -1235,6 +1237,9 @@ def markdown_comparison(result):
     - accuracy: 90.0% vs 80.0%, difference +10.0 points [+5.0, +20.0] (95% bootstrap CI, excludes 0)
       - seed pair 1: 90.0% vs 80.0%, exact McNemar p = 0.5 (2 clips right only in the first, 1 only in the second)
       - seed pair 2: 90.0% vs 80.0%, exact McNemar p = 0.5 (2 clips right only in the first, 1 only in the second)
+    >>> boot = dict(result, bootstrap={"n_resamples": 10000, "seed": 0})
+    >>> print(markdown_comparison(boot).splitlines()[4])
+    - bootstrap: 10000 resamples of the clips, seed 0
     """
     accuracy = result["accuracy"]
     d = accuracy["difference"]
@@ -1272,6 +1277,10 @@ def markdown_comparison(result):
                    f"{100 * gap['high']:+.1f}])")
             lines.append(f"  - seed pair {i}: {100 * pair['first']:.1f}% vs "
                          f"{100 * pair['second']:.1f}%{gap}, {discordant(pair['mcnemar'])}")
+    boot = result.get("bootstrap")
+    if boot:
+        lines.append(f"- bootstrap: {boot.get('n_resamples', '?')} resamples of the clips, "
+                     f"seed {boot.get('seed', '?')}")
     quantiles = sorted({q for pair in result["pairs"] for q in pair["quantiles"]}, key=float)
     for q in quantiles:
         names = [n for n in TABLE_KEYS if any(n in p["quantiles"].get(q, {}) for p in result["pairs"])]
