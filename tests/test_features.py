@@ -1,5 +1,7 @@
 """focalnet_lobes.data.features: the front end's compression (log1p, PCEN) and its checks."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -144,3 +146,25 @@ def test_interpretation_report_names_pcen_features_and_their_caveat():
     assert "features:" not in markdown_metrics(metrics)  # reports written before the key
     report = markdown_metrics({**metrics, "compression": "pcen"})
     assert "- features: pcen (the metrics score the masked features" in report
+
+
+@pytest.mark.parametrize("config", ["focalnet_cpu", "vit_cpu", "focalnet", "vit"])
+def test_stft_framing_is_a_yaml_key_of_every_training_config(config):
+    """--n_fft / --win_length / --hop_length reach the front end (its STFT and its inverse)."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    overrides = {"data_folder": "unused", "win_length": 46.4399, "hop_length": 23.2199}
+    bins = 513  # the full-size configs' linear STFT bins
+    if config.endswith("_cpu"):
+        overrides["n_mels"], bins = 128, 128
+    with open(Path(__file__).resolve().parents[1] / "hparams" / f"{config}.yaml", encoding="utf-8") as stream:
+        text = stream.read()
+    default_front_end = text.split("compute_features:", 1)[0]
+    assert "\nn_fft: 1024\n" in default_front_end and "\nhop_length: 11.6099\n" in default_front_end
+    with open(Path(__file__).resolve().parents[1] / "hparams" / f"{config}.yaml", encoding="utf-8") as stream:
+        hparams = load_hyperpyyaml(stream, overrides)
+    frontend = hparams["compute_features"]
+    # SpeechBrain's STFT holds them in samples: round(23.2199 ms * 16 kHz), round(46.4399 ms * 16 kHz)
+    assert (frontend.stft.hop_length, frontend.stft.win_length) == (372, 743)
+    assert (frontend.istft.hop_length, frontend.istft.win_length) == (372, 743)
+    assert frontend(torch.zeros(1, 80000)).shape == (1, 1, 216, bins)
