@@ -1,12 +1,11 @@
 """focalnet_lobes.data.features: the front end's compression (log1p, PCEN) and its checks."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from scipy.signal import lfilter
 
+from conftest import REPO
 from focalnet_lobes.data.features import FeatureCache, SpectrogramFrontend
 
 PCEN_OPTIONS = {"alpha": 0.98, "smooth_coef": 0.0286, "delta": 2.0, "root": 2.0, "floor": 1e-6}
@@ -157,12 +156,10 @@ def test_stft_framing_is_a_yaml_key_of_every_training_config(config):
     bins = 513  # the full-size configs' linear STFT bins
     if config.endswith("_cpu"):
         overrides["n_mels"], bins = 128, 128
-    with open(Path(__file__).resolve().parents[1] / "hparams" / f"{config}.yaml", encoding="utf-8") as stream:
-        text = stream.read()
+    text = (REPO / "hparams" / f"{config}.yaml").read_text(encoding="utf-8")
     default_front_end = text.split("compute_features:", 1)[0]
     assert "\nn_fft: 1024\n" in default_front_end and "\nhop_length: 11.6099\n" in default_front_end
-    with open(Path(__file__).resolve().parents[1] / "hparams" / f"{config}.yaml", encoding="utf-8") as stream:
-        hparams = load_hyperpyyaml(stream, overrides)
+    hparams = load_hyperpyyaml(text, overrides)
     frontend = hparams["compute_features"]
     # SpeechBrain's STFT holds them in samples: round(23.2199 ms * 16 kHz), round(46.4399 ms * 16 kHz)
     assert (frontend.stft.hop_length, frontend.stft.win_length) == (372, 743)
