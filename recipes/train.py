@@ -41,7 +41,9 @@ from focalnet_lobes.training.report import ClassificationReport
 from esc50_prepare import DownloadError, ESC50NotFoundError, prepare_esc50
 from focalnet_lobes.interpretation.posthoc import classifier_datasets
 from focalnet_lobes.models.pretrained_init import initialise_new_run
-from focalnet_lobes.training.checkpoints import CheckpointMismatchError, check_resumable
+from focalnet_lobes.training.checkpoints import (
+    CheckpointMismatchError, check_resumable, keep_random_state,
+)
 from focalnet_lobes.training.losses import TrainingForward
 from focalnet_lobes.training.plan import (
     TrainingPlanError,
@@ -410,6 +412,7 @@ def main(argv):
     hparams["checkpointer"].add_recoverable(
         "compute_features", hparams["compute_features"], optional_load=True
     )
+    keep_random_state(hparams["checkpointer"])  # a resumed run draws what an uninterrupted one would
     check_resumable(hparams["checkpointer"])
     imagenet = getattr(hparams.get("pretrained_init"), "keywords", {}).get("path")
     if imagenet and not os.path.isfile(imagenet) and hparams["checkpointer"].find_checkpoint() is None:

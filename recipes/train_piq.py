@@ -42,7 +42,9 @@ from focalnet_lobes.interpretation.posthoc import (
     train_posthoc,
 )
 from focalnet_lobes.inference.trained import TrainedClassifierError, load_trained_classifier
-from focalnet_lobes.training.checkpoints import CheckpointMismatchError, check_resumable
+from focalnet_lobes.training.checkpoints import (
+    CheckpointMismatchError, check_resumable, keep_random_state,
+)
 from focalnet_lobes.training.plan import (
     TrainingPlanError,
     load_recipe_hparams,
@@ -135,6 +137,7 @@ def main(argv):
         overrides, n_classes, representation_channels(trained.model)
     )
     hparams = load_recipe_hparams(hparams_file, overrides)
+    keep_random_state(hparams["checkpointer"])  # a resumed run draws what an uninterrupted one would
     check_resumable(hparams["checkpointer"])  # other settings in this folder: one line, nothing written
 
     sb.create_experiment_directory(

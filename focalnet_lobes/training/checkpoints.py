@@ -18,6 +18,9 @@ A run resumed in an output folder whose checkpoint was written with other settin
 :func:`check_resumable` names what differs before the run writes anything, and
 :meth:`AtomicCheckpointer.load_checkpoint` turns any other failure to load into a
 one-line :class:`CheckpointMismatchError` naming the checkpoint.
+
+:func:`keep_random_state` checkpoints the random-number generators with the run, so
+that a resumed run draws the same augmentations as an uninterrupted one.
 """
 
 import logging
@@ -28,6 +31,7 @@ import torch
 import yaml
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
+from speechbrain.utils.repro import SaveableGenerator
 
 from focalnet_lobes.models.convert import state_dict_differences
 
@@ -200,6 +204,57 @@ def check_resumable(checkpointer, modules=None):
             f"({'; '.join(differences)}): resume with the settings it was written with, "
             "or choose another output_folder"
         )
+
+
+def keep_random_state(checkpointer, name="random_state"):
+    """Checkpoint torch's random-number generators with the run (``<name>.ckpt``).
+
+    Training draws its augmentations (SpecAugment stripes, Mixup weights and
+    partners, the faithfulness terms' quantile) and dropout from torch's default
+    generators; the data order comes from SpeechBrain's
+    ``ReproducibleRandomSampler`` (seed + epoch). Without their state in the
+    checkpoint, a run resumed after an interruption continues from the state the
+    startup seed gives, not the one the interrupted run had reached, so its later
+    epochs differ from an uninterrupted run's. With it (SpeechBrain's
+    ``speechbrain.utils.repro.SaveableGenerator``: the CPU generator and, when
+    CUDA is available, each device's), a resumed single-process run continues
+    exactly: the same weights, bit for bit, on the same machine and thread count.
+    Under ``torchrun`` the main process's state is saved and every process loads it.
+
+    The state is optional when loading: a checkpoint written without it (before this
+    was added) still resumes, from the startup seed's state as before. Its file is
+    read by ``torch.load``, whose default in the pinned torch is ``weights_only=True``.
+
+    Arguments
+    ---------
+    checkpointer : speechbrain.utils.checkpoints.Checkpointer
+        Gets the recoverable ``name``.
+    name : str
+        The recoverable's name (its file in a checkpoint folder: ``<name>.ckpt``).
+
+    Returns
+    -------
+    speechbrain.utils.repro.SaveableGenerator
+        The recoverable added.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     checkpointer = AtomicCheckpointer(folder, recoverables={"model": torch.nn.Linear(2, 2)})
+    ...     _ = keep_random_state(checkpointer)
+    ...     _ = torch.manual_seed(0)
+    ...     _ = checkpointer.save_checkpoint(verbosity=logging.DEBUG)
+    ...     first = torch.rand(3)
+    ...     _ = torch.manual_seed(1)  # a restarted process seeds again
+    ...     _ = checkpointer.recover_if_possible()
+    ...     again = torch.rand(3)
+    >>> torch.equal(first, again)
+    True
+    """
+    generator = SaveableGenerator()
+    checkpointer.add_recoverable(name, generator, optional_load=True)
+    return generator
 
 
 class AtomicCheckpointer(Checkpointer):
