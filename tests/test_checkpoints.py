@@ -172,3 +172,35 @@ def test_non_tensor_state_is_not_compared(tmp_path):
 
     checkpoint = saved_checkpoint(tmp_path, module=ExtraState("a"))
     assert checkpoint_differences(checkpoint, {"module": ExtraState("b")}) == []
+
+
+def test_random_state_is_restored_and_optional_for_older_checkpoints(tmp_path):
+    """keep_random_state: a recovered run draws what the saved run drew next; a
+    checkpoint written without the state (before it was saved) still loads the model
+    and leaves the generator as the startup seed set it."""
+    from focalnet_lobes.training.checkpoints import keep_random_state
+
+    model = torch.nn.Linear(2, 2)
+    checkpointer = AtomicCheckpointer(tmp_path / "new", recoverables={"model": model})
+    keep_random_state(checkpointer)
+    torch.manual_seed(5)
+    torch.rand(7)  # the state moves on before the save
+    checkpointer.save_checkpoint()
+    following = torch.rand(4)
+    torch.manual_seed(0)  # a restarted process seeds again
+    assert not torch.equal(torch.rand(4), following)
+    checkpointer.recover_if_possible()
+    assert torch.equal(torch.rand(4), following)
+
+    old = AtomicCheckpointer(tmp_path / "old", recoverables={"model": model})
+    old.save_checkpoint()
+    resumed_model = torch.nn.Linear(2, 2)
+    resumed = AtomicCheckpointer(tmp_path / "old", recoverables={"model": resumed_model})
+    keep_random_state(resumed)
+    torch.manual_seed(0)
+    startup = torch.rand(4)
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="missing a load path for random_state"):
+        assert resumed.recover_if_possible() is not None
+    assert torch.equal(torch.rand(4), startup)
+    assert torch.equal(resumed_model.weight, model.weight)

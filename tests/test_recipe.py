@@ -80,50 +80,34 @@ def test_rerun_after_finish_does_not_retrain(fake_esc10, tmp_path):
     assert epochs_logged(output / "train_log.txt") == [1]
 
 
-def test_resume_after_kill_during_epoch_two(fake_esc10, tmp_path):
-    output = tmp_path / "out"
-    command = recipe_command("focalnet_cpu.yaml", fake_esc10, output, epochs=3)
-    train_log = output / "train_log.txt"
-    kill_after_first_checkpoint(command, output)
-    assert epochs_logged(train_log) == [1]
-
-    result = run(command)
-    assert result.returncode == 0, result.stderr[-4000:]
-    # Epoch 1 is not redone: training resumed from its checkpoint.
-    assert epochs_logged(train_log) == [1, 2, 3]
-    assert (output / "test_results.json").is_file()
-
-
 def final_model_state(output):
     (checkpoint,) = (output / "save").glob("CKPT+*")
     return torch.load(checkpoint / "model.ckpt", map_location="cpu", weights_only=True)
 
 
-def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(fake_esc10, tmp_path):
-    """The random-number state (SpecAugment, Mixup, the faithfulness terms' quantile,
-    dropout) is checkpointed with the model: a run killed during epoch 2 and resumed
-    ends with exactly the weights and test predictions of a run never interrupted.
-    A checkpoint written without that state (older runs) still resumes."""
-    command = lambda output: recipe_command("focalnet_cpu.yaml", fake_esc10, output, epochs=3)
-    whole, resumed, old = tmp_path / "whole", tmp_path / "resumed", tmp_path / "old"
-    result = run(command(whole))
+def test_resume_after_kill_during_epoch_two_is_bit_identical(trained_runs, fake_esc10, tmp_path):
+    """Killed during epoch 2 and run again, training resumes from epoch 1's checkpoint and
+    ends with exactly the weights and test results of the same run never interrupted: the
+    random-number state (SpecAugment, Mixup, the faithfulness terms' quantile) is
+    checkpointed with the model (``random_state.ckpt``). Without it the resumed epoch draws
+    other augmentations and the weights differ."""
+    output = tmp_path / "out"
+    command = recipe_command("focalnet_cpu.yaml", fake_esc10, output)  # trained_runs' command
+    train_log = output / "train_log.txt"
+    kill_after_first_checkpoint(command, output)
+    assert epochs_logged(train_log) == [1]
+    (checkpoint,) = (output / "save").glob("CKPT+*")
+    assert (checkpoint / "random_state.ckpt").is_file()
+
+    result = run(command)
     assert result.returncode == 0, result.stderr[-4000:]
-    for output in (resumed, old):
-        kill_after_first_checkpoint(command(output), output)
-        assert epochs_logged(output / "train_log.txt") == [1]
-    (checkpoint,) = (old / "save").glob("CKPT+*")
-    (checkpoint / "random_state.ckpt").unlink()  # as written before the state was saved
-    for output in (resumed, old):
-        result = run(command(output))
-        assert result.returncode == 0, result.stderr[-4000:]
-        assert epochs_logged(output / "train_log.txt") == [1, 2, 3]
-    expected = final_model_state(whole)
-    for output, identical in ((resumed, True), (old, False)):
-        state = final_model_state(output)
-        assert sorted(state) == sorted(expected)
-        same = all(torch.equal(state[key], expected[key]) for key in expected)
-        assert same is identical, output
-    summaries = [json.loads((o / "test_results.json").read_text()) for o in (whole, resumed)]
+    # Epoch 1 is not redone: training resumed from its checkpoint.
+    assert epochs_logged(train_log) == [1, 2]
+    whole = trained_runs("focalnet_cpu.yaml")
+    expected, state = final_model_state(whole), final_model_state(output)
+    assert sorted(state) == sorted(expected)
+    assert [key for key in expected if not torch.equal(state[key], expected[key])] == []
+    summaries = [json.loads((o / "test_results.json").read_text()) for o in (whole, output)]
     assert summaries[0] == summaries[1]
 
 
