@@ -204,3 +204,35 @@ def test_random_state_is_restored_and_optional_for_older_checkpoints(tmp_path):
         assert resumed.recover_if_possible() is not None
     assert torch.equal(torch.rand(4), startup)
     assert torch.equal(resumed_model.weight, model.weight)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda path: path.write_bytes(b"not a torch file" * 4),
+     "cannot read this random-number state (a damaged file: "),
+    (lambda path: torch.save(torch.zeros(3), path),
+     "not a random-number state (expected {'cpu': ByteTensor[, 'cuda': ByteTensor]}, got Tensor)"),
+    (lambda path: torch.save({"cpu": torch.zeros(10, dtype=torch.uint8)}, path),
+     "not a random-number state (Expected a CPUGeneratorImplState of size"),
+])
+def test_a_damaged_random_state_is_one_line_naming_the_file(tmp_path, damage, expected):
+    """check_resumable (before the run writes anything) reads the state; a state that reads but
+    that the generator rejects fails when loaded; both name the file and say to remove it."""
+    from focalnet_lobes.training.checkpoints import CheckpointMismatchError, check_resumable, keep_random_state
+
+    def checkpointer():
+        made = AtomicCheckpointer(tmp_path, recoverables={"model": torch.nn.Linear(2, 2)})
+        keep_random_state(made)
+        return made
+
+    path = checkpointer().save_checkpoint().path / "random_state.ckpt"
+    damage(path)
+    with pytest.raises(CheckpointMismatchError) as error:
+        check_resumable(checkpointer())
+        checkpointer().recover_if_possible()
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and expected in message, message
+    assert message.endswith("remove this file to resume from the startup seed's state")
+    assert "\n" not in message
+    path.unlink()
+    with pytest.warns(UserWarning, match="missing a load path for random_state"):
+        assert checkpointer().recover_if_possible() is not None

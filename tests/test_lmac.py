@@ -218,6 +218,8 @@ def test_recipe_resumes_after_a_kill_and_is_evaluated_by_interpret(trained_runs,
     kill_after_first_checkpoint(command, output)
     assert [line.split(",")[0] for line in epochs_logged(output / "train_log.txt")] == ["epoch: 1"]
     assert not (output / "lmac_training.json").exists()
+    (first,) = (output / "save").glob("CKPT+*")
+    assert (first / "random_state.ckpt").is_file()  # keep_random_state, as train.py
 
     result = run_recipe(command)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -29,9 +29,10 @@ import shutil
 
 import torch
 import yaml
-from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
+from speechbrain.utils.checkpoints import (
+    Checkpoint, Checkpointer, mark_as_loader, mark_as_saver, register_checkpoint_hooks,
+)
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
-from speechbrain.utils.repro import SaveableGenerator
 
 from focalnet_lobes.models.convert import state_dict_differences
 
@@ -158,7 +159,8 @@ def check_resumable(checkpointer, modules=None):
     Called before a run writes anything to its output folder, so that a run started
     with other settings in the folder of an earlier run stops with what differs,
     not a traceback from ``load_state_dict`` after it has overwritten the folder's
-    ``hyperparams.yaml``. Does nothing when the folder holds no checkpoint.
+    ``hyperparams.yaml``. A :class:`RandomState` recoverable's file is read and checked
+    too (:meth:`RandomState.read`). Does nothing when the folder holds no checkpoint.
 
     Arguments
     ---------
@@ -171,7 +173,7 @@ def check_resumable(checkpointer, modules=None):
     CheckpointMismatchError
         ``"<checkpoint folder>: this run's settings differ from the checkpoint's
         (...): resume with the settings it was written with, or choose another
-        output_folder"``.
+        output_folder"``; a damaged random state as :meth:`RandomState.read`.
 
     Example
     -------
@@ -195,9 +197,11 @@ def check_resumable(checkpointer, modules=None):
         ) from None
     if checkpoint is None:
         return
-    differences = checkpoint_differences(
-        checkpoint, checkpointer.recoverables if modules is None else modules
-    )
+    modules = checkpointer.recoverables if modules is None else modules
+    for name, recoverable in modules.items():  # a damaged random state: one line, now
+        if isinstance(recoverable, RandomState) and name in checkpoint.paramfiles:
+            RandomState.read(checkpoint.paramfiles[name])
+    differences = checkpoint_differences(checkpoint, modules)
     if differences:
         raise CheckpointMismatchError(
             f"{checkpoint.path}: this run's settings differ from the checkpoint's "
@@ -206,24 +210,117 @@ def check_resumable(checkpointer, modules=None):
         )
 
 
+@register_checkpoint_hooks
+class RandomState:
+    """The state of torch's random-number generators, as a checkpoint recoverable.
+
+    Saves the CPU generator's state and, when CUDA is in use in this process, the
+    current CUDA device's; loads them back. Modelled on SpeechBrain's
+    ``speechbrain.utils.repro.SaveableGenerator``, with three differences: only the
+    current CUDA device is saved (under ``torchrun`` every process draws its device's
+    numbers in step with the others, from the same seed, so the main process's state
+    is every process's), a CPU run on a machine with a GPU never initialises CUDA,
+    and the file is read with ``torch.load(weights_only=True)`` and checked, so a
+    damaged file is one line naming it.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> state = RandomState()
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "random_state.ckpt")
+    ...     _ = torch.manual_seed(3)
+    ...     state.save(path)
+    ...     first = torch.rand(2)
+    ...     state.load(path, end_of_epoch=True)
+    ...     torch.equal(torch.rand(2), first)
+    True
+    """
+
+    REMEDY = "remove this file to resume from the startup seed's state"
+
+    @mark_as_saver
+    def save(self, path):
+        """Write ``{"cpu": ByteTensor[, "cuda": ByteTensor]}`` to ``path`` (``torch.save``)."""
+        states = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            states["cuda"] = torch.cuda.get_rng_state()
+        torch.save(states, path)
+
+    @staticmethod
+    def read(path):
+        """The states in ``path``, checked, without setting them.
+
+        Returns
+        -------
+        dict
+            ``{"cpu": ByteTensor[, "cuda": ByteTensor]}``.
+
+        Raises
+        ------
+        CheckpointMismatchError
+            ``"<path>: cannot read this random-number state (...)"`` or ``"<path>: not a
+            random-number state (...)"``, ending ``"remove this file to resume from the
+            startup seed's state"``: a damaged or foreign file.
+        """
+        try:
+            states = torch.load(path, map_location="cpu", weights_only=True)
+        except (*LOAD_ERRORS, AttributeError, TypeError) as error:
+            raise CheckpointMismatchError(
+                f"{path}: cannot read this random-number state (a damaged file: "
+                f"{type(error).__name__}): {RandomState.REMEDY}"
+            ) from None
+        if not (isinstance(states, dict) and "cpu" in states and set(states) <= {"cpu", "cuda"}
+                and all(torch.is_tensor(v) and v.dtype == torch.uint8 for v in states.values())):
+            raise CheckpointMismatchError(
+                f"{path}: not a random-number state (expected {{'cpu': ByteTensor[, 'cuda': "
+                f"ByteTensor]}}, got {type(states).__name__}): {RandomState.REMEDY}"
+            )
+        return states
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=True):
+        """Set the generators to the states in ``path`` (:meth:`read`).
+
+        The CUDA state is set on the current device when the file has one and CUDA is
+        in use here (a CPU run resuming a GPU run's checkpoint keeps its CUDA unused).
+
+        Raises
+        ------
+        CheckpointMismatchError
+            As :meth:`read`, or a state the generator rejects (another size).
+        """
+        del end_of_epoch
+        states = self.read(path)
+        try:
+            torch.set_rng_state(states["cpu"])
+            if "cuda" in states and torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.set_rng_state(states["cuda"])
+        except RuntimeError as error:
+            raise CheckpointMismatchError(
+                f"{path}: not a random-number state ({_first_line(error)}): {self.REMEDY}"
+            ) from None
+
+
 def keep_random_state(checkpointer, name="random_state"):
     """Checkpoint torch's random-number generators with the run (``<name>.ckpt``).
 
     Training draws its augmentations (SpecAugment stripes, Mixup weights and
     partners, the faithfulness terms' quantile) and dropout from torch's default
-    generators; the data order comes from SpeechBrain's
-    ``ReproducibleRandomSampler`` (seed + epoch). Without their state in the
-    checkpoint, a run resumed after an interruption continues from the state the
-    startup seed gives, not the one the interrupted run had reached, so its later
-    epochs differ from an uninterrupted run's. With it (SpeechBrain's
-    ``speechbrain.utils.repro.SaveableGenerator``: the CPU generator and, when
-    CUDA is available, each device's), a resumed single-process run continues
-    exactly: the same weights, bit for bit, on the same machine and thread count.
-    Under ``torchrun`` the main process's state is saved and every process loads it.
+    generators; the data order comes from samplers seeded with seed + epoch
+    (SpeechBrain's ``ReproducibleRandomSampler``, ``DistributedSampler`` under
+    ``torchrun``). Without the generators' state in the checkpoint, a run resumed
+    after an interruption continues from the state the startup seed gives, not the
+    one the interrupted run had reached, so its later epochs differ from an
+    uninterrupted run's. With it (:class:`RandomState`), a run resumed from an
+    end-of-epoch checkpoint on the CPU continues exactly: the same weights, bit for
+    bit, on the same machine and thread count. (On a GPU, non-deterministic kernels
+    keep even two uninterrupted runs apart; a resume from an intra-epoch checkpoint,
+    ``--ckpt_interval_minutes``, draws the data loader's base seed once more.)
 
     The state is optional when loading: a checkpoint written without it (before this
-    was added) still resumes, from the startup seed's state as before. Its file is
-    read by ``torch.load``, whose default in the pinned torch is ``weights_only=True``.
+    was added) still resumes, from the startup seed's state as before, with
+    SpeechBrain's warning "missing a load path for random_state".
 
     Arguments
     ---------
@@ -234,7 +331,7 @@ def keep_random_state(checkpointer, name="random_state"):
 
     Returns
     -------
-    speechbrain.utils.repro.SaveableGenerator
+    RandomState
         The recoverable added.
 
     Example
@@ -252,9 +349,9 @@ def keep_random_state(checkpointer, name="random_state"):
     >>> torch.equal(first, again)
     True
     """
-    generator = SaveableGenerator()
-    checkpointer.add_recoverable(name, generator, optional_load=True)
-    return generator
+    state = RandomState()
+    checkpointer.add_recoverable(name, state, optional_load=True)
+    return state
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -327,8 +424,8 @@ class AtomicCheckpointer(Checkpointer):
         """
         try:
             super().load_checkpoint(checkpoint)
-        except torch.cuda.OutOfMemoryError:
-            raise
+        except (torch.cuda.OutOfMemoryError, CheckpointMismatchError):
+            raise  # a CheckpointMismatchError already names its file (RandomState)
         except LOAD_ERRORS as error:
             # names and shapes only: a weight average's frozen copy changes as it trains
             differences = checkpoint_differences(checkpoint, self.recoverables, values=False)
