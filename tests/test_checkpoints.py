@@ -210,7 +210,9 @@ def test_random_state_is_restored_and_optional_for_older_checkpoints(tmp_path):
     (lambda path: path.write_bytes(b"not a torch file" * 4),
      "cannot read this random-number state (a damaged file: "),
     (lambda path: torch.save(torch.zeros(3), path),
-     "not a random-number state (expected {'cpu': ByteTensor[, 'cuda': ByteTensor]}, got Tensor)"),
+     "not a random-number state (expected {'cpu': ByteTensor[, 'cuda': ByteTensor]}, found Tensor)"),
+    (lambda path: torch.save({"cpu": torch.zeros(3)}, path),
+     "expected {'cpu': ByteTensor[, 'cuda': ByteTensor]}, found {'cpu': Tensor of torch.float32})"),
     (lambda path: torch.save({"cpu": torch.zeros(10, dtype=torch.uint8)}, path),
      "not a random-number state (Expected a CPUGeneratorImplState of size"),
 ])

@@ -272,9 +272,16 @@ class RandomState:
             ) from None
         if not (isinstance(states, dict) and "cpu" in states and set(states) <= {"cpu", "cuda"}
                 and all(torch.is_tensor(v) and v.dtype == torch.uint8 for v in states.values())):
+            if isinstance(states, dict):
+                found = ", ".join(f"{key!r}: {type(value).__name__}"
+                                  + (f" of {value.dtype}" if torch.is_tensor(value) else "")
+                                  for key, value in list(states.items())[:3])
+                found = f"{{{found}{', ...' if len(states) > 3 else ''}}}"
+            else:
+                found = type(states).__name__
             raise CheckpointMismatchError(
                 f"{path}: not a random-number state (expected {{'cpu': ByteTensor[, 'cuda': "
-                f"ByteTensor]}}, got {type(states).__name__}): {RandomState.REMEDY}"
+                f"ByteTensor]}}, found {found}): {RandomState.REMEDY}"
             )
         return states
 
