@@ -38,6 +38,11 @@ NUM_EXAMPLES = 2
 OVERLAP_PAIRS = 4
 CLIP_SAMPLES = 16000  # the generated clips: 1 s at 16 kHz
 TEST_CLIPS = 20
+#: The small-data overrides of every interpretation the comparison runs.
+OVERRIDES = {
+    "num_examples": NUM_EXAMPLES, "overlap_pairs": OVERLAP_PAIRS, "latency_clips": 2,
+    "latency_repeats": 1, "batch_size": 20,
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +56,10 @@ def comparison(trained_runs, tmp_path_factory):
         sys.executable, str(REPO / "recipes" / "compare.py"),
         "--focalnet", str(focalnet), "--vit", str(vit),
         "--output_folder", str(output), "--split", "test", "--rerun", "--only_named",
-        "--override", f"num_examples={NUM_EXAMPLES}",
-        "--override", f"overlap_pairs={OVERLAP_PAIRS}",
-        "--override", "latency_clips=2", "--override", "latency_repeats=1",
-        "--override", "batch_size=20",
     ]
     # fmt: on
+    for key, value in OVERRIDES.items():
+        command += ["--override", f"{key}={value}"]
     result = run_recipe(command)
     assert result.returncode == 0, result.stderr[-4000:]
     folders = {
@@ -270,7 +273,8 @@ def test_energy_control_and_equal_rms_overlap_are_reported(comparison):
 
 
 def test_compare_adds_any_further_result(comparison, tmp_path):
-    """A later method (e.g. PIQ) given as a metrics.json gets its rows; results are reused."""
+    """A later method (e.g. PIQ) given as a metrics.json gets its rows; results made with
+    the same settings are reused (not recomputed)."""
     piq = read_metrics(comparison, "focalnet")
     piq["method"] = "piq"
     piq_file = tmp_path / "piq" / "metrics.json"
@@ -278,13 +282,16 @@ def test_compare_adds_any_further_result(comparison, tmp_path):
     piq_file.write_text(json.dumps(piq))
     from focalnet_lobes.interpretation import comparison as library
 
+    made = {m: (comparison["folders"][m] / "metrics.json").stat().st_mtime_ns for m in ("focalnet", "vit")}
     results = library.collect_results(
         [str(piq_file)],
         {"focalnet": comparison["runs"]["focalnet"], "vit": comparison["runs"]["vit"]},
-        overrides={"split": "test"},
+        overrides={"split": "test", **OVERRIDES},
         include_other_methods=False,
     )
     assert [r["label"] for r in results] == ["focalnet", "vit", "piq"]
+    for method, mtime in made.items():  # reused: the fixture's files, untouched
+        assert (comparison["folders"][method] / "metrics.json").stat().st_mtime_ns == mtime, method
     library.write_comparison(results, tmp_path / "table")
     rows = list(csv.DictReader(open(tmp_path / "table" / "comparison.csv")))
     assert sum(row["label"] == "piq" for row in rows) == len(QUANTILES)
