@@ -39,6 +39,7 @@ setup(
         # timm and transformers are references for the parity tests only;
         # torchvision is pinned with torch so that timm does not replace torch.
         "test": [
+            "filelock>=4.3.2,<5",  # tests/conftest.py: fixtures built once for all workers
             "pytest>=9.2.0,<10",
             "pytest-xdist>=3.8.0,<4",  # pytest.ini runs the suite on two workers
             "timm>=1.0.31,<2",

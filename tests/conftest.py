@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -43,14 +44,53 @@ def esc50_dev():
     return ESC50_DEV
 
 
+def built_once(tmp_path_factory, name, build):
+    """The folder ``name`` built by ``build(folder)`` once per test session, shared by the
+    pytest-xdist workers (a file lock: the first worker to ask builds it, the others wait
+    for it; a failed build leaves no folder, and the next worker to ask builds it again).
+
+    Arguments
+    ---------
+    tmp_path_factory : pytest.TempPathFactory
+        The session's; with xdist, the shared folder is in the parent of the worker's base
+        temporary folder (the session's, common to the workers).
+    name : str
+        The folder's name.
+    build : callable
+        ``build(folder)`` writes the folder (``folder`` does not exist yet).
+
+    Returns
+    -------
+    pathlib.Path
+        The built folder. Callers must not write in it: another worker may be reading it.
+    """
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / "built_once" / name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    done = folder.with_name(f"{name}.done")
+    with FileLock(folder.with_name(f"{name}.lock")):
+        if not done.is_file():
+            if folder.exists():
+                shutil.rmtree(folder)  # a build that failed
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def fake_esc10(tmp_path_factory):
-    """Generated ESC-10 classes in the ESC-50 layout: 2 clips per class and fold, 44.1 kHz stereo, 1 s."""
+    """Generated ESC-10 classes in the ESC-50 layout: 2 clips per class and fold, 44.1 kHz
+    stereo, 1 s; generated once for all workers (read-only: no recipe writes in a data folder)."""
     from helpers_data import make_fake_esc50
 
-    root = tmp_path_factory.mktemp("fake_esc50")
-    make_fake_esc50(root, n_per_class=2, sample_rate=44100, channels=2, duration_s=1.0)
-    return root
+    def build(folder):
+        make_fake_esc50(folder, n_per_class=2, sample_rate=44100, channels=2, duration_s=1.0)
+
+    return built_once(tmp_path_factory, "fake_esc50", build)
 
 
 def training_command(hparams, data_folder, output_folder, *extra, epochs=2):
@@ -156,14 +196,23 @@ def trained_runs(fake_esc10, tmp_path_factory):
     """Output folders of 2-epoch training runs on the generated data, trained once per session.
 
     ``trained_runs("focalnet_cpu.yaml")`` returns the output folder, training on first use.
+    Each run is trained once for all the pytest-xdist workers (:func:`built_once`); each
+    worker gets its own copy (tests write in it, e.g. ``interpretation/``), whose
+    ``hyperparams.yaml`` still names the trained folder (the recipes read ``<folder>/save``).
     """
     folders = {}
 
     def get(hparams):
         if hparams not in folders:
-            output = tmp_path_factory.mktemp(hparams.replace(".yaml", "")) / "out"
-            result = run_recipe(training_command(hparams, fake_esc10, output))
-            assert result.returncode == 0, result.stderr[-4000:]
+            name = hparams.replace(".yaml", "")
+
+            def train(folder):
+                result = run_recipe(training_command(hparams, fake_esc10, folder))
+                assert result.returncode == 0, result.stderr[-4000:]
+
+            trained = built_once(tmp_path_factory, name, train)
+            output = tmp_path_factory.mktemp(name) / "out"
+            shutil.copytree(trained, output, symlinks=True)
             folders[hparams] = output
         return folders[hparams]
 
