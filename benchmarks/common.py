@@ -475,6 +475,9 @@ def command_line(script, argv):
 def write_report(report, out, tables):
     """Print the tables, write ``report`` (with ``tables``) as JSON to ``out``.
 
+    ``out`` None writes no file (a benchmark on folders given by the user, whose
+    default must not replace a recorded result); the report is still returned.
+
     Example
     -------
     >>> out = Path(tempfile.mkdtemp()) / "r.json"
@@ -485,11 +488,20 @@ def write_report(report, out, tables):
     wrote ...r.json
     >>> json.loads(out.read_text())["tables"]
     {'t': '| x |'}
+    >>> write_report({"a": 1}, None, {"t": "| x |"})["a"]
+    <BLANKLINE>
+    | x |
+    <BLANKLINE>
+    no JSON written (--out FILE writes one)
+    1
     """
     for table in tables.values():
         print()
         print(table)
     report = dict(report, tables=tables)
+    if out is None:
+        print("\nno JSON written (--out FILE writes one)")
+        return report
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

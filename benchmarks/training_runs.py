@@ -11,9 +11,11 @@ the test accuracy, and the PIQ / L-MAC training seconds of ``piq_training.json``
 ``lmac_training.json`` when present.
 
 One markdown table, a column per run and a ratio column per run versus the first;
-JSON in ``benchmarks/results/training_runs.json`` unless ``--out``, with the command.
+the JSON (with the command) only with ``--out FILE``: the folders are the user's, so
+no default file is replaced (the recorded one, ``benchmarks/results/training_runs.json``,
+was made with ``--out``; ``benchmarks/README.md``, "CPU costs").
 
-    python benchmarks/training_runs.py results/focalnet_cpu/1986 results/vit_cpu/1986
+    python benchmarks/training_runs.py results/focalnet_cpu/1986 results/vit_cpu/1986 [--out runs.json]
 
 Authors
  * focalnet-audio contributors
@@ -30,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (benchmarks/common.py; puts this checkout's library first)
 from focalnet_lobes.training.logs import parse_training_log  # noqa: E402
 
-DEFAULT_OUT = common.REPO / "benchmarks" / "results" / "training_runs.json"
 POSTHOC = ("piq", "lmac")
 POSTHOC_LABELS = {"piq": "PIQ", "lmac": "L-MAC"}
 
@@ -170,7 +171,8 @@ def parse_args(argv=None):
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("training_folder", nargs="+", help="recipe output folders with log.txt")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON file to write (none without it)")
     args = parser.parse_args(argv)
     for folder in args.training_folder:
         if not Path(folder).is_dir():
@@ -179,7 +181,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """Summarize the runs, print the table, write the JSON; returns the report.
+    """Summarize the runs, print the table, write the JSON (with ``--out``); returns the report.
 
     Example
     -------

@@ -138,6 +138,23 @@ def test_training_runs_end_to_end(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
 
 
+def test_training_runs_writes_no_file_without_out(tmp_path, monkeypatch, capsys):
+    """Folders are the user's: without --out the table is printed and no JSON written
+    (it used to replace the recorded benchmarks/results/training_runs.json)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.txt").write_text(RESUMED_LOG)
+    recorded = REPO / "benchmarks" / "results" / "training_runs.json"
+    before = recorded.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    report = training_runs.main([str(run)])
+    assert report["runs"][0]["name"] == "run"
+    assert recorded.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    output = capsys.readouterr().out
+    assert report["tables"]["training_runs"] in output and "no JSON written" in output
+
+
 def test_time_rounds_measures_a_known_duration():
     result = common.time_rounds(
         {"sleep": lambda: time.sleep(0.02), "none": lambda: None},
