@@ -47,7 +47,8 @@ def esc50_dev():
 def built_once(tmp_path_factory, name, build):
     """The folder ``name`` built by ``build(folder)`` once per test session, shared by the
     pytest-xdist workers (a file lock: the first worker to ask builds it, the others wait
-    for it; a failed build leaves no folder, and the next worker to ask builds it again).
+    for it; a failed build is removed, a crashed one by the next worker to ask, which builds
+    it again).
 
     Arguments
     ---------
@@ -75,8 +76,12 @@ def built_once(tmp_path_factory, name, build):
     with FileLock(folder.with_name(f"{name}.lock")):
         if not done.is_file():
             if folder.exists():
-                shutil.rmtree(folder)  # a build that failed
-            build(folder)
+                shutil.rmtree(folder)  # a build that crashed
+            try:
+                build(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
             done.touch()
     return folder
 
