@@ -1,5 +1,5 @@
 """recipes/cross_validate.py end to end on generated 3-fold data: folds, resume, pooled table
-(the fold plan itself is checked on 4 and 5 folds)."""
+(the fold plan itself is checked on 3, 4 and 5 folds)."""
 
 import json
 import os
