@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torch.utils.benchmark as benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the library of this checkout (never recipes/)
@@ -307,6 +306,8 @@ def time_rounds(functions, threads, rounds, min_run_time, progress=None):
     >>> result["add"]["median_ms"] > 0, result["add"]["iqr_ms"] >= 0
     (True, True)
     """
+    import torch.utils.benchmark as benchmark  # here: importing it warns "No CUDA runtime" on CPU-only builds
+
     timers = {}
     for key, function in functions.items():
         function()

@@ -1,0 +1,135 @@
+"""benchmarks/hard_clips.py: the clips every cross-validation run gets wrong, hand-computed
+on small archives, its errors, and the figures benchmarks/README.md records from the
+archives of benchmarks/results/cv_esc10_dev."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import load_benchmark
+from focalnet_lobes.interpretation.evaluation import write_per_clip
+from focalnet_lobes.training.cross_validation import write_per_clip_archive
+
+REPO = Path(__file__).resolve().parents[1]
+hard_clips = load_benchmark("hard_clips")
+
+# Six clips: source 1-100 has two takes (fold 1); labels 0 = dog (target 0), 1 = rain (target 10).
+IDS = ["1-100-A-0", "1-100-B-0", "1-200-A-10", "2-300-A-0", "2-400-A-10", "2-500-A-10"]
+LABELS = [0, 0, 1, 0, 1, 1]
+
+
+def archive(folder, name, predictions, ids=IDS):
+    """A per-clip archive of a cross-validation (clips ``ids``) whose methods predict ``predictions``."""
+    records = []
+    for fold in (1, 2):
+        methods = {}
+        for method, predicted in predictions.items():
+            keep = [i for i, clip in enumerate(ids) if clip.startswith(f"{fold}-")]
+            per_clip = {"ids": [ids[i] for i in keep], "labels": [LABELS[i] for i in keep],
+                        "predicted": [predicted[i] for i in keep], "quantiles": {}}
+            methods[method] = str(write_per_clip(folder / name / f"fold_{fold}" / method, per_clip)["json"].parent)
+        records.append({"test_fold": fold, "train_folds": [3 - fold], "methods": methods})
+    return write_per_clip_archive(folder / f"{name}_cv_results_per_clip.json.gz", records)
+
+
+def test_hard_clips_hand_computed(tmp_path, capsys):
+    # run a (focalnet): wrong on clips 0, 1, 2; run b (focalnet): wrong on 0, 1;
+    # run c (vit, with a post-hoc method sharing its predictions): wrong on 0, 3.
+    first = archive(tmp_path, "a", {"focalnet": [1, 1, 0, 0, 1, 1]})
+    second = archive(tmp_path, "b", {"focalnet": [1, 1, 1, 0, 1, 1]})
+    third = archive(tmp_path, "c", {"vit": [1, 0, 1, 1, 1, 1], "vit_x_input": [1, 0, 1, 1, 1, 1]})
+    metadata = tmp_path / "esc50.csv"
+    metadata.write_text("filename,fold,target,category\nx.wav,1,0,dog\ny.wav,1,10,rain\n")
+    out = tmp_path / "hard.json"
+    report = hard_clips.main([str(first), str(second), str(third), "--metadata", str(metadata),
+                              "--threshold", "0.6", "--goal", "0.8", "--out", str(out)])
+    assert json.loads(out.read_text()) == report
+    assert report["command"].startswith("python benchmarks/hard_clips.py ")
+    assert [(r["name"], r["errors"]) for r in report["runs"]] == [("a:focalnet", 3), ("b:focalnet", 2), ("c:vit", 2)]
+    assert report["runs"][0]["train_folds"] == [1]
+    # clip 0 wrong in 3/3, clip 1 in 2/3 (>= 0.6: hard), clips 2 and 3 in 1/3
+    assert report["hard"] == ["1-100-A-0", "1-100-B-0"]
+    first_row = report["clips"][0]
+    assert first_row == {"id": "1-100-A-0", "fold": 1, "source": "1-100", "class": "dog", "wrong": 3, "runs": 3,
+                         "share": 1.0, "most_often_predicted": "rain", "wrong_focalnet": 2, "runs_focalnet": 2,
+                         "wrong_vit": 1, "runs_vit": 1}
+    assert [row["id"] for row in report["clips"]] == ["1-100-A-0", "1-100-B-0", "1-200-A-10", "2-300-A-0"]
+    summary = report["summary"]
+    assert summary["runs_per_method"] == {"focalnet": 2, "vit": 1}
+    assert summary["allowed_errors"] == 1  # floor(0.2 * 6)
+    assert summary["never_right"] == 1 and summary["hard_clips"] == 2
+    assert summary["hard_only_accuracy"] == pytest.approx(4 / 6)
+    assert summary["best_run"] == "b:focalnet" and summary["best_run_errors"] == 2  # first of the two best
+    assert summary["hard_right_in_best_run"] == 0 and summary["hard_right_most_in_one_run"] == 1
+    assert summary["mean_run_accuracy"] == pytest.approx(1 - 7 / 18)
+    assert summary["plurality_accuracy"] == pytest.approx(4 / 6)  # clips 0 and 1 voted wrong
+    assert summary["oracle_accuracy"] == pytest.approx(5 / 6)
+    assert report["sources"] == [{"source": "1-100", "fold": 1, "class": "dog", "takes": 2, "hard_takes": 2,
+                                  "share_wrong": pytest.approx(5 / 6)}]
+    assert report["classes"] == [
+        {"class": "dog", "clips": 3, "error_rate": pytest.approx(6 / 9), "hard_clips": 2},
+        {"class": "rain", "clips": 3, "error_rate": pytest.approx(1 / 9), "hard_clips": 0},
+    ]
+    printed = capsys.readouterr().out
+    assert "| 1-100-A-0 (hard) | 1 | dog | 3/3 | 2/2 | 1/1 | rain |" in printed
+    assert "| errors allowed at the goal (80%) | 1 |" in printed
+    assert "| oracle (right where any run is right) | 83.33% |" in printed
+
+
+def test_hard_clips_without_metadata_names_the_targets(tmp_path, capsys):
+    path = archive(tmp_path, "a", {"focalnet": [1, 0, 1, 0, 1, 1]})
+    report = hard_clips.main([str(path)])
+    assert report["clips"][0]["class"] == "target 0"
+    assert report["clips"][0]["most_often_predicted"] == "target 10"
+    assert "no JSON written" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case, message", [
+    ("other clips", "clips or labels differ from those of a:focalnet"),
+    ("no classifier", "holds none of the methods focalnet, vit (has energy)"),
+    ("missing", "no such folder or file"),
+    ("threshold", "threshold and goal must be in (0, 1], got 0.0 and 0.96"),
+    ("metadata", "not an ESC-50 metadata table with target and category"),
+])
+def test_hard_clips_one_line_errors(tmp_path, capsys, case, message):
+    first = archive(tmp_path, "a", {"focalnet": [0, 0, 1, 0, 1, 1]})
+    args = [str(first)]
+    if case == "other clips":
+        args.append(str(archive(tmp_path, "b", {"focalnet": [0, 0, 1, 0, 1, 1]}, ids=[*IDS[:-1], "2-501-A-10"])))
+    elif case == "no classifier":
+        args.append(str(archive(tmp_path, "e", {"energy": [0, 0, 1, 0, 1, 1]})))
+    elif case == "missing":
+        args.append(str(tmp_path / "nowhere.json.gz"))
+    elif case == "threshold":
+        args += ["--threshold", "0"]
+    else:
+        bad = tmp_path / "meta.csv"
+        bad.write_text("filename,fold\nx.wav,1\n")
+        args += ["--metadata", str(bad)]
+    with pytest.raises(SystemExit) as raised:
+        hard_clips.main(args)
+    assert raised.value.code == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error and error.count("\n") == 1
+
+
+def test_parse_clip_id_rejects_other_names():
+    with pytest.raises(ValueError, match="'1-2-A' is not <fold>-<src_file>-<take>-<target>"):
+        hard_clips.parse_clip_id("1-2-A")
+
+
+def test_hard_clips_recorded_figures():
+    """The figures benchmarks/README.md ("Session 24") quotes, from the tracked archives."""
+    archives = sorted((REPO / "benchmarks" / "results" / "cv_esc10_dev").glob("*_per_clip.json.gz"))
+    runs = hard_clips.read_runs(archives)
+    result = hard_clips.analyse(runs, hard_clips.class_names(runs), threshold=0.9, goal=0.96)
+    summary = result["summary"]
+    assert summary["runs_per_method"] == {"focalnet": 46, "vit": 6}
+    assert (summary["clips"], summary["allowed_errors"], summary["hard_clips"], summary["never_right"]) == (
+        320, 12, 12, 5)
+    assert summary["best_run_errors"] == 30 and summary["hard_right_most_in_one_run"] == 2
+    assert round(320 * summary["plurality_accuracy"]) == 291
+    assert round(320 * summary["oracle_accuracy"]) == 315
+    assert result["sources"][0] == {"source": "1-172649", "fold": 1, "class": "target 40", "takes": 6,
+                                    "hard_takes": 6, "share_wrong": pytest.approx(308 / 312)}
