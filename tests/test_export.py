@@ -153,6 +153,17 @@ def test_extract_definitions_follows_aliases_and_references():
         extract_definitions("model: !ref <nothing>\n", ["model"])
 
 
+def test_log1p_scale_is_carried_into_the_inference_yaml():
+    """A run trained with --log1p_scale exports a front end with the same C (it is a
+    reference of compute_features, so extract_definitions keeps it)."""
+    train_yaml = (REPO / "hparams" / "focalnet_cpu.yaml").read_text(encoding="utf-8")
+    assert "\nlog1p_scale: 1.0\n" in train_yaml
+    train_yaml = train_yaml.replace("\nlog1p_scale: 1.0\n", "\nlog1p_scale: 1000.0\n")
+    kept = extract_definitions(train_yaml, ["compute_features"])
+    assert "\nlog1p_scale: 1000.0\n" in kept
+    assert load_hyperpyyaml(kept)["compute_features"].log1p_scale == 1000.0
+
+
 def test_template_keys_cannot_be_redefined():
     train_yaml = (
         "sample_rate: 16000\nquantile: 0.5\n"

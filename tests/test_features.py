@@ -1,5 +1,7 @@
 """focalnet_lobes.data.features: the front end's compression (log1p, PCEN) and its checks."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -165,3 +167,46 @@ def test_stft_framing_is_a_yaml_key_of_every_training_config(config):
     assert (frontend.stft.hop_length, frontend.stft.win_length) == (372, 743)
     assert (frontend.istft.hop_length, frontend.istft.win_length) == (372, 743)
     assert frontend(torch.zeros(1, 80000)).shape == (1, 1, 216, bins)
+
+
+def test_log1p_scale_follows_the_equation_and_keeps_a_binary_mask_exact():
+    """log1p_scale C: features log(1 + C E); silence stays 0; a binary mask on the features
+    is still the features of the masked magnitude; C = 1 is bit-identical to log1p(E)."""
+    torch.manual_seed(5)
+    energy = torch.rand(2, 40, 8) * 3
+    scaled = SpectrogramFrontend(n_mels=8, log1p_scale=1000.0)
+    assert torch.allclose(scaled.compress(energy), torch.log1p(1000.0 * energy).unsqueeze(1))
+    assert torch.equal(SpectrogramFrontend(n_mels=8, log1p_scale=1).compress(energy),
+                       torch.log1p(energy).unsqueeze(1))
+    assert float(scaled.compress(torch.zeros(1, 4, 8)).abs().max()) == 0.0
+    mask = (torch.rand(2, 40, 8) > 0.5).float()
+    assert torch.allclose(scaled.compress(mask * energy), mask.unsqueeze(1) * scaled.compress(energy))
+    # quiet sounds on 64 mel bands: at C = 1 the features are about E (linear: 20 dB quieter
+    # divides them by 10), at C = 1000 logarithmic (20 dB quieter subtracts log(10))
+    noise = torch.randn(1, 16000)
+    quiet = SpectrogramFrontend(n_mels=64, log1p_scale=1000.0)
+    difference = quiet(noise * 10 ** (-50 / 20)) - quiet(noise * 10 ** (-70 / 20))
+    assert float(difference.median()) == pytest.approx(math.log(10), abs=0.15)
+    plain = SpectrogramFrontend(n_mels=64)
+    ratio = plain(noise * 10 ** (-80 / 20)) / plain(noise * 10 ** (-100 / 20))
+    assert float(ratio.median()) == pytest.approx(10, rel=0.02)
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("inf"), float("nan"), True, "1e3", None])
+def test_bad_log1p_scale_is_a_one_line_error(value):
+    with pytest.raises(ValueError, match="log1p_scale must be a finite number > 0, got ") as error:
+        SpectrogramFrontend(n_mels=8, log1p_scale=value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("config", ["focalnet_cpu", "vit_cpu", "focalnet", "vit"])
+def test_log1p_scale_is_a_yaml_key_of_every_training_config(config):
+    """--log1p_scale reaches the front end; the default is the paper's log1p(E) (C = 1)."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    text = (REPO / "hparams" / f"{config}.yaml").read_text(encoding="utf-8")
+    assert load_hyperpyyaml(text, {"data_folder": "unused"})["compute_features"].log1p_scale == 1.0
+    frontend = load_hyperpyyaml(text, {"data_folder": "unused", "log1p_scale": 1000.0})["compute_features"]
+    assert frontend.log1p_scale == 1000.0
+    energy = torch.rand(1, 3, frontend.num_bins)
+    assert torch.allclose(frontend.compress(energy), torch.log1p(1000.0 * energy).unsqueeze(1))

@@ -9,8 +9,9 @@ the ISTFT to the input's length).
 
 Masks act on the compressed features, so a masked-out bin is 0: the feature of
 silence (``log1p(0) = 0``; PCEN also maps silence to 0). With ``log1p`` a binary
-mask on the features equals the features of the masked magnitude (``log1p(M E) =
-M log1p(E)``), so the masked input the metrics score is the listenable one. With PCEN
+mask on the features equals the features of the masked magnitude (``log1p(C M E) =
+M log1p(C E)``, C the ``log1p_scale``), so the masked input the metrics score is the
+listenable one. With PCEN
 it is not: its smoother spans frames, so PCEN of a masked magnitude differs from the
 masked PCEN features (by as much as the features themselves at kept bins). The
 metrics (:mod:`focalnet_lobes.interpretation.metrics`) score the masked model input;
@@ -78,6 +79,17 @@ class SpectrogramFrontend(nn.Module):
         ``M[0] = E[0]``), computed by :class:`speechbrain.nnet.normalization.PCEN` with
         its parameters fixed (the front end is not trained), in float32. Both map
         silence (E = 0) to 0.
+    log1p_scale : float
+        C of the ``"log1p"`` compression ``log(1 + C E)`` (the magnitude compression
+        ``log(1 + C x)`` of e.g. Dieleman & Schrauwen, "End-to-end learning for music
+        audio", ICASSP 2014), a finite number > 0; 1 is the paper's ``log1p(E)``.
+        log(1 + C E) is about C E (linear) below E = 1 / C and log(C E) (logarithmic)
+        above: at C = 1 the knee is the level of white noise at about -36 dBFS on 64
+        mel bands (-20 dBFS on the 513 bins of the linear grid), so quieter sounds are
+        compressed almost linearly; C = 1000 moves the knee 60 dB down (on 64 mel
+        bands, to the 16-bit floor: white noise at -96 dBFS). Silence stays 0 and a
+        binary mask stays exact (see the module docstring). Checked whatever the
+        compression, used only with ``"log1p"``.
     pcen_options : dict or None
         With ``compression="pcen"``: the keys ``alpha`` (gain normalization exponent,
         in [0, 1]), ``smooth_coef`` (s, in (0, 1]), ``delta`` (> 0), ``root`` (>= 1)
@@ -114,6 +126,8 @@ class SpectrogramFrontend(nn.Module):
     torch.Size([2, 1, 431, 64])
     >>> float(pcen(torch.zeros(1, 8000)).abs().max())  # silence
     0.0
+    >>> round(float(SpectrogramFrontend(log1p_scale=1000.0).compress(torch.full((1, 1, 1), 0.01))), 4)
+    2.3979
     """
 
     def __init__(
@@ -128,11 +142,17 @@ class SpectrogramFrontend(nn.Module):
         f_max=None,
         compression="log1p",
         pcen_options=None,
+        log1p_scale=1.0,
     ):
         super().__init__()
         if window not in WINDOWS:
             raise ValueError(f"Unknown window '{window}': expected one of {sorted(WINDOWS)}")
         self.compression = compression
+        if isinstance(log1p_scale, bool) or not isinstance(log1p_scale, (int, float)) or not (
+            math.isfinite(log1p_scale) and log1p_scale > 0
+        ):
+            raise ValueError(f"log1p_scale must be a finite number > 0, got {log1p_scale!r}")
+        self.log1p_scale = float(log1p_scale)
         self.pcen = _fixed_pcen(compression, pcen_options, n_fft // 2 + 1 if n_mels is None else n_mels)
         self.sample_rate = sample_rate
         self.n_fft = n_fft
@@ -230,7 +250,7 @@ class SpectrogramFrontend(nn.Module):
         return magnitude
 
     def compress(self, projected):
-        """Features (B, 1, T, F) of a projected magnitude (B, T, F): ``log1p`` or PCEN.
+        """Features (B, 1, T, F) of a projected magnitude (B, T, F): ``log1p(C E)`` or PCEN.
 
         PCEN runs in float32 outside any autocast region (its smoother is a
         recursion over the T frames).
@@ -241,6 +261,8 @@ class SpectrogramFrontend(nn.Module):
         torch.Size([2, 1, 3, 513])
         """
         if self.pcen is None:
+            if self.log1p_scale != 1.0:
+                projected = projected * self.log1p_scale
             return torch.log1p(projected).unsqueeze(1)
         with torch.autocast(device_type=projected.device.type, enabled=False):
             return self.pcen(projected.float()).unsqueeze(1)
