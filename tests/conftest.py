@@ -47,8 +47,13 @@ def esc50_dev():
 def built_once(tmp_path_factory, name, build):
     """The folder ``name`` built by ``build(folder)`` once per test session, shared by the
     pytest-xdist workers (a file lock: the first worker to ask builds it, the others wait
-    for it; a failed build is removed, a crashed one by the next worker to ask, which builds
-    it again).
+    for it and reuse it).
+
+    Every build writes into a folder of its own, ``built_once/<name>-<random>``, and the
+    marker ``built_once/<name>.done`` names the one that finished. A failed build is
+    removed; a crashed one (its worker killed) is left where it is, so that a recipe it
+    started and that outlives it writes there, never into the build of the next worker to
+    ask, which builds the folder again under a new name.
 
     Arguments
     ---------
@@ -56,7 +61,7 @@ def built_once(tmp_path_factory, name, build):
         The session's; with xdist, the shared folder is in the parent of the worker's base
         temporary folder (the session's, common to the workers).
     name : str
-        The folder's name.
+        The folder's name (before the random suffix).
     build : callable
         ``build(folder)`` writes the folder (``folder`` does not exist yet).
 
@@ -65,24 +70,27 @@ def built_once(tmp_path_factory, name, build):
     pathlib.Path
         The built folder. Callers must not write in it: another worker may be reading it.
     """
+    import tempfile
+
     from filelock import FileLock
 
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent
-    folder = root / "built_once" / name
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    done = folder.with_name(f"{name}.done")
-    with FileLock(folder.with_name(f"{name}.lock")):
-        if not done.is_file():
-            if folder.exists():
-                shutil.rmtree(folder)  # a build that crashed
-            try:
-                build(folder)
-            except BaseException:
-                shutil.rmtree(folder, ignore_errors=True)
-                raise
-            done.touch()
+    shared = root / "built_once"
+    shared.mkdir(parents=True, exist_ok=True)
+    done = shared / f"{name}.done"
+    with FileLock(shared / f"{name}.lock"):
+        if done.is_file():
+            return shared / done.read_text(encoding="utf-8").strip()
+        folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=shared))
+        folder.rmdir()  # a unique name; build() creates the folder
+        try:
+            build(folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        done.write_text(folder.name, encoding="utf-8")
     return folder
 
 
