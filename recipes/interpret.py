@@ -311,6 +311,7 @@ def run_interpretation(hparams_file, overrides=None, device="cpu"):
         "method": str(hparams["method"]),
         "interpreter": type(interpreter).__name__,
         "compression": getattr(frontend, "compression", "log1p"),
+        "log1p_scale": getattr(frontend, "log1p_scale", 1.0),
         "backbone": model.kind,
         "classifier_folder": str(classifier_folder),
         "checkpoint": str(trained.checkpoint),

@@ -1,6 +1,7 @@
 """focalnet_lobes.data.features: the front end's compression (log1p, PCEN) and its checks."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -210,3 +211,62 @@ def test_log1p_scale_is_a_yaml_key_of_every_training_config(config):
     assert frontend.log1p_scale == 1000.0
     energy = torch.rand(1, 3, frontend.num_bins)
     assert torch.allclose(frontend.compress(energy), torch.log1p(1000.0 * energy).unsqueeze(1))
+
+
+def test_a_run_resumed_with_another_log1p_scale_stops(tmp_path):
+    """C != 1 is a fixed parameter of the front end, so the checkpoint records it and
+    check_resumable names the change; C = 1 keeps the front end's state empty (older
+    checkpoints and exports load as before)."""
+    import logging
+
+    from focalnet_lobes.training.checkpoints import (
+        AtomicCheckpointer,
+        CheckpointMismatchError,
+        check_resumable,
+    )
+
+    assert SpectrogramFrontend(n_mels=8).state_dict() == {}
+    for saved_scale, run_scale, message in [
+        (1.0, 1000.0, "the run has log1p_constant, the checkpoint not"),
+        (1000.0, 1.0, "the checkpoint has log1p_constant, the run not"),
+        (1000.0, 10.0, "fixed values differ for log1p_constant (checkpoint 1000, run 10)"),
+    ]:
+        folder = tmp_path / f"{saved_scale}-{run_scale}"
+        saving = AtomicCheckpointer(folder, recoverables={
+            "compute_features": SpectrogramFrontend(n_mels=8, log1p_scale=saved_scale)})
+        saving.save_checkpoint(verbosity=logging.DEBUG)
+        resumed = AtomicCheckpointer(folder, recoverables={
+            "compute_features": SpectrogramFrontend(n_mels=8, log1p_scale=run_scale)})
+        with pytest.raises(CheckpointMismatchError, match=re.escape(message)):
+            check_resumable(resumed)
+        same = AtomicCheckpointer(folder, recoverables={
+            "compute_features": SpectrogramFrontend(n_mels=8, log1p_scale=saved_scale)})
+        assert check_resumable(same) is None
+
+
+def test_log1p_scale_is_fixed_and_float32_under_float16_autocast():
+    """C E of a loud clip passes float16's range (65504): the scaled log1p runs in float32."""
+    frontend = SpectrogramFrontend(n_mels=64, log1p_scale=1000.0)
+    (constant,) = frontend.parameters()
+    assert not constant.requires_grad and float(constant) == 1000.0
+    sine = torch.sin(2 * math.pi * 1000 * torch.arange(16000) / 16000).unsqueeze(0)
+    with torch.autocast("cpu", dtype=torch.float16):
+        features = frontend(sine)
+    assert features.dtype == torch.float32 and bool(torch.isfinite(features).all())
+    assert torch.allclose(features, frontend(sine), atol=1e-3)
+
+
+def test_log1p_scale_with_pcen_is_a_one_line_error():
+    with pytest.raises(ValueError, match="log1p_scale 1000.0 applies to compression 'log1p' only, not 'pcen'"):
+        SpectrogramFrontend(n_mels=8, compression="pcen", log1p_scale=1000.0)
+    assert SpectrogramFrontend(n_mels=8, compression="pcen", log1p_scale=1.0).log1p_scale == 1.0
+
+
+def test_interpretation_report_names_a_log1p_scale():
+    from focalnet_lobes.interpretation.evaluation import markdown_metrics
+
+    metrics = {"method": "focalnet", "classifier_folder": "run", "split": "test", "num_clips": 2,
+               "accuracy": 0.5, "soft": False, "interpreter": "InputWeightedInterpreter",
+               "quantiles": {"0.9": {"fid_i": 0.5}}, "compression": "log1p"}
+    assert "features:" not in markdown_metrics({**metrics, "log1p_scale": 1.0})
+    assert "- features: log(1 + C E), C = 1000 (`log1p_scale`)" in markdown_metrics({**metrics, "log1p_scale": 1000.0})

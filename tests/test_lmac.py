@@ -74,6 +74,19 @@ def test_masks_on_the_feature_grid_in_unit_range(classifiers, backbone, seconds,
     assert trained.frontend.listenable(wavs, maps).shape == wavs.shape
 
 
+@pytest.mark.parametrize("scale", [1.0, 1000.0])
+def test_log_magnitude_masking_multiplies_the_features_on_the_linear_grid(scale):
+    """On linear-frequency features (M_lin = M) the log-magnitude domain masks the
+    classifier's own features: features(expm1(M log1p(C |X|)) / C) = M log1p(C |X|)."""
+    frontend = SpectrogramFrontend(log1p_scale=scale)
+    magnitude = frontend.spectrum(torch.randn(1, 4000)).abs()
+    features = frontend.features_from_magnitude(magnitude)
+    mask = torch.rand_like(features)
+    torch.testing.assert_close(
+        masked_features(frontend, magnitude, mask, "log_magnitude"), mask * features, atol=1e-4, rtol=1e-4
+    )
+
+
 def test_masking_lives_on_the_linear_grid():
     frontend = SpectrogramFrontend(n_mels=16)
     magnitude = frontend.spectrum(torch.randn(2, 8000)).abs()

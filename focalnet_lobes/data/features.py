@@ -88,8 +88,9 @@ class SpectrogramFrontend(nn.Module):
         mel bands (-20 dBFS on the 513 bins of the linear grid), so quieter sounds are
         compressed almost linearly; C = 1000 moves the knee 60 dB down (on 64 mel
         bands, to the 16-bit floor: white noise at -96 dBFS). Silence stays 0 and a
-        binary mask stays exact (see the module docstring). Checked whatever the
-        compression, used only with ``"log1p"``.
+        binary mask stays exact (see the module docstring). C != 1 is a fixed
+        (untrained) parameter ``log1p_constant`` of the module, so a checkpoint
+        records it; with ``"pcen"`` it must be 1.
     pcen_options : dict or None
         With ``compression="pcen"``: the keys ``alpha`` (gain normalization exponent,
         in [0, 1]), ``smooth_coef`` (s, in (0, 1]), ``delta`` (> 0), ``root`` (>= 1)
@@ -104,7 +105,8 @@ class SpectrogramFrontend(nn.Module):
     ------
     ValueError
         An unknown window or compression; ``pcen_options`` not a mapping, with an
-        unknown key, or with a value that is not a finite number in its range.
+        unknown key, or with a value that is not a finite number in its range;
+        ``log1p_scale`` not a finite number > 0, or not 1 with ``"pcen"``.
 
     Example
     -------
@@ -153,6 +155,16 @@ class SpectrogramFrontend(nn.Module):
         ):
             raise ValueError(f"log1p_scale must be a finite number > 0, got {log1p_scale!r}")
         self.log1p_scale = float(log1p_scale)
+        if self.log1p_scale != 1.0:
+            if compression != "log1p":
+                raise ValueError(
+                    f"log1p_scale {log1p_scale!r} applies to compression 'log1p' only, not "
+                    f"'{compression}' (set log1p_scale: 1.0)"
+                )
+            # A fixed parameter, so that a checkpoint records C and a run resumed with another
+            # C stops (checkpoints.check_resumable compares fixed values); C = 1 adds nothing,
+            # so the state of the paper's log1p front end is unchanged.
+            self.log1p_constant = nn.Parameter(torch.tensor(self.log1p_scale), requires_grad=False)
         self.pcen = _fixed_pcen(compression, pcen_options, n_fft // 2 + 1 if n_mels is None else n_mels)
         self.sample_rate = sample_rate
         self.n_fft = n_fft
@@ -253,7 +265,8 @@ class SpectrogramFrontend(nn.Module):
         """Features (B, 1, T, F) of a projected magnitude (B, T, F): ``log1p(C E)`` or PCEN.
 
         PCEN runs in float32 outside any autocast region (its smoother is a
-        recursion over the T frames).
+        recursion over the T frames); so does ``log1p(C E)`` for C != 1 (C E may
+        exceed float16's range).
 
         Example
         -------
@@ -261,9 +274,10 @@ class SpectrogramFrontend(nn.Module):
         torch.Size([2, 1, 3, 513])
         """
         if self.pcen is None:
-            if self.log1p_scale != 1.0:
-                projected = projected * self.log1p_scale
-            return torch.log1p(projected).unsqueeze(1)
+            if self.log1p_scale == 1.0:
+                return torch.log1p(projected).unsqueeze(1)
+            with torch.autocast(device_type=projected.device.type, enabled=False):  # C E may pass fp16's range
+                return torch.log1p(projected.float() * self.log1p_constant).unsqueeze(1)
         with torch.autocast(device_type=projected.device.type, enabled=False):
             return self.pcen(projected.float()).unsqueeze(1)
 

@@ -513,6 +513,8 @@ def model_card(trained, metrics, repo_name, hub_id=None, quantile=0.9):
             " Its features are PCEN (per-channel energy normalization) of the spectrogram: "
             f"{PCEN_MASKING_CAVEAT}."
             if getattr(trained.frontend, "compression", "log1p") == "pcen"
+            else f" Its features are log(1 + C E) of the spectrogram E, C = {trained.frontend.log1p_scale:g}."
+            if getattr(trained.frontend, "log1p_scale", 1.0) != 1.0
             else ""
         ),
         "",

@@ -1267,6 +1267,8 @@ def markdown_metrics(metrics):
     ]
     if metrics.get("compression", "log1p") != "log1p":
         lines.append(f"- features: {metrics['compression']} ({PCEN_MASKING_CAVEAT})")
+    elif metrics.get("log1p_scale", 1.0) != 1.0:
+        lines.append(f"- features: log(1 + C E), C = {metrics['log1p_scale']:g} (`log1p_scale`)")
     lines.append("")
     keys = [key for key in TABLE_KEYS if any(key in row for row in metrics["quantiles"].values())]
     lines += markdown_table_header(["q"], keys)

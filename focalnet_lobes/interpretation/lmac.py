@@ -32,7 +32,9 @@ every other map) and trains it through that same linear-domain mask:
   X_in = log1p((M_lin |X|) W), X_out = log1p(((1 - M_lin) |X|) W);
 * ``mask_domain="log_magnitude"`` (what SpeechBrain's recipe does: the mask
   multiplies log1p(|X|), which is ``expm1``-ed back before the filterbank):
-  X_in = log1p(expm1(M_lin log1p|X|) W), likewise for X_out.
+  X_in = log1p(expm1(M_lin log1p|X|) W), likewise for X_out. With the front end's
+  ``log1p_scale`` C != 1 the features are log1p(C |X| W) and the mask multiplies
+  log1p(C |X|) the same way: expm1(M_lin log1p(C |X|)) / C.
 
 For linear-frequency features (``n_mels: null``) M_lin = M and this is L-MAC on
 the STFT grid exactly. With PCEN features (``compression: pcen``) the outer log1p
@@ -101,8 +103,9 @@ def masked_features(frontend, magnitude, mask, domain="magnitude"):
         Mask M (B, 1, T, F) on the feature grid, values in [0, 1].
     domain : str
         ``"magnitude"``: features of M_lin |X| (the paper's masking);
-        ``"log_magnitude"``: features of expm1(M_lin log1p|X|) (SpeechBrain's
-        recipe). M_lin = ``frontend.mask_to_linear(M)``.
+        ``"log_magnitude"``: features of expm1(M_lin log1p(C |X|)) / C
+        (SpeechBrain's recipe; C the front end's ``log1p_scale``, 1 by default).
+        M_lin = ``frontend.mask_to_linear(M)``.
 
     Returns
     -------
@@ -137,7 +140,11 @@ def masked_features(frontend, magnitude, mask, domain="magnitude"):
     if domain == "magnitude":
         masked = linear_mask * magnitude
     else:
-        masked = torch.expm1(linear_mask * torch.log1p(magnitude))
+        scale = getattr(frontend, "log1p_scale", 1.0)
+        if scale == 1.0:
+            masked = torch.expm1(linear_mask * torch.log1p(magnitude))
+        else:
+            masked = torch.expm1(linear_mask * torch.log1p(scale * magnitude)) / scale
     return frontend.features_from_magnitude(masked)
 
 
