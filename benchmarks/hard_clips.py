@@ -135,36 +135,54 @@ def read_runs(archives, methods=CLASSIFIER_METHODS):
     >>> [(run["name"], run["predicted"]) for run in read_runs([path])]
     [('a:focalnet', [0, 0])]
     """
-    runs = []
+    runs, seen = [], set()
     for archive in archives:
+        if Path(archive).resolve() in seen:
+            raise ValueError(f"{archive}: given twice (each run would count twice)")
+        seen.add(Path(archive).resolve())
         try:
             pooled, folds, names = load_pooled_per_clip(archive)
+            found = [method for method in methods if method in names]
+            if not found:
+                raise ValueError(f"holds none of the methods {', '.join(methods)} (has {', '.join(names)})")
+            runs += [_run(Path(archive), method, pooled[method], folds, runs[0] if runs else None)
+                     for method in found]
         except CrossValidationError as error:
             raise ValueError(str(error)) from None
-        found = [method for method in methods if method in names]
-        if not found:
-            raise ValueError(f"{archive}: holds none of the methods {', '.join(methods)} (has {', '.join(names)})")
-        stem = Path(archive).name.replace("_per_clip.json.gz", "").replace("_cv_results", "")
-        for method in found:
-            clips = pooled[method]
-            order = sorted(range(len(clips["ids"])), key=lambda i: clips["ids"][i])
-            run = {
-                "name": f"{stem}:{method}",
-                "method": method,
-                "train_folds": sorted({len(fold.get("train_folds") or []) for fold in folds}),
-                "ids": [clips["ids"][i] for i in order],
-                "labels": [int(clips["labels"][i]) for i in order],
-                "predicted": [int(clips["predicted"][i]) for i in order],
-            }
-            if runs and (run["ids"] != runs[0]["ids"] or run["labels"] != runs[0]["labels"]):
-                raise ValueError(
-                    f"{archive}: its {method} clips or labels differ from those of {runs[0]['name']} "
-                    "(runs on different data cannot be pooled)"
-                )
-            runs.append(run)
+        except (TypeError, KeyError, ValueError, AttributeError) as error:
+            raise ValueError(f"{archive}: {error}") from None
     if not runs:
         raise ValueError("no archive given")
     return runs
+
+
+def _run(archive, method, clips, folds, first):
+    """One run of :func:`read_runs` (its clips sorted by id), checked against the ``first`` run."""
+    ids, labels, predicted = clips["ids"], clips["labels"], clips["predicted"]
+    if not ids:
+        raise ValueError(f"no clips for method {method}")
+    if not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
+        raise ValueError(f"the {method} clip ids are not distinct strings")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in [*labels, *predicted]):
+        raise ValueError(f"the {method} labels and predictions are not all integers")
+    for clip_id in ids:
+        parse_clip_id(clip_id)
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    stem = archive.name.replace("_per_clip.json.gz", "").replace("_cv_results", "")
+    run = {
+        "name": f"{stem}:{method}",
+        "method": method,
+        "train_folds": sorted({len(fold.get("train_folds") or []) for fold in folds}),
+        "ids": [ids[i] for i in order],
+        "labels": [labels[i] for i in order],
+        "predicted": [predicted[i] for i in order],
+    }
+    if first is not None and (run["ids"] != first["ids"] or run["labels"] != first["labels"]):
+        raise ValueError(
+            f"its {method} clips or labels differ from those of {first['name']} "
+            "(runs on different data cannot be pooled)"
+        )
+    return run
 
 
 def class_names(runs, metadata=None):
@@ -174,11 +192,24 @@ def class_names(runs, metadata=None):
     carries the ESC-50 target, which ``metadata``'s ``target`` and ``category``
     columns name.
 
+    Arguments
+    ---------
+    runs : list of dict
+        As :func:`read_runs` returns (the first run's ids and labels are read).
+    metadata : str, pathlib.Path or None
+        The dataset's ``meta/esc50.csv``; None names the classes by their target.
+
+    Returns
+    -------
+    dict
+        ``label -> class name``.
+
     Raises
     ------
     ValueError
-        ``metadata`` unreadable or without those columns, or one label given two
-        targets (one line naming the file or the label).
+        ``metadata`` unreadable, without the ``target`` and ``category`` columns or
+        without a target of the runs' clips, or one label given two targets (one line
+        naming the file or the label).
 
     Example
     -------
@@ -191,27 +222,44 @@ def class_names(runs, metadata=None):
         target = parse_clip_id(clip_id)["target"]
         if target_of.setdefault(label, target) != target:
             raise ValueError(f"label {label} is given to targets {target_of[label]} and {target}")
-    names = {}
-    if metadata is not None:
-        try:
-            with open(metadata, newline="", encoding="utf-8") as stream:
-                rows = list(csv.DictReader(stream))
-            names = {int(row["target"]): row["category"] for row in rows}
-        except (OSError, KeyError, ValueError, TypeError, csv.Error) as error:
-            raise ValueError(f"{metadata}: not an ESC-50 metadata table with target and category ({error})") from None
-    return {label: names.get(target, f"target {target}") for label, target in sorted(target_of.items())}
+    if metadata is None:
+        return {label: f"target {target}" for label, target in sorted(target_of.items())}
+    problem = f"{metadata}: not an ESC-50 metadata table with target and category columns"
+    try:
+        with open(metadata, newline="", encoding="utf-8") as stream:
+            reader = csv.DictReader(stream)
+            if not {"target", "category"} <= set(reader.fieldnames or ()):
+                raise ValueError(problem)
+            names = {int(row["target"]): row["category"] for row in reader}
+    except (OSError, ValueError, TypeError, csv.Error, UnicodeDecodeError) as error:
+        raise ValueError(problem if str(error) == problem else f"{problem} ({error})") from None
+    missing = sorted(set(target_of.values()) - set(names))
+    if missing:
+        raise ValueError(f"{metadata}: names no class for the targets {missing} of the runs' clips")
+    return {label: names[target] for label, target in sorted(target_of.items())}
 
 
-def plurality(predictions):
-    """The most frequent prediction (ties: the smallest label).
+def top_votes(predictions):
+    """The most frequent predictions: every label that ties for the most votes, sorted.
+
+    Arguments
+    ---------
+    predictions : list of int
+        One prediction per run.
+
+    Returns
+    -------
+    list of int
+        The labels with the most votes (several when tied).
 
     Example
     -------
-    >>> plurality([3, 1, 3, 1, 2])
-    1
+    >>> top_votes([3, 1, 3, 1, 2]), top_votes([2, 2, 0])
+    ([1, 3], [2])
     """
     counts = collections.Counter(predictions)
-    return min(counts, key=lambda label: (-counts[label], label))
+    most = max(counts.values())
+    return sorted(label for label, count in counts.items() if count == most)
 
 
 def analyse(runs, names, threshold=0.9, goal=0.96):
@@ -233,11 +281,15 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
     dict
         ``runs`` (name, method, fold plan, accuracy, errors of each run),
         ``clips`` (every clip ever wrong: id, fold, source, class, runs wrong / runs
-        per method and overall, the most frequent wrong class), ``hard`` (the ids of
-        the hard clips), ``summary`` (clips, runs, allowed errors at the goal,
-        clips never right, hard clips, hard clips right in the best run, the best
-        run's accuracy, plurality-vote and oracle accuracies, the accuracy a run
-        would have if it got only the hard clips wrong), ``sources`` (source
+        per method and overall, the most frequent wrong class, ties to the smaller
+        label), ``hard`` (the ids of the hard clips), ``summary`` (clips, runs,
+        allowed errors at the goal, clips never right, hard clips, the best runs (all
+        of those tied at the best accuracy) and the most hard clips one of them got
+        right, the plurality vote's accuracy (a tie for the most votes that includes
+        the label counts 1/k right, k the tied labels; ``plurality_ties`` such clips,
+        ``plurality_accuracy_range`` the accuracy with every tie wrong / right),
+        the oracle's accuracy, the accuracy a run would have if it got only the hard
+        clips wrong), ``sources`` (source
         recordings with a hard clip: takes, hard takes), ``classes`` (each class's
         error rate over all runs and its hard clips).
 
@@ -255,6 +307,8 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
     >>> result = analyse(runs, {0: "dog", 1: "rain"}, threshold=0.9, goal=0.75)
     >>> result["hard"], result["summary"]["allowed_errors"], result["summary"]["plurality_accuracy"]
     (['1-7-A-0'], 1, 0.75)
+    >>> result["summary"]["best_runs"], result["summary"]["plurality_ties"]
+    (['r0', 'r2'], 0)
     >>> result["summary"]["oracle_accuracy"], result["sources"][0]["source"]
     (0.75, '1-7')
     """
@@ -276,17 +330,21 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
             continue
         parsed = parse_clip_id(ids[i])
         wrong_labels = [run["predicted"][i] for run in runs if run["predicted"][i] != labels[i]]
-        row = {"id": ids[i], "fold": parsed["fold"], "source": parsed["source"], "class": names[labels[i]],
+        row = {"id": ids[i], "fold": parsed["fold"], "source": parsed["source"], "class": _name(names, labels[i]),
                "wrong": sum(wrong[i]), "runs": n_runs, "share": sum(wrong[i]) / n_runs,
-               "most_often_predicted": names[plurality(wrong_labels)]}
+               "most_often_predicted": _name(names, top_votes(wrong_labels)[0])}
         for method in methods:
             index = [k for k, run in enumerate(runs) if run["method"] == method]
             row[f"wrong_{method}"] = sum(wrong[i][k] for k in index)
             row[f"runs_{method}"] = len(index)
         clips.append(row)
     clips.sort(key=lambda row: (-row["share"], row["id"]))
-    best = max(range(n_runs), key=lambda k: run_rows[k]["accuracy"])
-    votes = [plurality([run["predicted"][i] for run in runs]) for i in range(n_clips)]
+    top = max(row["accuracy"] for row in run_rows)
+    best = [k for k in range(n_runs) if run_rows[k]["accuracy"] == top]
+    votes = [top_votes([run["predicted"][i] for run in runs]) for i in range(n_clips)]
+    credit = [(y in v) / len(v) for v, y in zip(votes, labels)]
+    ties = sum(len(v) > 1 and y in v for v, y in zip(votes, labels))
+    sure = sum(v == [y] for v, y in zip(votes, labels))
     summary = {
         "clips": n_clips,
         "runs": n_runs,
@@ -297,13 +355,15 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
         "never_right": sum(all(w) for w in wrong),
         "hard_clips": len(hard),
         "hard_only_accuracy": 1.0 - len(hard) / n_clips,
-        "best_run": run_rows[best]["name"],
-        "best_run_accuracy": run_rows[best]["accuracy"],
-        "best_run_errors": run_rows[best]["errors"],
-        "hard_right_in_best_run": sum(not wrong[i][best] for i in hard),
+        "best_runs": [run_rows[k]["name"] for k in best],
+        "best_run_accuracy": top,
+        "best_run_errors": run_rows[best[0]]["errors"],
+        "hard_right_in_best_run": max(sum(not wrong[i][k] for i in hard) for k in best),
         "hard_right_most_in_one_run": max((sum(not wrong[i][k] for i in hard) for k in range(n_runs)), default=0),
         "mean_run_accuracy": sum(row["accuracy"] for row in run_rows) / n_runs,
-        "plurality_accuracy": sum(v == y for v, y in zip(votes, labels)) / n_clips,
+        "plurality_accuracy": sum(credit) / n_clips,
+        "plurality_ties": ties,
+        "plurality_accuracy_range": [sure / n_clips, (sure + ties) / n_clips],
         "oracle_accuracy": 1.0 - sum(all(w) for w in wrong) / n_clips,
     }
     by_source = collections.defaultdict(list)
@@ -311,7 +371,7 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
         by_source[parse_clip_id(ids[i])["source"]].append(i)
     hard_set = set(hard)
     sources = [
-        {"source": source, "fold": parse_clip_id(ids[members[0]])["fold"], "class": names[labels[members[0]]],
+        {"source": source, "fold": parse_clip_id(ids[members[0]])["fold"], "class": _name(names, labels[members[0]]),
          "takes": len(members), "hard_takes": sum(i in hard_set for i in members),
          "share_wrong": sum(sum(wrong[i]) for i in members) / (len(members) * n_runs)}
         for source, members in by_source.items() if any(i in hard_set for i in members)
@@ -320,7 +380,7 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
     classes = []
     for label in sorted(set(labels)):
         members = [i for i in range(n_clips) if labels[i] == label]
-        classes.append({"class": names[label], "clips": len(members),
+        classes.append({"class": _name(names, label), "clips": len(members),
                         "error_rate": sum(sum(wrong[i]) for i in members) / (len(members) * n_runs),
                         "hard_clips": sum(i in hard_set for i in members)})
     classes.sort(key=lambda row: (-row["error_rate"], row["class"]))
@@ -328,8 +388,26 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
             "sources": sources, "classes": classes}
 
 
+def _name(names, label):
+    """The class name of ``label`` (a predicted label no clip carries: ``"label <n>"``)."""
+    return names.get(label, f"label {label}")
+
+
 def tables(result):
-    """The markdown tables of :func:`analyse`'s result (runs, hard clips, sources, classes, summary)."""
+    """The markdown tables of :func:`analyse`'s result.
+
+    Arguments
+    ---------
+    result : dict
+        As :func:`analyse` returns.
+
+    Returns
+    -------
+    dict
+        ``name -> markdown table`` for ``runs``, ``hard_clips`` (the hard clips, then
+        every clip wrong in at least half of the runs), ``sources``, ``classes`` and
+        ``summary``.
+    """
     s = result["summary"]
     methods = list(s["runs_per_method"])
     lines = ["Runs (one per archive and classifier)", "| run | training folds | accuracy | errors |",
@@ -369,10 +447,13 @@ def tables(result):
         ("clips wrong in every run", str(s["never_right"])),
         ("accuracy with only the hard clips wrong", f"{100 * s['hard_only_accuracy']:.2f}%"),
         ("mean run accuracy", f"{100 * s['mean_run_accuracy']:.2f}%"),
-        ("best run", f"{s['best_run']}: {100 * s['best_run_accuracy']:.2f}% ({s['best_run_errors']} errors)"),
-        ("hard clips right in the best run", f"{s['hard_right_in_best_run']} of {s['hard_clips']}"),
+        ("best run" + ("s" if len(s["best_runs"]) > 1 else ""),
+         f"{', '.join(s['best_runs'])}: {100 * s['best_run_accuracy']:.2f}% ({s['best_run_errors']} errors)"),
+        ("most hard clips right in a best run", f"{s['hard_right_in_best_run']} of {s['hard_clips']}"),
         ("most hard clips right in one run", f"{s['hard_right_most_in_one_run']} of {s['hard_clips']}"),
-        ("plurality vote of all runs (not a recipe: every run's training)", f"{100 * s['plurality_accuracy']:.2f}%"),
+        ("plurality vote of all runs (not a recipe: every run's training; a tie counts 1/k)",
+         f"{100 * s['plurality_accuracy']:.2f}% ({s['plurality_ties']} tied clips: "
+         f"{100 * s['plurality_accuracy_range'][0]:.2f}% to {100 * s['plurality_accuracy_range'][1]:.2f}%)"),
         ("oracle (right where any run is right)", f"{100 * s['oracle_accuracy']:.2f}%"),
     ]
     summary_table = "\n".join(["Summary", "| quantity | value |", "|---|---|",
@@ -382,7 +463,24 @@ def tables(result):
 
 
 def main(argv=None):
-    """Parse the command line, read the archives, print the tables and write the JSON."""
+    """Parse the command line, read the archives, print the tables and write the JSON.
+
+    Arguments
+    ---------
+    argv : list of str or None
+        The arguments (None: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    dict
+        The report (:func:`analyse`'s result, the command and the tables).
+
+    Raises
+    ------
+    SystemExit
+        Status 2 with one line naming the file and the problem (unreadable or
+        mismatched archives, bad metadata, bad options, an unwritable ``--out``).
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("archives", nargs="+",
@@ -401,7 +499,10 @@ def main(argv=None):
     except ValueError as error:
         parser.exit(2, f"hard_clips.py: error: {error}\n")
     report = {"benchmark": "hard_clips", "command": command_line("hard_clips.py", argv), **result}
-    return write_report(report, args.out, tables(result))
+    try:
+        return write_report(report, args.out, tables(result))
+    except OSError as error:
+        parser.exit(2, f"hard_clips.py: error: {args.out}: cannot write the report ({error.strerror or error})\n")
 
 
 if __name__ == "__main__":

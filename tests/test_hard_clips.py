@@ -2,6 +2,7 @@
 on small archives, its errors, and the figures benchmarks/README.md records from the
 archives of benchmarks/results/cv_esc10_dev."""
 
+import gzip
 import json
 from pathlib import Path
 
@@ -60,10 +61,11 @@ def test_hard_clips_hand_computed(tmp_path, capsys):
     assert summary["allowed_errors"] == 1  # floor(0.2 * 6)
     assert summary["never_right"] == 1 and summary["hard_clips"] == 2
     assert summary["hard_only_accuracy"] == pytest.approx(4 / 6)
-    assert summary["best_run"] == "b:focalnet" and summary["best_run_errors"] == 2  # first of the two best
-    assert summary["hard_right_in_best_run"] == 0 and summary["hard_right_most_in_one_run"] == 1
+    assert summary["best_runs"] == ["b:focalnet", "c:vit"] and summary["best_run_errors"] == 2  # a tie
+    assert summary["hard_right_in_best_run"] == 1 and summary["hard_right_most_in_one_run"] == 1  # c: clip 1
     assert summary["mean_run_accuracy"] == pytest.approx(1 - 7 / 18)
-    assert summary["plurality_accuracy"] == pytest.approx(4 / 6)  # clips 0 and 1 voted wrong
+    assert summary["plurality_accuracy"] == pytest.approx(4 / 6)  # clips 0 and 1 voted wrong, no tie
+    assert summary["plurality_ties"] == 0 and summary["plurality_accuracy_range"] == [4 / 6, 4 / 6]
     assert summary["oracle_accuracy"] == pytest.approx(5 / 6)
     assert report["sources"] == [{"source": "1-100", "fold": 1, "class": "dog", "takes": 2, "hard_takes": 2,
                                   "share_wrong": pytest.approx(5 / 6)}]
@@ -91,6 +93,12 @@ def test_hard_clips_without_metadata_names_the_targets(tmp_path, capsys):
     ("missing", "no such folder or file"),
     ("threshold", "threshold and goal must be in (0, 1], got 0.0 and 0.96"),
     ("metadata", "not an ESC-50 metadata table with target and category"),
+    ("empty metadata", "meta.csv: not an ESC-50 metadata table with target and category columns"),
+    ("metadata without a target", "meta.csv: names no class for the targets [10] of the runs' clips"),
+    ("twice", "a_cv_results_per_clip.json.gz: given twice"),
+    ("null label", "b_cv_results_per_clip.json.gz: the focalnet labels and predictions are not all integers"),
+    ("not ESC-50 ids", "b_cv_results_per_clip.json.gz: clip id 'x' is not <fold>-<src_file>-<take>-<target>"),
+    ("unwritable out", "cannot write the report"),
 ])
 def test_hard_clips_one_line_errors(tmp_path, capsys, case, message):
     first = archive(tmp_path, "a", {"focalnet": [0, 0, 1, 0, 1, 1]})
@@ -103,15 +111,41 @@ def test_hard_clips_one_line_errors(tmp_path, capsys, case, message):
         args.append(str(tmp_path / "nowhere.json.gz"))
     elif case == "threshold":
         args += ["--threshold", "0"]
+    elif case == "twice":
+        args.append(str(first))
+    elif case in ("null label", "not ESC-50 ids"):
+        path = archive(tmp_path, "b", {"focalnet": [0, 0, 1, 0, 1, 1]})
+        data = json.loads(gzip.decompress(path.read_bytes()))
+        if case == "null label":
+            data["per_clip"]["focalnet"]["labels"][0] = None
+        else:
+            data["per_clip"]["focalnet"]["ids"][0] = "x"
+        path.write_bytes(gzip.compress(json.dumps(data).encode()))
+        args = [str(path)]
+    elif case == "unwritable out":
+        (tmp_path / "file").write_text("")
+        args += ["--out", str(tmp_path / "file" / "hard.json")]
     else:
         bad = tmp_path / "meta.csv"
-        bad.write_text("filename,fold\nx.wav,1\n")
+        bad.write_text({"metadata": "filename,fold\nx.wav,1\n", "empty metadata": "",
+                        "metadata without a target": "target,category\n0,dog\n"}[case])
         args += ["--metadata", str(bad)]
     with pytest.raises(SystemExit) as raised:
         hard_clips.main(args)
     assert raised.value.code == 2
     error = capsys.readouterr().err
-    assert message in error and "Traceback" not in error and error.count("\n") == 1
+    assert message in error and "Traceback" not in error and error.count("\n") == 1, error
+
+
+def test_a_plurality_tie_counts_one_over_the_tied_labels(tmp_path, capsys):
+    # clip 0 (dog): votes rain, dog -> a tie of 2 including the label: 1/2 right
+    runs = [hard_clips.read_runs([archive(tmp_path, name, {"focalnet": predicted}) for name, predicted in
+                                  [("a", [1, 0, 1, 0, 1, 1]), ("b", [0, 0, 1, 0, 1, 1])]])][0]
+    summary = hard_clips.analyse(runs, {0: "dog", 1: "rain"}, threshold=0.5)["summary"]
+    assert summary["plurality_ties"] == 1
+    assert summary["plurality_accuracy"] == pytest.approx(5.5 / 6)
+    assert summary["plurality_accuracy_range"] == pytest.approx([5 / 6, 1.0])
+    assert summary["best_runs"] == ["b:focalnet"] and summary["hard_right_in_best_run"] == 1
 
 
 def test_parse_clip_id_rejects_other_names():
@@ -129,7 +163,14 @@ def test_hard_clips_recorded_figures():
     assert (summary["clips"], summary["allowed_errors"], summary["hard_clips"], summary["never_right"]) == (
         320, 12, 12, 5)
     assert summary["best_run_errors"] == 30 and summary["hard_right_most_in_one_run"] == 2
-    assert round(320 * summary["plurality_accuracy"]) == 291
+    assert summary["best_runs"] == ["focalnet_cpu_mel128_seed1987:focalnet", "focalnet_cpu_mel128_seed1988:focalnet"]
+    assert 320 * summary["plurality_accuracy"] == pytest.approx(291.5) and summary["plurality_ties"] == 1
     assert round(320 * summary["oracle_accuracy"]) == 315
+    default = [path for path in archives if "epochs52" in path.name]
+    runs = hard_clips.read_runs(default)
+    summary = hard_clips.analyse(runs, hard_clips.class_names(runs))["summary"]
+    assert (len(default), summary["hard_clips"], summary["never_right"]) == (6, 15, 15)
+    assert round(320 * summary["oracle_accuracy"]) == 305 and summary["best_run_errors"] == 35
+    assert summary["plurality_ties"] == 7 and 320 * summary["plurality_accuracy"] == pytest.approx(286.5)
     assert result["sources"][0] == {"source": "1-172649", "fold": 1, "class": "target 40", "takes": 6,
                                     "hard_takes": 6, "share_wrong": pytest.approx(308 / 312)}
