@@ -50,7 +50,8 @@ def built_once(tmp_path_factory, name, build):
     for it and reuse it).
 
     Every build writes into a folder of its own, ``built_once/<name>-<random>``, and the
-    marker ``built_once/<name>.done`` names the one that finished. A failed build is
+    marker ``built_once/<name>.done`` (written atomically) names the one that finished; a
+    marker naming no folder is built again. A failed build is
     removed; a crashed one (its worker killed) is left where it is, so that a recipe it
     started and that outlives it writes there, never into the build of the next worker to
     ask, which builds the folder again under a new name.
@@ -81,8 +82,9 @@ def built_once(tmp_path_factory, name, build):
     shared.mkdir(parents=True, exist_ok=True)
     done = shared / f"{name}.done"
     with FileLock(shared / f"{name}.lock"):
-        if done.is_file():
-            return shared / done.read_text(encoding="utf-8").strip()
+        built = done.read_text(encoding="utf-8").strip() if done.is_file() else ""
+        if built and (shared / built).is_dir():
+            return shared / built
         folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=shared))
         folder.rmdir()  # a unique name; build() creates the folder
         try:
@@ -90,7 +92,9 @@ def built_once(tmp_path_factory, name, build):
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        done.write_text(folder.name, encoding="utf-8")
+        staged = done.with_name(f"{done.name}.{folder.name}")
+        staged.write_text(folder.name, encoding="utf-8")
+        os.replace(staged, done)  # the marker appears whole or not at all
     return folder
 
 

@@ -41,6 +41,12 @@ def test_built_once_builds_once_and_a_crashed_build_is_never_reused(tmp_path, mo
     assert rebuilt != crashed and (crashed / "partial.txt").is_file()
     assert (rebuilt / "data.txt").read_text() == "built"
 
+    # a marker that names no folder (emptied, or its folder deleted) is built again
+    (tmp_path / "built_once" / "other.done").write_text("")
+    again = built_once(factory, "other", build)
+    assert again not in (rebuilt, crashed) and (again / "data.txt").is_file()
+    assert sorted(p.name for p in (tmp_path / "built_once").glob("other.done*")) == ["other.done"]
+
 
 def test_built_once_removes_a_failed_build_and_builds_again(tmp_path, monkeypatch):
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
