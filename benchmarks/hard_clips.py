@@ -113,13 +113,17 @@ def read_runs(archives, methods=CLASSIFIER_METHODS):
         One per run, in the archives' order: ``name`` (the archive's file name
         without ``_cv_results_per_clip.json.gz``, then ``:<method>``), ``method``,
         ``train_folds`` (the number of training folds of each held-out fold, the
-        fold plan), ``ids``, ``labels``, ``predicted`` (lists, sorted by clip id).
+        fold plan), ``folds`` (held-out folds), ``identity`` (the method and the
+        folders of the models, else the name), ``ids``, ``labels``, ``predicted``
+        (lists, sorted by clip id).
 
     Raises
     ------
     ValueError
-        An archive that cannot be read, that holds none of ``methods``, or whose
-        clips or labels differ from the first run's (one line naming the file).
+        An archive that cannot be read, given twice, that holds none of
+        ``methods``, a run already read (the same models' folders: a folder and its
+        own archive, or a copy), or clips or labels that differ from the first run's
+        (an unfinished cross-validation; one line naming the file).
 
     Example
     -------
@@ -145,8 +149,13 @@ def read_runs(archives, methods=CLASSIFIER_METHODS):
             found = [method for method in methods if method in names]
             if not found:
                 raise ValueError(f"holds none of the methods {', '.join(methods)} (has {', '.join(names)})")
-            runs += [_run(Path(archive), method, pooled[method], folds, runs[0] if runs else None)
-                     for method in found]
+            for method in found:
+                run = _run(Path(archive), method, pooled[method], folds, runs[0] if runs else None)
+                twin = next((other for other in runs if other["identity"] == run["identity"]), None)
+                if twin is not None:
+                    raise ValueError(f"its {method} run is {twin['name']} again (the same trained models "
+                                     "or the same name: each run would count twice)")
+                runs.append(run)
         except CrossValidationError as error:
             raise ValueError(str(error)) from None
         except (TypeError, KeyError, ValueError, AttributeError) as error:
@@ -169,18 +178,23 @@ def _run(archive, method, clips, folds, first):
         parse_clip_id(clip_id)
     order = sorted(range(len(ids)), key=lambda i: ids[i])
     stem = archive.name.replace("_per_clip.json.gz", "").replace("_cv_results", "")
+    models = [fold.get("model_folder") for fold in folds]
     run = {
         "name": f"{stem}:{method}",
+        # what makes two runs the same run: their models' folders, else their name
+        "identity": (method, tuple(models)) if models and all(models) else f"{stem}:{method}",
         "method": method,
         "train_folds": sorted({len(fold.get("train_folds") or []) for fold in folds}),
+        "folds": len(folds),
         "ids": [ids[i] for i in order],
         "labels": [labels[i] for i in order],
         "predicted": [predicted[i] for i in order],
     }
     if first is not None and (run["ids"] != first["ids"] or run["labels"] != first["labels"]):
         raise ValueError(
-            f"its {method} clips or labels differ from those of {first['name']} "
-            "(runs on different data cannot be pooled)"
+            f"its {method} clips or labels differ from those of {first['name']} ({len(ids)} clips in "
+            f"{len(folds)} held-out folds vs {len(first['ids'])} in {first['folds']}; an unfinished "
+            "cross-validation, or runs on different data, cannot be pooled)"
         )
     return run
 
@@ -225,6 +239,8 @@ def class_names(runs, metadata=None):
     if metadata is None:
         return {label: f"target {target}" for label, target in sorted(target_of.items())}
     problem = f"{metadata}: not an ESC-50 metadata table with target and category columns"
+    if not Path(metadata).is_file():
+        raise ValueError(f"{metadata}: no such file")
     try:
         with open(metadata, newline="", encoding="utf-8") as stream:
             reader = csv.DictReader(stream)
@@ -308,12 +324,13 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
     >>> result["hard"], result["summary"]["allowed_errors"], result["summary"]["plurality_accuracy"]
     (['1-7-A-0'], 1, 0.75)
     >>> result["summary"]["best_runs"], result["summary"]["plurality_ties"]
-    (['r0', 'r2'], 0)
+    (['r0'], 0)
     >>> result["summary"]["oracle_accuracy"], result["sources"][0]["source"]
     (0.75, '1-7')
     """
-    if not 0.0 < threshold <= 1.0 or not 0.0 < goal <= 1.0:
-        raise ValueError(f"threshold and goal must be in (0, 1], got {threshold} and {goal}")
+    for option, value in (("threshold", threshold), ("goal", goal)):
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"--{option} must be in (0, 1], got {value}")
     ids, labels = runs[0]["ids"], runs[0]["labels"]
     n_clips, n_runs = len(ids), len(runs)
     methods = sorted({run["method"] for run in runs}, key=lambda m: (m not in CLASSIFIER_METHODS, m))

@@ -20,17 +20,19 @@ IDS = ["1-100-A-0", "1-100-B-0", "1-200-A-10", "2-300-A-0", "2-400-A-10", "2-500
 LABELS = [0, 0, 1, 0, 1, 1]
 
 
-def archive(folder, name, predictions, ids=IDS):
-    """A per-clip archive of a cross-validation (clips ``ids``) whose methods predict ``predictions``."""
+def archive(folder, name, predictions, ids=IDS, folds=(1, 2)):
+    """A per-clip archive of a cross-validation (clips ``ids``, held-out ``folds``: fewer is an
+    unfinished one) whose methods predict ``predictions``."""
     records = []
-    for fold in (1, 2):
+    for fold in folds:
         methods = {}
         for method, predicted in predictions.items():
             keep = [i for i, clip in enumerate(ids) if clip.startswith(f"{fold}-")]
             per_clip = {"ids": [ids[i] for i in keep], "labels": [LABELS[i] for i in keep],
                         "predicted": [predicted[i] for i in keep], "quantiles": {}}
             methods[method] = str(write_per_clip(folder / name / f"fold_{fold}" / method, per_clip)["json"].parent)
-        records.append({"test_fold": fold, "train_folds": [3 - fold], "methods": methods})
+        records.append({"test_fold": fold, "train_folds": [3 - fold], "methods": methods,
+                        "model_folder": str(folder / name / f"fold_{fold}" / "model")})
     return write_per_clip_archive(folder / f"{name}_cv_results_per_clip.json.gz", records)
 
 
@@ -91,7 +93,10 @@ def test_hard_clips_without_metadata_names_the_targets(tmp_path, capsys):
     ("other clips", "clips or labels differ from those of a:focalnet"),
     ("no classifier", "holds none of the methods focalnet, vit (has energy)"),
     ("missing", "no such folder or file"),
-    ("threshold", "threshold and goal must be in (0, 1], got 0.0 and 0.96"),
+    ("threshold", "--threshold must be in (0, 1], got 0.0"),
+    ("copy", "c_cv_results_per_clip.json.gz: its focalnet run is a:focalnet again (the same trained models"),
+    ("unfinished", "(6 clips in 2 held-out folds vs 3 in 1; an unfinished cross-validation"),
+    ("missing metadata", "nowhere.csv: no such file"),
     ("metadata", "not an ESC-50 metadata table with target and category"),
     ("empty metadata", "meta.csv: not an ESC-50 metadata table with target and category columns"),
     ("metadata without a target", "meta.csv: names no class for the targets [10] of the runs' clips"),
@@ -113,6 +118,14 @@ def test_hard_clips_one_line_errors(tmp_path, capsys, case, message):
         args += ["--threshold", "0"]
     elif case == "twice":
         args.append(str(first))
+    elif case == "copy":
+        copy = tmp_path / "c_cv_results_per_clip.json.gz"
+        copy.write_bytes(first.read_bytes())
+        args.append(str(copy))
+    elif case == "unfinished":
+        args.insert(0, str(archive(tmp_path, "u", {"focalnet": [0, 0, 1, 0, 1, 1]}, folds=(1,))))
+    elif case == "missing metadata":
+        args += ["--metadata", str(tmp_path / "nowhere.csv")]
     elif case in ("null label", "not ESC-50 ids"):
         path = archive(tmp_path, "b", {"focalnet": [0, 0, 1, 0, 1, 1]})
         data = json.loads(gzip.decompress(path.read_bytes()))
