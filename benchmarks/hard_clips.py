@@ -8,7 +8,7 @@ clips (which a better recipe could pick up one by one) or concentrated on a few 
 that every recipe gets wrong. It reads the per-clip archives of finished
 cross-validations (``cv_results_per_clip.json.gz``, written by
 ``recipes/cross_validate.py``; ``benchmarks/results/cv_esc10_dev/`` holds every run
-of sessions 6-23), one *run* per archive and classifier method (``focalnet``,
+of sessions 6-24), one *run* per archive and classifier method (``focalnet``,
 ``vit``; the post-hoc and control methods share the classifier's predictions and
 are skipped), and reports:
 
