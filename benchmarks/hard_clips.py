@@ -341,17 +341,17 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
         for k, run in enumerate(runs)
     ]
     hard = [i for i in range(n_clips) if sum(wrong[i]) >= threshold * n_runs - 1e-9]
+    parsed = [parse_clip_id(clip_id) for clip_id in ids]
+    runs_of = {method: [k for k, run in enumerate(runs) if run["method"] == method] for method in methods}
     clips = []
     for i in range(n_clips):
         if not any(wrong[i]):
             continue
-        parsed = parse_clip_id(ids[i])
         wrong_labels = [run["predicted"][i] for run in runs if run["predicted"][i] != labels[i]]
-        row = {"id": ids[i], "fold": parsed["fold"], "source": parsed["source"], "class": _name(names, labels[i]),
+        row = {"id": ids[i], "fold": parsed[i]["fold"], "source": parsed[i]["source"], "class": _name(names, labels[i]),
                "wrong": sum(wrong[i]), "runs": n_runs, "share": sum(wrong[i]) / n_runs,
                "most_often_predicted": _name(names, top_votes(wrong_labels)[0])}
-        for method in methods:
-            index = [k for k, run in enumerate(runs) if run["method"] == method]
+        for method, index in runs_of.items():
             row[f"wrong_{method}"] = sum(wrong[i][k] for k in index)
             row[f"runs_{method}"] = len(index)
         clips.append(row)
@@ -365,7 +365,7 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
     summary = {
         "clips": n_clips,
         "runs": n_runs,
-        "runs_per_method": {m: sum(run["method"] == m for run in runs) for m in methods},
+        "runs_per_method": {method: len(index) for method, index in runs_of.items()},
         "threshold": threshold,
         "goal": goal,
         "allowed_errors": math.floor((1.0 - goal) * n_clips + 1e-9),
@@ -385,10 +385,10 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
     }
     by_source = collections.defaultdict(list)
     for i in range(n_clips):
-        by_source[parse_clip_id(ids[i])["source"]].append(i)
+        by_source[parsed[i]["source"]].append(i)
     hard_set = set(hard)
     sources = [
-        {"source": source, "fold": parse_clip_id(ids[members[0]])["fold"], "class": _name(names, labels[members[0]]),
+        {"source": source, "fold": parsed[members[0]]["fold"], "class": _name(names, labels[members[0]]),
          "takes": len(members), "hard_takes": sum(i in hard_set for i in members),
          "share_wrong": sum(sum(wrong[i]) for i in members) / (len(members) * n_runs)}
         for source, members in by_source.items() if any(i in hard_set for i in members)

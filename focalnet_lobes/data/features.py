@@ -150,9 +150,7 @@ class SpectrogramFrontend(nn.Module):
         if window not in WINDOWS:
             raise ValueError(f"Unknown window '{window}': expected one of {sorted(WINDOWS)}")
         self.compression = compression
-        if isinstance(log1p_scale, bool) or not isinstance(log1p_scale, (int, float)) or not (
-            math.isfinite(log1p_scale) and log1p_scale > 0
-        ):
+        if not _finite_number(log1p_scale) or not log1p_scale > 0:
             raise ValueError(f"log1p_scale must be a finite number > 0, got {log1p_scale!r}")
         self.log1p_scale = float(log1p_scale)
         if self.log1p_scale != 1.0:
@@ -352,6 +350,11 @@ class SpectrogramFrontend(nn.Module):
         return self.istft(torch.view_as_real(masked), sig_length=wavs.shape[-1])
 
 
+def _finite_number(value):
+    """Whether ``value`` is a finite int or float (a bool, a string or None is not)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _fixed_pcen(compression, options, num_bins):
     """SpeechBrain's PCEN with fixed parameters for ``compression="pcen"``, else None
     (``options`` are checked in both cases)."""
@@ -372,8 +375,7 @@ def _fixed_pcen(compression, options, num_bins):
     }
     for key, value in options.items():
         valid, text = ranges[key]
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or not math.isfinite(value) or not valid(float(value))):
+        if not _finite_number(value) or not valid(float(value)):
             raise ValueError(f"pcen_options {key} must be a finite number {text}, got {value!r}")
         options[key] = float(value)
     if compression != "pcen":

@@ -140,11 +140,8 @@ def masked_features(frontend, magnitude, mask, domain="magnitude"):
     if domain == "magnitude":
         masked = linear_mask * magnitude
     else:
-        scale = getattr(frontend, "log1p_scale", 1.0)
-        if scale == 1.0:
-            masked = torch.expm1(linear_mask * torch.log1p(magnitude))
-        else:
-            masked = torch.expm1(linear_mask * torch.log1p(scale * magnitude)) / scale
+        scale = getattr(frontend, "log1p_scale", 1.0)  # at 1 the product and quotient are exact
+        masked = torch.expm1(linear_mask * torch.log1p(scale * magnitude)) / scale
     return frontend.features_from_magnitude(masked)
 
 
