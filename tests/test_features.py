@@ -92,6 +92,8 @@ def test_feature_cache_with_gains_matches_the_front_end_under_pcen():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"compression": "log"}, "Unknown compression 'log': expected one of \\['log1p', 'pcen'\\]"),
+    # an unknown compression is named first, even with a log1p_scale that only log1p takes
+    ({"compression": "log", "log1p_scale": 10.0}, "Unknown compression 'log': expected one of"),
     ({"compression": "pcen", "pcen_options": {"gain": 0.98}}, "Unknown pcen_options \\['gain'\\]"),
     ({"compression": "pcen", "pcen_options": {"alpha": 1.5}}, "alpha must be a finite number in \\[0, 1\\], got 1.5"),
     ({"compression": "pcen", "pcen_options": {"smooth_coef": 0.0}}, "smooth_coef must be a finite number in \\(0, 1\\]"),

@@ -149,6 +149,8 @@ class SpectrogramFrontend(nn.Module):
         super().__init__()
         if window not in WINDOWS:
             raise ValueError(f"Unknown window '{window}': expected one of {sorted(WINDOWS)}")
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"Unknown compression '{compression}': expected one of {list(COMPRESSIONS)}")
         self.compression = compression
         if not _finite_number(log1p_scale) or not log1p_scale > 0:
             raise ValueError(f"log1p_scale must be a finite number > 0, got {log1p_scale!r}")
@@ -358,8 +360,6 @@ def _finite_number(value):
 def _fixed_pcen(compression, options, num_bins):
     """SpeechBrain's PCEN with fixed parameters for ``compression="pcen"``, else None
     (``options`` are checked in both cases)."""
-    if compression not in COMPRESSIONS:
-        raise ValueError(f"Unknown compression '{compression}': expected one of {list(COMPRESSIONS)}")
     if options is not None and not isinstance(options, Mapping):
         raise ValueError(f"pcen_options must be a mapping of option: value, got {options!r}")
     options = dict(options or {})
