@@ -95,3 +95,82 @@ def test_recipe_step_mixes_waveforms_and_bypasses_the_cache(probability, tmp_pat
         assert torch.allclose(targets.sum(1), torch.ones(4))
     else:
         assert one_hot and cached == 4
+
+
+# FrequencyWarp: SpecAugment's warp along frequency (SpeechBrain's Warping, dim=2), issue 18's FW3
+
+def ramps(clips=8, frames=4, bins=64):
+    """Features whose value is the bin's index: a warp's output value is where it read."""
+    return torch.arange(bins, dtype=torch.float32).expand(clips, 1, frames, bins).clone()
+
+
+def test_frequency_warp_moves_bins_by_at_most_the_window_and_keeps_the_ends():
+    """On a ramp the output at bin j is the (interpolated) input position it came from: the
+    warp is two linear stretches meeting at the moved centre, so no bin reads from further
+    than W bins away, the first and last bins stay, the order of bins is kept, and each
+    clip gets its own draw."""
+    from focalnet_lobes.data.augment import FrequencyWarp
+
+    torch.manual_seed(0)
+    warp = FrequencyWarp(3).train()
+    features = ramps()
+    before = features.clone()
+    moved = []
+    for _ in range(20):
+        out = warp(features)
+        assert out.shape == features.shape
+        assert torch.equal(features, before)  # warped copies, the input untouched
+        assert torch.allclose(out[..., [0, -1]], features[..., [0, -1]], atol=1e-4)  # the ends stay
+        shift = out - features
+        assert float(shift.abs().max()) <= 3 + 1e-4  # bicubic is exact on a linear ramp
+        assert bool((out.diff(dim=-1) > 0).all())  # a monotone map of the axis
+        assert torch.equal(out, out[:, :, :1].expand_as(out))  # one warp for all frames of a clip
+        moved.append(shift.abs().amax(dim=(1, 2, 3)))
+    moved = torch.stack(moved)
+    assert float(moved.max()) > 2.0  # the centre does move (up to 3 bins)
+    first = warp(ramps(clips=16))[:, 0, 0]
+    assert len({tuple(row.round(decimals=4).tolist()) for row in first}) > 8  # a draw per clip
+
+
+def test_frequency_warp_off_and_eval_are_the_identity_and_draw_nothing():
+    from focalnet_lobes.data.augment import FrequencyWarp
+
+    features = ramps()
+    for warp in (FrequencyWarp(0).train(), FrequencyWarp(3).eval()):
+        state = torch.get_rng_state()
+        assert warp(features) is features
+        assert torch.equal(torch.get_rng_state(), state)  # the default run's random stream is unchanged
+
+
+@pytest.mark.parametrize("window", [-1, 2.5, True, "3", None])
+def test_frequency_warp_bad_window_is_a_one_line_error(window):
+    from focalnet_lobes.data.augment import FrequencyWarp
+
+    with pytest.raises(ValueError, match=r"freq_warp_window must be an integer >= 0 \(0: off\), got "):
+        FrequencyWarp(window)
+
+
+def test_frequency_warp_too_wide_for_the_bins_is_an_error_not_a_silent_skip():
+    """SpeechBrain's Warping returns its input unchanged when 2 W >= F; here that is an error."""
+    from focalnet_lobes.data.augment import FrequencyWarp
+
+    FrequencyWarp(31).train()(ramps(bins=64))  # 62 < 64 works
+    with pytest.raises(ValueError, match="freq_warp_window 32 needs more than 64 frequency bins; "
+                                         "the features have 64"):
+        FrequencyWarp(32).train()(ramps(bins=64))
+
+
+def test_cpu_yamls_wire_frequency_warp_off_by_default_and_as_a_key(tmp_path):
+    from hyperpyyaml import load_hyperpyyaml
+
+    from conftest import REPO
+    from focalnet_lobes.data.augment import FrequencyWarp
+
+    for name in ("focalnet_cpu.yaml", "vit_cpu.yaml"):
+        text = (REPO / "hparams" / name).read_text(encoding="utf-8")
+        for overrides, window in (({}, 0), ({"freq_warp_window": 3}, 3)):
+            hparams = load_hyperpyyaml(text, {"data_folder": str(tmp_path), **overrides})
+            warps = [m for m in hparams["feature_augment"] if isinstance(m, FrequencyWarp)]
+            assert [w.warp_window for w in warps] == [window]
+            names = [type(m).__name__ for m in hparams["feature_augment"]]
+            assert names == ["RandomTimeShift", "FrequencyWarp", "SpecMasking"]  # warp before masks

@@ -142,14 +142,14 @@ def test_cpu_yamls_have_averaging_off_and_specaugment_stripes_as_keys(tmp_path):
         defaults = load_hyperpyyaml(text, {"data_folder": str(tmp_path)})
         assert not defaults["weight_average"].active
         assert defaults["weight_average"].start_epoch == defaults["number_of_epochs"] * 0.5
-        masking = defaults["feature_augment"][1]
+        masking = defaults["feature_augment"][2]  # time shift, frequency warp, masks
         assert (masking.time_drop.drop_count_low, masking.time_drop.drop_count_high) == (1, 1)
         assert (masking.freq_drop.drop_count_low, masking.freq_drop.drop_count_high) == (1, 1)
         assert (masking.time_drop.drop_length_low, masking.time_drop.drop_length_high) == (0, 40)
         assert (masking.freq_drop.drop_length_low, masking.freq_drop.drop_length_high) == (0, 8)
         lever = load_hyperpyyaml(text, {"data_folder": str(tmp_path), "num_time_masks": [2, 2],
                                         "num_freq_masks": [2, 2], "weight_average_decay": 0.995})
-        masking = lever["feature_augment"][1]
+        masking = lever["feature_augment"][2]
         assert (masking.time_drop.drop_count_low, masking.time_drop.drop_count_high) == (2, 2)
         assert (masking.freq_drop.drop_count_low, masking.freq_drop.drop_count_high) == (2, 2)
         assert lever["weight_average"].active and lever["weight_average"].decay == 0.995

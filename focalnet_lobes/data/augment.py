@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 import torch
-from speechbrain.augment.freq_domain import SpectrogramDrop
+from speechbrain.augment.freq_domain import SpectrogramDrop, Warping
 from torch import nn
 
 
@@ -204,6 +204,66 @@ class SpecMasking(nn.Module):
         spectrogram = features.squeeze(1).clone()
         spectrogram = self.freq_drop(self.time_drop(spectrogram))
         return spectrogram.unsqueeze(1)
+
+
+class FrequencyWarp(nn.Module):
+    """SpecAugment's frequency warping, a feature-domain stand-in for pitch shifting.
+
+    Each clip's features are warped along frequency by SpeechBrain's
+    ``speechbrain.augment.freq_domain.Warping`` (``dim=2``, bicubic): a bin ``c`` drawn
+    uniformly in [W, F - W) moves to ``w`` in [c - W + 1, c + W], the bins below it are
+    stretched (or squeezed) onto [0, w) and those above it onto [w, F), so the lowest and
+    highest bins stay where they are (Park et al. 2019, "SpecAugment", the time warp
+    applied to frequency). On the CPU configs' 64 HTK-mel bands of 0-8 kHz a centre
+    moved by W = 3 bins at 1 kHz is shifted by -3.6 to +3.3 semitones (-2.8 to +2.7 at
+    2 kHz; more below 500 Hz, where the mel scale is nearly linear), the largest pitch
+    shifts (+-3.5 semitones) of Salamon & Bello (2017, "PS2") on UrbanSound8K; the shift
+    tapers to none at the ends of the axis. One draw per clip (SpeechBrain's module draws
+    one per batch).
+
+    Arguments
+    ---------
+    warp_window : int
+        W, the largest move of the warp centre in bins; 0 turns the warp off
+        (identity). Must be an integer >= 0 with 2 W < F (checked when called).
+
+    Raises
+    ------
+    ValueError
+        ``warp_window`` not an integer >= 0 (at construction), or 2 W >= F, the number of
+        frequency bins (when called; SpeechBrain would silently skip the warp); the
+        message names ``freq_warp_window``, the CPU YAMLs' key.
+
+    Example
+    -------
+    >>> warp = FrequencyWarp(3)
+    >>> features = torch.rand(2, 1, 20, 64)
+    >>> out = warp(features)
+    >>> out.shape, torch.allclose(out[..., [0, -1]], features[..., [0, -1]], atol=1e-5)
+    (torch.Size([2, 1, 20, 64]), True)
+    >>> bool(torch.equal(warp.eval()(features), features))
+    True
+    """
+
+    def __init__(self, warp_window=0):
+        super().__init__()
+        if not isinstance(warp_window, numbers.Integral) or isinstance(warp_window, bool) or warp_window < 0:
+            raise ValueError(f"freq_warp_window must be an integer >= 0 (0: off), got {warp_window!r}")
+        self.warp_window = int(warp_window)
+        self.warp = Warping(warp_window=self.warp_window, warp_mode="bicubic", dim=2)
+
+    def forward(self, features):
+        """Warp features (B, 1, T, F) along F, one draw per clip; identity in eval mode."""
+        if not self.training or self.warp_window == 0:
+            return features
+        bins = features.shape[-1]
+        if 2 * self.warp_window >= bins:
+            raise ValueError(
+                f"freq_warp_window {self.warp_window} needs more than {2 * self.warp_window} "
+                f"frequency bins; the features have {bins}"
+            )
+        # Warping writes into its input: each clip goes in as a copy, (1, T, F)
+        return torch.stack([self.warp(clip.clone()) for clip in features.unbind(0)])
 
 
 class Mixup(nn.Module):
