@@ -370,6 +370,24 @@ def check_distributed_launch(hparams, run_opts):
 CHECKPOINT_SELECTIONS = ("valid_error", "last_epoch")
 
 
+def check_feature_augment(hparams_file, hparams):
+    """Raise a one-line RecipeError if a feature augmentation does not fit the front end.
+
+    Each module of ``feature_augment`` with a ``check_num_bins`` method (e.g.
+    :class:`~focalnet_lobes.data.augment.FrequencyWarp`) is checked against the front
+    end's number of frequency bins before any work, not at the first training batch.
+    """
+    augment = hparams.get("feature_augment")
+    if augment is None:
+        return
+    for module in augment.modules():
+        if hasattr(module, "check_num_bins"):
+            try:
+                module.check_num_bins(hparams["compute_features"].num_bins)
+            except ValueError as error:
+                raise RecipeError(f"{hparams_file}: {error}") from None
+
+
 def main(argv):
     """Check the configuration, prepare data, train, and test the selected checkpoint."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
@@ -397,6 +415,7 @@ def main(argv):
             )
 
     # Everything that cannot train stops here, before any work, on every process.
+    check_feature_augment(hparams_file, hparams)
     loader_opts = hparams["train_dataloader_opts"]
     grad_accumulation_factor = run_option("grad_accumulation_factor", run_opts, hparams)
     check_training_numbers(

@@ -104,32 +104,54 @@ def ramps(clips=8, frames=4, bins=64):
     return torch.arange(bins, dtype=torch.float32).expand(clips, 1, frames, bins).clone()
 
 
-def test_frequency_warp_moves_bins_by_at_most_the_window_and_keeps_the_ends():
-    """On a ramp the output at bin j is the (interpolated) input position it came from: the
-    warp is two linear stretches meeting at the moved centre, so no bin reads from further
-    than W bins away, the first and last bins stay, the order of bins is kept, and each
-    clip gets its own draw."""
+def test_frequency_warp_moves_bins_as_speechbrain_draws_and_keeps_the_lowest():
+    """On a ramp the output at bin j is the (interpolated) input position it read: the warp
+    is two linear stretches meeting at the moved centre w = c + d, d in -W + 1, ..., W (as
+    SpeechBrain draws it), so no bin reads from more than W bins below or W - 1 bins above,
+    the lowest bin stays, the order of bins is kept, and each clip gets its own draw."""
     from focalnet_lobes.data.augment import FrequencyWarp
 
     torch.manual_seed(0)
     warp = FrequencyWarp(3).train()
-    features = ramps()
+    features = ramps(clips=64)
     before = features.clone()
-    moved = []
-    for _ in range(20):
+    up, down = [], []
+    for _ in range(5):
         out = warp(features)
         assert out.shape == features.shape
         assert torch.equal(features, before)  # warped copies, the input untouched
-        assert torch.allclose(out[..., [0, -1]], features[..., [0, -1]], atol=1e-4)  # the ends stay
-        shift = out - features
-        assert float(shift.abs().max()) <= 3 + 1e-4  # bicubic is exact on a linear ramp
+        assert torch.allclose(out[..., 0], features[..., 0], atol=1e-4)  # the lowest bin stays
         assert bool((out.diff(dim=-1) > 0).all())  # a monotone map of the axis
         assert torch.equal(out, out[:, :, :1].expand_as(out))  # one warp for all frames of a clip
-        moved.append(shift.abs().amax(dim=(1, 2, 3)))
-    moved = torch.stack(moved)
-    assert float(moved.max()) > 2.0  # the centre does move (up to 3 bins)
-    first = warp(ramps(clips=16))[:, 0, 0]
-    assert len({tuple(row.round(decimals=4).tolist()) for row in first}) > 8  # a draw per clip
+        up.append((features - out).amax(dim=(1, 2, 3)))  # content moved up: read from below
+        down.append((out - features).amax(dim=(1, 2, 3)))
+        assert len({tuple(row.round(decimals=4).tolist()) for row in out[:, 0, 0]}) > 32  # a draw per clip
+    up, down = torch.cat(up), torch.cat(down)
+    assert float(up.max()) == pytest.approx(3.0, abs=1e-4)  # d = W is drawn (5/6 ** 320 not to)
+    assert float(down.max()) <= 2.0 + 1e-4  # never more than W - 1 down: SpeechBrain's draw
+    assert float(down.max()) == pytest.approx(2.0, abs=1e-4)
+    unmoved = (up < 1e-4) & (down < 1e-4)  # d = 0: about 1 clip in 6
+    assert 20 <= int(unmoved.sum()) <= 90
+
+
+def test_frequency_warp_moves_the_highest_bin_only_when_the_centre_lands_on_it():
+    """The one exception to fixed ends (documented): c = F - W - 1 and d = W put the upper part
+    on one bin, which reads bin c. Every other draw keeps the highest bin."""
+    from unittest import mock
+
+    from focalnet_lobes.data.augment import FrequencyWarp
+
+    warp = FrequencyWarp(3).train()
+    features = ramps(clips=1)
+    moved = []
+    for c in range(3, 61):
+        for d in range(-2, 4):
+            draws = iter([torch.tensor([c]), torch.tensor([c + d - 1])])  # w = randint(...) + 1
+            with mock.patch("torch.randint", lambda *args, **kwargs: next(draws)):
+                out = warp(features)
+            if not torch.allclose(out[..., -1], features[..., -1], atol=1e-4):
+                moved.append((c, d, float(out[0, 0, 0, -1])))
+    assert moved == [(60, 3, pytest.approx(60.0, abs=1e-4))]
 
 
 def test_frequency_warp_off_and_eval_are_the_identity_and_draw_nothing():
@@ -146,18 +168,30 @@ def test_frequency_warp_off_and_eval_are_the_identity_and_draw_nothing():
 def test_frequency_warp_bad_window_is_a_one_line_error(window):
     from focalnet_lobes.data.augment import FrequencyWarp
 
-    with pytest.raises(ValueError, match=r"freq_warp_window must be an integer >= 0 \(0: off\), got "):
+    with pytest.raises(ValueError, match=r"^warp_window \(YAML: freq_warp_window\) must be an integer "
+                                         r">= 0 \(0: off\), got "):
         FrequencyWarp(window)
 
 
-def test_frequency_warp_too_wide_for_the_bins_is_an_error_not_a_silent_skip():
-    """SpeechBrain's Warping returns its input unchanged when 2 W >= F; here that is an error."""
+def test_frequency_warp_too_wide_or_bad_features_are_one_line_errors():
+    """SpeechBrain's Warping returns its input transposed when 2 W >= F; here that is an error,
+    as are features that are not (B, 1, T, F); an empty batch passes through."""
     from focalnet_lobes.data.augment import FrequencyWarp
 
     FrequencyWarp(31).train()(ramps(bins=64))  # 62 < 64 works
-    with pytest.raises(ValueError, match="freq_warp_window 32 needs more than 64 frequency bins; "
-                                         "the features have 64"):
+    FrequencyWarp(32).check_num_bins(65)
+    FrequencyWarp(0).check_num_bins(1)  # off: any number of bins
+    message = r"^warp_window \(YAML: freq_warp_window\) 32 needs more than 64 frequency bins; the features have 64$"
+    with pytest.raises(ValueError, match=message):
         FrequencyWarp(32).train()(ramps(bins=64))
+    with pytest.raises(ValueError, match=message):
+        FrequencyWarp(32).check_num_bins(64)
+    for shape in ((2, 20, 64), (2, 3, 20, 64)):
+        with pytest.raises(ValueError, match=r"^FrequencyWarp \(YAML: freq_warp_window\) takes features "
+                                             r"\(B, 1, T, F\), got shape \(2, "):
+            FrequencyWarp(3).train()(torch.zeros(shape))
+    empty = torch.zeros(0, 1, 20, 64)
+    assert FrequencyWarp(3).train()(empty) is empty
 
 
 def test_cpu_yamls_wire_frequency_warp_off_by_default_and_as_a_key(tmp_path):

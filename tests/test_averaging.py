@@ -134,6 +134,8 @@ def test_cpu_yamls_have_averaging_off_and_specaugment_stripes_as_keys(tmp_path):
     """Both CPU recipes keep the session-13 defaults; the stripe counts are overridable keys."""
     from hyperpyyaml import load_hyperpyyaml
 
+    from focalnet_lobes.data.augment import SpecMasking
+
     from conftest import REPO
 
     for name in ("focalnet_cpu.yaml", "vit_cpu.yaml"):
@@ -142,14 +144,14 @@ def test_cpu_yamls_have_averaging_off_and_specaugment_stripes_as_keys(tmp_path):
         defaults = load_hyperpyyaml(text, {"data_folder": str(tmp_path)})
         assert not defaults["weight_average"].active
         assert defaults["weight_average"].start_epoch == defaults["number_of_epochs"] * 0.5
-        masking = defaults["feature_augment"][2]  # time shift, frequency warp, masks
+        masking = next(m for m in defaults["feature_augment"] if isinstance(m, SpecMasking))
         assert (masking.time_drop.drop_count_low, masking.time_drop.drop_count_high) == (1, 1)
         assert (masking.freq_drop.drop_count_low, masking.freq_drop.drop_count_high) == (1, 1)
         assert (masking.time_drop.drop_length_low, masking.time_drop.drop_length_high) == (0, 40)
         assert (masking.freq_drop.drop_length_low, masking.freq_drop.drop_length_high) == (0, 8)
         lever = load_hyperpyyaml(text, {"data_folder": str(tmp_path), "num_time_masks": [2, 2],
                                         "num_freq_masks": [2, 2], "weight_average_decay": 0.995})
-        masking = lever["feature_augment"][2]
+        masking = next(m for m in lever["feature_augment"] if isinstance(m, SpecMasking))
         assert (masking.time_drop.drop_count_low, masking.time_drop.drop_count_high) == (2, 2)
         assert (masking.freq_drop.drop_count_low, masking.freq_drop.drop_count_high) == (2, 2)
         assert lever["weight_average"].active and lever["weight_average"].decay == 0.995

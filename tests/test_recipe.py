@@ -337,6 +337,10 @@ def test_weight_average_survives_a_kill_and_resumes(fake_esc10, tmp_path):
     (["--weight_average_decay", "1.5"], r"weight_average_decay must be in \[0, 1\) or null, got 1.5"),
     (["--weight_average_decay", "0.9", "--weight_average_start_fraction", "1.0"],
      "weight_average_start_epoch is 2, but the epochs after it are averaged and the run has 2"),
+    (["--freq_warp_window", "32"],  # checked against the front end's 64 bands before any work
+     r"warp_window \(YAML: freq_warp_window\) 32 needs more than 64 frequency bins; the features have 64$"),
+    (["--freq_warp_window", "-1"],
+     r"warp_window \(YAML: freq_warp_window\) must be an integer >= 0 \(0: off\), got -1$"),
 ])
 def test_checkpoint_selection_errors_are_one_line(fake_esc10, tmp_path, extra, message):
     result = run(recipe_command("focalnet_cpu.yaml", fake_esc10, tmp_path / "out", *extra))

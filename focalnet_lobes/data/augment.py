@@ -210,58 +210,96 @@ class FrequencyWarp(nn.Module):
     """SpecAugment's frequency warping, a feature-domain stand-in for pitch shifting.
 
     Each clip's features are warped along frequency by SpeechBrain's
-    ``speechbrain.augment.freq_domain.Warping`` (``dim=2``, bicubic): a bin ``c`` drawn
-    uniformly in [W, F - W) moves to ``w`` in [c - W + 1, c + W], the bins below it are
-    stretched (or squeezed) onto [0, w) and those above it onto [w, F), so the lowest and
-    highest bins stay where they are (Park et al. 2019, "SpecAugment", the time warp
-    applied to frequency). On the CPU configs' 64 HTK-mel bands of 0-8 kHz a centre
-    moved by W = 3 bins at 1 kHz is shifted by -3.6 to +3.3 semitones (-2.8 to +2.7 at
-    2 kHz; more below 500 Hz, where the mel scale is nearly linear), the largest pitch
-    shifts (+-3.5 semitones) of Salamon & Bello (2017, "PS2") on UrbanSound8K; the shift
-    tapers to none at the ends of the axis. One draw per clip (SpeechBrain's module draws
-    one per batch).
+    ``speechbrain.augment.freq_domain.Warping`` (``dim=2``, bicubic, ``align_corners``;
+    Park et al. 2019, "SpecAugment", arXiv:1904.08779, its time warp applied to
+    frequency), one draw per clip (SpeechBrain's module draws one per batch). As
+    SpeechBrain draws it, a bin ``c`` uniform in [W, F - W) moves to ``w = c + d`` with
+    ``d`` uniform on the integers -W + 1, ..., W (so a sixth of the clips are not moved at
+    W = 3, and the mean move is +0.5 bin upwards); the bins below ``c`` are stretched (or
+    squeezed) onto [0, w) and those above it onto [w, F). The lowest bin stays where it is;
+    so does the highest, except when ``w = F - 1`` (``c = F - W - 1``, ``d = W``: the upper
+    part squeezed onto one bin, which then reads bin ``c``; 1 draw in 348 at F = 64,
+    W = 3). On a linear ramp along frequency no output bin reads from more than W bins
+    away (bicubic reproduces a ramp; on other features it may overshoot slightly).
+
+    On the CPU configs' 64 HTK-mel bands of 0-8 kHz, at W = 3 a centre at 1 kHz moves
+    by -2.3 to +3.3 semitones (-1.8 to +2.7 at 2 kHz; more below 500 Hz, where the mel
+    scale is nearly linear), and the move tapers to none at the ends of the axis: a local
+    warp, comparable only loosely with the whole-spectrum pitch shifts of Salamon & Bello
+    (2017, IEEE Signal Processing Letters 24(3), "PS2": +-2.5 and +-3.5 semitones on
+    UrbanSound8K).
 
     Arguments
     ---------
     warp_window : int
-        W, the largest move of the warp centre in bins; 0 turns the warp off
-        (identity). Must be an integer >= 0 with 2 W < F (checked when called).
+        W, the largest move of the warp centre in bins (upwards; W - 1 downwards); 0 turns
+        the warp off (identity, no random numbers drawn). Must be an integer >= 0 with
+        2 W < F, the number of frequency bins (:meth:`check_num_bins`).
 
     Raises
     ------
     ValueError
-        ``warp_window`` not an integer >= 0 (at construction), or 2 W >= F, the number of
-        frequency bins (when called; SpeechBrain would silently skip the warp); the
-        message names ``freq_warp_window``, the CPU YAMLs' key.
+        ``warp_window`` not an integer >= 0 (at construction), or, when called, 2 W >= F
+        (where SpeechBrain's ``Warping`` would return its input transposed, not warped) or
+        features that are not (B, 1, T, F); each message one line, naming the YAML key
+        ``freq_warp_window``.
 
     Example
     -------
+    >>> _ = torch.manual_seed(0)
     >>> warp = FrequencyWarp(3)
     >>> features = torch.rand(2, 1, 20, 64)
     >>> out = warp(features)
-    >>> out.shape, torch.allclose(out[..., [0, -1]], features[..., [0, -1]], atol=1e-5)
+    >>> out.shape, torch.allclose(out[..., 0], features[..., 0], atol=1e-5)
     (torch.Size([2, 1, 20, 64]), True)
     >>> bool(torch.equal(warp.eval()(features), features))
     True
+    >>> FrequencyWarp(3).check_num_bins(6)
+    Traceback (most recent call last):
+    ...
+    ValueError: warp_window (YAML: freq_warp_window) 3 needs more than 6 frequency bins; the features have 6
     """
 
     def __init__(self, warp_window=0):
         super().__init__()
         if not isinstance(warp_window, numbers.Integral) or isinstance(warp_window, bool) or warp_window < 0:
-            raise ValueError(f"freq_warp_window must be an integer >= 0 (0: off), got {warp_window!r}")
+            raise ValueError(
+                f"warp_window (YAML: freq_warp_window) must be an integer >= 0 (0: off), got {warp_window!r}"
+            )
         self.warp_window = int(warp_window)
         self.warp = Warping(warp_window=self.warp_window, warp_mode="bicubic", dim=2)
+
+    def check_num_bins(self, num_bins):
+        """Raise a one-line ValueError unless the warp fits ``num_bins`` frequency bins.
+
+        Arguments
+        ---------
+        num_bins : int
+            F, the front end's number of frequency bins (mel bands, or STFT bins).
+
+        Raises
+        ------
+        ValueError
+            A warp that is on (W > 0) with 2 W >= F.
+        """
+        if self.warp_window and 2 * self.warp_window >= num_bins:
+            raise ValueError(
+                f"warp_window (YAML: freq_warp_window) {self.warp_window} needs more than "
+                f"{2 * self.warp_window} frequency bins; the features have {num_bins}"
+            )
 
     def forward(self, features):
         """Warp features (B, 1, T, F) along F, one draw per clip; identity in eval mode."""
         if not self.training or self.warp_window == 0:
             return features
-        bins = features.shape[-1]
-        if 2 * self.warp_window >= bins:
+        if features.dim() != 4 or features.shape[1] != 1:
             raise ValueError(
-                f"freq_warp_window {self.warp_window} needs more than {2 * self.warp_window} "
-                f"frequency bins; the features have {bins}"
+                "FrequencyWarp (YAML: freq_warp_window) takes features (B, 1, T, F), got shape "
+                f"{tuple(features.shape)}"
             )
+        self.check_num_bins(features.shape[-1])
+        if features.shape[0] == 0:
+            return features
         # Warping writes into its input: each clip goes in as a copy, (1, T, F)
         return torch.stack([self.warp(clip.clone()) for clip in features.unbind(0)])
 
