@@ -132,6 +132,10 @@ class SpectrogramFrontend(nn.Module):
     2.3979
     """
 
+    # The YAML keys that set each fixed parameter (by name prefix), named by
+    # checkpoints.check_resumable when a resumed run's settings differ from the checkpoint's.
+    parameter_settings = {"log1p_constant": "log1p_scale", "pcen.": "compression, pcen_options"}
+
     def __init__(
         self,
         sample_rate=16000,

@@ -69,6 +69,15 @@ def _listed(items, limit=SHOWN_DIFFERENCES):
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def _settings(module, keys):
+    """The YAML keys that set a module's listed parameters, from its ``parameter_settings``
+    (a dict: parameter name prefix -> key), e.g. ``" (YAML: log1p_scale)"``; ``""`` if none."""
+    named = getattr(module, "parameter_settings", None) or {}
+    found = sorted({setting for key in keys for prefix, setting in named.items()
+                    if key.startswith(prefix)})
+    return f" (YAML: {'; '.join(found)})" if found else ""
+
+
 def checkpoint_differences(checkpoint, modules, values=True):
     """What keeps a checkpoint's module states from loading into this run's modules.
 
@@ -78,9 +87,12 @@ def checkpoint_differences(checkpoint, modules, values=True):
     module whose parameters are all frozen (a fixed front end such as PCEN, whose values
     come from the YAML) are compared by value too, since loading would silently replace
     the run's settings with the checkpoint's. Other objects (counters, optimisers),
-    non-tensor state and modules without a file are not compared. Call it before
-    objects that change without training (a weight average) are added to the
-    recoverables.
+    non-tensor state and modules without a file are not compared. The YAML keys named
+    by a module's ``parameter_settings`` (a dict: parameter name prefix -> the key that
+    sets it, as :class:`focalnet_lobes.data.features.SpectrogramFrontend`'s) for the
+    parameters listed are quoted after its phrase, ``"(YAML: log1p_scale)"``, so that a
+    user knows which setting to restore. Call it before objects that change without
+    training (a weight average) are added to the recoverables.
 
     Arguments
     ---------
@@ -140,6 +152,7 @@ def checkpoint_differences(checkpoint, modules, values=True):
         if mismatched:
             found.append(f"shapes differ (checkpoint vs run) for {_listed(mismatched)}")
         fixed = [key for key, p in module.named_parameters() if not p.requires_grad]
+        changed = []
         if values and fixed and len(fixed) == len(list(module.parameters())):
             changed = [
                 _value_change(key, saved[key], current[key]) for key in sorted(fixed)
@@ -149,7 +162,8 @@ def checkpoint_differences(checkpoint, modules, values=True):
             if changed:
                 found.append(f"fixed values differ for {_listed(changed)}")
         if found:
-            phrases.append(f"{name}: " + "; ".join(found))
+            keys = [*missing, *unexpected, *mismatched, *changed]
+            phrases.append(f"{name}: " + "; ".join(found) + _settings(module, keys))
     return phrases
 
 
