@@ -297,8 +297,9 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
     dict
         ``runs`` (name, method, fold plan, accuracy, errors of each run),
         ``clips`` (every clip ever wrong: id, fold, source, class, runs wrong / runs
-        per method and overall, the most frequent wrong class, ties to the smaller
-        label), ``hard`` (the ids of the hard clips), ``summary`` (clips, runs,
+        per method and overall, the most frequent wrong class: every class tied for
+        the most wrong votes, by label, joined by " or "), ``hard`` (the ids of the
+        hard clips), ``summary`` (clips, runs,
         allowed errors at the goal, clips never right, hard clips, the best runs (all
         of those tied at the best accuracy) and the most hard clips one of them got
         right, the plurality vote's accuracy (a tie for the most votes that includes
@@ -350,7 +351,7 @@ def analyse(runs, names, threshold=0.9, goal=0.96):
         wrong_labels = [run["predicted"][i] for run in runs if run["predicted"][i] != labels[i]]
         row = {"id": ids[i], "fold": parsed[i]["fold"], "source": parsed[i]["source"], "class": _name(names, labels[i]),
                "wrong": sum(wrong[i]), "runs": n_runs, "share": sum(wrong[i]) / n_runs,
-               "most_often_predicted": _name(names, top_votes(wrong_labels)[0])}
+               "most_often_predicted": " or ".join(_name(names, label) for label in top_votes(wrong_labels))}
         for method, index in runs_of.items():
             row[f"wrong_{method}"] = sum(wrong[i][k] for k in index)
             row[f"runs_{method}"] = len(index)

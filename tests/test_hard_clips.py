@@ -81,6 +81,16 @@ def test_hard_clips_hand_computed(tmp_path, capsys):
     assert "| oracle (right where any run is right) | 83.33% |" in printed
 
 
+def test_most_often_predicted_names_every_tied_class():
+    """A clip whose wrong predictions split evenly names both classes, not the smaller label."""
+    ids = ["1-7-A-0", "1-8-A-1"]
+    runs = [{"name": f"r{k}", "method": "focalnet", "train_folds": [2], "ids": ids, "labels": [0, 1],
+             "predicted": p} for k, p in enumerate([[2, 1], [1, 1], [2, 1], [1, 1], [0, 2]])]
+    clips = hard_clips.analyse(runs, {0: "dog", 1: "rain", 2: "helicopter"}, threshold=0.5)["clips"]
+    assert [(row["id"], row["most_often_predicted"]) for row in clips] == [
+        ("1-7-A-0", "rain or helicopter"), ("1-8-A-1", "helicopter")]
+
+
 def test_hard_clips_without_metadata_names_the_targets(tmp_path, capsys):
     path = archive(tmp_path, "a", {"focalnet": [1, 0, 1, 0, 1, 1]})
     report = hard_clips.main([str(path)])
