@@ -53,8 +53,10 @@ from focalnet_lobes.training.plan import (
     check_schedule,
     check_steps,
     check_training_numbers,
+    folders_to_create,
     load_recipe_hparams,
     process_group_closed_at_exit,
+    remove_empty_folders,
     step_schedule,
     world_size,
     wrap_distributed,
@@ -388,9 +390,31 @@ def check_feature_augment(hparams_file, hparams):
                 raise RecipeError(f"{hparams_file}: {error}") from None
 
 
-def main(argv):
-    """Check the configuration, prepare data, train, and test the selected checkpoint."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+def checked_hparams(hparams_file, run_opts, overrides):
+    """Load the YAML and check everything that cannot train, before any work.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The recipe's YAML file.
+    run_opts : dict
+        SpeechBrain's run options (``grad_accumulation_factor``, distributed launch).
+    overrides : str or dict
+        The command line's overrides, as from ``speechbrain.parse_arguments``.
+
+    Returns
+    -------
+    dict
+        The loaded hyperparameters, the front end added to the checkpointer's recoverables.
+
+    Raises
+    ------
+    RecipeError, TrainingPlanError, CheckpointMismatchError
+        One line naming the file or setting and the problem: an unknown checkpoint
+        selection, a weight average that cannot work, a feature augmentation that does
+        not fit the front end, training numbers or folds that cannot train, a checkpoint
+        written with other settings, a missing pretrained checkpoint, a bad launch.
+    """
     hparams = load_recipe_hparams(hparams_file, overrides)
     selection = hparams.get("checkpoint_selection", "valid_error")
     if selection not in CHECKPOINT_SELECTIONS:
@@ -437,6 +461,18 @@ def main(argv):
     if imagenet and not os.path.isfile(imagenet) and hparams["checkpointer"].find_checkpoint() is None:
         raise RecipeError(f"pretrained_backbone: pretrained checkpoint not found: {imagenet}")
     check_distributed_launch(hparams, run_opts)
+    return hparams
+
+
+def main(argv):
+    """Check the configuration, prepare data, train, and test the selected checkpoint."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    new_folders = folders_to_create(hparams_file, overrides)
+    try:
+        hparams = checked_hparams(hparams_file, run_opts, overrides)
+    except (RecipeError, TrainingPlanError, CheckpointMismatchError):
+        remove_empty_folders(new_folders)  # the load created <output_folder>/save: no empty folder left
+        raise
     ddp_init_group(run_opts)
 
     sb.create_experiment_directory(

@@ -345,10 +345,12 @@ def test_weight_average_survives_a_kill_and_resumes(fake_esc10, tmp_path):
      r"warp_window \(YAML: freq_warp_window\) must be an integer >= 0 \(0: off\), got -1$"),
 ])
 def test_checkpoint_selection_errors_are_one_line(fake_esc10, tmp_path, extra, message):
-    result = run(recipe_command("focalnet_cpu.yaml", fake_esc10, tmp_path / "out", *extra))
+    output = tmp_path / "runs" / "out"
+    result = run(recipe_command("focalnet_cpu.yaml", fake_esc10, output, *extra))
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert re.search(message, result.stderr.strip().splitlines()[-1])
+    assert not (tmp_path / "runs").exists()  # the folders the YAML's load created are removed
 
 
 def test_mismatched_class_count_is_a_clear_error(fake_esc10, tmp_path):
@@ -398,3 +400,24 @@ def test_corrupt_clip_is_reported_and_skipped(tmp_path):
     assert corrupt.name in skipped
     train = json.loads((output / "save" / "train.json").read_text())
     assert len(train) == 29 and corrupt.stem not in train
+
+
+@pytest.mark.parametrize("yaml_name", ["focalnet_cpu.yaml", "vit_cpu.yaml"])
+def test_folders_to_create_are_the_missing_output_and_save_folders(tmp_path, yaml_name):
+    """Read without loading the YAML (nothing is created); an existing folder is not listed,
+    and an unreadable file lists nothing (the load reports it)."""
+    from focalnet_lobes.training.plan import folders_to_create, remove_empty_folders
+
+    hparams = Path(__file__).resolve().parents[1] / "hparams" / yaml_name
+    output = tmp_path / "a" / "b"
+    overrides = {"data_folder": str(tmp_path), "output_folder": str(output)}
+    folders = folders_to_create(hparams, overrides)
+    assert folders == [str(output / "save"), str(output), str(tmp_path / "a")]
+    assert not (tmp_path / "a").exists()
+    output.mkdir(parents=True)
+    (output / "kept.txt").write_text("earlier work")
+    assert folders_to_create(hparams, overrides) == [str(output / "save")]
+    remove_empty_folders(folders)
+    assert (output / "kept.txt").read_text() == "earlier work"
+    assert folders_to_create(hparams, {"output_folder": str(output)}) == []  # data_folder unset
+    assert folders_to_create(tmp_path / "missing.yaml", overrides) == []

@@ -638,3 +638,87 @@ def load_recipe_hparams(hparams_file, overrides=None):
         close = difflib.get_close_matches(name, keys, n=1)
         hint = f" (did you mean --{close[0]}?)" if close else ""
         raise TrainingPlanError(f"{hparams_file} has no option --{name}{hint}") from None
+
+
+def folders_to_create(hparams_file, overrides=None, keys=("output_folder", "save_folder")):
+    """The folders a recipe's YAML names that do not exist yet, deepest first.
+
+    Read before the YAML is loaded (loading builds SpeechBrain's ``Checkpointer``, which
+    creates ``<output_folder>/save`` at once), so that a run stopped by a bad setting
+    before any work can remove what the load created (:func:`remove_empty_folders`)
+    and leave no empty output folder behind. The keys' values are resolved with
+    ``hyperpyyaml.resolve_references`` (``!ref`` and overrides; no object is built).
+
+    Arguments
+    ---------
+    hparams_file : str or pathlib.Path
+        The recipe's YAML file.
+    overrides : str or dict or None
+        As from ``speechbrain.parse_arguments``.
+    keys : tuple of str
+        Top-level keys whose values are folders.
+
+    Returns
+    -------
+    list of str
+        The missing folders and their missing parents up to the first existing one,
+        deepest first; empty when the file cannot be read or resolved (the load then
+        reports the problem).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> path = root / "demo.yaml"
+    >>> _ = path.write_text("seed: 1\\noutput_folder: !ref <root>/runs/<seed>\\n"
+    ...                     "save_folder: !ref <output_folder>/save\\nroot: !PLACEHOLDER\\n")
+    >>> [pathlib.Path(f).relative_to(root).as_posix() for f in folders_to_create(path, {"root": str(root)})]
+    ['runs/1/save', 'runs/1', 'runs']
+    """
+    from hyperpyyaml import resolve_references
+    from ruamel.yaml import YAML
+
+    try:
+        with open(hparams_file, encoding="utf-8") as fin:
+            resolved = YAML(typ="rt").load(resolve_references(fin, overrides))
+        named = [resolved.get(key) for key in keys]
+    except Exception:  # noqa: BLE001 - any problem is the load's to report
+        return []
+    missing = set()
+    for folder in named:
+        if not isinstance(folder, str) or not folder:
+            continue
+        folder = os.path.abspath(folder)
+        while folder and not os.path.exists(folder):
+            missing.add(folder)
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+    return sorted(missing, key=lambda folder: (-folder.count(os.sep), folder))
+
+
+def remove_empty_folders(folders):
+    """Remove each of ``folders`` that is an empty folder (in the order given).
+
+    Arguments
+    ---------
+    folders : list of str
+        Deepest first, as :func:`folders_to_create` returns them; a folder that holds
+        anything, or does not exist, is left as it is.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "a" / "save").mkdir(parents=True)
+    >>> (root / "b").mkdir(); _ = (root / "b" / "kept.txt").write_text("x")
+    >>> remove_empty_folders([str(root / "a" / "save"), str(root / "a"), str(root / "b")])
+    >>> sorted(p.name for p in root.iterdir())
+    ['b']
+    """
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty, not there, or not a folder
+            pass
