@@ -203,3 +203,22 @@ def test_hard_clips_recorded_figures():
     assert summary["plurality_ties"] == 7 and 320 * summary["plurality_accuracy"] == pytest.approx(286.5)
     assert result["sources"][0] == {"source": "1-172649", "fold": 1, "class": "target 40", "takes": 6,
                                     "hard_takes": 6, "share_wrong": pytest.approx(308 / 312)}
+
+
+def test_hard_clips_of_all_archives_recorded_figures():
+    """The figures benchmarks/README.md ("Session 25", FW3) quotes for the 58 runs that
+    benchmarks/results/hard_clips_all.json lists (every archive up to session 26's FW3)."""
+    results = REPO / "benchmarks" / "results"
+    recorded = json.loads((results / "hard_clips_all.json").read_text())
+    stems = sorted({run["name"].split(":")[0] for run in recorded["runs"]})
+    archives = [results / "cv_esc10_dev" / f"{stem}_cv_results_per_clip.json.gz" for stem in stems]
+    assert len(archives) == 58
+    runs = hard_clips.read_runs(archives)
+    result = hard_clips.analyse(runs, hard_clips.class_names(runs), threshold=0.9, goal=0.96)
+    summary = result["summary"]
+    assert summary["runs_per_method"] == {"focalnet": 52, "vit": 6}
+    assert (summary["hard_clips"], summary["never_right"], summary["hard_right_most_in_one_run"]) == (11, 4, 2)
+    assert "2-188822-B-40" not in result["hard"]  # 52 of 58 runs wrong: below 90%
+    assert 320 * summary["plurality_accuracy"] == pytest.approx(292.5) and summary["plurality_ties"] == 1
+    assert round(320 * summary["oracle_accuracy"]) == 316
+    assert result["hard"] == recorded["hard"]
