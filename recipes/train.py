@@ -473,6 +473,9 @@ def main(argv):
     except (RecipeError, TrainingPlanError, CheckpointMismatchError):
         remove_empty_folders(new_folders)  # the load created <output_folder>/save: no empty folder left
         raise
+    selection = hparams.get("checkpoint_selection", "valid_error")
+    loader_opts = hparams["train_dataloader_opts"]
+    grad_accumulation_factor = run_option("grad_accumulation_factor", run_opts, hparams)
     ddp_init_group(run_opts)
 
     sb.create_experiment_directory(
