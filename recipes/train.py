@@ -404,8 +404,12 @@ def checked_hparams(hparams_file, run_opts, overrides):
 
     Returns
     -------
-    dict
+    hparams : dict
         The loaded hyperparameters, the front end added to the checkpointer's recoverables.
+    selection : str
+        The checkpoint selection, one of ``CHECKPOINT_SELECTIONS``.
+    grad_accumulation_factor : int
+        From the run options or the YAML.
 
     Raises
     ------
@@ -461,7 +465,7 @@ def checked_hparams(hparams_file, run_opts, overrides):
     if imagenet and not os.path.isfile(imagenet) and hparams["checkpointer"].find_checkpoint() is None:
         raise RecipeError(f"pretrained_backbone: pretrained checkpoint not found: {imagenet}")
     check_distributed_launch(hparams, run_opts)
-    return hparams
+    return hparams, selection, grad_accumulation_factor
 
 
 def main(argv):
@@ -469,13 +473,11 @@ def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     new_folders = folders_to_create(hparams_file, overrides)
     try:
-        hparams = checked_hparams(hparams_file, run_opts, overrides)
+        hparams, selection, grad_accumulation_factor = checked_hparams(hparams_file, run_opts, overrides)
     except (RecipeError, TrainingPlanError, CheckpointMismatchError):
         remove_empty_folders(new_folders)  # the load created <output_folder>/save: no empty folder left
         raise
-    selection = hparams.get("checkpoint_selection", "valid_error")
     loader_opts = hparams["train_dataloader_opts"]
-    grad_accumulation_factor = run_option("grad_accumulation_factor", run_opts, hparams)
     ddp_init_group(run_opts)
 
     sb.create_experiment_directory(

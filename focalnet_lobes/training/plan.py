@@ -689,7 +689,7 @@ def folders_to_create(hparams_file, overrides=None, keys=("output_folder", "save
         if not isinstance(folder, str) or not folder:
             continue
         folder = os.path.abspath(folder)
-        while folder and not os.path.exists(folder):
+        while not os.path.exists(folder):
             missing.add(folder)
             parent = os.path.dirname(folder)
             if parent == folder:
