@@ -31,7 +31,6 @@ Authors
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

@@ -53,10 +53,9 @@ from focalnet_lobes.training.plan import (
     check_schedule,
     check_steps,
     check_training_numbers,
-    folders_to_create,
     load_recipe_hparams,
+    no_empty_folders_left_on,
     process_group_closed_at_exit,
-    remove_empty_folders,
     step_schedule,
     world_size,
     wrap_distributed,
@@ -471,12 +470,10 @@ def checked_hparams(hparams_file, run_opts, overrides):
 def main(argv):
     """Check the configuration, prepare data, train, and test the selected checkpoint."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    new_folders = folders_to_create(hparams_file, overrides)
-    try:
+    # the load creates <output_folder>/save: a check that stops the run leaves no empty folder
+    stops = (RecipeError, TrainingPlanError, CheckpointMismatchError)
+    with no_empty_folders_left_on(stops, hparams_file, overrides):
         hparams, selection, grad_accumulation_factor = checked_hparams(hparams_file, run_opts, overrides)
-    except (RecipeError, TrainingPlanError, CheckpointMismatchError):
-        remove_empty_folders(new_folders)  # the load created <output_folder>/save: no empty folder left
-        raise
     loader_opts = hparams["train_dataloader_opts"]
     ddp_init_group(run_opts)
 

@@ -48,6 +48,7 @@ from focalnet_lobes.training.checkpoints import (
 from focalnet_lobes.training.plan import (
     TrainingPlanError,
     load_recipe_hparams,
+    no_empty_folders_left_on,
     process_group_closed_at_exit,
 )
 
@@ -133,9 +134,11 @@ def main(argv):
     overrides = overrides_with_classifier(
         overrides, len(trained.class_names), representation_channels(trained.model)
     )
-    hparams = load_recipe_hparams(hparams_file, overrides)
-    keep_random_state(hparams["checkpointer"])  # a resumed run draws what an uninterrupted one would
-    check_resumable(hparams["checkpointer"])  # other settings in this folder: one line, nothing written
+    # the load creates <output_folder>/save: a check that stops the run leaves no empty folder
+    with no_empty_folders_left_on((TrainingPlanError, CheckpointMismatchError), hparams_file, overrides):
+        hparams = load_recipe_hparams(hparams_file, overrides)
+        keep_random_state(hparams["checkpointer"])  # a resumed run draws what an uninterrupted one would
+        check_resumable(hparams["checkpointer"])  # other settings in this folder: one line, nothing written
 
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],

@@ -411,3 +411,36 @@ def test_cli_lmac_options_are_checked_before_loading(tmp_path, capsys):
     assert "--method lmac needs --lmac_source" in capsys.readouterr().err
     assert main(common + ["--lmac_source", str(tmp_path)]) == 1
     assert "only used with --method lmac" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe, hparams", [
+    ("train_lmac.py", "lmac_focalnet_cpu.yaml"), ("train_piq.py", "piq_focalnet_cpu.yaml"),
+])
+def test_posthoc_recipe_stopped_by_its_yaml_leaves_no_empty_folder(trained_runs, tmp_path, recipe, hparams):
+    """An object built after the YAML's Checkpointer (which creates <output_folder>/save at
+    once) that rejects its value stops the run with one line and removes the folders the load
+    created; a folder that held earlier work is left as it was."""
+    yaml = tmp_path / hparams
+    yaml.write_text((REPO / "hparams" / hparams).read_text() + (
+        "\nlate_blocks: 1\nlate_object: !new:focalnet_lobes.models.stems.ConvStem\n"
+        "    strided_blocks: !ref <late_blocks>\n"
+    ))
+    assert yaml.read_text().index("checkpointer:") < yaml.read_text().index("late_object:")
+    output = tmp_path / "runs" / "posthoc"
+    command = [
+        sys.executable, str(REPO / "recipes" / recipe), str(yaml),
+        "--classifier_folder", str(trained_runs("focalnet_cpu.yaml")),
+        "--output_folder", str(output), "--late_blocks", "5", "--device", "cpu",
+    ]
+    result = run_recipe(command)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {yaml}")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+    output.mkdir(parents=True)
+    (output / "notes.txt").write_text("earlier work")
+    result = run_recipe(command)
+    assert result.returncode == 1
+    assert sorted(p.name for p in output.iterdir()) == ["notes.txt"]  # save/ was new: removed
+    assert (output / "notes.txt").read_text() == "earlier work"

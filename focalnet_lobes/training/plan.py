@@ -722,3 +722,49 @@ def remove_empty_folders(folders):
             os.rmdir(folder)
         except OSError:  # not empty, not there, or not a folder
             pass
+
+
+@contextlib.contextmanager
+def no_empty_folders_left_on(errors, hparams_file, overrides=None):
+    """Run a recipe's configuration steps; on one of ``errors``, remove the empty folders they made.
+
+    Loading a recipe's YAML builds SpeechBrain's ``Checkpointer``, which creates
+    ``<output_folder>/save`` at once; a check after the load that stops the run
+    (an object of the YAML rejecting its value, a resume with other settings) would
+    leave that empty folder behind. The folders are listed before the block runs
+    (:func:`folders_to_create`) and only those that are still empty are removed
+    (:func:`remove_empty_folders`); a folder that existed before is never touched.
+    The error is raised again.
+
+    Arguments
+    ---------
+    errors : type or tuple of type
+        The exceptions that mean "stopped before any work".
+    hparams_file : str or pathlib.Path
+        The recipe's YAML file.
+    overrides : str or dict or None
+        As from ``speechbrain.parse_arguments``.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> path = root / "demo.yaml"
+    >>> _ = path.write_text("output_folder: !ref <root>/run\\nsave_folder: !ref <output_folder>/save\\n"
+    ...                     "root: !PLACEHOLDER\\n")
+    >>> try:
+    ...     with no_empty_folders_left_on(TrainingPlanError, path, {"root": str(root)}):
+    ...         (root / "run" / "save").mkdir(parents=True)
+    ...         raise TrainingPlanError("demo.yaml: a bad value")
+    ... except TrainingPlanError as error:
+    ...     print(error)
+    demo.yaml: a bad value
+    >>> sorted(p.name for p in root.iterdir())
+    ['demo.yaml']
+    """
+    new_folders = folders_to_create(hparams_file, overrides)
+    try:
+        yield
+    except errors:
+        remove_empty_folders(new_folders)
+        raise
