@@ -8,8 +8,10 @@ single step must stop before any work with a one-line message; and a run that
 is continued with more epochs (or another batch size or number of processes)
 must get a schedule for its new length instead of stepping past the old one.
 
-Nothing here touches files; the functions are small and pure so that the recipes
-stay thin and the arithmetic is tested directly.
+The functions are small and, but for the YAML loading and the clean-up of the empty
+folders a stopped run's load created (``folders_to_create``, ``remove_empty_folders``,
+``no_empty_folders_left_on``), pure, so that the recipes stay thin and the arithmetic is
+tested directly.
 """
 
 import contextlib
