@@ -515,3 +515,27 @@ def test_fixed_schedule_refuses_what_needs_a_validation_fold(tmp_path):
     with pytest.raises(CrossValidationError, match="validation must be one of next_fold, none"):
         cross_validate(root, recipes, tmp_path / "cv", ["by_design"], validation="fold_4")
     assert calls(recipes) == []
+
+
+@pytest.mark.parametrize("name", ["s25_fw3_vs_l", "s27_d4_vs_l"])
+def test_recorded_lever_comparisons_are_reproduced_from_their_archives(name):
+    """The two-seed lever tests benchmarks/README.md quotes ("Session 25" FW3: +0.2 [-1.9, +2.3];
+    "Session 27" D4: -1.1 [-3.3, +0.9]) come out of the committed per-clip archives again, to the
+    resample, and the map's differences at q = 0.9 with them."""
+    from focalnet_lobes.training.cross_validation import compare_cross_validations
+
+    recorded = json.loads((REPO / "benchmarks" / "results" / "cv_esc10_dev"
+                           / f"cv_comparison_{name}.json").read_text())
+    bootstrap = recorded["bootstrap"]
+    again = compare_cross_validations(
+        [REPO / path for path in recorded["first"]], [REPO / path for path in recorded["second"]],
+        n_resamples=bootstrap["n_resamples"], seed=bootstrap["seed"],
+    )
+    assert again["accuracy"]["difference"] == recorded["accuracy"]["difference"]
+    map_again, map_recorded = (run["pairs"][0]["quantiles"]["0.9"] for run in (again, recorded))
+    assert sorted(map_again) == sorted(map_recorded)
+    for metric, figures in map_recorded.items():
+        assert map_again[metric] == pytest.approx(figures), metric
+    quoted = {"s25_fw3_vs_l": (0.2, -1.9, 2.3), "s27_d4_vs_l": (-1.1, -3.3, 0.9)}[name]
+    difference = again["accuracy"]["difference"]
+    assert tuple(round(100 * difference[key], 1) for key in ("mean", "low", "high")) == quoted
