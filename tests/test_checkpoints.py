@@ -68,7 +68,7 @@ def test_checkpoint_differences_names_missing_unexpected_shapes_and_fixed_values
         "absent": torch.nn.Linear(1, 1),  # no file in the checkpoint: not compared
     }
     assert checkpoint_differences(checkpoint, other) == [
-        "model: the run has 1.bias, 1.weight, the checkpoint not; shapes differ (checkpoint "
+        "model: only the run has 1.bias, 1.weight; shapes differ (checkpoint "
         "vs run) for 0.bias (2,) vs (3,), 0.weight (2, 4) vs (3, 4)",
         "frontend: fixed values differ for alpha (checkpoint 0.98, run 0.5), ramp",
     ]
@@ -76,7 +76,7 @@ def test_checkpoint_differences_names_missing_unexpected_shapes_and_fixed_values
     assert checkpoint_differences(checkpoint, {"frontend": Frontend(alpha=0.5)}, values=False) == []
     many = {"model": torch.nn.Sequential(*[torch.nn.Linear(4, 2) for _ in range(3)])}
     assert checkpoint_differences(checkpoint, many) == [
-        "model: the run has 1.bias, 1.weight, 2.bias and 1 more, the checkpoint not"
+        "model: only the run has 1.bias, 1.weight, 2.bias and 1 more"
     ]
 
 

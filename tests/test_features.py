@@ -229,8 +229,8 @@ def test_a_run_resumed_with_another_log1p_scale_stops(tmp_path):
 
     assert SpectrogramFrontend(n_mels=8).state_dict() == {}
     for saved_scale, run_scale, message in [
-        (1.0, 1000.0, "the run has log1p_constant, the checkpoint not (YAML: log1p_scale)"),
-        (1000.0, 1.0, "the checkpoint has log1p_constant, the run not (YAML: log1p_scale)"),
+        (1.0, 1000.0, "only the run has log1p_constant (YAML: log1p_scale)"),
+        (1000.0, 1.0, "only the checkpoint has log1p_constant (YAML: log1p_scale)"),
         (1000.0, 10.0,
          "fixed values differ for log1p_constant (checkpoint 1000, run 10) (YAML: log1p_scale)"),
     ]:

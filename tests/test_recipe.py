@@ -125,7 +125,7 @@ def test_resume_with_other_settings_stops_with_one_line_before_writing(fake_esc1
     other_pcen = ("--pcen_options",
                   "{alpha: 0.9, smooth_coef: 0.0286, delta: 2.0, root: 2.0, floor: 1.0e-6}")
     cases = {
-        "the checkpoint has pcen.alpha, pcen.delta, pcen.ema._weights and 1 more, the run not"
+        "only the checkpoint has pcen.alpha, pcen.delta, pcen.ema._weights and 1 more"
         " (YAML: compression, pcen_options)":
             ("--compression", "log1p"),
         "compute_features: fixed values differ for pcen.alpha (checkpoint 0.98, run 0.9)"

@@ -146,9 +146,9 @@ def checkpoint_differences(checkpoint, modules, values=True):
         missing, unexpected, mismatched = state_dict_differences(saved, current)
         found = []
         if missing:
-            found.append(f"the run has {_listed(missing)}, the checkpoint not")
+            found.append(f"only the run has {_listed(missing)}")
         if unexpected:
-            found.append(f"the checkpoint has {_listed(unexpected)}, the run not")
+            found.append(f"only the checkpoint has {_listed(unexpected)}")
         if mismatched:
             found.append(f"shapes differ (checkpoint vs run) for {_listed(mismatched)}")
         fixed = [key for key, p in module.named_parameters() if not p.requires_grad]
