@@ -38,19 +38,13 @@ from focalnet_lobes.interpretation.posthoc import (
     PostHocBrain,
     classifier_datasets,
     classifier_folder_from,
+    load_posthoc_hparams,
     overrides_with_classifier,
     train_posthoc,
 )
 from focalnet_lobes.inference.trained import TrainedClassifierError, load_trained_classifier
-from focalnet_lobes.training.checkpoints import (
-    CheckpointMismatchError, check_resumable, keep_random_state,
-)
-from focalnet_lobes.training.plan import (
-    TrainingPlanError,
-    load_recipe_hparams,
-    no_empty_folders_left_on,
-    process_group_closed_at_exit,
-)
+from focalnet_lobes.training.checkpoints import CheckpointMismatchError
+from focalnet_lobes.training.plan import TrainingPlanError, process_group_closed_at_exit
 
 logger = logging.getLogger(__name__)
 
@@ -137,11 +131,7 @@ def main(argv):
     overrides = overrides_with_classifier(
         overrides, n_classes, representation_channels(trained.model)
     )
-    # the load creates <output_folder>/save: a check that stops the run leaves no empty folder
-    with no_empty_folders_left_on((TrainingPlanError, CheckpointMismatchError), hparams_file, overrides):
-        hparams = load_recipe_hparams(hparams_file, overrides)
-        keep_random_state(hparams["checkpointer"])  # a resumed run draws what an uninterrupted one would
-        check_resumable(hparams["checkpointer"])  # other settings in this folder: one line, nothing written
+    hparams = load_posthoc_hparams(hparams_file, overrides)  # a stop here leaves no empty folder
 
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],

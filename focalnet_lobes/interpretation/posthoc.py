@@ -120,6 +120,71 @@ def overrides_with_classifier(overrides, n_classes, representation_dim):
     return "\n".join(lines)
 
 
+def load_posthoc_hparams(hparams_file, overrides):
+    """Load a post-hoc recipe's YAML, its checkpointer ready to train or resume in its folder.
+
+    The YAML with its overrides (:func:`~focalnet_lobes.training.plan.load_recipe_hparams`),
+    the checkpointer keeping the random state so that a resumed run draws what an
+    uninterrupted one would (:func:`~focalnet_lobes.training.checkpoints.keep_random_state`),
+    and a checkpoint already in the folder checked against this run's settings
+    (:func:`~focalnet_lobes.training.checkpoints.check_resumable`: one line, nothing written).
+    A stop here removes the empty folders the load created (SpeechBrain's ``Checkpointer``
+    makes ``<output_folder>/save`` at once;
+    :func:`~focalnet_lobes.training.plan.no_empty_folders_left_on`).
+
+    Arguments
+    ---------
+    hparams_file : str or pathlib.Path
+        The recipe's YAML (``hparams/lmac_*.yaml``, ``hparams/piq_*.yaml``).
+    overrides : str or dict or None
+        As from :func:`overrides_with_classifier`.
+
+    Returns
+    -------
+    dict
+        The loaded hyperparameters.
+
+    Raises
+    ------
+    TrainingPlanError
+        The file is missing, an override names no key of it, or an object rejects its value.
+    focalnet_lobes.training.checkpoints.CheckpointMismatchError
+        The folder holds a checkpoint written with other settings.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> path = root / "demo.yaml"
+    >>> _ = path.write_text(
+    ...     "output_folder: !PLACEHOLDER\\nsave_folder: !ref <output_folder>/save\\nepochs: 2\\n"
+    ...     "counter: !new:speechbrain.utils.epoch_loop.EpochCounter\\n    limit: !ref <epochs>\\n"
+    ...     "checkpointer: !new:focalnet_lobes.training.checkpoints.AtomicCheckpointer\\n"
+    ...     "    checkpoints_dir: !ref <save_folder>\\n    recoverables:\\n        counter: !ref <counter>\\n"
+    ...     "late: !new:focalnet_lobes.models.stems.ConvStem\\n    strided_blocks: 1\\n")
+    >>> hparams = load_posthoc_hparams(path, {"output_folder": str(root / "run")})
+    >>> (root / "run" / "save").is_dir(), hparams["counter"].limit
+    (True, 2)
+    >>> _ = path.write_text(path.read_text().replace("strided_blocks: 1", "strided_blocks: 5"))
+    >>> load_posthoc_hparams(path, {"output_folder": str(root / "stopped")})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    focalnet_lobes.training.plan.TrainingPlanError: ...demo.yaml: ...
+    >>> (root / "stopped").exists()
+    False
+    """
+    from focalnet_lobes.training.checkpoints import (
+        CheckpointMismatchError, check_resumable, keep_random_state,
+    )
+    from focalnet_lobes.training.plan import load_recipe_hparams, no_empty_folders_left_on
+
+    with no_empty_folders_left_on((TrainingPlanError, CheckpointMismatchError), hparams_file, overrides):
+        hparams = load_recipe_hparams(hparams_file, overrides)
+        keep_random_state(hparams["checkpointer"])
+        check_resumable(hparams["checkpointer"])
+    return hparams
+
+
 def classifier_datasets(save_folder, sample_rate, clip_seconds, audio_cache_size=0):
     """The classifier's train/valid/test datasets, clips as the classifier was trained on.
 
