@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs compared clip by clip on one held-out fold, single runs and cross-validations alike.
+"""Single runs and cross-validations compared clip by clip on the first source's clips (one fold's).
 
 Issue 18 lists "full-size models and the paper's configs when a GPU is lent" among its
 levers. A lent GPU's time fits one training of the paper's FocalNet-B and ViT-B
@@ -15,8 +15,12 @@ such results on the clips they share:
   by commas are the seeds of one recipe), restricted to the clips of the first
   source (one held-out fold when the first source is a run on it).
 
-Each source is named ``NAME=SPEC``. The first source's clips are the clips compared;
-every other source must hold each of them with the same label. For each source the
+Each source is named ``NAME=SPEC``. The first source's clips are the clips compared
+(put the single run first to compare on its fold; a cross-validation first compares
+on all its clips); every other source must hold each of them with the same label. The
+paths of one source are all runs or all cross-validations; of a cross-validation the
+first method is read (its classifier's by-design map, ``focalnet`` or ``vit``: the
+controls share its predictions). For each source the
 table gives its accuracy on those clips (per seed, and the mean of each clip's
 correctness over its seeds, with the 95% bootstrap CI over clips); for each pair of
 sources, the paired accuracy difference in points (per clip: the first source's
@@ -210,8 +214,9 @@ def read_sources(sources):
     Raises
     ------
     ValueError
-        Fewer than two sources, a repeated name, or a source :func:`read_seed` /
-        :func:`restrict` rejects (one line).
+        Fewer than two sources, a repeated name, a source mixing runs and
+        cross-validations, or a source :func:`read_seed` / :func:`restrict` rejects
+        (one line).
     """
     if len(sources) < 2:
         raise ValueError("give at least two sources NAME=PATH to compare")
@@ -228,7 +233,10 @@ def read_sources(sources):
                 ids, labels = list(clips["ids"]), list(clips["labels"])
             kinds.add(kind)
             seeds.append(restrict(clips, ids, labels, f"{name} ({path})"))
-        read.append({"name": name, "kind": "+".join(sorted(kinds)), "paths": list(paths), "seeds": seeds})
+        if len(kinds) > 1:
+            raise ValueError(f"{name}: mixes single runs and cross-validations; a source's seeds "
+                             "must all be one kind")
+        read.append({"name": name, "kind": kinds.pop(), "paths": list(paths), "seeds": seeds})
     return ids, read
 
 
@@ -409,15 +417,23 @@ def main(argv=None):
         Status 2 with one line naming the file and the problem (unreadable sources,
         clips or labels that do not match, bad options, an unwritable ``--out``).
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="A source is a single run (a per_clip.json of recipes/interpret.py, or a folder "
+               "holding one) or a cross-validation (per-clip archives *_cv_results_per_clip.json.gz "
+               "or cross-validation folders; several, comma-separated, are its seeds; its first "
+               "method is read). The first source's clips are compared: put a run on one fold "
+               "first to compare on that fold. Every other source must hold those clips.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("sources", nargs="+", metavar="NAME=PATH[,PATH...]",
                         help="a per_clip.json (or its folder), or per-clip archives / cross-validation "
                              "folders (seeds, comma-separated); the first source's clips are compared")
     parser.add_argument("--quantile", type=float, default=0.9,
                         help="the quantile at which the interpretation metrics are compared")
-    parser.add_argument("--bootstrap_resamples", type=int, default=N_RESAMPLES)
-    parser.add_argument("--bootstrap_seed", type=int, default=SEED)
+    parser.add_argument("--bootstrap_resamples", type=int, default=N_RESAMPLES,
+                        help="bootstrap resamples of every 95%% CI (over clips)")
+    parser.add_argument("--bootstrap_seed", type=int, default=SEED, help="seed of the bootstrap")
     parser.add_argument("--out", default=None, help="JSON report (none written without it)")
     args = parser.parse_args(argv)
     try:

@@ -92,6 +92,18 @@ def test_the_first_source_s_clips_must_be_in_every_other_with_the_same_labels(tm
         fold_comparison.read_sources([("R", [single]), ("S", [relabelled])])
 
 
+def test_a_source_mixing_runs_and_cross_validations_is_refused(tmp_path, capsys):
+    single = run(tmp_path, "single", IDS[3:], [0, 1, 1])
+    seed = archive(tmp_path, "a", [0, 0, 1, 0, 1, 1], ff=[0.1] * 6)
+    assert fold_comparison.main([f"R={single}", f"CV={seed}", "--bootstrap_resamples", "100"])["sources"][1]["kind"] == "cv"
+    with pytest.raises(SystemExit) as stop:
+        fold_comparison.main([f"R={single}", f"CV={seed},{single}"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error == ("fold_comparison.py: error: CV: mixes single runs and cross-validations; "
+                     "a source's seeds must all be one kind")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["R=x"], "give at least two sources"),
     (["R=/nonexistent/a", "S=/nonexistent/b"], "/nonexistent/a: no such file or folder"),
@@ -133,6 +145,7 @@ def test_recorded_paper_config_figures_are_reproduced_from_their_archives():
     result = fold_comparison.analyse(ids, read, 0.9, n_resamples=10000)
     assert [s["accuracy_per_seed"] for s in result["sources"]] == [s["accuracy_per_seed"] for s in recorded["sources"]]
     assert result["pairs"] == recorded["pairs"]
+    assert fold_comparison.tables(result) == recorded["tables"]
     first = result["pairs"][0]
     assert (first["first"], first["second"]) == ("FocalNet-B", "ViT-B")
     assert result["sources"][0]["accuracy"] == 90.0 and result["sources"][1]["accuracy"] == 80.0
