@@ -11,6 +11,7 @@ Authors
 """
 
 import contextlib
+import errno
 import json
 import os
 import platform
@@ -478,6 +479,14 @@ def write_report(report, out, tables):
 
     ``out`` None writes no file (a benchmark on folders given by the user, whose
     default must not replace a recorded result); the report is still returned.
+    Missing folders above ``out`` are created.
+
+    Raises
+    ------
+    OSError
+        ``out`` cannot be written; a file where a folder above ``out`` should be
+        raises :class:`NotADirectoryError` whose ``strerror`` says so (the standard
+        "File exists" would name the wrong problem).
 
     Example
     -------
@@ -495,6 +504,11 @@ def write_report(report, out, tables):
     <BLANKLINE>
     no JSON written (--out FILE writes one)
     1
+    >>> try:
+    ...     write_report({"a": 1}, out / "x.json", {})
+    ... except NotADirectoryError as error:
+    ...     print(error.strerror)
+    a folder above it is a file
     """
     for table in tables.values():
         print()
@@ -504,7 +518,10 @@ def write_report(report, out, tables):
         print("\nno JSON written (--out FILE writes one)")
         return report
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(errno.ENOTDIR, "a folder above it is a file", str(out)) from None
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {out}")
     return report

@@ -434,7 +434,7 @@ def main(argv=None):
     parser.add_argument("--bootstrap_resamples", type=int, default=N_RESAMPLES,
                         help="bootstrap resamples of every 95%% CI (over clips)")
     parser.add_argument("--bootstrap_seed", type=int, default=SEED, help="seed of the bootstrap")
-    parser.add_argument("--out", default=None, help="JSON report (none written without it)")
+    parser.add_argument("--out", default=None, help="JSON report (none written without it; missing folders are created)")
     args = parser.parse_args(argv)
     try:
         if args.bootstrap_resamples < 1:

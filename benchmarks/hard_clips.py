@@ -509,7 +509,7 @@ def main(argv=None):
     parser.add_argument("--threshold", type=float, default=0.9,
                         help="a clip is hard when at least this share of the runs got it wrong")
     parser.add_argument("--goal", type=float, default=0.96, help="accuracy goal (issue 18: 0.96)")
-    parser.add_argument("--out", default=None, help="JSON report (none written without it)")
+    parser.add_argument("--out", default=None, help="JSON report (none written without it; missing folders are created)")
     args = parser.parse_args(argv)
     try:
         runs = read_runs(args.archives, tuple(args.methods))

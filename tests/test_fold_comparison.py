@@ -121,6 +121,20 @@ def test_bad_command_lines_stop_with_one_line(argv, message, capsys, tmp_path):
     assert message in error and len(error.strip().splitlines()) == 1
 
 
+def test_an_out_below_a_file_is_named_in_one_line(tmp_path, capsys):
+    single = run(tmp_path, "single", IDS, [0] * 6)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep")
+    with pytest.raises(SystemExit) as stop:
+        fold_comparison.main([f"R={single}", f"S={single}", "--bootstrap_resamples", "50",
+                              "--out", str(blocker / "report.json")])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (f"fold_comparison.py: error: {blocker / 'report.json'}: cannot write the report "
+                     "(a folder above it is a file)")
+    assert blocker.read_text() == "keep"
+
+
 def test_not_a_per_clip_file_is_named(tmp_path, capsys):
     broken = tmp_path / "broken" / "per_clip.json"
     broken.parent.mkdir()
