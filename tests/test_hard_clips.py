@@ -205,20 +205,26 @@ def test_hard_clips_recorded_figures():
                                     "hard_takes": 6, "share_wrong": pytest.approx(308 / 312)}
 
 
-def test_hard_clips_of_all_archives_recorded_figures():
-    """The figures benchmarks/README.md ("Session 25", FW3) quotes for the 58 runs that
-    benchmarks/results/hard_clips_all.json lists (every archive up to session 26's FW3)."""
+@pytest.mark.parametrize("file, archives, focalnet_runs, hard, helicopter_take_hard, plurality", [
+    ("hard_clips_all.json", 58, 52, 11, False, 292.5),      # "Session 25", FW3: up to session 26's FW3
+    ("hard_clips_all_s28.json", 60, 54, 12, True, 291.5),   # "Session 28": D4's two runs added
+])
+def test_hard_clips_of_all_archives_recorded_figures(file, archives, focalnet_runs, hard, helicopter_take_hard,
+                                                     plurality):
+    """The figures benchmarks/README.md quotes for every archive of its time, from the runs that
+    the recorded JSON lists."""
     results = REPO / "benchmarks" / "results"
-    recorded = json.loads((results / "hard_clips_all.json").read_text())
+    recorded = json.loads((results / file).read_text())
     stems = sorted({run["name"].split(":")[0] for run in recorded["runs"]})
-    archives = [results / "cv_esc10_dev" / f"{stem}_cv_results_per_clip.json.gz" for stem in stems]
-    assert len(archives) == 58
-    runs = hard_clips.read_runs(archives)
+    paths = [results / "cv_esc10_dev" / f"{stem}_cv_results_per_clip.json.gz" for stem in stems]
+    assert len(paths) == archives
+    runs = hard_clips.read_runs(paths)
     result = hard_clips.analyse(runs, hard_clips.class_names(runs), threshold=0.9, goal=0.96)
     summary = result["summary"]
-    assert summary["runs_per_method"] == {"focalnet": 52, "vit": 6}
-    assert (summary["hard_clips"], summary["never_right"], summary["hard_right_most_in_one_run"]) == (11, 4, 2)
-    assert "2-188822-B-40" not in result["hard"]  # 52 of 58 runs wrong: below 90%
-    assert 320 * summary["plurality_accuracy"] == pytest.approx(292.5) and summary["plurality_ties"] == 1
+    assert summary["runs_per_method"] == {"focalnet": focalnet_runs, "vit": 6}
+    assert (summary["hard_clips"], summary["never_right"], summary["hard_right_most_in_one_run"]) == (hard, 4, 2)
+    # the helicopter take 2-188822-B-40: wrong in 52 of 58 runs (under 90%), in 54 of 60 (90%)
+    assert ("2-188822-B-40" in result["hard"]) is helicopter_take_hard
+    assert 320 * summary["plurality_accuracy"] == pytest.approx(plurality) and summary["plurality_ties"] == 1
     assert round(320 * summary["oracle_accuracy"]) == 316
     assert result["hard"] == recorded["hard"]
