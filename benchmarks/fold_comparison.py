@@ -20,7 +20,7 @@ Each source is named ``NAME=SPEC``. The first source's clips are the clips compa
 on all its clips); every other source must hold each of them with the same label. The
 paths of one source are all runs or all cross-validations; of a cross-validation the
 first method is read (its classifier's by-design map, ``focalnet`` or ``vit``: the
-controls share its predictions). For each source the
+controls share its predictions), or the one ``--method NAME=METHOD`` names. For each source the
 table gives its accuracy on those clips (per seed, and the mean of each clip's
 correctness over its seeds, with the 95% bootstrap CI over clips); for each pair of
 sources, the paired accuracy difference in points (per clip: the first source's
@@ -110,21 +110,24 @@ def parse_source(text):
     return name.strip(), parts
 
 
-def read_seed(path):
+def read_seed(path, method=None):
     """One seed's per-clip results: ``(kind, {"ids", "labels", "predicted", "quantiles"})``.
 
     Arguments
     ---------
     path : str or pathlib.Path
         A ``per_clip.json`` (or its interpretation folder): kind ``"run"``; or a
-        per-clip archive / cross-validation folder: kind ``"cv"``, its first method
-        (the classifier's by-design map, ``focalnet`` or ``vit``; the controls share
-        its predictions).
+        per-clip archive / cross-validation folder: kind ``"cv"``.
+    method : str or None
+        The cross-validation's method to read (e.g. ``interpret_energy``'s
+        ``energy``); None: its first (the classifier's by-design map, ``focalnet``
+        or ``vit``; the controls share its predictions).
 
     Raises
     ------
     ValueError
-        Neither kind can be read (one line naming the path and the problem).
+        Neither kind can be read, a ``method`` the cross-validation lacks, or a
+        ``method`` for a single run (one line naming the path and the problem).
 
     Example
     -------
@@ -141,7 +144,11 @@ def read_seed(path):
             pooled, _, methods = load_pooled_per_clip(path)
         except CrossValidationError as error:
             raise ValueError(str(error)) from None
-        return "cv", pooled[methods[0]]
+        if method is not None and method not in methods:
+            raise ValueError(f"{path}: no method {method!r} (it has {', '.join(methods)})")
+        return "cv", pooled[method or methods[0]]
+    if method is not None:
+        raise ValueError(f"{path}: a single run has one method; --method is for cross-validations")
     try:
         return "run", load_per_clip(path)
     except InterpretationError as error:
@@ -203,8 +210,16 @@ def restrict(clips, ids, labels, where):
     return {"correct": correct, "metrics": metrics}
 
 
-def read_sources(sources):
+def read_sources(sources, methods=None):
     """Every ``(name, [path, ...])`` read and restricted to the first source's clips.
+
+    Arguments
+    ---------
+    sources : list of tuple
+        ``(name, [path, ...])`` as :func:`parse_source` returns.
+    methods : dict or None
+        ``{name: method}``: the method read from that cross-validation source
+        (:func:`read_seed`); other sources read their first.
 
     Returns
     -------
@@ -214,21 +229,25 @@ def read_sources(sources):
     Raises
     ------
     ValueError
-        Fewer than two sources, a repeated name, a source mixing runs and
-        cross-validations, or a source :func:`read_seed` / :func:`restrict` rejects
-        (one line).
+        Fewer than two sources, a repeated name, a method for no source, a source
+        mixing runs and cross-validations, or a source :func:`read_seed` /
+        :func:`restrict` rejects (one line).
     """
     if len(sources) < 2:
         raise ValueError("give at least two sources NAME=PATH to compare")
     names = [name for name, _ in sources]
     if len(set(names)) != len(names):
         raise ValueError(f"source names must differ: {names}")
+    methods = dict(methods or {})
+    unknown = sorted(set(methods) - set(names))
+    if unknown:
+        raise ValueError(f"--method names no source: {', '.join(unknown)} (sources: {', '.join(names)})")
     ids = labels = None
     read = []
     for name, paths in sources:
         kinds, seeds = set(), []
         for path in paths:
-            kind, clips = read_seed(path)
+            kind, clips = read_seed(path, methods.get(name))
             if ids is None:
                 ids, labels = list(clips["ids"]), list(clips["labels"])
             kinds.add(kind)
@@ -236,7 +255,8 @@ def read_sources(sources):
         if len(kinds) > 1:
             raise ValueError(f"{name}: mixes single runs and cross-validations; a source's seeds "
                              "must all be one kind")
-        read.append({"name": name, "kind": kinds.pop(), "paths": list(paths), "seeds": seeds})
+        read.append({"name": name, "kind": kinds.pop(), "method": methods.get(name), "paths": list(paths),
+                     "seeds": seeds})
     return ids, read
 
 
@@ -296,7 +316,8 @@ def analyse(ids, sources, quantile, n_resamples=N_RESAMPLES, seed=SEED):
         mean_correct = _mean_over_seeds(source["seeds"], "correct")
         ci = bootstrap_ci(mean_correct, n_resamples=n_resamples, seed=seed)
         summaries.append({
-            "name": source["name"], "kind": source["kind"], "paths": source["paths"],
+            "name": source["name"], "kind": source["kind"], "method": source.get("method"),
+            "paths": source["paths"],
             "seeds": len(source["seeds"]),
             "accuracy_per_seed": [round(100 * float(s["correct"].mean()), 4) for s in source["seeds"]],
             "accuracy": round(100 * float(mean_correct.mean()), 4),
@@ -376,7 +397,8 @@ def tables(result):
     for source in result["sources"]:
         per_seed = ", ".join(f"{a:.1f}" for a in source["accuracy_per_seed"])
         low, high = source["accuracy_ci"]
-        lines.append(f"| {source['name']} | {source['kind']} | {source['seeds']} | {per_seed} | "
+        kind = source["kind"] + (f" ({source['method']})" if source.get("method") else "")
+        lines.append(f"| {source['name']} | {kind} | {source['seeds']} | {per_seed} | "
                      f"{source['accuracy']:.1f}% [{low:.1f}, {high:.1f}] |")
     metric_names = [METRIC_NAMES[m] for m in METRICS]
     pair_lines = [
@@ -422,13 +444,16 @@ def main(argv=None):
         epilog="A source is a single run (a per_clip.json of recipes/interpret.py, or a folder "
                "holding one) or a cross-validation (per-clip archives *_cv_results_per_clip.json.gz "
                "or cross-validation folders; several, comma-separated, are its seeds; its first "
-               "method is read). The first source's clips are compared: put a run on one fold "
+               "method is read, or --method's). The first source's clips are compared: put a run on one fold "
                "first to compare on that fold. Every other source must hold those clips.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("sources", nargs="+", metavar="NAME=PATH[,PATH...]",
                         help="a per_clip.json (or its folder), or per-clip archives / cross-validation "
                              "folders (seeds, comma-separated); the first source's clips are compared")
+    parser.add_argument("--method", action="append", default=[], metavar="NAME=METHOD",
+                        help="read METHOD (e.g. energy) from cross-validation source NAME instead of its "
+                             "first method (its by-design map); repeatable")
     parser.add_argument("--quantile", type=float, default=0.9,
                         help="the quantile at which the interpretation metrics are compared")
     parser.add_argument("--bootstrap_resamples", type=int, default=N_RESAMPLES,
@@ -439,7 +464,13 @@ def main(argv=None):
     try:
         if args.bootstrap_resamples < 1:
             raise ValueError(f"--bootstrap_resamples must be at least 1, got {args.bootstrap_resamples}")
-        ids, sources = read_sources([parse_source(text) for text in args.sources])
+        methods = {}
+        for text in args.method:
+            name, sep, method = text.partition("=")
+            if not sep or not name or not method:
+                raise ValueError(f"--method {text!r}: expected NAME=METHOD")
+            methods[name] = method
+        ids, sources = read_sources([parse_source(text) for text in args.sources], methods)
         result = analyse(ids, sources, args.quantile, args.bootstrap_resamples, args.bootstrap_seed)
     except ValueError as error:
         parser.exit(2, f"fold_comparison.py: error: {error}\n")

@@ -92,6 +92,37 @@ def test_the_first_source_s_clips_must_be_in_every_other_with_the_same_labels(tm
         fold_comparison.read_sources([("R", [single]), ("S", [relabelled])])
 
 
+def test_method_reads_another_method_of_a_cross_validation(tmp_path, capsys):
+    single = run(tmp_path, "single", IDS, [0, 0, 1, 0, 1, 1], ff=[0.5] * 6)
+    records = []
+    for fold in (1, 2):
+        keep = [i for i, clip in enumerate(IDS) if clip.startswith(f"{fold}-")]
+        methods = {}
+        for method, ff in (("focalnet", 0.1), ("energy", 0.4)):
+            payload = per_clip([IDS[i] for i in keep], [LABELS[i] for i in keep], [ff] * len(keep))
+            methods[method] = str(write_per_clip(tmp_path / "cv" / f"fold_{fold}" / method, payload)["json"].parent)
+        records.append({"test_fold": fold, "train_folds": [3 - fold], "methods": methods,
+                        "model_folder": str(tmp_path / "cv" / f"fold_{fold}" / "model")})
+    cv = str(write_per_clip_archive(tmp_path / "cv_cv_results_per_clip.json.gz", records))
+    first = fold_comparison.main([f"R={single}", f"CV={cv}", "--bootstrap_resamples", "50"])
+    energy = fold_comparison.main([f"R={single}", f"CV={cv}", "--method", "CV=energy", "--bootstrap_resamples", "50"])
+    assert first["pairs"][0]["metrics"]["ff"]["mean"] == pytest.approx(0.4)     # 0.5 - focalnet's 0.1
+    assert energy["pairs"][0]["metrics"]["ff"]["mean"] == pytest.approx(0.1)    # 0.5 - energy's 0.4
+    assert (first["sources"][1]["method"], energy["sources"][1]["method"]) == (None, "energy")
+    assert "| CV | cv (energy) | 1 |" in capsys.readouterr().out
+    for argv, message in [
+        (["--method", "CV=saliency"], "no method 'saliency' (it has focalnet, energy)"),
+        (["--method", "R=energy"], "a single run has one method; --method is for cross-validations"),
+        (["--method", "X=energy"], "--method names no source: X (sources: R, CV)"),
+        (["--method", "CV"], "--method 'CV': expected NAME=METHOD"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            fold_comparison.main([f"R={single}", f"CV={cv}", *argv])
+        assert stop.value.code == 2
+        error = capsys.readouterr().err.strip()
+        assert message in error and len(error.splitlines()) == 1, error
+
+
 def test_a_source_mixing_runs_and_cross_validations_is_refused(tmp_path, capsys):
     single = run(tmp_path, "single", IDS[3:], [0, 1, 1])
     seed = archive(tmp_path, "a", [0, 0, 1, 0, 1, 1], ff=[0.1] * 6)
