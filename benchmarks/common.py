@@ -527,6 +527,44 @@ def write_report(report, out, tables):
     return report
 
 
+def write_report_or_exit(parser, script, report, out, tables):
+    """:func:`write_report`, a failure to write ``out`` ending the command with one line.
+
+    Arguments
+    ---------
+    parser : argparse.ArgumentParser
+        The command's parser (its ``exit`` ends the command with status 2).
+    script : str
+        The script's name that starts the message (``"hard_clips.py"``).
+    report, out, tables :
+        As for :func:`write_report`.
+
+    Returns
+    -------
+    dict
+        The report, with ``tables``.
+
+    Raises
+    ------
+    SystemExit
+        Status 2, ``<script>: error: <out>: cannot write the report (<reason>)``.
+
+    Example
+    -------
+    >>> import argparse
+    >>> blocker = Path(tempfile.mkdtemp()) / "file"
+    >>> _ = blocker.write_text("x")
+    >>> write_report_or_exit(argparse.ArgumentParser(), "demo.py", {}, blocker / "r.json", {})
+    Traceback (most recent call last):
+    ...
+    SystemExit: 2
+    """
+    try:
+        return write_report(report, out, tables)
+    except OSError as error:
+        parser.exit(2, f"{script}: error: {out}: cannot write the report ({error.strerror or error})\n")
+
+
 def progress(message):
     """A timestamped progress line on stderr.
 

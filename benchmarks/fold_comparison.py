@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, write_report  # noqa: E402  (benchmarks/common.py; this checkout's library first)
+from common import command_line, write_report_or_exit  # noqa: E402  (benchmarks/common.py; this checkout's library first)
 
 from focalnet_lobes.interpretation.evaluation import InterpretationError, load_per_clip  # noqa: E402
 from focalnet_lobes.interpretation.stats import (  # noqa: E402
@@ -260,18 +260,14 @@ def read_sources(sources, methods=None):
     return ids, read
 
 
-def _mean_over_seeds(seeds, key, q=None, metric=None):
-    """Each clip's value averaged over the seeds (None when a seed lacks it)."""
-    values = []
-    for seed in seeds:
-        if key == "correct":
-            values.append(seed["correct"])
-        else:
-            column = seed["metrics"].get(q, {}).get(metric)
-            if column is None:
-                return None
-            values.append(column)
-    return np.mean(values, axis=0)
+def _mean_over_seeds(columns):
+    """Each clip's value averaged over the seeds' ``columns`` (None when a seed lacks it)."""
+    return None if any(column is None for column in columns) else np.mean(columns, axis=0)
+
+
+def _metric_columns(seeds, q, metric):
+    """Each seed's per-clip values of ``metric`` at quantile ``q`` (None where it has none)."""
+    return [seed["metrics"].get(q, {}).get(metric) for seed in seeds]
 
 
 def _rounded(result, scale=1.0):
@@ -311,24 +307,24 @@ def analyse(ids, sources, quantile, n_resamples=N_RESAMPLES, seed=SEED):
     (2, 0)
     """
     q = str(quantile)
+    mean_correct = {source["name"]: _mean_over_seeds([s["correct"] for s in source["seeds"]])
+                    for source in sources}
     summaries = []
     for source in sources:
-        mean_correct = _mean_over_seeds(source["seeds"], "correct")
-        ci = bootstrap_ci(mean_correct, n_resamples=n_resamples, seed=seed)
+        ci = bootstrap_ci(mean_correct[source["name"]], n_resamples=n_resamples, seed=seed)
         summaries.append({
             "name": source["name"], "kind": source["kind"], "method": source.get("method"),
             "paths": source["paths"],
             "seeds": len(source["seeds"]),
             "accuracy_per_seed": [round(100 * float(s["correct"].mean()), 4) for s in source["seeds"]],
-            "accuracy": round(100 * float(mean_correct.mean()), 4),
+            "accuracy": round(100 * float(mean_correct[source["name"]].mean()), 4),
             "accuracy_ci": [round(100 * ci["low"], 4), round(100 * ci["high"], 4)],
         })
     pairs = []
     for i, first in enumerate(sources):
         for second in sources[i + 1:]:
             difference = paired_difference(
-                _mean_over_seeds(first["seeds"], "correct"), _mean_over_seeds(second["seeds"], "correct"),
-                n_resamples=n_resamples, seed=seed,
+                mean_correct[first["name"]], mean_correct[second["name"]], n_resamples=n_resamples, seed=seed
             )
             mcnemar = [
                 dict(mcnemar_exact(a["correct"] > 0.5, b["correct"] > 0.5), first_seed=j, second_seed=k)
@@ -336,8 +332,8 @@ def analyse(ids, sources, quantile, n_resamples=N_RESAMPLES, seed=SEED):
             ]
             metrics = {}
             for metric in METRICS:
-                a = _mean_over_seeds(first["seeds"], "metric", q, metric)
-                b = _mean_over_seeds(second["seeds"], "metric", q, metric)
+                a = _mean_over_seeds(_metric_columns(first["seeds"], q, metric))
+                b = _mean_over_seeds(_metric_columns(second["seeds"], q, metric))
                 if a is not None and b is not None:
                     metrics[metric] = _rounded(
                         paired_difference(a, b, n_resamples=n_resamples, seed=seed)
@@ -475,11 +471,7 @@ def main(argv=None):
     except ValueError as error:
         parser.exit(2, f"fold_comparison.py: error: {error}\n")
     report = {"benchmark": "fold_comparison", "command": command_line("fold_comparison.py", argv), **result}
-    try:
-        return write_report(report, args.out, tables(result))
-    except OSError as error:
-        parser.exit(2, f"fold_comparison.py: error: {args.out}: cannot write the report "
-                       f"({error.strerror or error})\n")
+    return write_report_or_exit(parser, "fold_comparison.py", report, args.out, tables(result))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, write_report  # noqa: E402  (benchmarks/common.py; this checkout's library first)
+from common import command_line, write_report_or_exit  # noqa: E402  (benchmarks/common.py; this checkout's library first)
 
 from focalnet_lobes.training.cross_validation import (  # noqa: E402
     CrossValidationError,
@@ -517,10 +517,7 @@ def main(argv=None):
     except ValueError as error:
         parser.exit(2, f"hard_clips.py: error: {error}\n")
     report = {"benchmark": "hard_clips", "command": command_line("hard_clips.py", argv), **result}
-    try:
-        return write_report(report, args.out, tables(result))
-    except OSError as error:
-        parser.exit(2, f"hard_clips.py: error: {args.out}: cannot write the report ({error.strerror or error})\n")
+    return write_report_or_exit(parser, "hard_clips.py", report, args.out, tables(result))
 
 
 if __name__ == "__main__":
