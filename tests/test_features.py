@@ -247,6 +247,34 @@ def test_a_run_resumed_with_another_log1p_scale_stops(tmp_path):
         assert check_resumable(same) is None
 
 
+@pytest.mark.parametrize("settings", [{}, {"log1p_scale": 1000.0}, {"compression": "pcen"}])
+def test_checkpointing_the_front_end_is_silent_and_round_trips(tmp_path, caplog, settings):
+    """The default front end's state is empty: SpeechBrain's default saver warned
+    "Saving an empty state_dict" with the module's whole repr at every checkpoint (every
+    epoch of a training log). Its own saver writes the same file without the warning, and
+    its loader reads it back strictly; another front end still cannot load it."""
+    import logging
+
+    from focalnet_lobes.training.checkpoints import AtomicCheckpointer
+
+    frontend = SpectrogramFrontend(n_mels=8, **settings)
+    with caplog.at_level(logging.WARNING):
+        checkpoint = AtomicCheckpointer(
+            tmp_path, recoverables={"compute_features": frontend}
+        ).save_checkpoint(verbosity=logging.DEBUG)
+    assert not [record for record in caplog.records if "empty state_dict" in record.getMessage()]
+    saved = torch.load(checkpoint.paramfiles["compute_features"], weights_only=True)
+    assert sorted(saved) == sorted(frontend.state_dict())
+    resumed = SpectrogramFrontend(n_mels=8, **settings)
+    loading = AtomicCheckpointer(tmp_path, recoverables={"compute_features": resumed})
+    assert loading.recover_if_possible() is not None
+    for name, value in frontend.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value)
+    if settings:  # a default front end cannot take a non-default one's fixed parameters
+        with pytest.raises(RuntimeError, match="Unexpected key"):
+            SpectrogramFrontend(n_mels=8).load(checkpoint.paramfiles["compute_features"])
+
+
 def test_log1p_scale_is_fixed_and_float32_under_float16_autocast():
     """C E of a loud clip passes float16's range (65504): the scaled log1p runs in float32."""
     frontend = SpectrogramFrontend(n_mels=64, log1p_scale=1000.0)

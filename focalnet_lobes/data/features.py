@@ -26,6 +26,7 @@ import torch
 import torchaudio
 from speechbrain.nnet.normalization import PCEN
 from speechbrain.processing.features import ISTFT, STFT
+from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from torch import nn
 
 WINDOWS = {
@@ -43,6 +44,7 @@ PCEN_MASKING_CAVEAT = (
 )
 
 
+@register_checkpoint_hooks
 class SpectrogramFrontend(nn.Module):
     """Log-magnitude STFT (or log-mel) features with an exact way back to audio.
 
@@ -354,6 +356,66 @@ class SpectrogramFrontend(nn.Module):
             )
         masked = spectrum * linear_mask
         return self.istft(torch.view_as_real(masked), sig_length=wavs.shape[-1])
+
+    @mark_as_saver
+    def save(self, path):
+        """Checkpoint saver: ``torch.save(self.state_dict(), path)``, SpeechBrain's default.
+
+        The same file as SpeechBrain's default saver of modules
+        (``speechbrain.utils.checkpoints.torch_save``), without its warning for an
+        empty state dict: the default front end (``log1p``, ``log1p_scale`` 1) holds no
+        tensor, its settings being the YAML's, so the warning (the module's whole
+        repr, every epoch) said nothing. Non-default settings are saved as fixed
+        parameters (``log1p_constant``, ``pcen.*``) and compared when a run resumes
+        (:func:`focalnet_lobes.training.checkpoints.check_resumable`).
+
+        Arguments
+        ---------
+        path : str or pathlib.Path
+            The checkpoint file to write.
+
+        Example
+        -------
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = pathlib.Path(folder) / "compute_features.ckpt"
+        ...     SpectrogramFrontend(log1p_scale=1000.0).save(path)
+        ...     sorted(torch.load(path, weights_only=True))
+        ['log1p_constant']
+        """
+        torch.save(self.state_dict(), path)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=True):
+        """Checkpoint loader: ``load_state_dict`` of the file, strictly, as SpeechBrain's default.
+
+        Arguments
+        ---------
+        path : str or pathlib.Path
+            A file written by :meth:`save` (or SpeechBrain's default saver).
+        end_of_epoch : bool
+            Unused (SpeechBrain's loader signature).
+
+        Raises
+        ------
+        RuntimeError
+            The file's tensors do not fit these settings (``load_state_dict``).
+
+        Example
+        -------
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = pathlib.Path(folder) / "compute_features.ckpt"
+        ...     SpectrogramFrontend(n_mels=64).save(path)
+        ...     SpectrogramFrontend(n_mels=64).load(path)
+        ...     try:
+        ...         SpectrogramFrontend(n_mels=64, log1p_scale=1000.0).load(path)
+        ...     except RuntimeError as error:
+        ...         print("log1p_constant" in str(error))
+        True
+        """
+        del end_of_epoch
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
 
 
 def _finite_number(value):
