@@ -31,6 +31,11 @@ AdamW step; and one evaluation batch (features + forward). Variants:
   average (``weight_average``) is updated after every optimiser step of every epoch:
   an upper bound, the recipe updates it only after its start epoch.
 
+Each step time is the median over ``torch.utils.benchmark``'s blocks, with their
+interquartile range (the spread within this run: another run, or other load on the
+machine, moves the times more, which is why variants are compared within one run, by
+their ratios); epochs and runs are estimated from the medians.
+
 The first three variants compute the same function: the script reports the largest
 logit difference between the layouts (same weights, float32) and between cached and
 directly computed features, and fails if either exceeds its tolerance. Today's model
@@ -123,7 +128,10 @@ def term_epochs(hparams, epochs):
 def time_steps(hparams, model, frontend, cache, wavs, ids, targets, threads, min_run_time,
                term=None):
     """Median seconds of one training step, one evaluation batch and (with ``term``) one
-    training step with the faithfulness terms, each with ``torch.utils.benchmark``.
+    training step with the faithfulness terms, each with ``torch.utils.benchmark``, and
+    their spread: ``<name>_iqr``, the interquartile range in seconds of the per-step
+    times of the timer's blocks (``Measurement.iqr``; 0 with a single block), and
+    ``<name>_blocks``, how many blocks were timed.
 
     A training step includes the update of the recipe's weight average when it has an
     active one (``weight_average``, :class:`~focalnet_lobes.training.averaging.WeightAverage`).
@@ -168,7 +176,10 @@ def time_steps(hparams, model, frontend, cache, wavs, ids, targets, threads, min
         timer = benchmark.Timer(
             stmt="function()", globals={"function": function}, num_threads=threads
         )
-        timings[name] = timer.blocked_autorange(min_run_time=min_run_time).median
+        measurement = timer.blocked_autorange(min_run_time=min_run_time)
+        timings[name] = measurement.median
+        timings[f"{name}_iqr"] = measurement.iqr
+        timings[f"{name}_blocks"] = len(measurement.times)
     return timings
 
 
@@ -265,6 +276,12 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
             "train_step_s": timings["train_step"],
             "term_step_s": timings.get("term_step"),
             "eval_step_s": timings["eval_step"],
+            # the spread of each step time: IQR over the timer's blocks (and their count)
+            "train_step_iqr_s": timings["train_step_iqr"],
+            "term_step_iqr_s": timings.get("term_step_iqr"),
+            "eval_step_iqr_s": timings["eval_step_iqr"],
+            "blocks": {key[:-len("_blocks")]: value for key, value in timings.items()
+                       if key.endswith("_blocks")},
             "epoch_s": epoch,
             "term_epoch_s": term_epoch if terms_epochs else None,
             "epochs": run_epochs,
@@ -280,6 +297,26 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
         row["run_speedup"] = base_run / row["run_s"]
         row["vs_today"] = today_run / row["run_s"]
     return rows
+
+
+def step_cell(median, iqr):
+    """A table cell of a step time: median and interquartile range, in milliseconds.
+
+    Arguments
+    ---------
+    median, iqr : float
+        Seconds (``time_steps``' median and ``_iqr``).
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> step_cell(0.4651, 0.0123)
+    '465 (IQR 12)'
+    """
+    return f"{1000 * median:.0f} (IQR {1000 * iqr:.0f})"
 
 
 def parse_lever(words, parser):
@@ -347,15 +384,19 @@ def main(argv=None):
             config, args.batch_size, args.train_clips, args.valid_clips, args.threads,
             args.min_run_time, args.reference_epochs, args.epochs, args.candidate, levers,
         )
+    print("Step times: median (IQR) in ms over torch.utils.benchmark's blocks; epochs and runs "
+          "are estimated from the medians.")
     print("| config | variant | batch | train step (ms) | with terms (ms) | eval batch (ms) | "
           "epoch (s) | speed-up per epoch | epochs (with terms) | run (min) | run speed-up | "
           "run vs today |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        term_step = "" if row["term_step_s"] is None else f"{1000 * row['term_step_s']:.0f}"
+        term_step = ("" if row["term_step_s"] is None
+                     else step_cell(row["term_step_s"], row["term_step_iqr_s"]))
         print(
             f"| {row['config']} | {row['variant']} | {row['batch_size']} | "
-            f"{1000 * row['train_step_s']:.0f} | {term_step} | {1000 * row['eval_step_s']:.0f} | "
+            f"{step_cell(row['train_step_s'], row['train_step_iqr_s'])} | {term_step} | "
+            f"{step_cell(row['eval_step_s'], row['eval_step_iqr_s'])} | "
             f"{row['epoch_s']:.2f} | {row['speedup']:.2f}x | {row['epochs']} ({row['term_epochs']}) | "
             f"{row['run_s'] / 60:.1f} | {row['run_speedup']:.2f}x | {row['vs_today']:.2f}x |"
         )

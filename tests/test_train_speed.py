@@ -190,7 +190,16 @@ def test_train_speed_benchmark_runs_and_reports_equal_functions(tmp_path, capsys
         14 * candidate["epoch_s"] + 6 * candidate["term_epoch_s"]
     )
     assert rows[0]["max_logit_difference"] < module.LOGIT_TOLERANCE
-    assert "| focalnet_cpu | channels_last+feature_cache |" in capsys.readouterr().out
+    for row in rows:  # each step time has its spread over the timer's blocks
+        timed = ["train_step", "eval_step"] + (["term_step"] if row["term_step_s"] else [])
+        assert sorted(row["blocks"]) == sorted(timed) and min(row["blocks"].values()) >= 1
+        for name in timed:
+            assert 0 <= row[f"{name}_iqr_s"] < 10 * row[f"{name}_s"]
+        if not row["term_step_s"]:
+            assert row["term_step_iqr_s"] is None
+    out = capsys.readouterr().out
+    assert "| focalnet_cpu | channels_last+feature_cache | 2 | " in out
+    assert f"| {1000 * rows[0]['train_step_s']:.0f} (IQR {1000 * rows[0]['train_step_iqr_s']:.0f}) |" in out
 
 
 def test_train_speed_reference_undoes_todays_model_options():
