@@ -299,13 +299,18 @@ def measure(config, batch_size, train_clips, valid_clips, threads, min_run_time,
     return rows
 
 
-def step_cell(median, iqr):
+def step_cell(median, iqr, blocks):
     """A table cell of a step time: median and interquartile range, in milliseconds.
+
+    A step timed in a single block has no spread to show (its IQR is 0 by
+    construction): the cell says so instead of "IQR 0".
 
     Arguments
     ---------
     median, iqr : float
         Seconds (``time_steps``' median and ``_iqr``).
+    blocks : int
+        How many blocks were timed (``_blocks``).
 
     Returns
     -------
@@ -313,10 +318,11 @@ def step_cell(median, iqr):
 
     Example
     -------
-    >>> step_cell(0.4651, 0.0123)
-    '465 (IQR 12)'
+    >>> step_cell(0.4651, 0.0123, 9), step_cell(0.4651, 0.0, 1)
+    ('465 (IQR 12)', '465 (1 block)')
     """
-    return f"{1000 * median:.0f} (IQR {1000 * iqr:.0f})"
+    spread = f"IQR {1000 * iqr:.0f}" if blocks > 1 else "1 block"
+    return f"{1000 * median:.0f} ({spread})"
 
 
 def parse_lever(words, parser):
@@ -384,19 +390,18 @@ def main(argv=None):
             config, args.batch_size, args.train_clips, args.valid_clips, args.threads,
             args.min_run_time, args.reference_epochs, args.epochs, args.candidate, levers,
         )
-    print("Step times: median (IQR) in ms over torch.utils.benchmark's blocks; epochs and runs "
-          "are estimated from the medians.")
+    print("Step times: median (IQR) in ms over torch.utils.benchmark's blocks (a step timed in "
+          "one block has no IQR); epochs and runs are estimated from the medians.")
     print("| config | variant | batch | train step (ms) | with terms (ms) | eval batch (ms) | "
           "epoch (s) | speed-up per epoch | epochs (with terms) | run (min) | run speed-up | "
           "run vs today |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        term_step = ("" if row["term_step_s"] is None
-                     else step_cell(row["term_step_s"], row["term_step_iqr_s"]))
+        cells = {name: step_cell(row[f"{name}_s"], row[f"{name}_iqr_s"], row["blocks"][name])
+                 for name in row["blocks"]}
         print(
             f"| {row['config']} | {row['variant']} | {row['batch_size']} | "
-            f"{step_cell(row['train_step_s'], row['train_step_iqr_s'])} | {term_step} | "
-            f"{step_cell(row['eval_step_s'], row['eval_step_iqr_s'])} | "
+            f"{cells['train_step']} | {cells.get('term_step', '')} | {cells['eval_step']} | "
             f"{row['epoch_s']:.2f} | {row['speedup']:.2f}x | {row['epochs']} ({row['term_epochs']}) | "
             f"{row['run_s'] / 60:.1f} | {row['run_speedup']:.2f}x | {row['vs_today']:.2f}x |"
         )
