@@ -64,8 +64,10 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.utils.benchmark as benchmark
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import time_rounds  # noqa: E402  (benchmarks/common.py)
 
 from focalnet_lobes.data.features import FeatureCache
 from focalnet_lobes.models.stems import ConvStem
@@ -170,16 +172,11 @@ def time_steps(hparams, model, frontend, cache, wavs, ids, targets, threads, min
     steps = {"train_step": train_step, "eval_step": eval_step}
     if term is not None:
         steps["term_step"] = lambda: train_step(with_term=True)
-    timings = {}
-    for name, function in steps.items():
-        function()  # warm-up (oneDNN primitive creation)
-        timer = benchmark.Timer(
-            stmt="function()", globals={"function": function}, num_threads=threads
-        )
-        measurement = timer.blocked_autorange(min_run_time=min_run_time)
-        timings[name] = measurement.median
-        timings[f"{name}_iqr"] = measurement.iqr
-        timings[f"{name}_blocks"] = len(measurement.times)
+    timings = {}  # one round of common.time_rounds: a warm-up call (oneDNN primitives), then the blocks
+    for name, timing in time_rounds(steps, threads, rounds=1, min_run_time=min_run_time).items():
+        timings[name] = timing["median_ms"] / 1000.0
+        timings[f"{name}_iqr"] = timing["iqr_ms"] / 1000.0
+        timings[f"{name}_blocks"] = len(timing["times_ms"])
     return timings
 
 
