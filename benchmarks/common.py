@@ -475,11 +475,13 @@ def command_line(script, argv):
 
 
 def write_report(report, out, tables):
-    """Print the tables, write ``report`` (with ``tables``) as JSON to ``out``.
+    """Write ``report`` (with ``tables``) as JSON to ``out``, then print the tables.
 
     ``out`` None writes no file (a benchmark on folders given by the user, whose
     default must not replace a recorded result); the report is still returned.
-    Missing folders above ``out`` are created.
+    Missing folders above ``out`` are created. The file is written before anything
+    is printed, so a reader that closes standard output early (``| head``) cannot
+    cost the report; the printed order is the tables, then ``wrote <out>``.
 
     Raises
     ------
@@ -510,25 +512,29 @@ def write_report(report, out, tables):
     ...     print(error.strerror)
     a folder above it is a file
     """
+    report = dict(report, tables=tables)
+    if out is not None:
+        out = Path(out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise NotADirectoryError(errno.ENOTDIR, "a folder above it is a file", str(out)) from None
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for table in tables.values():
         print()
         print(table)
-    report = dict(report, tables=tables)
-    if out is None:
-        print("\nno JSON written (--out FILE writes one)")
-        return report
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise NotADirectoryError(errno.ENOTDIR, "a folder above it is a file", str(out)) from None
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {out}")
+    print("\nno JSON written (--out FILE writes one)" if out is None else f"\nwrote {out}")
     return report
 
 
 def write_report_or_exit(parser, script, report, out, tables):
     """:func:`write_report`, a failure to write ``out`` ending the command with one line.
+
+    Only a failure of ``out`` itself is reported as one: a standard output closed
+    by its reader (``| head``, after the file is written) ends the command quietly
+    with status 1, as Python's documentation advises for ``BrokenPipeError``
+    (https://docs.python.org/3/library/signal.html#note-on-sigpipe), instead of a
+    message that blamed ``out`` for it.
 
     Arguments
     ---------
@@ -547,7 +553,8 @@ def write_report_or_exit(parser, script, report, out, tables):
     Raises
     ------
     SystemExit
-        Status 2, ``<script>: error: <out>: cannot write the report (<reason>)``.
+        Status 2, ``<script>: error: <out>: cannot write the report (<reason>)``;
+        status 1, silently, when standard output is closed.
 
     Example
     -------
@@ -560,7 +567,12 @@ def write_report_or_exit(parser, script, report, out, tables):
     SystemExit: 2
     """
     try:
-        return write_report(report, out, tables)
+        report = write_report(report, out, tables)
+        sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's exit
+        return report
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        sys.exit(1)
     except OSError as error:
         parser.exit(2, f"{script}: error: {out}: cannot write the report ({error.strerror or error})\n")
 

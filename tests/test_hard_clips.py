@@ -3,7 +3,10 @@ on small archives, its errors, and the figures benchmarks/README.md records from
 archives of benchmarks/results/cv_esc10_dev."""
 
 import gzip
+import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,6 +161,24 @@ def test_hard_clips_one_line_errors(tmp_path, capsys, case, message):
     assert raised.value.code == 2
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error and error.count("\n") == 1, error
+
+
+@pytest.mark.parametrize("runs", [1, 200])
+def test_a_reader_that_closes_the_output_costs_neither_the_report_nor_a_false_message(tmp_path, runs):
+    # `hard_clips.py ... --out FILE | head`: the JSON is written before the tables are printed, and
+    # the closed pipe ends the command quietly (status 1) instead of "FILE: cannot write the report";
+    # 1 run's tables fit Python's output buffer (the failure comes at the last flush), 200 runs'
+    # do not (it comes while the tables are printed).
+    paths = [archive(tmp_path, f"r{i}", {"focalnet": [i % 2, 0, 1, 0, 1, 1]}) for i in range(runs)]
+    out = tmp_path / "hard.json"
+    child = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "hard_clips.py"), *map(str, paths),
+                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()  # the reader is gone before the child prints anything (it is still importing)
+    error = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 1 and error == ""
+    assert [run["name"] for run in json.loads(out.read_text())["runs"]] == [f"r{i}:focalnet" for i in range(runs)]
+    printed = sum(len(table) for table in json.loads(out.read_text())["tables"].values())
+    assert (printed > io.DEFAULT_BUFFER_SIZE) is (runs == 200), printed
 
 
 def test_a_plurality_tie_counts_one_over_the_tied_labels(tmp_path, capsys):
