@@ -481,14 +481,17 @@ def write_report(report, out, tables):
     default must not replace a recorded result); the report is still returned.
     Missing folders above ``out`` are created. The file is written before anything
     is printed, so a reader that closes standard output early (``| head``) cannot
-    cost the report; the printed order is the tables, then ``wrote <out>``.
+    cost the report; the printed order is the tables, then ``wrote <out>``. The
+    tables are printed even when ``out`` cannot be written, so a long measurement
+    is still seen.
 
     Raises
     ------
     OSError
-        ``out`` cannot be written; a file where a folder above ``out`` should be
-        raises :class:`NotADirectoryError` whose ``strerror`` says so (the standard
-        "File exists" would name the wrong problem).
+        ``out`` cannot be written (after the tables are printed); a file where a
+        folder above ``out`` should be raises :class:`NotADirectoryError` whose
+        ``strerror`` says so (the standard "File exists" would name the wrong
+        problem).
 
     Example
     -------
@@ -507,27 +510,31 @@ def write_report(report, out, tables):
     no JSON written (--out FILE writes one)
     1
     >>> try:
-    ...     write_report({"a": 1}, out / "x.json", {})
+    ...     write_report({"a": 1}, out / "x.json", {"t": "| x |"})
     ... except NotADirectoryError as error:
     ...     print(error.strerror)
+    <BLANKLINE>
+    | x |
     a folder above it is a file
     """
     report = dict(report, tables=tables)
-    if out is not None:
-        out = Path(out)
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise NotADirectoryError(errno.ENOTDIR, "a folder above it is a file", str(out)) from None
-        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    for table in tables.values():
-        print()
-        print(table)
+    try:
+        if out is not None:
+            out = Path(out)
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise NotADirectoryError(errno.ENOTDIR, "a folder above it is a file", str(out)) from None
+            out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    finally:
+        for table in tables.values():
+            print()
+            print(table)
     print("\nno JSON written (--out FILE writes one)" if out is None else f"\nwrote {out}")
     return report
 
 
-def write_report_or_exit(parser, script, report, out, tables):
+def write_report_or_exit(script, report, out, tables):
     """:func:`write_report`, a failure to write ``out`` ending the command with one line.
 
     Only a failure of ``out`` itself is reported as one: a standard output closed
@@ -538,8 +545,6 @@ def write_report_or_exit(parser, script, report, out, tables):
 
     Arguments
     ---------
-    parser : argparse.ArgumentParser
-        The command's parser (its ``exit`` ends the command with status 2).
     script : str
         The script's name that starts the message (``"hard_clips.py"``).
     report, out, tables :
@@ -558,10 +563,9 @@ def write_report_or_exit(parser, script, report, out, tables):
 
     Example
     -------
-    >>> import argparse
     >>> blocker = Path(tempfile.mkdtemp()) / "file"
     >>> _ = blocker.write_text("x")
-    >>> write_report_or_exit(argparse.ArgumentParser(), "demo.py", {}, blocker / "r.json", {})
+    >>> write_report_or_exit("demo.py", {}, blocker / "r.json", {})
     Traceback (most recent call last):
     ...
     SystemExit: 2
@@ -574,7 +578,8 @@ def write_report_or_exit(parser, script, report, out, tables):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         sys.exit(1)
     except OSError as error:
-        parser.exit(2, f"{script}: error: {out}: cannot write the report ({error.strerror or error})\n")
+        print(f"{script}: error: {out}: cannot write the report ({error.strerror or error})", file=sys.stderr)
+        sys.exit(2)
 
 
 def progress(message):

@@ -326,8 +326,8 @@ def main(argv=None):
         "models": [dict(name=b.name, source=b.source, kind=b.kind, parameters=b.parameters(),
                         peak_memory=memory[b.name]) for b in bundles],
     }
-    return common.write_report(report, args.out,
-                               {"peak_memory": table(names, memory, args.batch_size)})
+    return common.write_report_or_exit("cpu_memory.py", report, args.out,
+                                       {"peak_memory": table(names, memory, args.batch_size)})
 
 
 if __name__ == "__main__":

@@ -499,7 +499,7 @@ def main(argv=None):
         "models": entries,
         "piq": piq,
     }
-    return common.write_report(report, args.out, tables(entries, settings))
+    return common.write_report_or_exit("cpu_speed.py", report, args.out, tables(entries, settings))
 
 
 if __name__ == "__main__":

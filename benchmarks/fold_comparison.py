@@ -471,7 +471,7 @@ def main(argv=None):
     except ValueError as error:
         parser.exit(2, f"fold_comparison.py: error: {error}\n")
     report = {"benchmark": "fold_comparison", "command": command_line("fold_comparison.py", argv), **result}
-    return write_report_or_exit(parser, "fold_comparison.py", report, args.out, tables(result))
+    return write_report_or_exit("fold_comparison.py", report, args.out, tables(result))
 
 
 if __name__ == "__main__":

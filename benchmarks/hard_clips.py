@@ -517,7 +517,7 @@ def main(argv=None):
     except ValueError as error:
         parser.exit(2, f"hard_clips.py: error: {error}\n")
     report = {"benchmark": "hard_clips", "command": command_line("hard_clips.py", argv), **result}
-    return write_report_or_exit(parser, "hard_clips.py", report, args.out, tables(result))
+    return write_report_or_exit("hard_clips.py", report, args.out, tables(result))
 
 
 if __name__ == "__main__":

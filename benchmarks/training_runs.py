@@ -205,7 +205,7 @@ def main(argv=None):
         "runs": runs,
         "ratios": ratios,
     }
-    return common.write_report(report, args.out, {"training_runs": table(runs)})
+    return common.write_report_or_exit("training_runs.py", report, args.out, {"training_runs": table(runs)})
 
 
 if __name__ == "__main__":

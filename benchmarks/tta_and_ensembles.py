@@ -44,7 +44,7 @@ from common import (  # noqa: E402  (benchmarks/common.py; puts this checkout's 
     environment,
     format_table,
     precision_context,
-    write_report,
+    write_report_or_exit,
 )
 
 
@@ -285,7 +285,7 @@ def main(argv=None):
             f"{name}: {len(folders)} seed(s), {len(runs[0]['ids'])} clips, TTA over "
             f"{args.shifts} circular shifts; difference to the single model in points, "
             "95% bootstrap CI over clips", list(result), lever_rows(result, args.shifts, len(folders)))
-    write_report(report, args.out, tables)
+    write_report_or_exit("tta_and_ensembles.py", report, args.out, tables)
 
 
 def lever_rows(result, shifts, seeds):

@@ -155,6 +155,22 @@ def test_training_runs_writes_no_file_without_out(tmp_path, monkeypatch, capsys)
     assert report["tables"]["training_runs"] in output and "no JSON written" in output
 
 
+def test_an_unwritable_out_still_shows_the_table_and_ends_with_one_line(tmp_path, capsys):
+    """training_runs.py (as every benchmark that writes through common.write_report_or_exit): the
+    measurement is printed before the one-line error, not lost in a traceback."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.txt").write_text(RESUMED_LOG)
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "runs.json"
+    with pytest.raises(SystemExit) as raised:
+        training_runs.main([str(run), "--out", str(out)])
+    assert raised.value.code == 2
+    printed = capsys.readouterr()
+    assert "| wall time (min) | 33.3 |" in printed.out and "wrote" not in printed.out
+    assert printed.err == f"training_runs.py: error: {out}: cannot write the report (a folder above it is a file)\n"
+
+
 def test_time_rounds_measures_a_known_duration():
     result = common.time_rounds(
         {"sleep": lambda: time.sleep(0.02), "none": lambda: None},
