@@ -537,11 +537,13 @@ def write_report(report, out, tables):
 def write_report_or_exit(script, report, out, tables):
     """:func:`write_report`, a failure to write ``out`` ending the command with one line.
 
-    Only a failure of ``out`` itself is reported as one: a standard output closed
+    Only a failure of ``out`` itself is reported as one. A standard output closed
     by its reader (``| head``, after the file is written) ends the command quietly
-    with status 1, as Python's documentation advises for ``BrokenPipeError``
+    with status 1 when a write finds it closed, as Python's documentation advises
+    for ``BrokenPipeError``
     (https://docs.python.org/3/library/signal.html#note-on-sigpipe), instead of a
-    message that blamed ``out`` for it.
+    message that blamed ``out`` for it; output that reached the pipe before its
+    reader left ends with status 0, as with any command.
 
     Arguments
     ---------
@@ -559,7 +561,7 @@ def write_report_or_exit(script, report, out, tables):
     ------
     SystemExit
         Status 2, ``<script>: error: <out>: cannot write the report (<reason>)``;
-        status 1, silently, when standard output is closed.
+        status 1, silently, when a write finds standard output closed.
 
     Example
     -------
