@@ -517,11 +517,11 @@ def test_fixed_schedule_refuses_what_needs_a_validation_fold(tmp_path):
     assert calls(recipes) == []
 
 
-@pytest.mark.parametrize("name", ["s25_fw3_vs_l", "s27_d4_vs_l", "s29_wd5_vs_l", "s29_e160_vs_l"])
+@pytest.mark.parametrize("name", ["s25_fw3_vs_l", "s27_d4_vs_l", "s29_wd5_vs_l", "s29_e160_vs_l", "s30_ls0_vs_l"])
 def test_recorded_lever_comparisons_are_reproduced_from_their_archives(name):
     """The two-seed lever tests benchmarks/README.md quotes ("Session 25" FW3: +0.2 [-1.9, +2.3];
     "Session 27" D4: -1.1 [-3.3, +0.9]; "Session 29" WD5: -0.8 [-2.7, +1.2]; "Session 30" E160:
-    -1.1 [-3.4, +0.9]) come out of the committed per-clip archives again, to the resample, and the
+    -1.1 [-3.4, +0.9] and LS0: -1.9 [-4.1, +0.2]) come out of the committed per-clip archives again, to the resample, and the
     map's differences at q = 0.9 with them."""
     from focalnet_lobes.training.cross_validation import compare_cross_validations
 
@@ -538,6 +538,6 @@ def test_recorded_lever_comparisons_are_reproduced_from_their_archives(name):
     for metric, figures in map_recorded.items():
         assert map_again[metric] == pytest.approx(figures), metric
     quoted = {"s25_fw3_vs_l": (0.2, -1.9, 2.3), "s27_d4_vs_l": (-1.1, -3.3, 0.9), "s29_wd5_vs_l": (-0.8, -2.7, 1.2),
-              "s29_e160_vs_l": (-1.1, -3.4, 0.9)}[name]
+              "s29_e160_vs_l": (-1.1, -3.4, 0.9), "s30_ls0_vs_l": (-1.9, -4.1, 0.2)}[name]
     difference = again["accuracy"]["difference"]
     assert tuple(round(100 * difference[key], 1) for key in ("mean", "low", "high")) == quoted
