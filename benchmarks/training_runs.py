@@ -109,6 +109,48 @@ def summarize_training_folder(folder):
     )
 
 
+def distinct_names(runs):
+    """Names that tell the runs apart: each run's ``name``, lengthened by parent folders while it is shared.
+
+    ``cross_validate.py`` puts every fold's training in ``fold_<k>/model``: three such folders
+    would all be ``model``, and their ratios (keyed by name) would overwrite each other.
+
+    Arguments
+    ---------
+    runs : list of dict
+        :func:`summarize_training_folder` results (``name`` and ``folder``).
+
+    Returns
+    -------
+    list of str
+        One name per run, in order; the same folder given twice keeps its name with
+        `` (<position>)`` appended (1-based).
+
+    Example
+    -------
+    >>> distinct_names([{"name": "model", "folder": "cv/fold_1/model"},
+    ...                 {"name": "model", "folder": "cv/fold_2/model"},
+    ...                 {"name": "lmac", "folder": "lmac"}])
+    ['fold_1/model', 'fold_2/model', 'lmac']
+    >>> distinct_names([{"name": "a", "folder": "x/a"}, {"name": "a", "folder": "x/a"}])
+    ['a (1)', 'a (2)']
+    """
+    parts = [Path(run["folder"]).parts for run in runs]
+    unique = list(dict.fromkeys(parts))  # a folder given twice is told apart by position below
+    names = {folder: next(run["name"] for run, p in zip(runs, parts) if p == folder) for folder in unique}
+    depth = {folder: len(Path(name).parts) for folder, name in names.items()}
+    while True:
+        values = list(names.values())
+        longer = [f for f in unique if values.count(names[f]) > 1 and depth[f] < len(f)]
+        if not longer:
+            break
+        for folder in longer:
+            depth[folder] += 1
+            names[folder] = str(Path(*folder[-depth[folder]:]))
+    values = [names[folder] for folder in parts]
+    return [f"{name} ({i + 1})" if values.count(name) > 1 else name for i, name in enumerate(values)]
+
+
 def table(runs):
     """The markdown table of the runs (wall time, epochs, post-hoc training cost).
 
@@ -192,6 +234,8 @@ def main(argv=None):
     """
     args = parse_args(argv)
     runs = [summarize_training_folder(folder) for folder in args.training_folder]
+    for run, name in zip(runs, distinct_names(runs)):
+        run["name"] = name
     ratios = {
         f"{run['name']} / {runs[0]['name']}": {
             key: common.ratio(run[key], runs[0][key])

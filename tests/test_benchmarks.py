@@ -155,6 +155,23 @@ def test_training_runs_writes_no_file_without_out(tmp_path, monkeypatch, capsys)
     assert report["tables"]["training_runs"] in output and "no JSON written" in output
 
 
+def test_training_runs_of_a_cross_validation_are_named_by_their_folds(tmp_path):
+    """cross_validate.py's fold_<k>/model folders: every one was named "model", and the ratios,
+    keyed by name, kept only the last fold's."""
+    folders = []
+    for fold in (2, 3, 4):
+        folder = tmp_path / "cv" / f"fold_{fold}" / "model"
+        folder.mkdir(parents=True)
+        (folder / "log.txt").write_text(RESUMED_LOG)
+        folders.append(str(folder))
+    report = training_runs.main([*folders, folders[0]])
+    assert [run["name"] for run in report["runs"]] == ["fold_2/model (1)", "fold_3/model", "fold_4/model",
+                                                       "fold_2/model (4)"]
+    assert list(report["ratios"]) == ["fold_3/model / fold_2/model (1)", "fold_4/model / fold_2/model (1)",
+                                      "fold_2/model (4) / fold_2/model (1)"]
+    assert "| epochs | 3 | 3 | 3 | 3 |" in report["tables"]["training_runs"].replace("| 1.00 ", "")
+
+
 def test_an_unwritable_out_still_shows_the_table_and_ends_with_one_line(tmp_path, capsys):
     """training_runs.py (as every benchmark that writes through common.write_report_or_exit): the
     measurement is printed before the one-line error, not lost in a traceback."""
