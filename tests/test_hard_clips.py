@@ -247,7 +247,7 @@ def test_hard_clips_of_all_archives_recorded_figures(file, archives, focalnet_ru
     assert summary["runs_per_method"] == {"focalnet": focalnet_runs, "vit": 6}
     assert (summary["hard_clips"], summary["never_right"], summary["hard_right_most_in_one_run"]) == (hard, 4, 2)
     # the helicopter take 2-188822-B-40: wrong in 52 of 58 runs (under 90%), in 54 of 60 (90%), 56 of 62,
-    # 58 of 66 (under 90%: E160 seed 1987 got it right)
+    # 58 of 66 (under 90%: E160's and LS0's seed-1987 runs got it right)
     assert ("2-188822-B-40" in result["hard"]) is helicopter_take_hard
     assert 320 * summary["plurality_accuracy"] == pytest.approx(plurality) and summary["plurality_ties"] == ties
     assert round(320 * summary["oracle_accuracy"]) == 316
