@@ -474,6 +474,36 @@ def command_line(script, argv):
     return " ".join(["python", f"benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
 
 
+def write_json(report, out):
+    """Write ``report`` as indented JSON to ``out``, creating the missing folders above it.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    OSError
+        ``out`` cannot be written; a file where a folder above ``out`` should be
+        raises :class:`NotADirectoryError` whose ``strerror`` says so (the standard
+        "File exists" would name the wrong problem).
+
+    Example
+    -------
+    >>> out = write_json({"a": 1}, Path(tempfile.mkdtemp()) / "new" / "r.json")
+    >>> json.loads(out.read_text())
+    {'a': 1}
+    """
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(errno.ENOTDIR, "a folder above it is a file", str(out)) from None
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
 def write_report(report, out, tables):
     """Write ``report`` (with ``tables``) as JSON to ``out``, then print the tables.
 
@@ -520,12 +550,7 @@ def write_report(report, out, tables):
     report = dict(report, tables=tables)
     try:
         if out is not None:
-            out = Path(out)
-            try:
-                out.parent.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):
-                raise NotADirectoryError(errno.ENOTDIR, "a folder above it is a file", str(out)) from None
-            out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            out = write_json(report, out)
     finally:
         for table in tables.values():
             print()

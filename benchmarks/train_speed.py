@@ -56,7 +56,6 @@ Authors
 
 import argparse
 import copy
-import json
 import math
 import platform
 import shlex
@@ -67,7 +66,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import time_rounds  # noqa: E402  (benchmarks/common.py)
+from common import time_rounds, write_json  # noqa: E402  (benchmarks/common.py)
 
 from focalnet_lobes.data.features import FeatureCache
 from focalnet_lobes.models.stems import ConvStem
@@ -420,8 +419,11 @@ def main(argv=None):
             "batch_size": args.batch_size,
             "rows": rows,
         }
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        try:
+            write_json(record, args.output)
+        except OSError as error:  # the table above is printed: one line, not a traceback
+            parser.exit(2, f"train_speed.py: error: {args.output}: cannot write the report "
+                           f"({error.strerror or error})\n")
     return rows
 
 

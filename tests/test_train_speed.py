@@ -154,6 +154,19 @@ def test_recipes_pass_the_stem_option_to_both_models():
             assert len(stems) == 1 and stems[0].strided_blocks == strided
 
 
+def test_an_unwritable_output_ends_with_one_line_after_the_table(tmp_path, capsys):
+    module = load_benchmark("train_speed")
+    (tmp_path / "file").write_text("")
+    output = tmp_path / "file" / "speed.json"
+    with pytest.raises(SystemExit) as raised:
+        module.main(["--configs", "focalnet_cpu", "--threads", "1", "--batch_size", "2", "--train_clips", "4",
+                     "--valid_clips", "2", "--min_run_time", "0.01", "--epochs", "10", "--output", str(output)])
+    assert raised.value.code == 2
+    printed = capsys.readouterr()
+    assert f"| focalnet_cpu | {module.TODAY} |" in printed.out
+    assert printed.err == f"train_speed.py: error: {output}: cannot write the report (a folder above it is a file)\n"
+
+
 def test_train_speed_benchmark_runs_and_reports_equal_functions(tmp_path, capsys):
     module = load_benchmark("train_speed")
     output = tmp_path / "speed.json"
