@@ -136,12 +136,13 @@ def distinct_names(runs):
     ['a (1)', 'a (2)']
     """
     parts = [Path(run["folder"]).parts for run in runs]
-    unique = list(dict.fromkeys(parts))  # a folder given twice is told apart by position below
-    names = {folder: next(run["name"] for run, p in zip(runs, parts) if p == folder) for folder in unique}
+    # one entry per folder (a run's name is a function of its folder); a folder given twice is
+    # told apart by position at the end
+    names = {folder: run["name"] for folder, run in zip(parts, runs)}
     depth = {folder: len(Path(name).parts) for folder, name in names.items()}
     while True:
         values = list(names.values())
-        longer = [f for f in unique if values.count(names[f]) > 1 and depth[f] < len(f)]
+        longer = [folder for folder, name in names.items() if values.count(name) > 1 and depth[folder] < len(folder)]
         if not longer:
             break
         for folder in longer:
@@ -154,6 +155,9 @@ def distinct_names(runs):
 def table(runs):
     """The markdown table of the runs (wall time, epochs, post-hoc training cost).
 
+    The columns are the runs' ``name`` s, which :func:`main` makes distinct
+    (:func:`distinct_names`).
+
     Example
     -------
     >>> runs = [{"name": "a", "epochs": 2, "wall_seconds": 600.0, "training_seconds": 590.0,
@@ -164,8 +168,6 @@ def table(runs):
     | wall time (min) | 10.0 | 5.0 | 0.50 |
     """
     names = [run["name"] for run in runs]
-    if len(set(names)) < len(names):
-        names = [f"{name} ({index + 1})" for index, name in enumerate(names)]
 
     def column(key, scale=None):
         return [None if run.get(key) is None else run[key] * (scale or 1) for run in runs]
