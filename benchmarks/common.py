@@ -605,8 +605,35 @@ def write_report_or_exit(script, report, out, tables):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         sys.exit(1)
     except OSError as error:
-        print(f"{script}: error: {out}: cannot write the report ({error.strerror or error})", file=sys.stderr)
-        sys.exit(2)
+        exit_cannot_write(script, out, error)
+
+
+def exit_cannot_write(script, out, error):
+    """End the command with status 2 and one line on stderr: ``out`` could not be written.
+
+    Arguments
+    ---------
+    script : str
+        The script's name that starts the message (``"train_speed.py"``).
+    out : str or pathlib.Path
+        The report file.
+    error : OSError
+        Why (its ``strerror``, else its text).
+
+    Raises
+    ------
+    SystemExit
+        Status 2, after ``<script>: error: <out>: cannot write the report (<reason>)``.
+
+    Example
+    -------
+    >>> exit_cannot_write("demo.py", "r.json", PermissionError(13, "Permission denied"))
+    Traceback (most recent call last):
+    ...
+    SystemExit: 2
+    """
+    print(f"{script}: error: {out}: cannot write the report ({error.strerror or error})", file=sys.stderr)
+    sys.exit(2)
 
 
 def progress(message):

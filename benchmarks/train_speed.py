@@ -66,7 +66,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import time_rounds, write_json  # noqa: E402  (benchmarks/common.py)
+from common import exit_cannot_write, time_rounds, write_json  # noqa: E402  (benchmarks/common.py)
 
 from focalnet_lobes.data.features import FeatureCache
 from focalnet_lobes.models.stems import ConvStem
@@ -422,8 +422,7 @@ def main(argv=None):
         try:
             write_json(record, args.output)
         except OSError as error:  # the table above is printed: one line, not a traceback
-            parser.exit(2, f"train_speed.py: error: {args.output}: cannot write the report "
-                           f"({error.strerror or error})\n")
+            exit_cannot_write("train_speed.py", args.output, error)
     return rows
 
 
