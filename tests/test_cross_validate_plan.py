@@ -521,8 +521,8 @@ def test_fixed_schedule_refuses_what_needs_a_validation_fold(tmp_path):
 def test_recorded_lever_comparisons_are_reproduced_from_their_archives(name):
     """The two-seed lever tests benchmarks/README.md quotes ("Session 25" FW3: +0.2 [-1.9, +2.3];
     "Session 27" D4: -1.1 [-3.3, +0.9]; "Session 29" WD5: -0.8 [-2.7, +1.2]; "Session 30" E160:
-    -1.1 [-3.4, +0.9] and LS0: -1.9 [-4.1, +0.2]) come out of the committed per-clip archives again, to the resample, and the
-    map's differences at q = 0.9 with them."""
+    -1.1 [-3.4, +0.9] and LS0: -1.9 [-4.1, +0.2]) come out of the committed per-clip archives
+    again, to the resample, and the map's differences at q = 0.9 with them."""
     from focalnet_lobes.training.cross_validation import compare_cross_validations
 
     recorded = json.loads((REPO / "benchmarks" / "results" / "cv_esc10_dev"

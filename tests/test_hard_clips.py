@@ -176,8 +176,9 @@ def test_a_reader_that_closes_the_output_costs_neither_the_report_nor_a_false_me
     child.stdout.close()  # the reader is gone before the child prints anything (it is still importing)
     error = child.stderr.read().decode()
     assert child.wait(timeout=120) == 1 and error == ""
-    assert [run["name"] for run in json.loads(out.read_text())["runs"]] == [f"r{i}:focalnet" for i in range(runs)]
-    printed = sum(len(table) for table in json.loads(out.read_text())["tables"].values())
+    written = json.loads(out.read_text())
+    assert [run["name"] for run in written["runs"]] == [f"r{i}:focalnet" for i in range(runs)]
+    printed = sum(len(table) for table in written["tables"].values())
     assert (printed > io.DEFAULT_BUFFER_SIZE) is (runs == 200), printed
 
 
