@@ -312,6 +312,7 @@ def run_interpretation(hparams_file, overrides=None, device="cpu"):
         "interpreter": type(interpreter).__name__,
         "compression": getattr(frontend, "compression", "log1p"),
         "log1p_scale": getattr(frontend, "log1p_scale", 1.0),
+        "freq_scale": getattr(frontend, "freq_scale", "mel"),
         "backbone": model.kind,
         "classifier_folder": str(classifier_folder),
         "checkpoint": str(trained.checkpoint),

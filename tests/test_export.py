@@ -226,3 +226,38 @@ def test_pcen_run_trains_exports_and_loads_with_pcen(fake_esc10, tmp_path):
         on_log1p = trained.model(torch.log1p(frontend.project(frontend.spectrum(wavs).abs())).unsqueeze(1))
     assert (classifier(wavs) - reference).abs().max() <= 1e-5
     assert (on_log1p - reference).abs().max() > 1e-2  # the model's input was PCEN's, not log1p's
+
+
+def test_linear_freq_scale_run_trains_exports_and_loads_with_its_bands(fake_esc10, tmp_path):
+    """``--freq_scale linear``: the run's checkpoint holds the linear filterbank, the export
+    names it and carries the key, and from_hparams gives the trained logits (a mel front
+    end would not: the model's input bands are the linear ones)."""
+    from conftest import run_recipe, training_command
+
+    from focalnet_lobes.data.features import SpectrogramFrontend
+
+    output = tmp_path / "run"
+    result = run_recipe(training_command("focalnet_cpu.yaml", fake_esc10, output, "--freq_scale", "linear",
+                                         epochs=1))
+    assert result.returncode == 0, result.stderr[-4000:]
+    trained = load_trained_classifier(output)
+    assert trained.frontend.freq_scale == "linear"
+    folder = tmp_path / "hub"
+    summary = export_classifier(output, folder)
+    assert summary["max_logit_difference"] <= 1e-5
+    assert "freq_scale: linear" in (folder / "hyperparams.yaml").read_text()
+    assert "frequency bands are equally spaced in Hz" in (folder / "README.md").read_text()
+    classifier = AudioClassifier.from_hparams(source=str(folder), savedir=str(tmp_path / "sd"))
+    assert classifier.mods.compute_features.freq_scale == "linear"
+    manifest = json.loads(trained.manifest("test").read_text())
+    num_samples = int(trained.hparams["sample_rate"] * trained.hparams["clip_seconds"])
+    wavs = torch.stack([
+        fix_length(load_audio(entry["wav"], trained.hparams["sample_rate"]), num_samples)
+        for entry in list(manifest.values())[:2]
+    ])
+    mel = SpectrogramFrontend(n_mels=64)
+    with torch.no_grad():
+        reference = trained.model(trained.frontend(wavs))
+        on_mel = trained.model(mel(wavs))
+    assert (classifier(wavs) - reference).abs().max() <= 1e-5
+    assert (on_mel - reference).abs().max() > 1e-2

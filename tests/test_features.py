@@ -247,7 +247,8 @@ def test_a_run_resumed_with_another_log1p_scale_stops(tmp_path):
         assert check_resumable(same) is None
 
 
-@pytest.mark.parametrize("settings", [{}, {"log1p_scale": 1000.0}, {"compression": "pcen"}])
+@pytest.mark.parametrize("settings", [{}, {"log1p_scale": 1000.0}, {"compression": "pcen"},
+                                      {"freq_scale": "linear"}])
 def test_checkpointing_the_front_end_is_silent_and_round_trips(tmp_path, caplog, settings):
     """The default front end's state is empty: SpeechBrain's default saver warned
     "Saving an empty state_dict" with the module's whole repr at every checkpoint (every
@@ -301,3 +302,82 @@ def test_interpretation_report_names_a_log1p_scale():
                "quantiles": {"0.9": {"fid_i": 0.5}}, "compression": "log1p"}
     assert "features:" not in markdown_metrics({**metrics, "log1p_scale": 1.0})
     assert "- features: log(1 + C E), C = 1000 (`log1p_scale`)" in markdown_metrics({**metrics, "log1p_scale": 1000.0})
+
+
+def test_linear_freq_scale_pools_the_stft_bins_into_bands_equally_spaced_in_hz():
+    """freq_scale "linear": torchaudio's linear triangular filterbank (centres 8000 / 65 Hz
+    apart at 64 bands on 0-8 kHz), where "mel" spaces them on the HTK mel scale; the same
+    grid, and a band's mask maps back onto the linear bins under that band only."""
+    import torchaudio
+
+    linear, mel = SpectrogramFrontend(n_mels=64, freq_scale="linear"), SpectrogramFrontend(n_mels=64)
+    assert linear.num_bins == mel.num_bins == 64
+    filters = torchaudio.functional.linear_fbanks(513, 0.0, 8000.0, 64, 16000)
+    magnitude = torch.rand(2, 5, 513)
+    assert torch.equal(linear.project(magnitude), magnitude @ filters)
+    hz = torch.linspace(0, 8000, 513)
+    for frontend, low_gap, high_gap in [(linear, 123.1, 123.1), (mel, 27.9, 318.3)]:
+        weights = frontend.project(torch.eye(513).unsqueeze(0))[0]  # (513 bins, 64 bands)
+        centres = (weights * hz[:, None]).sum(0) / weights.sum(0)
+        gaps = centres.diff()
+        assert float(gaps[0]) == pytest.approx(low_gap, abs=1.0)
+        assert float(gaps[-1]) == pytest.approx(high_gap, abs=1.0)
+    band = torch.zeros(1, 1, 3, 64)
+    band[..., 40] = 1.0
+    covered = linear.mask_to_linear(band)[0, 0, 0].nonzero().squeeze(1)
+    low, high = (edge * 8000 / 65 / (8000 / 512) for edge in (40, 42))  # band 40's edges, in bins
+    assert covered.tolist() == list(range(math.ceil(low), math.floor(high) + 1))  # 316-330
+    wav = torch.randn(1, 16000)
+    assert (linear.listenable(wav, torch.ones(1, 1, 87, 64)) - wav).abs().max() < 1e-3
+    assert not torch.allclose(linear(wav), mel(wav))
+
+
+def test_unknown_freq_scale_is_a_one_line_error():
+    with pytest.raises(ValueError, match=r"Unknown freq_scale 'bark': expected one of \['mel', 'linear'\]"):
+        SpectrogramFrontend(n_mels=8, freq_scale="bark")
+
+
+@pytest.mark.parametrize("config", ["focalnet_cpu", "vit_cpu"])
+def test_freq_scale_is_a_yaml_key_of_the_cpu_configs(config):
+    from hyperpyyaml import load_hyperpyyaml
+
+    text = (REPO / "hparams" / f"{config}.yaml").read_text(encoding="utf-8")
+    assert load_hyperpyyaml(text, {"data_folder": "unused"})["compute_features"].freq_scale == "mel"
+    frontend = load_hyperpyyaml(text, {"data_folder": "unused", "freq_scale": "linear"})["compute_features"]
+    assert frontend.freq_scale == "linear" and frontend.mel_filters is None
+    assert frontend.linear_filters.shape == (513, 64) and not frontend.linear_filters.requires_grad
+
+
+def test_a_run_resumed_with_another_freq_scale_stops(tmp_path):
+    """The linear filterbank is a fixed parameter: a mel checkpoint does not resume a
+    linear run (or the reverse), and the message names the YAML keys."""
+    import logging
+
+    from focalnet_lobes.training.checkpoints import (
+        AtomicCheckpointer,
+        CheckpointMismatchError,
+        check_resumable,
+    )
+
+    for saved, run, message in [
+        ("mel", "linear", "only the run has linear_filters (YAML: freq_scale, n_mels)"),
+        ("linear", "mel", "only the checkpoint has linear_filters (YAML: freq_scale, n_mels)"),
+    ]:
+        folder = tmp_path / f"{saved}-{run}"
+        AtomicCheckpointer(folder, recoverables={
+            "compute_features": SpectrogramFrontend(n_mels=8, freq_scale=saved)
+        }).save_checkpoint(verbosity=logging.DEBUG)
+        resumed = AtomicCheckpointer(folder, recoverables={
+            "compute_features": SpectrogramFrontend(n_mels=8, freq_scale=run)})
+        with pytest.raises(CheckpointMismatchError, match=re.escape(message)):
+            check_resumable(resumed)
+
+
+def test_interpretation_report_names_a_linear_freq_scale():
+    from focalnet_lobes.interpretation.evaluation import markdown_metrics
+
+    metrics = {"method": "focalnet", "classifier_folder": "run", "split": "test", "num_clips": 2,
+               "accuracy": 0.5, "soft": False, "interpreter": "InputWeightedInterpreter",
+               "quantiles": {"0.9": {"fid_i": 0.5}}, "compression": "log1p"}
+    assert "bands:" not in markdown_metrics({**metrics, "freq_scale": "mel"})
+    assert "- bands: linear frequency scale (`freq_scale`)" in markdown_metrics({**metrics, "freq_scale": "linear"})

@@ -35,6 +35,8 @@ WINDOWS = {
 }
 #: ``compression`` values of :class:`SpectrogramFrontend`.
 COMPRESSIONS = ("log1p", "pcen")
+#: ``freq_scale`` values of :class:`SpectrogramFrontend` (the spacing of its filterbank's bands).
+FREQ_SCALES = ("mel", "linear")
 #: Keys of ``pcen_options``: the arguments of SpeechBrain's PCEN (fixed, not trained).
 PCEN_OPTIONS = ("alpha", "smooth_coef", "delta", "root", "floor")
 #: What a report says of an interpretation on PCEN features (module docstring, above).
@@ -66,12 +68,21 @@ class SpectrogramFrontend(nn.Module):
         ``"hamming"`` or ``"hann"``.
     n_mels : int or None
         ``None`` for linear-frequency features (F = n_fft // 2 + 1); otherwise the
-        number of mel bands of a triangular (HTK) filterbank applied to the
-        magnitude before ``log1p``.
+        number of bands of a triangular filterbank applied to the magnitude before
+        compression, on the scale ``freq_scale``.
     f_min : float
-        Lowest mel frequency in Hz.
+        Lowest frequency of the filterbank in Hz.
     f_max : float or None
-        Highest mel frequency in Hz (``None``: Nyquist).
+        Highest frequency of the filterbank in Hz (``None``: Nyquist).
+    freq_scale : str
+        Spacing of the filterbank's bands (with ``n_mels`` set; SpeechBrain's
+        ``Filterbank`` names the option the same): ``"mel"`` (the HTK mel scale,
+        :func:`torchaudio.functional.melscale_fbanks`) or ``"linear"`` (equally
+        spaced in Hz, :func:`torchaudio.functional.linear_fbanks`: the STFT bins
+        pooled into ``n_mels`` bands, finer than mel above about 2.4 kHz at 64
+        bands on 0-8 kHz, coarser below). The linear filterbank is a fixed
+        parameter ``linear_filters`` of the module, so a checkpoint records it and
+        a model trained on one scale does not load into a front end of the other.
     compression : str
         How the projected magnitude E (B, T, F) becomes features: ``"log1p"`` (the
         paper's, ``log(1 + E)``) or ``"pcen"``, per-channel energy normalization
@@ -106,7 +117,7 @@ class SpectrogramFrontend(nn.Module):
     Raises
     ------
     ValueError
-        An unknown window or compression; ``pcen_options`` not a mapping, with an
+        An unknown window, compression or ``freq_scale``; ``pcen_options`` not a mapping, with an
         unknown key, or with a value that is not a finite number in its range;
         ``log1p_scale`` not a finite number > 0, or not 1 with ``"pcen"``.
 
@@ -132,11 +143,18 @@ class SpectrogramFrontend(nn.Module):
     0.0
     >>> round(float(SpectrogramFrontend(log1p_scale=1000.0).compress(torch.full((1, 1, 1), 0.01))), 4)
     2.3979
+    >>> linear = SpectrogramFrontend(n_mels=64, freq_scale="linear")
+    >>> linear(wav).shape, bool(linear.mask_to_linear(mask).eq(1).all())
+    (torch.Size([2, 1, 431, 64]), True)
     """
 
     # The YAML keys that set each fixed parameter (by name prefix), named by
     # checkpoints.check_resumable when a resumed run's settings differ from the checkpoint's.
-    parameter_settings = {"log1p_constant": "log1p_scale", "pcen.": "compression, pcen_options"}
+    parameter_settings = {
+        "log1p_constant": "log1p_scale",
+        "pcen.": "compression, pcen_options",
+        "linear_filters": "freq_scale, n_mels",
+    }
 
     def __init__(
         self,
@@ -151,10 +169,14 @@ class SpectrogramFrontend(nn.Module):
         compression="log1p",
         pcen_options=None,
         log1p_scale=1.0,
+        freq_scale="mel",
     ):
         super().__init__()
         if window not in WINDOWS:
             raise ValueError(f"Unknown window '{window}': expected one of {sorted(WINDOWS)}")
+        if freq_scale not in FREQ_SCALES:
+            raise ValueError(f"Unknown freq_scale {freq_scale!r}: expected one of {list(FREQ_SCALES)}")
+        self.freq_scale = freq_scale
         if compression not in COMPRESSIONS:
             raise ValueError(f"Unknown compression '{compression}': expected one of {list(COMPRESSIONS)}")
         self.compression = compression
@@ -186,23 +208,23 @@ class SpectrogramFrontend(nn.Module):
         self.stft = STFT(**framing)
         self.istft = ISTFT(**framing)
         n_freqs = n_fft // 2 + 1
-        if n_mels is None:
-            self.register_buffer("mel_filters", None, persistent=False)
-            self.register_buffer("mel_to_linear", None, persistent=False)
-        else:
-            filters = torchaudio.functional.melscale_fbanks(
-                n_freqs=n_freqs,
-                f_min=f_min,
-                f_max=f_max if f_max is not None else sample_rate / 2,
-                n_mels=n_mels,
-                sample_rate=sample_rate,
-                norm=None,
-                mel_scale="htk",
-            )  # (n_freqs, n_mels)
-            self.register_buffer("mel_filters", filters, persistent=False)
-            self.register_buffer(
-                "mel_to_linear", _mel_to_linear_weights(filters), persistent=False
-            )
+        self.register_buffer("mel_filters", None, persistent=False)
+        self.register_buffer("band_to_linear", None, persistent=False)
+        if n_mels is not None:
+            f_max = f_max if f_max is not None else sample_rate / 2
+            if freq_scale == "mel":
+                filters = torchaudio.functional.melscale_fbanks(
+                    n_freqs=n_freqs, f_min=f_min, f_max=f_max, n_mels=n_mels,
+                    sample_rate=sample_rate, norm=None, mel_scale="htk",
+                )  # (n_freqs, n_mels)
+                self.mel_filters = filters
+            else:
+                filters = torchaudio.functional.linear_fbanks(
+                    n_freqs=n_freqs, f_min=f_min, f_max=f_max, n_filter=n_mels, sample_rate=sample_rate,
+                )  # (n_freqs, n_mels)
+                # Fixed and saved (not a buffer built from the YAML alone), as log1p_constant.
+                self.linear_filters = nn.Parameter(filters, requires_grad=False)
+            self.band_to_linear = _band_to_linear_weights(filters)
 
     @property
     def num_bins(self):
@@ -254,8 +276,8 @@ class SpectrogramFrontend(nn.Module):
     def project(self, magnitude):
         """The magnitude on the feature grid, before compression: (B, T, F_linear) -> (B, T, F).
 
-        The mel projection (or the identity for linear features). Linear in the
-        magnitude, so a gain g on the waveform scales its result by g exactly.
+        The filterbank's projection (or the identity for linear features). Linear in
+        the magnitude, so a gain g on the waveform scales its result by g exactly.
 
         Example
         -------
@@ -264,7 +286,9 @@ class SpectrogramFrontend(nn.Module):
         torch.Size([1, 3, 8])
         """
         if self.mel_filters is not None:
-            magnitude = magnitude @ self.mel_filters
+            return magnitude @ self.mel_filters
+        if self.freq_scale == "linear" and self.n_mels is not None:
+            return magnitude @ self.linear_filters
         return magnitude
 
     def compress(self, projected):
@@ -294,9 +318,9 @@ class SpectrogramFrontend(nn.Module):
     def mask_to_linear(self, mask):
         """Map a mask on the feature grid (B, 1, T, F) to the linear grid (B, 1, T, F_linear).
 
-        For linear features this is the identity. For mel features each linear bin
-        takes the filter-weighted mean of the masks of the mel bands that cover it
-        (bins that no band covers take the nearest band's value).
+        For linear features this is the identity. For filterbank features (mel or
+        linear bands) each linear bin takes the filter-weighted mean of the masks of
+        the bands that cover it (bins that no band covers take the nearest band's value).
 
         Arguments
         ---------
@@ -320,9 +344,9 @@ class SpectrogramFrontend(nn.Module):
             raise ValueError(
                 f"Mask has {mask.shape[-1]} frequency bins, the features have {self.num_bins}"
             )
-        if self.mel_to_linear is None:
+        if self.band_to_linear is None:
             return mask
-        return mask @ self.mel_to_linear.to(mask.dtype)
+        return mask @ self.band_to_linear.to(mask.dtype)
 
     def listenable(self, wavs, mask):
         """Waveforms of the masked spectrum: mask x |X| with the original phase, inverted.
@@ -366,7 +390,7 @@ class SpectrogramFrontend(nn.Module):
         empty state dict: the default front end (``log1p``, ``log1p_scale`` 1) holds no
         tensor, its settings being the YAML's, so the warning (the module's whole
         repr, every epoch) said nothing. Non-default settings are saved as fixed
-        parameters (``log1p_constant``, ``pcen.*``) and compared when a run resumes
+        parameters (``log1p_constant``, ``pcen.*``, ``linear_filters``) and compared when a run resumes
         (:func:`focalnet_lobes.training.checkpoints.check_resumable`).
 
         Arguments
@@ -449,8 +473,8 @@ def _fixed_pcen(compression, options, num_bins):
     return PCEN(num_bins, trainable=False, per_channel_smooth_coef=False, **options)
 
 
-def _mel_to_linear_weights(filters):
-    """(n_mels, n_freqs) weights mapping a mel-band mask to linear bins.
+def _band_to_linear_weights(filters):
+    """(n_bands, n_freqs) weights mapping a filterbank-band mask to linear bins.
 
     Each linear bin averages the masks of the bands covering it, weighted by the
     filter values; uncovered bins copy the nearest covered bin.

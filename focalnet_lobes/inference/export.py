@@ -516,6 +516,12 @@ def model_card(trained, metrics, repo_name, hub_id=None, quantile=0.9):
             else f" Its features are log(1 + C E) of the spectrogram E, C = {trained.frontend.log1p_scale:g}."
             if getattr(trained.frontend, "log1p_scale", 1.0) != 1.0
             else ""
+        )
+        + (
+            f" Its {trained.frontend.num_bins} frequency bands are equally spaced in Hz "
+            "(`freq_scale: linear`), not on the mel scale."
+            if getattr(trained.frontend, "freq_scale", "mel") == "linear" and trained.frontend.n_mels
+            else ""
         ),
         "",
         "The ESC-50 clips (K. J. Piczak, ACM MM 2015; freesound.org) are licensed under "

@@ -1269,6 +1269,8 @@ def markdown_metrics(metrics):
         lines.append(f"- features: {metrics['compression']} ({PCEN_MASKING_CAVEAT})")
     elif metrics.get("log1p_scale", 1.0) != 1.0:
         lines.append(f"- features: log(1 + C E), C = {metrics['log1p_scale']:g} (`log1p_scale`)")
+    if metrics.get("freq_scale", "mel") != "mel":
+        lines.append(f"- bands: {metrics['freq_scale']} frequency scale (`freq_scale`)")
     lines.append("")
     keys = [key for key in TABLE_KEYS if any(key in row for row in metrics["quantiles"].values())]
     lines += markdown_table_header(["q"], keys)
