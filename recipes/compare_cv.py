@@ -5,7 +5,9 @@ Both cross-validations (``recipes/cross_validate.py``) held out every clip of th
 same folds once, so their pooled results pair up clip by clip: accuracy with the
 exact McNemar test and the 95% bootstrap CI of the difference, and the paired
 differences of every interpretation metric for the two by-design maps and for
-each method both ran (:func:`focalnet_lobes.training.cross_validation.compare_cross_validations`).
+each method both ran (:func:`focalnet_lobes.training.cross_validation.compare_cross_validations`),
+with the explained class's mean probabilities that FA, FF, AD and AG are read off (full,
+masked-in and masked-out input: a difference in confidence moves those metrics too).
 Writes ``cv_comparison.{json,md}`` to the output folder and prints the table.
 Either side may be a cross-validation folder or the ``cv_results_per_clip.json.gz``
 archive it wrote (kept in ``benchmarks/results`` after the fold folders are gone), or

@@ -203,6 +203,7 @@ def test_two_cross_validations_compared_clip_by_clip(tmp_path):
     assert labels == ["focalnet − vit", "energy"]
     assert result["pairs"][0]["quantiles"]["0.9"]["fid_i"]["mean"] == pytest.approx(0.2)
     assert result["pairs"][0]["quantiles"]["0.9"]["fid_i"]["significant"]
+    assert result["probabilities"] is None  # the fake interpretations record no p_full / p_in / p_out
 
     out = tmp_path / "cmp"
     command = [sys.executable, str(REPO / "recipes" / "compare_cv.py"), str(tmp_path / "a"),
@@ -212,6 +213,7 @@ def test_two_cross_validations_compared_clip_by_clip(tmp_path):
     assert "| focalnet − vit | **+0.200" in finished.stdout
     assert json.loads((out / "cv_comparison.json").read_text())["clips"] == 16
     assert "- bootstrap: 99 resamples of the clips, seed 0\n" in (out / "cv_comparison.md").read_text()
+    assert "confidence" not in (out / "cv_comparison.md").read_text()
     broken = run_recipe(command[:2] + [str(tmp_path / "a"), str(tmp_path / "nothing"),
                                        "--output_folder", str(out)])
     assert broken.returncode != 0 and "nothing: no such folder or file" in broken.stderr
@@ -296,6 +298,30 @@ def test_seeds_of_each_recipe_averaged_clip_by_clip(tmp_path):
     broken = run_recipe(command[:2] + [f"{a},{b}", str(b), "--output_folder", str(out)])
     assert broken.returncode != 0 and "Traceback" not in broken.stderr
     assert "first methods differ (focalnet, vit)" in broken.stderr.strip().splitlines()[-1]
+
+
+def test_comparison_reports_the_explained_class_probabilities(tmp_path):
+    """compare_cv.py reports what FA, FF, AD and AG are read off: the explained class's mean
+    p_c(X) of each side with the paired CI, and p_in / p_out at each quantile. On LS0 against
+    L (committed archives, "Session 30") the unsmoothed model is more confident, +0.072."""
+    archives = REPO / "benchmarks" / "results" / "cv_esc10_dev"
+    lever, default = ([str(archives / f"focalnet_cpu_{run}_seed{seed}_cv_results_per_clip.json.gz")
+                       for seed in (1987, 1990)] for run in ("ls0", "epochs52"))
+    out = tmp_path / "cmp"
+    finished = run_recipe([sys.executable, str(REPO / "recipes" / "compare_cv.py"), ",".join(lever),
+                           ",".join(default), "--output_folder", str(out), "--bootstrap_resamples", "999"])
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    report = (out / "cv_comparison.md").read_text()
+    assert ("- confidence (focalnet): the explained class's mean probability on the full input "
+            "p_c(X) 0.774 vs 0.702, difference **+0.072 [") in report
+    assert "so they differ with the confidence as well as with the map" in report
+    assert report.count("focalnet: the explained class's mean probability masked-in p_c(M * X) ") == 6
+    at_q = report.split("## q = 0.9:")[1].split("## q = 0.95:")[0]
+    assert "masked-in p_c(M * X) 0.684 vs 0.635 (**+0.049 [" in at_q
+    assert "masked-out p_c((1 - M) * X) 0.271 vs 0.242 (**+0.029 [" in at_q
+    saved = json.loads((out / "cv_comparison.json").read_text())["probabilities"]
+    assert sorted(saved["quantiles"]) == ["0.5", "0.6", "0.7", "0.8", "0.9", "0.95"]
+    assert saved["p_full"]["first"] == pytest.approx(0.774, abs=5e-4)
 
 
 def assert_close_nested(actual, expected, rel=1e-5):
@@ -541,3 +567,13 @@ def test_recorded_lever_comparisons_are_reproduced_from_their_archives(name):
               "s29_e160_vs_l": (-1.1, -3.4, 0.9), "s30_ls0_vs_l": (-1.9, -4.1, 0.2)}[name]
     difference = again["accuracy"]["difference"]
     assert tuple(round(100 * difference[key], 1) for key in ("mean", "low", "high")) == quoted
+    # The explained class's mean p_c(X) (lever, L) and whether the paired CI excludes 0: LS0's
+    # confidence, +0.072, is what moved its FF and FA ("Session 30"); E160's is a tie.
+    confidence = {"s25_fw3_vs_l": (0.719, 0.702, True), "s27_d4_vs_l": (0.715, 0.702, True),
+                  "s29_wd5_vs_l": (0.696, 0.702, False), "s29_e160_vs_l": (0.711, 0.702, False),
+                  "s30_ls0_vs_l": (0.774, 0.702, True)}[name]
+    full = again["probabilities"]["p_full"]
+    assert (round(full["first"], 3), round(full["second"], 3), full["significant"]) == confidence
+    at_q = again["probabilities"]["quantiles"]["0.9"]  # FF = p_full - p_out, FA = p_full - p_in (archives: 6 digits)
+    assert at_q["p_out"]["mean"] == pytest.approx(full["mean"] - map_again["ff"]["mean"], abs=1e-6)
+    assert at_q["p_in"]["mean"] == pytest.approx(full["mean"] - map_again["fa"]["mean"], abs=1e-6)

@@ -1039,7 +1039,9 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
         ``{"first", "second", "clips", "seeds": [first, second], "accuracy":
         {"first", "second", "difference" (CI dict), "mcnemar" (None with several
         seeds), "per_seed": [{"first", "second", "difference", "mcnemar"}]},
-        "pairs": [{"label", "quantiles"}]}``.
+        "pairs": [{"label", "quantiles"}], "probabilities"}``; ``probabilities`` is the
+        first pair's :func:`explained_class_probabilities` (None for archives without
+        the per-clip probabilities).
 
     Raises
     ------
@@ -1112,13 +1114,13 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
     pairs = [tuple(lead)]
     pairs += [(m, m) for m in methods[0] if m in methods[1] and m not in lead]
     several = any(len(side) > 1 for side in sides)
-    compared = []
+    compared, probabilities = [], None
     for left, right in pairs:
-        difference = paired_comparison(
-            _seed_average([run[0][left] for run in loaded[0]], reference_ids),
-            _seed_average([run[0][right] for run in loaded[1]], reference_ids),
-            n_resamples=n_resamples, seed=seed,
-        )
+        averaged = (_seed_average([run[0][left] for run in loaded[0]], reference_ids),
+                    _seed_average([run[0][right] for run in loaded[1]], reference_ids))
+        difference = paired_comparison(*averaged, n_resamples=n_resamples, seed=seed)
+        if probabilities is None:  # the lead pair: the by-design maps (or the methods named)
+            probabilities = explained_class_probabilities(*averaged, n_resamples=n_resamples, seed=seed)
         if several:  # a McNemar test of the first seeds only would read as the whole
             difference.pop("accuracy", None)
         # "focalnet − vit" across two kinds of model; one name when both CVs have it
@@ -1150,8 +1152,78 @@ def compare_cross_validations(first, second, n_resamples=N_RESAMPLES, seed=SEED,
             "per_seed": per_seed,
         },
         "pairs": compared,
+        "probabilities": probabilities,
         "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": 0.95},
     }
+
+
+#: The per-clip probabilities of the explained class (:func:`focalnet_lobes.interpretation.metrics.interpretation_metrics`).
+PROBABILITY_FIELDS = ("p_full", "p_in", "p_out")
+
+
+def explained_class_probabilities(first, second, n_resamples=N_RESAMPLES, seed=SEED):
+    """The explained class's mean probabilities of two per-clip results, and their paired differences.
+
+    FA = p_full - p_in, FF = p_full - p_out, AD and AG are read off the probability
+    p_c of the class c predicted on the full input X, so two models that differ in
+    confidence (calibration: label smoothing, temperature) differ in them even with
+    equally faithful maps. This gives what those metrics are made of: p_full =
+    p_c(X) (the same at every quantile), and at each quantile p_in = p_c(M * X) and
+    p_out = p_c((1 - M) * X), each side's mean over the clips and the paired
+    difference ``first - second`` with its bootstrap CI
+    (:func:`focalnet_lobes.interpretation.stats.paired_difference`). A lever whose FF
+    and FA rise together with p_full has sharpened the probabilities, not the map
+    (benchmarks/README.md, "Session 30", LS0).
+
+    Arguments
+    ---------
+    first, second : dict
+        Per-clip results on the same clips in the same order (``ids``; a side's
+        seeds averaged clip by clip), with ``p_full``, ``p_in`` and ``p_out`` among
+        their per-quantile columns (archives written since the probabilities were
+        recorded).
+    n_resamples, seed :
+        Of the bootstrap.
+
+    Returns
+    -------
+    dict or None
+        ``{"p_full": row, "quantiles": {q: {"p_in": row, "p_out": row}}}``, each row
+        the paired difference's ``mean``, ``low``, ``high``, ``significant`` plus
+        ``first`` and ``second`` (each side's mean); None when either result has
+        no probabilities.
+
+    Example
+    -------
+    >>> a = {"ids": ["x", "y"], "quantiles": {"0.9": {"p_full": [0.9, 0.7], "p_in": [0.8, 0.6],
+    ...                                                 "p_out": [0.3, 0.2]}}}
+    >>> b = {"ids": ["x", "y"], "quantiles": {"0.9": {"p_full": [0.6, 0.6], "p_in": [0.5, 0.5],
+    ...                                                 "p_out": [0.1, 0.2]}}}
+    >>> result = explained_class_probabilities(a, b, n_resamples=99)
+    >>> [round(result["p_full"][k], 3) for k in ("first", "second", "mean")]
+    [0.8, 0.6, 0.2]
+    >>> round(result["quantiles"]["0.9"]["p_out"]["mean"], 3)
+    0.1
+    >>> explained_class_probabilities(a, {"ids": ["x", "y"], "quantiles": {"0.9": {}}}) is None
+    True
+    """
+    if first["ids"] != second["ids"]:
+        raise ValueError("the two per-clip results must hold the same clips in the same order")
+
+    def row(name, q):
+        one, two = first["quantiles"][q][name], second["quantiles"][q][name]
+        return {"first": statistics.fmean(one), "second": statistics.fmean(two),
+                **paired_difference(one, two, n_resamples=n_resamples, seed=seed)}
+
+    quantiles = sorted(
+        (q for q in first["quantiles"] if q in second["quantiles"]
+         and all(n in first["quantiles"][q] and n in second["quantiles"][q] for n in PROBABILITY_FIELDS)),
+        key=float,
+    )
+    if not quantiles:
+        return None
+    return {"p_full": row("p_full", quantiles[0]),
+            "quantiles": {q: {n: row(n, q) for n in ("p_in", "p_out")} for q in quantiles}}
 
 
 def _seed_sources(value):
@@ -1281,6 +1353,16 @@ def markdown_comparison(result):
     if boot:
         lines.append(f"- bootstrap: {boot.get('n_resamples', '?')} resamples of the clips, "
                      f"seed {boot.get('seed', '?')}")
+    probabilities = result.get("probabilities")
+    if probabilities:
+        full = probabilities["p_full"]
+        lines.append(
+            f"- confidence ({result['pairs'][0]['label']}): the explained class's mean probability "
+            f"on the full input p_c(X) {full['first']:.3f} vs {full['second']:.3f}, difference "
+            f"{difference_cell(full)}"
+            + ("; FA, FF, AD and AG are read off these probabilities, so they differ with the "
+               "confidence as well as with the map (p_in and p_out below)" if full["significant"] else "")
+        )
     quantiles = sorted({q for pair in result["pairs"] for q in pair["quantiles"]}, key=float)
     for q in quantiles:
         names = [n for n in TABLE_KEYS if any(n in p["quantiles"].get(q, {}) for p in result["pairs"])]
@@ -1294,6 +1376,13 @@ def markdown_comparison(result):
         for pair in result["pairs"]:
             cells = _difference_cells(pair["quantiles"].get(q, {}), names)
             lines.append(f"| {pair['label']} | " + " | ".join(cells) + " |")
+        at_q = (probabilities or {}).get("quantiles", {}).get(q)
+        if at_q:
+            lines += ["", f"{result['pairs'][0]['label']}: the explained class's mean probability "
+                      + "; ".join(f"{title} {at_q[n]['first']:.3f} vs {at_q[n]['second']:.3f} "
+                                  f"({difference_cell(at_q[n])})"
+                                  for n, title in (("p_in", "masked-in p_c(M * X)"),
+                                                   ("p_out", "masked-out p_c((1 - M) * X)")))]
     return "\n".join(lines) + "\n"
 
 
