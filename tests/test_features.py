@@ -337,6 +337,20 @@ def test_unknown_freq_scale_is_a_one_line_error():
         SpectrogramFrontend(n_mels=8, freq_scale="bark")
 
 
+@pytest.mark.parametrize("n_mels", [0, -3, 8.0, True, "64"])
+def test_bad_n_mels_is_a_one_line_error(n_mels):
+    """n_mels 0 failed deep in the mask mapping (argmin of an empty tensor), -3 in torchaudio."""
+    with pytest.raises(ValueError, match=r"n_mels must be an integer >= 1 \(or null: the STFT bins\), got ") as error:
+        SpectrogramFrontend(n_mels=n_mels)
+    assert "\n" not in str(error.value)
+
+
+def test_linear_freq_scale_needs_bands():
+    with pytest.raises(ValueError, match="freq_scale 'linear' spaces the n_mels bands of a filterbank; with n_mels null"):
+        SpectrogramFrontend(n_mels=None, freq_scale="linear")
+    assert SpectrogramFrontend(n_mels=None).num_bins == 513
+
+
 @pytest.mark.parametrize("config", ["focalnet_cpu", "vit_cpu"])
 def test_freq_scale_is_a_yaml_key_of_the_cpu_configs(config):
     from hyperpyyaml import load_hyperpyyaml
@@ -346,6 +360,7 @@ def test_freq_scale_is_a_yaml_key_of_the_cpu_configs(config):
     frontend = load_hyperpyyaml(text, {"data_folder": "unused", "freq_scale": "linear"})["compute_features"]
     assert frontend.freq_scale == "linear" and frontend.mel_filters is None
     assert frontend.linear_filters.shape == (513, 64) and not frontend.linear_filters.requires_grad
+    assert list(frontend.parameters()) == []  # a saved setting: not trained, not counted
 
 
 def test_a_run_resumed_with_another_freq_scale_stops(tmp_path):

@@ -1,8 +1,8 @@
 """The spectrogram front end: waveform -> STFT -> compressed-magnitude features, and back.
 
 :class:`SpectrogramFrontend` computes the classifier's input (``log1p`` of the STFT
-magnitude, as the paper, or of a mel projection of it; or their per-channel energy
-normalization, PCEN) and, for interpretation,
+magnitude, as the paper, or of its projection on a filterbank of mel or linearly
+spaced bands; or their per-channel energy normalization, PCEN) and, for interpretation,
 turns a mask on that feature grid back into a mask on the linear STFT grid and
 into a listenable waveform (masked magnitude with the original phase, inverted by
 the ISTFT to the input's length).
@@ -48,7 +48,7 @@ PCEN_MASKING_CAVEAT = (
 
 @register_checkpoint_hooks
 class SpectrogramFrontend(nn.Module):
-    """Log-magnitude STFT (or log-mel) features with an exact way back to audio.
+    """Log-magnitude STFT (or filterbank: log-mel, linear bands) features with an exact way back to audio.
 
     Defaults are the paper's: 16 kHz, n_fft 1024, 23.2199 ms Hamming window,
     11.6099 ms hop (372 / 186 samples), so a 5 s clip gives T=431 frames and
@@ -79,10 +79,12 @@ class SpectrogramFrontend(nn.Module):
         ``Filterbank`` names the option the same): ``"mel"`` (the HTK mel scale,
         :func:`torchaudio.functional.melscale_fbanks`) or ``"linear"`` (equally
         spaced in Hz, :func:`torchaudio.functional.linear_fbanks`: the STFT bins
-        pooled into ``n_mels`` bands, finer than mel above about 2.4 kHz at 64
-        bands on 0-8 kHz, coarser below). The linear filterbank is a fixed
-        parameter ``linear_filters`` of the module, so a checkpoint records it and
-        a model trained on one scale does not load into a front end of the other.
+        pooled into ``n_mels`` bands, finer than mel above about 2.5 kHz at 64
+        bands on 0-8 kHz, coarser below); it needs ``n_mels`` (the features of
+        ``n_mels=None`` are the STFT's linear bins already). The linear filterbank
+        is a saved buffer ``linear_filters`` of the module (a fixed setting, not a
+        parameter: not trained, not counted), so a checkpoint records it and a
+        model trained on one scale does not load into a front end of the other.
     compression : str
         How the projected magnitude E (B, T, F) becomes features: ``"log1p"`` (the
         paper's, ``log(1 + E)``) or ``"pcen"``, per-channel energy normalization
@@ -117,7 +119,8 @@ class SpectrogramFrontend(nn.Module):
     Raises
     ------
     ValueError
-        An unknown window, compression or ``freq_scale``; ``pcen_options`` not a mapping, with an
+        An unknown window, compression or ``freq_scale``; ``n_mels`` neither None
+        nor an integer >= 1; ``freq_scale="linear"`` without ``n_mels``; ``pcen_options`` not a mapping, with an
         unknown key, or with a value that is not a finite number in its range;
         ``log1p_scale`` not a finite number > 0, or not 1 with ``"pcen"``.
 
@@ -176,6 +179,13 @@ class SpectrogramFrontend(nn.Module):
             raise ValueError(f"Unknown window '{window}': expected one of {sorted(WINDOWS)}")
         if freq_scale not in FREQ_SCALES:
             raise ValueError(f"Unknown freq_scale {freq_scale!r}: expected one of {list(FREQ_SCALES)}")
+        if n_mels is not None and (isinstance(n_mels, bool) or not isinstance(n_mels, int) or n_mels < 1):
+            raise ValueError(f"n_mels must be an integer >= 1 (or null: the STFT bins), got {n_mels!r}")
+        if freq_scale != "mel" and n_mels is None:
+            raise ValueError(
+                f"freq_scale {freq_scale!r} spaces the n_mels bands of a filterbank; with n_mels null "
+                "the features are the STFT's linear bins already (set n_mels, or freq_scale: mel)"
+            )
         self.freq_scale = freq_scale
         if compression not in COMPRESSIONS:
             raise ValueError(f"Unknown compression '{compression}': expected one of {list(COMPRESSIONS)}")
@@ -222,8 +232,8 @@ class SpectrogramFrontend(nn.Module):
                 filters = torchaudio.functional.linear_fbanks(
                     n_freqs=n_freqs, f_min=f_min, f_max=f_max, n_filter=n_mels, sample_rate=sample_rate,
                 )  # (n_freqs, n_mels)
-                # Fixed and saved (not a buffer built from the YAML alone), as log1p_constant.
-                self.linear_filters = nn.Parameter(filters, requires_grad=False)
+                # Saved with the module (unlike mel_filters), so a checkpoint records the scale.
+                self.register_buffer("linear_filters", filters)
             self.band_to_linear = _band_to_linear_weights(filters)
 
     @property
@@ -287,7 +297,7 @@ class SpectrogramFrontend(nn.Module):
         """
         if self.mel_filters is not None:
             return magnitude @ self.mel_filters
-        if self.freq_scale == "linear" and self.n_mels is not None:
+        if self.freq_scale == "linear":
             return magnitude @ self.linear_filters
         return magnitude
 
@@ -390,7 +400,7 @@ class SpectrogramFrontend(nn.Module):
         empty state dict: the default front end (``log1p``, ``log1p_scale`` 1) holds no
         tensor, its settings being the YAML's, so the warning (the module's whole
         repr, every epoch) said nothing. Non-default settings are saved as fixed
-        parameters (``log1p_constant``, ``pcen.*``, ``linear_filters``) and compared when a run resumes
+        parameters (``log1p_constant``, ``pcen.*``) or buffers (``linear_filters``) and compared when a run resumes
         (:func:`focalnet_lobes.training.checkpoints.check_resumable`).
 
         Arguments

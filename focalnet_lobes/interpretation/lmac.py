@@ -18,12 +18,12 @@ optional guidance ("finetuning") term with the cross-correlation gate is not
 implemented; its total-variation weight is 0 in the published configuration.
 
 Where the mask lives. L-MAC masks the linear STFT magnitude and the classifier
-sees its log-compressed (mel) features, so the masked-in spectrogram is exactly
+sees its log-compressed (filterbank) features, so the masked-in spectrogram is exactly
 what is listened to. Our front end (:mod:`focalnet_lobes.data.features`) computes
-features ``log1p(|X| W)`` (W the mel filterbank, or the identity for STFT
-features) and makes every method's mask M on the feature grid (T, F) listenable
+features ``log1p(|X| W)`` (W the filterbank of mel or linear bands, or the
+identity for STFT features) and makes every method's mask M on the feature grid (T, F) listenable
 as ``M_lin |X|`` with the original phase, ``M_lin = mask_to_linear(M)`` (each
-linear bin takes the filter-weighted mean of the mel bands covering it, so
+linear bin takes the filter-weighted mean of the bands covering it, so
 ``mask_to_linear(1 - M) = 1 - M_lin``). The L-MAC decoder therefore outputs M on
 the feature grid (so the common evaluator of ``recipes/interpret.py`` uses it like
 every other map) and trains it through that same linear-domain mask:
