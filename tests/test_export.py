@@ -194,6 +194,24 @@ def test_export_command_reports_errors(tmp_path, capsys):
     assert error.count("\n") == 1 and "hyperparams.yaml is missing" in error
 
 
+def export_and_load(output, tmp_path):
+    """Export the run in ``output`` to ``tmp_path/hub`` (its logits checked) and load it with
+    ``from_hparams``: ``(folder, classifier)``."""
+    folder = tmp_path / "hub"
+    assert export_classifier(output, folder)["max_logit_difference"] <= 1e-5
+    return folder, AudioClassifier.from_hparams(source=str(folder), savedir=str(tmp_path / "sd"))
+
+
+def read_test_clips(trained, count):
+    """The first ``count`` test clips of a trained run, read as the recipe reads them (B, samples)."""
+    manifest = json.loads(trained.manifest("test").read_text())
+    num_samples = int(trained.hparams["sample_rate"] * trained.hparams["clip_seconds"])
+    return torch.stack([
+        fix_length(load_audio(entry["wav"], trained.hparams["sample_rate"]), num_samples)
+        for entry in list(manifest.values())[:count]
+    ])
+
+
 def test_pcen_run_trains_exports_and_loads_with_pcen(fake_esc10, tmp_path):
     """``--compression pcen``: the run trains on PCEN features, and the exported folder
     carries the compression and its options, so from_hparams gives the trained logits."""
@@ -206,20 +224,12 @@ def test_pcen_run_trains_exports_and_loads_with_pcen(fake_esc10, tmp_path):
     trained = load_trained_classifier(output)
     assert trained.frontend.compression == "pcen"
     assert torch.allclose(dict(trained.frontend.named_parameters())["pcen.alpha"], torch.tensor(0.9))
-    folder = tmp_path / "hub"
-    summary = export_classifier(output, folder)
-    assert summary["max_logit_difference"] <= 1e-5
+    folder, classifier = export_and_load(output, tmp_path)
     text = (folder / "hyperparams.yaml").read_text()
     assert "compression: pcen" in text and "smooth_coef: 0.05" in text
     assert "Its features are PCEN" in (folder / "README.md").read_text()
-    classifier = AudioClassifier.from_hparams(source=str(folder), savedir=str(tmp_path / "sd"))
     assert classifier.mods.compute_features.compression == "pcen"
-    manifest = json.loads(trained.manifest("test").read_text())
-    num_samples = int(trained.hparams["sample_rate"] * trained.hparams["clip_seconds"])
-    wavs = torch.stack([
-        fix_length(load_audio(entry["wav"], trained.hparams["sample_rate"]), num_samples)
-        for entry in list(manifest.values())[:4]
-    ])
+    wavs = read_test_clips(trained, 4)
     frontend = trained.frontend
     with torch.no_grad():
         reference = trained.model(frontend(wavs))
@@ -242,19 +252,11 @@ def test_linear_freq_scale_run_trains_exports_and_loads_with_its_bands(fake_esc1
     assert result.returncode == 0, result.stderr[-4000:]
     trained = load_trained_classifier(output)
     assert trained.frontend.freq_scale == "linear"
-    folder = tmp_path / "hub"
-    summary = export_classifier(output, folder)
-    assert summary["max_logit_difference"] <= 1e-5
+    folder, classifier = export_and_load(output, tmp_path)
     assert "freq_scale: linear" in (folder / "hyperparams.yaml").read_text()
     assert "frequency bands are equally spaced in Hz" in (folder / "README.md").read_text()
-    classifier = AudioClassifier.from_hparams(source=str(folder), savedir=str(tmp_path / "sd"))
     assert classifier.mods.compute_features.freq_scale == "linear"
-    manifest = json.loads(trained.manifest("test").read_text())
-    num_samples = int(trained.hparams["sample_rate"] * trained.hparams["clip_seconds"])
-    wavs = torch.stack([
-        fix_length(load_audio(entry["wav"], trained.hparams["sample_rate"]), num_samples)
-        for entry in list(manifest.values())[:2]
-    ])
+    wavs = read_test_clips(trained, 2)
     mel = SpectrogramFrontend(n_mels=64)
     with torch.no_grad():
         reference = trained.model(trained.frontend(wavs))
