@@ -545,13 +545,13 @@ def test_fixed_schedule_refuses_what_needs_a_validation_fold(tmp_path):
 
 @pytest.mark.parametrize("name", ["s20_b8_vs_l2", "s20_l60_vs_l2", "s20_lr2_vs_l2", "s23_f128_vs_l5",
                                   "s24_c1000_vs_l", "s25_fl3_vs_l", "s25_fw3_vs_l", "s27_d4_vs_l",
-                                  "s29_wd5_vs_l", "s29_e160_vs_l", "s30_ls0_vs_l"])
+                                  "s29_wd5_vs_l", "s29_e160_vs_l", "s30_ls0_vs_l", "s31_lin_vs_l"])
 def test_recorded_lever_comparisons_are_reproduced_from_their_archives(name):
-    """The lever tests on the default L that benchmarks/README.md quotes (sessions 20-30: B8,
-    L60, LR2, F128 on five seeds, C1000, FL3, FW3, D4, WD5, E160, LS0; e.g. "Session 30" LS0:
-    -1.9 [-4.1, +0.2]) come out of the committed per-clip archives again, to the resample, and
-    the map's differences at q = 0.9 and the explained class's probabilities ("Session 31")
-    with them."""
+    """The lever tests on the default L that benchmarks/README.md quotes (sessions 20-31: B8,
+    L60, LR2, F128 on five seeds, C1000, FL3, FW3, D4, WD5, E160, LS0 and LIN; e.g. "Session
+    30" LS0: -1.9 [-4.1, +0.2]) come out of the committed per-clip archives again, to the
+    resample, and the map's differences at q = 0.9 and the explained class's probabilities
+    ("Session 31") with them."""
     from focalnet_lobes.training.cross_validation import compare_cross_validations
 
     recorded = json.loads((REPO / "benchmarks" / "results" / "cv_esc10_dev"
@@ -570,7 +570,8 @@ def test_recorded_lever_comparisons_are_reproduced_from_their_archives(name):
               "s20_lr2_vs_l2": (-0.8, -2.7, 0.9), "s23_f128_vs_l5": (1.7, -0.6, 4.2),
               "s24_c1000_vs_l": (-1.4, -4.1, 1.1), "s25_fl3_vs_l": (-0.2, -2.3, 2.0),
               "s25_fw3_vs_l": (0.2, -1.9, 2.3), "s27_d4_vs_l": (-1.1, -3.3, 0.9), "s29_wd5_vs_l": (-0.8, -2.7, 1.2),
-              "s29_e160_vs_l": (-1.1, -3.4, 0.9), "s30_ls0_vs_l": (-1.9, -4.1, 0.2)}[name]
+              "s29_e160_vs_l": (-1.1, -3.4, 0.9), "s30_ls0_vs_l": (-1.9, -4.1, 0.2),
+              "s31_lin_vs_l": (-3.0, -5.9, 0.0)}[name]
     difference = again["accuracy"]["difference"]
     assert tuple(round(100 * difference[key], 1) for key in ("mean", "low", "high")) == quoted
     # The explained class's mean p_c(X) (lever, L) and whether the paired CI excludes 0: LS0's
@@ -580,7 +581,7 @@ def test_recorded_lever_comparisons_are_reproduced_from_their_archives(name):
                   "s24_c1000_vs_l": (0.657, 0.702, True), "s25_fl3_vs_l": (0.707, 0.702, False),
                   "s25_fw3_vs_l": (0.719, 0.702, True), "s27_d4_vs_l": (0.715, 0.702, True),
                   "s29_wd5_vs_l": (0.696, 0.702, False), "s29_e160_vs_l": (0.711, 0.702, False),
-                  "s30_ls0_vs_l": (0.774, 0.702, True)}[name]
+                  "s30_ls0_vs_l": (0.774, 0.702, True), "s31_lin_vs_l": (0.714, 0.702, False)}[name]
     assert_close_nested(again["probabilities"], recorded["probabilities"])
     full = again["probabilities"]["p_full"]
     assert (round(full["first"], 3), round(full["second"], 3), full["significant"]) == confidence

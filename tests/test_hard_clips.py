@@ -232,6 +232,7 @@ def test_hard_clips_recorded_figures():
     ("hard_clips_all_s28.json", 60, 54, 12, True, 291.5, 1),   # "Session 28": D4's two runs added
     ("hard_clips_all_s29.json", 62, 56, 12, True, 291.5, 1),   # "Session 29": WD5's two runs added
     ("hard_clips_all_s30.json", 66, 60, 11, False, 289.5, 1),  # "Session 30": E160's and LS0's four runs added
+    ("hard_clips_all_s31.json", 68, 62, 11, False, 291.0, 2),  # "Session 31": LIN's two runs added
 ])
 def test_hard_clips_of_all_archives_recorded_figures(file, archives, focalnet_runs, hard, helicopter_take_hard,
                                                      plurality, ties):
@@ -248,7 +249,7 @@ def test_hard_clips_of_all_archives_recorded_figures(file, archives, focalnet_ru
     assert summary["runs_per_method"] == {"focalnet": focalnet_runs, "vit": 6}
     assert (summary["hard_clips"], summary["never_right"], summary["hard_right_most_in_one_run"]) == (hard, 4, 2)
     # the helicopter take 2-188822-B-40: wrong in 52 of 58 runs (under 90%), in 54 of 60 (90%), 56 of 62,
-    # 58 of 66 (under 90%: E160's and LS0's seed-1987 runs got it right)
+    # 58 of 66 (under 90%: E160's and LS0's seed-1987 runs got it right), 59 of 68
     assert ("2-188822-B-40" in result["hard"]) is helicopter_take_hard
     assert 320 * summary["plurality_accuracy"] == pytest.approx(plurality) and summary["plurality_ties"] == ties
     assert round(320 * summary["oracle_accuracy"]) == 316
