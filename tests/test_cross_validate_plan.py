@@ -545,23 +545,27 @@ def test_fixed_schedule_refuses_what_needs_a_validation_fold(tmp_path):
 
 @pytest.mark.parametrize("name", ["s20_b8_vs_l2", "s20_l60_vs_l2", "s20_lr2_vs_l2", "s23_f128_vs_l5",
                                   "s24_c1000_vs_l", "s25_fl3_vs_l", "s25_fw3_vs_l", "s27_d4_vs_l",
-                                  "s29_wd5_vs_l", "s29_e160_vs_l", "s30_ls0_vs_l", "s31_lin_vs_l"])
+                                  "s29_wd5_vs_l", "s29_e160_vs_l", "s30_ls0_vs_l", "s31_lin_vs_l",
+                                  "s31_lin_vs_l_seed1987", "s31_lin_vs_l_seed1990"])
 def test_recorded_lever_comparisons_are_reproduced_from_their_archives(name):
     """The lever tests on the default L that benchmarks/README.md quotes (sessions 20-31: B8,
-    L60, LR2, F128 on five seeds, C1000, FL3, FW3, D4, WD5, E160, LS0 and LIN; e.g. "Session
-    30" LS0: -1.9 [-4.1, +0.2]) come out of the committed per-clip archives again, to the
-    resample, and the map's differences at q = 0.9 and the explained class's probabilities
-    ("Session 31") with them."""
+    L60, LR2, F128 on five seeds, C1000, FL3, FW3, D4, WD5, E160, LS0 and LIN, and LIN's per
+    seed; e.g. "Session 30" LS0: -1.9 [-4.1, +0.2]) come out of the committed per-clip archives
+    again, to the resample, and the map's differences at q = 0.9 and the explained class's
+    probabilities ("Session 31") with them."""
     from focalnet_lobes.training.cross_validation import compare_cross_validations
 
     recorded = json.loads((REPO / "benchmarks" / "results" / "cv_esc10_dev"
                            / f"cv_comparison_{name}.json").read_text())
     bootstrap = recorded["bootstrap"]
-    again = compare_cross_validations(
-        [REPO / path for path in recorded["first"]], [REPO / path for path in recorded["second"]],
-        n_resamples=bootstrap["n_resamples"], seed=bootstrap["seed"],
-    )
+    def sources(side):  # a list of seeds, or one seed's archive
+        return [REPO / path for path in side] if isinstance(side, list) else REPO / side
+
+    again = compare_cross_validations(sources(recorded["first"]), sources(recorded["second"]),
+                                      n_resamples=bootstrap["n_resamples"], seed=bootstrap["seed"])
     assert again["accuracy"]["difference"] == recorded["accuracy"]["difference"]
+    if "_seed" in name:  # one seed a side: its McNemar test too
+        assert again["accuracy"]["mcnemar"] == recorded["accuracy"]["mcnemar"]
     map_again, map_recorded = (run["pairs"][0]["quantiles"]["0.9"] for run in (again, recorded))
     assert sorted(map_again) == sorted(map_recorded)
     for metric, figures in map_recorded.items():
@@ -571,7 +575,8 @@ def test_recorded_lever_comparisons_are_reproduced_from_their_archives(name):
               "s24_c1000_vs_l": (-1.4, -4.1, 1.1), "s25_fl3_vs_l": (-0.2, -2.3, 2.0),
               "s25_fw3_vs_l": (0.2, -1.9, 2.3), "s27_d4_vs_l": (-1.1, -3.3, 0.9), "s29_wd5_vs_l": (-0.8, -2.7, 1.2),
               "s29_e160_vs_l": (-1.1, -3.4, 0.9), "s30_ls0_vs_l": (-1.9, -4.1, 0.2),
-              "s31_lin_vs_l": (-3.0, -5.9, 0.0)}[name]
+              "s31_lin_vs_l": (-3.0, -5.9, 0.0), "s31_lin_vs_l_seed1987": (-3.4, -7.5, 0.3),
+              "s31_lin_vs_l_seed1990": (-2.5, -6.6, 1.2)}[name]
     difference = again["accuracy"]["difference"]
     assert tuple(round(100 * difference[key], 1) for key in ("mean", "low", "high")) == quoted
     # The explained class's mean p_c(X) (lever, L) and whether the paired CI excludes 0: LS0's
@@ -581,7 +586,8 @@ def test_recorded_lever_comparisons_are_reproduced_from_their_archives(name):
                   "s24_c1000_vs_l": (0.657, 0.702, True), "s25_fl3_vs_l": (0.707, 0.702, False),
                   "s25_fw3_vs_l": (0.719, 0.702, True), "s27_d4_vs_l": (0.715, 0.702, True),
                   "s29_wd5_vs_l": (0.696, 0.702, False), "s29_e160_vs_l": (0.711, 0.702, False),
-                  "s30_ls0_vs_l": (0.774, 0.702, True), "s31_lin_vs_l": (0.714, 0.702, False)}[name]
+                  "s30_ls0_vs_l": (0.774, 0.702, True), "s31_lin_vs_l": (0.714, 0.702, False),
+                  "s31_lin_vs_l_seed1987": (0.713, 0.704, False), "s31_lin_vs_l_seed1990": (0.716, 0.700, False)}[name]
     assert_close_nested(again["probabilities"], recorded["probabilities"])
     full = again["probabilities"]["p_full"]
     assert (round(full["first"], 3), round(full["second"], 3), full["significant"]) == confidence
