@@ -120,8 +120,9 @@ class SpectrogramFrontend(nn.Module):
     ------
     ValueError
         An unknown window, compression or ``freq_scale``; ``n_mels`` neither None
-        nor an integer >= 1; ``freq_scale="linear"`` without ``n_mels``; ``pcen_options`` not a mapping, with an
-        unknown key, or with a value that is not a finite number in its range;
+        nor an integer >= 1; ``freq_scale="linear"`` without ``n_mels``;
+        ``pcen_options`` not a mapping, with an unknown key, or with a value that
+        is not a finite number in its range;
         ``log1p_scale`` not a finite number > 0, or not 1 with ``"pcen"``.
 
     Example
@@ -151,7 +152,7 @@ class SpectrogramFrontend(nn.Module):
     (torch.Size([2, 1, 431, 64]), True)
     """
 
-    # The YAML keys that set each fixed parameter (by name prefix), named by
+    # The YAML keys that set each fixed parameter or saved buffer (by name prefix), named by
     # checkpoints.check_resumable when a resumed run's settings differ from the checkpoint's.
     parameter_settings = {
         "log1p_constant": "log1p_scale",
