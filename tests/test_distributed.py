@@ -85,6 +85,8 @@ def one_cycle(optimizer):
     )
 
 
+# The reference schedule below is stepped without its optimizer (only its lr curve is read).
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`:UserWarning")
 def test_schedule_ends_at_its_end_value_and_extends():
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([parameter], lr=LR)
