@@ -520,7 +520,7 @@ def model_card(trained, metrics, repo_name, hub_id=None, quantile=0.9):
         + (
             f" Its {trained.frontend.num_bins} frequency bands are equally spaced in Hz "
             "(`freq_scale: linear`), not on the mel scale."
-            if getattr(trained.frontend, "freq_scale", "mel") == "linear" and trained.frontend.n_mels
+            if getattr(trained.frontend, "freq_scale", "mel") == "linear"
             else ""
         ),
         "",
